@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Select, select
+
+from app.activities.models import Activity
+from app.reps.models import Rep
+
+
+def query(
+    *,
+    rep_id: int | None = None,
+    team_id: int | None = None,
+    source_id: int | None = None,
+    type: str | None = None,
+    occurred_from: datetime | None = None,
+    occurred_before: datetime | None = None,
+    include_deleted: bool = False,
+    visible_rep_ids: frozenset[int] | None = None,
+) -> Select[tuple[Activity]]:
+    stmt = select(Activity)
+    if rep_id is not None:
+        stmt = stmt.where(Activity.rep_id == rep_id)
+    if team_id is not None:
+        stmt = stmt.where(Activity.rep_id.in_(select(Rep.id).where(Rep.team_id == team_id)))
+    if source_id is not None:
+        stmt = stmt.where(Activity.source_id == source_id)
+    if type is not None:
+        stmt = stmt.where(Activity.type == type)
+    if occurred_from is not None:
+        stmt = stmt.where(Activity.occurred_at >= occurred_from)
+    if occurred_before is not None:
+        stmt = stmt.where(Activity.occurred_at < occurred_before)
+    if not include_deleted:
+        stmt = stmt.where(Activity.is_deleted.is_(False))
+    if visible_rep_ids is not None:
+        stmt = stmt.where(Activity.rep_id.in_(visible_rep_ids))
+    return stmt

@@ -1,0 +1,20 @@
+"""Mounts every domain router under /api/v1."""
+
+from fastapi import APIRouter
+
+from app.activities.router import router as activities_router
+from app.auth.router import router as auth_router
+from app.deals.router import router as deals_router
+from app.imports.router import router as imports_router
+from app.reps.router import router as reps_router
+from app.targets.router import router as targets_router
+from app.teams.router import router as teams_router
+
+api_router = APIRouter(prefix="/api/v1")
+api_router.include_router(reps_router, prefix="/reps", tags=["reps"])
+api_router.include_router(teams_router, prefix="/teams", tags=["teams"])
+api_router.include_router(targets_router, prefix="/targets", tags=["targets"])
+api_router.include_router(deals_router, prefix="/deals", tags=["records"])
+api_router.include_router(activities_router, prefix="/activities", tags=["records"])
+api_router.include_router(imports_router, prefix="/imports", tags=["imports"])
+api_router.include_router(auth_router, prefix="/api-keys", tags=["api keys"])

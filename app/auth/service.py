@@ -1,0 +1,107 @@
+"""API keys: creation, lookup, revocation, and what each role may see."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.auth.models import ROLES, ApiKey
+from app.db import utcnow
+from app.exceptions import AuthenticationError, InvalidInputError, NotFoundError
+from app.reps import service as reps_service
+
+KEY_PREFIX = "qg_"
+
+
+def hash_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create(
+    *,
+    session: Session,
+    role: str,
+    name: str = "",
+    rep_id: int | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key; the plain token is returned once and never stored."""
+    if role not in ROLES:
+        raise InvalidInputError(
+            f"unknown role {role!r}",
+            details=[{"field": "role", "message": f"one of {', '.join(ROLES)}"}],
+        )
+    if role == "manager":
+        if rep_id is None:
+            raise InvalidInputError(
+                "a manager key belongs to the manager's rep record",
+                details=[{"field": "rep_id", "message": "required for role manager"}],
+            )
+        reps_service.get(session=session, rep_id=rep_id)
+    token = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        name=name or f"{role} key",
+        prefix=token[:10],
+        key_hash=hash_key(token),
+        role=role,
+        rep_id=rep_id,
+        expires_at=expires_at,
+    )
+    session.add(key)
+    session.flush()
+    return key, token
+
+
+def authenticate(*, session: Session, token: str) -> ApiKey:
+    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(token)))
+    now = utcnow()
+    if key is None:
+        raise AuthenticationError("invalid API key")
+    if key.revoked_at is not None:
+        raise AuthenticationError("API key revoked")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise AuthenticationError("API key expired")
+    return key
+
+
+def list_keys(*, session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def revoke(*, session: Session, key_id: int) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFoundError(f"API key {key_id} not found")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+    return key
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, and (for a manager) which reps and teams they may see."""
+
+    key_id: int
+    role: str
+    rep_id: int | None
+    # None means "everything"; a manager sees their own team tree only.
+    rep_ids: frozenset[int] | None
+    team_ids: frozenset[int] | None
+
+    def can_see_rep(self, rep_id: int | None) -> bool:
+        return self.rep_ids is None or rep_id in self.rep_ids
+
+    def can_see_team(self, team_id: int | None) -> bool:
+        return self.team_ids is None or team_id in self.team_ids
+
+
+def principal_for(*, session: Session, key: ApiKey) -> Principal:
+    if key.role != "manager" or key.rep_id is None:
+        return Principal(key.id, key.role, key.rep_id, None, None)
+    rep_ids, team_ids = reps_service.scope_of_manager(session=session, manager_id=key.rep_id)
+    return Principal(key.id, key.role, key.rep_id, frozenset(rep_ids), frozenset(team_ids))

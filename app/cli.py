@@ -1,0 +1,159 @@
+"""The ``quotagap`` command line."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from app.config import get_settings
+
+cli = typer.Typer(help="Quota Gap: sales performance against target.", no_args_is_help=True)
+
+
+def _engine() -> Any:
+    from app.db import make_engine
+
+    return make_engine(get_settings().database_url)
+
+
+def _migrate(engine: Any) -> None:
+    from app.migrate import upgrade
+
+    upgrade(engine)
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database to the latest schema (safe to run at any time)."""
+    engine = _engine()
+    _migrate(engine)
+    typer.echo(f"database at head: {engine.url.render_as_string(hide_password=True)}")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Migrate the database, then serve the API."""
+    import uvicorn
+
+    settings = get_settings()
+    _migrate(_engine())
+    uvicorn.run(
+        "app.main:create_app", factory=True, host=host or settings.host,
+        port=port or settings.port, workers=workers, log_level=settings.log_level,
+    )
+
+
+@cli.command("create-api-key")
+def create_api_key(
+    role: Annotated[str, typer.Option(help="admin, analyst, manager or viewer")],
+    rep: Annotated[int | None, typer.Option(help="The manager's rep id (role manager)")] = None,
+    name: Annotated[str, typer.Option(help="A label for the key")] = "",
+    expires_days: Annotated[int | None, typer.Option(help="Expire after N days")] = None,
+) -> None:
+    """Create an API key and print it (it is shown only once)."""
+    from datetime import timedelta
+
+    from app.auth import service as auth_service
+    from app.db import make_sessionmaker, transaction
+
+    engine = _engine()
+    _migrate(engine)
+    expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+    with transaction(make_sessionmaker(engine)) as session:
+        key, token = auth_service.create(
+            session=session, role=role, name=name, rep_id=rep, expires_at=expires
+        )
+        typer.echo(f"created {key.role} key #{key.id} ({key.prefix}...). Store it now:")
+    typer.echo(token)
+
+
+@cli.command("import")
+def import_(
+    mapping: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Mapping YAML")],
+    reps: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None,
+    deals: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None,
+    activities: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None,
+    strict: Annotated[bool, typer.Option(help="Refuse everything if any row is bad")] = False,
+) -> None:
+    """Import reps/teams, deals and activities from CSV files through a column mapping."""
+    from app.db import make_sessionmaker, transaction
+    from app.exceptions import InvalidInputError
+    from app.imports import service
+    from app.imports.mapping import Mapping
+
+    settings = get_settings()
+    engine = _engine()
+    _migrate(engine)
+    frames = {
+        name: service.read_csv(path.read_bytes(), name=name, max_rows=10_000_000)
+        for name, path in (("reps", reps), ("deals", deals), ("activities", activities))
+        if path is not None
+    }
+    del settings
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            result = service.run_import(
+                session=session, mapping=Mapping.load(mapping), strict=strict, **frames
+            )
+    except InvalidInputError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        for d in exc.details[:50]:
+            typer.echo(f"  {json.dumps(d)}", err=True)
+        if len(exc.details) > 50:
+            typer.echo(f"  ... and {len(exc.details) - 50} more", err=True)
+        raise typer.Exit(2) from exc
+    for name in ("reps", "deals", "activities"):
+        part = getattr(result, name)
+        if part is None:
+            continue
+        typer.echo(
+            f"{name}: {part.rows} rows, {part.inserted} inserted, {part.updated} updated, "
+            f"{part.unchanged} unchanged, {part.quarantined} quarantined"
+        )
+        for err in part.errors[:10]:
+            typer.echo(f"  row {err['row']}: {err['message']}")
+
+
+@cli.command()
+def demo(
+    port: Annotated[int | None, typer.Option(help="Port to serve on")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the generated data")] = 42,
+    serve_api: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after loading")]
+    = True,
+) -> None:
+    """Load realistic demo data (18 months up to today), print an admin key, and serve."""
+    from app.auth import service as auth_service
+    from app.db import make_sessionmaker, transaction
+    from app.demo.load import load_demo
+
+    settings = get_settings()
+    engine = _engine()
+    _migrate(engine)
+    factory = make_sessionmaker(engine)
+    with transaction(factory) as session:
+        summary = load_demo(session=session, seed=seed)
+    with transaction(factory) as session:
+        _, token = auth_service.create(session=session, role="admin", name="demo")
+    port = port or settings.port
+    url = f"http://{settings.host}:{port}"
+    typer.echo(f"demo data: {summary}")
+    typer.echo(f"API:      {url}/docs")
+    typer.echo(f"API key:  {token}")
+    typer.echo(f'try:      curl -H "Authorization: Bearer {token}" {url}/api/v1/reps')
+    if serve_api:
+        import uvicorn
+
+        uvicorn.run("app.main:create_app", factory=True, host=settings.host, port=port,
+                    log_level=settings.log_level)
+
+
+def main() -> None:
+    cli()

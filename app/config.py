@@ -1,0 +1,74 @@
+"""Settings: one pydantic-settings class, every field overridable with a ``QG_`` variable.
+
+Nested values (currency rates, ramp schedule, holidays) are read from JSON in the variable,
+e.g. ``QG_CURRENCY_RATES='{"EUR": 1.08}'``.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from analytics.periods import FiscalCalendar
+
+DEFAULT_DATA_DIR = Path("data")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QG_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite:///{DEFAULT_DATA_DIR / 'quotagap.db'}",
+        description="SQLAlchemy URL; postgresql+psycopg://user@host/db switches to PostgreSQL.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key for encrypting CRM credentials and webhook secrets at rest.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    # Reporting calendar
+    fiscal_year_start_month: int = Field(default=1, ge=1, le=12)
+    fiscal_calendar: Literal["calendar", "445"] = "calendar"
+    timezone: str = "UTC"
+    reporting_currency: str = "USD"
+    currency_rates: dict[str, float] = Field(
+        default_factory=lambda: {"USD": 1.0, "EUR": 1.08, "GBP": 1.27, "CAD": 0.73, "AUD": 0.66},
+        description="Units of reporting currency per unit of each currency.",
+    )
+
+    # Targets and statuses
+    target_growth_pct: float = 3.0
+    status_on_track_min: float = Field(default=0.9, description="pace ratio at or above: on_track")
+    ramp_schedule: list[float] = Field(default_factory=lambda: [0.2, 0.4, 0.6, 0.8])
+    holidays: list[date] = Field(default_factory=list)
+
+    # API limits
+    max_page_size: int = 500
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_csv_rows: int = 200_000
+
+    @field_validator("reporting_currency")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        return v.upper()
+
+    @property
+    def calendar(self) -> FiscalCalendar:
+        return FiscalCalendar(start_month=self.fiscal_year_start_month, kind=self.fiscal_calendar)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

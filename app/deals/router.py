@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from datetime import date
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
+
+from app.deals import service
+from app.deals.models import Deal
+from app.deals.schemas import DealPage, DealRead, DealStatus
+from app.deps import RecordReaderKey, SessionDep, SettingsDep
+from app.pagination import CursorParam, LimitParam, paginate
+from app.periods import parse, utc_bounds
+
+router = APIRouter()
+
+
+@router.get("", response_model=DealPage)
+def list_deals(
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: RecordReaderKey,
+    rep_id: int | None = None,
+    team_id: int | None = None,
+    source_id: int | None = None,
+    status: DealStatus | None = None,
+    closed_in: str | None = Query(None, description="Period label: close date within it."),
+    created_in: str | None = Query(None, description="Period label: created within it."),
+    close_from: date | None = None,
+    close_to: date | None = None,
+    created_from: AwareDatetime | None = None,
+    created_before: AwareDatetime | None = None,
+    include_deleted: bool = False,
+    cursor: CursorParam = None,
+    limit: LimitParam = 100,
+) -> DealPage:
+    """The deals behind any figure: e.g. `?rep_id=5&status=won&closed_in=2026-Q4` lists the
+    records summed into that rep's `won_revenue` for 2026-Q4."""
+    if closed_in:
+        p = parse(closed_in, settings.calendar, field="closed_in")
+        close_from, close_to = p.start, p.end
+    if created_in:
+        created_from, created_before = utc_bounds(
+            parse(created_in, settings.calendar, field="created_in")
+        )
+    stmt = service.query(
+        rep_id=rep_id, team_id=team_id, source_id=source_id, status=status,
+        close_from=close_from, close_to=close_to, created_from=created_from,
+        created_before=created_before, include_deleted=include_deleted,
+        visible_rep_ids=principal.rep_ids,
+    )
+    rows, next_cursor = paginate(session, stmt, Deal.id, cursor=cursor, limit=limit)
+    return DealPage(items=[DealRead.model_validate(d) for d in rows], next_cursor=next_cursor)

@@ -1,0 +1,122 @@
+"""Quota Gap's domain exceptions and the one handler that turns them into the API's error shape.
+
+The tree (the HTTP status each maps to in brackets)::
+
+    QuotaGapError                 [500]
+    ├── NotFoundError             [404]  no such record, or not visible to the caller
+    ├── ConflictError             [409]  the write clashes with existing data
+    ├── InvalidInputError         [422]  well-formed request, wrong content; ``details`` lists
+    │   │                                each problem with the field (or CSV row) it concerns
+    │   └── PeriodInputError      [422]  a period label that does not parse
+    ├── PayloadTooLargeError      [413]
+    ├── AuthenticationError       [401]  missing, unknown, revoked or expired API key
+    └── PermissionDeniedError     [403]  the key's role may not do this
+
+Every error answer has the same shape::
+
+    {"error": {"code": "not_found", "message": "rep 42 not found", "details": []}}
+
+Unexpected exceptions answer ``internal_error`` with no stack trace; the trace goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class QuotaGapError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class NotFoundError(QuotaGapError):
+    status_code = 404
+    code = "not_found"
+
+
+class ConflictError(QuotaGapError):
+    status_code = 409
+    code = "conflict"
+
+
+class InvalidInputError(QuotaGapError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class PeriodInputError(InvalidInputError):
+    code = "invalid_period"
+
+
+class PayloadTooLargeError(QuotaGapError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class AuthenticationError(QuotaGapError):
+    status_code = 401
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(QuotaGapError):
+    status_code = 403
+    code = "forbidden"
+
+
+def error_body(code: str, message: str, details: list[Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or []}}
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(QuotaGapError)
+    async def _domain(_: Request, exc: QuotaGapError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse(
+            error_body(exc.code, exc.message, exc.details),
+            status_code=exc.status_code,
+            headers=headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {
+                "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
+                "message": err.get("msg", ""),
+                "type": err.get("type", ""),
+            }
+            for err in exc.errors()
+        ]
+        fields = ", ".join(d["field"] for d in details) or "request"
+        return JSONResponse(
+            jsonable_encoder(error_body("validation_error", f"invalid {fields}", details)),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            error_body(code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)

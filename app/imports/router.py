@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from app.deps import AdminKey, SessionDep, SettingsDep
+from app.exceptions import InvalidInputError, PayloadTooLargeError
+from app.imports import service
+from app.imports.mapping import Mapping
+from app.imports.schemas import ImportRead
+
+router = APIRouter()
+
+
+async def _read(file: UploadFile | None, limit: int) -> bytes | None:
+    if file is None:
+        return None
+    content = await file.read(limit + 1)
+    if len(content) > limit:
+        raise PayloadTooLargeError(f"{file.filename}: larger than {limit} bytes")
+    return content
+
+
+@router.post("", response_model=ImportRead)
+async def create_import(
+    session: SessionDep,
+    settings: SettingsDep,
+    _: AdminKey,
+    mapping: UploadFile = File(description="Mapping file (YAML), as examples/*/mapping.yaml"),
+    reps: UploadFile | None = File(None, description="Reps and teams CSV"),
+    deals: UploadFile | None = File(None, description="Deals CSV"),
+    activities: UploadFile | None = File(None, description="Activities CSV"),
+    strict: bool = Form(False, description="Refuse the whole import if any row is bad"),
+) -> ImportRead:
+    """Load CSV exports from any CRM. Bad rows are quarantined with their reason (listed in
+    the answer and under the source's quarantine) unless `strict`, which answers 422 listing
+    every bad row and writes nothing. Re-importing the same files changes nothing."""
+    limit = settings.max_upload_bytes
+    mapping_text = (await _read(mapping, 1_000_000) or b"").decode("utf-8", errors="replace")
+    frames = {}
+    for name, upload in (("reps", reps), ("deals", deals), ("activities", activities)):
+        content = await _read(upload, limit)
+        if content is not None:
+            frames[name] = service.read_csv(content, name=name, max_rows=settings.max_csv_rows)
+    if not frames:
+        raise InvalidInputError(
+            "no file to import", details=[{"field": "deals", "message": "send at least one CSV"}]
+        )
+    result = service.run_import(
+        session=session, mapping=Mapping.parse_text(mapping_text), strict=strict, **frames
+    )
+    return ImportRead.model_validate(result)

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from typing import Any
+
+from app.schemas import Schema
+
+
+class ObjectResultRead(Schema):
+    rows: int
+    inserted: int
+    updated: int
+    unchanged: int
+    quarantined: int
+    errors: list[dict[str, Any]]
+
+
+class ImportRead(Schema):
+    source_id: int
+    run_id: int
+    reps: ObjectResultRead | None = None
+    deals: ObjectResultRead | None = None
+    activities: ObjectResultRead | None = None

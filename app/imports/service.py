@@ -1,0 +1,367 @@
+"""CSV import of reps/teams, deals and activities through a column mapping.
+
+Every row is validated; rows that fail are quarantined with their reason (or, with
+``strict``, the whole import is refused with a 422 listing each one). Loaded rows are upserted
+by (source, external id), so importing the same file twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import ingest
+from app.activities.models import Activity
+from app.db import utcnow
+from app.deals.models import Deal
+from app.exceptions import InvalidInputError
+from app.imports.mapping import ActivitiesMapping, DealsMapping, Mapping, RepsMapping, evaluate
+from app.imports.mapping import missing_columns
+from app.reps import service as reps_service
+from app.reps.models import Rep
+from app.sources.models import Source, SyncRun
+from app.teams import service as teams_service
+
+MAX_AMOUNT = 1e12
+
+
+@dataclass
+class ObjectResult:
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ImportResult:
+    source_id: int
+    run_id: int
+    reps: ObjectResult | None = None
+    deals: ObjectResult | None = None
+    activities: ObjectResult | None = None
+
+
+def read_csv(content: bytes, *, name: str, max_rows: int) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(content), dtype=str, keep_default_na=False, encoding="utf-8-sig",
+            skipinitialspace=True,
+        )
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InvalidInputError(
+            f"{name}: not a readable CSV file", details=[{"field": name, "message": str(exc)}]
+        ) from exc
+    if len(frame) > max_rows:
+        raise InvalidInputError(
+            f"{name}: more than {max_rows} rows",
+            details=[{"field": name, "message": f"at most {max_rows} rows per file"}],
+        )
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame.apply(lambda col: col.str.strip())
+
+
+def source_for(session: Session, name: str) -> Source:
+    source = session.scalar(select(Source).where(Source.name == name))
+    if source is None:
+        source = Source(kind="csv", name=name)
+        session.add(source)
+        session.flush()
+    elif source.kind != "csv":
+        raise InvalidInputError(
+            f"source {name!r} is a {source.kind} connection, not a CSV source",
+            details=[{"field": "mapping.source", "message": "name a CSV source"}],
+        )
+    return source
+
+
+def run_import(
+    *,
+    session: Session,
+    mapping: Mapping,
+    reps: pd.DataFrame | None = None,
+    deals: pd.DataFrame | None = None,
+    activities: pd.DataFrame | None = None,
+    strict: bool = False,
+) -> ImportResult:
+    """Import whatever files are given, reps first so deals can find their owners."""
+    _check_columns(mapping, reps=reps, deals=deals, activities=activities)
+    source = source_for(session, mapping.source)
+    run = SyncRun(source_id=source.id, kind="import", status="running")
+    session.add(run)
+    session.flush()
+    result = ImportResult(source_id=source.id, run_id=run.id)
+    if reps is not None and mapping.reps is not None:
+        result.reps = _import_reps(session, source, mapping, mapping.reps, reps)
+    if deals is not None and mapping.deals is not None:
+        result.deals = _import_deals(session, source, mapping, mapping.deals, deals, strict)
+    if activities is not None and mapping.activities is not None:
+        result.activities = _import_activities(
+            session, source, mapping, mapping.activities, activities, strict
+        )
+    parts = [p for p in (result.reps, result.deals, result.activities) if p is not None]
+    run.status = "succeeded"
+    run.finished_at = utcnow()
+    run.fetched = sum(p.rows for p in parts)
+    run.inserted = sum(p.inserted for p in parts)
+    run.updated = sum(p.updated for p in parts)
+    run.quarantined = sum(p.quarantined for p in parts)
+    run.pages = len(parts)
+    return result
+
+
+def _check_columns(mapping: Mapping, **files: pd.DataFrame | None) -> None:
+    details: list[dict[str, Any]] = []
+    for name, frame in files.items():
+        section = getattr(mapping, name)
+        if frame is None:
+            continue
+        if section is None:
+            details.append({"field": name, "message": f"the mapping has no {name} section"})
+            continue
+        for col in missing_columns(section, list(frame.columns)):
+            details.append({"field": name, "message": f"missing column {col!r}"})
+    if details:
+        raise InvalidInputError("the files do not match the mapping", details=details)
+
+
+def _import_reps(
+    session: Session, source: Source, mapping: Mapping, m: RepsMapping, frame: pd.DataFrame
+) -> ObjectResult:
+    """People and teams. Managers named in the file become reps with role ``manager``."""
+    out = ObjectResult(rows=len(frame))
+    names = evaluate(frame, m.name)
+    emails = evaluate(frame, m.email)
+    managers = evaluate(frame, m.manager)
+    manager_emails = evaluate(frame, m.manager_email)
+    teams = evaluate(frame, m.team)
+    parents = evaluate(frame, m.parent_team)
+    starts = _dates(evaluate(frame, m.start_date), mapping.date_format)
+    active = evaluate(frame, m.active).str.lower()
+    before = session.scalar(select(Rep.id).order_by(Rep.id.desc()).limit(1)) or 0
+    for i in frame.index:
+        row_no = int(i) + 1
+        if not names[i]:
+            out.errors.append({"row": row_no, "field": m.name, "message": "missing name"})
+            continue
+        rep = _person(session, source, mapping, names[i], emails[i], role="rep")
+        if m.start_date and not pd.isna(starts[i]):
+            rep.start_date = starts[i].date()
+        if m.active and active[i]:
+            rep.is_active = active[i] in {"1", "true", "yes", "y", "active"}
+        manager = None
+        if managers[i]:
+            manager = _person(session, source, mapping, managers[i], manager_emails[i],
+                              role="manager")
+            rep.manager_id = manager.id
+        if teams[i]:
+            team = teams_service.get_or_create(session=session, name=teams[i])
+            rep.team_id = team.id
+            if manager is not None:
+                team.manager_id = manager.id
+                manager.team_id = manager.team_id or team.id
+            if parents[i]:
+                team.parent_id = teams_service.get_or_create(session=session, name=parents[i]).id
+    session.flush()
+    after = session.scalar(select(Rep.id).order_by(Rep.id.desc()).limit(1)) or 0
+    out.inserted = after - before
+    out.unchanged = out.rows - len(out.errors) - out.inserted
+    _quarantine(session, source, "rep", frame, out.errors)
+    out.quarantined = len(out.errors)
+    return out
+
+
+def _person(
+    session: Session, source: Source, mapping: Mapping, name: str, email: str, *, role: str
+) -> Rep:
+    key = {"name": name, "email": email or name, "id": name}[mapping.owner_key]
+    rep = reps_service.resolve_identity(
+        session=session, source_id=source.id, external_id=key, name=name, email=email or None,
+        role=role,
+    )
+    if role == "manager" and rep.role != "manager":
+        rep.role = "manager"
+    return rep
+
+
+def _dates(values: pd.Series, fmt: str | None) -> pd.Series:
+    """Parse dates; unparseable non-empty values become NaT and are reported by the caller."""
+    if fmt:
+        return pd.to_datetime(values.where(values != ""), format=fmt, errors="coerce")
+    return pd.to_datetime(values.where(values != ""), errors="coerce", format="ISO8601")
+
+
+def _timestamps(values: pd.Series, fmt: str | None, tz: str) -> pd.Series:
+    parsed = _dates(values, fmt)
+    if parsed.dt.tz is None:
+        parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+    return parsed.dt.tz_convert("UTC")
+
+
+class _Problems:
+    """Collects the first reason each row fails, vectorised column by column."""
+
+    def __init__(self, index: pd.Index) -> None:
+        self.reason = pd.Series("", index=index, dtype="object")
+
+    def flag(self, mask: pd.Series, message: str | pd.Series) -> None:
+        fresh = mask & (self.reason == "")
+        if isinstance(message, pd.Series):
+            self.reason[fresh] = message[fresh]
+        else:
+            self.reason[fresh] = message
+
+    @property
+    def bad(self) -> pd.Series:
+        return self.reason != ""
+
+
+def _owners(session: Session, source: Source, owners: pd.Series) -> pd.Series:
+    ids = reps_service.identity_map(session=session, source_id=source.id)
+    return owners.map(ids)
+
+
+def _import_deals(
+    session: Session, source: Source, mapping: Mapping, m: DealsMapping, frame: pd.DataFrame,
+    strict: bool,
+) -> ObjectResult:
+    p = _Problems(frame.index)
+    ext = evaluate(frame, m.id)
+    owner = evaluate(frame, m.owner)
+    stage = evaluate(frame, m.stage)
+    amount_raw = evaluate(frame, m.amount).str.replace(",", "", regex=False)
+    amount = pd.to_numeric(amount_raw.where(amount_raw != ""), errors="coerce")
+    currency = evaluate(frame, m.currency).str.upper()
+    created = _timestamps(evaluate(frame, m.created), mapping.date_format, mapping.timezone)
+    close = _dates(evaluate(frame, m.close_date), mapping.date_format)
+    closed_at = _timestamps(evaluate(frame, m.closed_at), mapping.date_format, mapping.timezone)
+    modified = _timestamps(evaluate(frame, m.modified), mapping.date_format, mapping.timezone)
+    deleted = evaluate(frame, m.deleted).str.lower().isin({"1", "true", "yes", "y"})
+    rules = {k.strip().lower(): v for k, v in m.stages.items()}
+    status = stage.str.lower().map({k: r.status for k, r in rules.items()})
+    prob = stage.str.lower().map({k: r.probability for k, r in rules.items()})
+    rep_id = _owners(session, source, owner)
+
+    p.flag(ext == "", "missing id")
+    p.flag(ext.duplicated(keep="last"), "duplicate id in file (a later row wins)")
+    p.flag(owner == "", "missing owner")
+    p.flag(rep_id.isna(), "unknown owner " + owner.map(repr))
+    p.flag(status.isna(), "unknown stage " + stage.map(repr))
+    p.flag(amount_raw.ne("") & amount.isna(), "bad amount " + amount_raw.map(repr))
+    p.flag(amount.abs() > MAX_AMOUNT, "implausible amount " + amount_raw)
+    p.flag(amount < 0, "negative amount " + amount_raw)
+    p.flag(~currency.str.fullmatch(r"[A-Z]{3}"), "bad currency " + currency.map(repr))
+    for parsed, spec in ((created, m.created), (close, m.close_date),
+                         (closed_at, m.closed_at), (modified, m.modified)):
+        raw = evaluate(frame, spec)
+        p.flag(raw.ne("") & parsed.isna(), f"bad date in {spec}: " + raw.map(repr))
+    closed = status.isin(["won", "lost"])
+    p.flag(closed & close.isna() & closed_at.isna(), "closed deal without a close date")
+    p.flag((status == "won") & amount.isna(), "won deal without an amount")
+
+    # A closed deal's closing instant defaults to the start of its close date.
+    closed_at = closed_at.where(
+        closed_at.notna() | ~closed, close.dt.tz_localize("UTC") if len(close) else closed_at
+    )
+    close = close.where(close.notna(), closed_at.dt.tz_convert(None).dt.normalize())
+    good = ~p.bad
+    records = pd.DataFrame({
+        "external_id": ext, "rep_id": rep_id, "owner_external_id": owner,
+        "name": evaluate(frame, m.name).replace("", None),
+        "account": evaluate(frame, m.account).replace("", None),
+        "amount": amount, "currency": currency, "stage": stage,
+        "pipeline": evaluate(frame, m.pipeline).replace("", None),
+        "probability": prob.where(status == "open", (status == "won").astype(float)),
+        "status": status, "created_at": created, "close_date": close.dt.date,
+        "closed_at": closed_at.where(closed, pd.NaT), "source_modified_at": modified,
+        "is_deleted": deleted,
+    })[good]
+    return _finish(session, source, Deal, "deal", frame, ext, p, records, strict)
+
+
+def _import_activities(
+    session: Session, source: Source, mapping: Mapping, m: ActivitiesMapping,
+    frame: pd.DataFrame, strict: bool,
+) -> ObjectResult:
+    p = _Problems(frame.index)
+    ext = evaluate(frame, m.id)
+    owner = evaluate(frame, m.owner)
+    raw_type = evaluate(frame, m.type)
+    kind = raw_type.str.lower().map({k.lower(): v for k, v in m.types.items()})
+    occurred_raw = evaluate(frame, m.occurred_at)
+    occurred = _timestamps(occurred_raw, mapping.date_format, mapping.timezone)
+    modified = _timestamps(evaluate(frame, m.modified), mapping.date_format, mapping.timezone)
+    rep_id = _owners(session, source, owner)
+    p.flag(ext == "", "missing id")
+    p.flag(ext.duplicated(keep="last"), "duplicate id in file (a later row wins)")
+    p.flag(owner == "", "missing owner")
+    p.flag(rep_id.isna(), "unknown owner " + owner.map(repr))
+    p.flag(kind.isna(), "unknown activity type " + raw_type.map(repr))
+    p.flag(occurred.isna(), "bad or missing date " + occurred_raw.map(repr))
+    records = pd.DataFrame({
+        "external_id": ext, "rep_id": rep_id, "owner_external_id": owner, "type": kind,
+        "subject": evaluate(frame, m.subject).replace("", None), "occurred_at": occurred,
+        "deal_external_id": evaluate(frame, m.deal_id).replace("", None),
+        "source_modified_at": modified, "is_deleted": False,
+    })[~p.bad]
+    return _finish(session, source, Activity, "activity", frame, ext, p, records, strict)
+
+
+def _finish(
+    session: Session, source: Source, model: type[Deal] | type[Activity], object_type: str,
+    frame: pd.DataFrame, ext: pd.Series, p: _Problems, records: pd.DataFrame, strict: bool,
+) -> ObjectResult:
+    out = ObjectResult(rows=len(frame))
+    out.errors = [
+        {"row": int(i) + 1, "external_id": ext[i] or None, "message": p.reason[i]}
+        for i in frame.index[p.bad.to_numpy()]
+    ]
+    if strict and out.errors:
+        raise InvalidInputError(
+            f"{len(out.errors)} bad {object_type} row(s); nothing was written",
+            details=out.errors,
+        )
+    rows = _to_python(records)
+    counts = ingest.upsert_records(session, model, source.id, rows)
+    out.inserted, out.updated, out.unchanged = counts.inserted, counts.updated, counts.unchanged
+    ingest.release(session, source.id, object_type, [r["external_id"] for r in rows])
+    _quarantine(session, source, object_type, frame, out.errors)
+    out.quarantined = len(out.errors)
+    return out
+
+
+def _quarantine(
+    session: Session, source: Source, object_type: str, frame: pd.DataFrame,
+    errors: list[dict[str, Any]],
+) -> None:
+    items = [
+        (e.get("external_id"), e["message"], {k: str(v) for k, v in
+                                              frame.loc[e["row"] - 1].items()})
+        for e in errors
+    ]
+    ingest.quarantine(session, source.id, object_type, items)
+
+
+def _to_python(records: pd.DataFrame) -> list[dict[str, Any]]:
+    """DataFrame rows as plain Python values (None for missing), ready for the database."""
+    out = records.astype(object).where(records.notna(), None)
+    for col in out.columns:
+        if isinstance(records[col].dtype, pd.DatetimeTZDtype):
+            out[col] = [None if v is None else v.to_pydatetime() for v in out[col]]
+        elif records[col].dtype.kind in "iuf" and col != "amount" and col != "probability":
+            out[col] = [None if v is None else int(v) for v in out[col]]
+        elif records[col].dtype.kind == "b":
+            out[col] = [bool(v) for v in out[col]]
+    for col in ("amount", "probability"):
+        if col in out.columns:
+            out[col] = [None if v is None else float(v) for v in out[col]]
+    return [dict(zip(out.columns, row, strict=True))
+            for row in out.itertuples(index=False, name=None)]
+

@@ -1,0 +1,153 @@
+"""Idempotent writes of source records: upsert by (source, external id), quarantine the rest.
+
+Shared by CSV imports and the CRM sync engine, so both count inserted/updated/unchanged the
+same way and neither ever writes a row twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from app.activities.models import Activity
+from app.db import utcnow
+from app.deals.models import Deal
+from app.sources.models import QuarantinedRecord
+
+BATCH = 1000
+
+
+@dataclass
+class UpsertCounts:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def add(self, other: UpsertCounts) -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+
+
+def upsert_records(
+    session: Session,
+    model: type[Deal] | type[Activity],
+    source_id: int,
+    records: Sequence[dict[str, Any]],
+) -> UpsertCounts:
+    """Insert new records, update changed ones, leave identical ones untouched.
+
+    Each record holds the model's columns (without ``id``, ``source_id``, ``synced_at``).
+    Comparison is field by field, so re-sending the same data writes nothing. Records with the
+    same external id later in ``records`` win (a CRM page can repeat a record).
+    """
+    counts = UpsertCounts()
+    latest = {r["external_id"]: r for r in records}
+    items = list(latest.values())
+    fields = [k for k in items[0] if k != "external_id"] if items else []
+    for i in range(0, len(items), BATCH):
+        chunk = items[i : i + BATCH]
+        cols = [model.id, model.external_id, *(getattr(model, f) for f in fields)]
+        existing = {
+            row.external_id: row
+            for row in session.execute(
+                select(*cols).where(
+                    model.source_id == source_id,
+                    model.external_id.in_([r["external_id"] for r in chunk]),
+                )
+            )
+        }
+        now = utcnow()
+        new = [
+            {**r, "source_id": source_id, "synced_at": now}
+            for r in chunk if r["external_id"] not in existing
+        ]
+        changed = []
+        for r in chunk:
+            old = existing.get(r["external_id"])
+            if old is None:
+                continue
+            if any(_differs(getattr(old, f), r[f]) for f in fields):
+                changed.append({**r, "id": old.id, "synced_at": now})
+            else:
+                counts.unchanged += 1
+        if new:
+            session.execute(insert(model), new)
+        if changed:
+            session.execute(update(model), changed)
+        counts.inserted += len(new)
+        counts.updated += len(changed)
+    return counts
+
+
+def _differs(old: Any, new: Any) -> bool:
+    if isinstance(old, float) and isinstance(new, int | float):
+        return abs(old - new) > 1e-9
+    return bool(old != new)
+
+
+def record_key(external_id: str | None, payload: dict[str, Any]) -> str:
+    if external_id:
+        return external_id[:200]
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
+    return "sha256:" + digest.hexdigest()[:56]
+
+
+def quarantine(
+    session: Session,
+    source_id: int,
+    object_type: str,
+    items: Sequence[tuple[str | None, str, dict[str, Any]]],
+) -> int:
+    """Keep (external id, reason, raw payload) of records that could not be mapped.
+
+    Idempotent: the same record quarantined again refreshes its reason and ``last_seen_at``.
+    """
+    now = utcnow()
+    by_key = {record_key(ext, payload): (ext, reason, payload) for ext, reason, payload in items}
+    keys = list(by_key)
+    for i in range(0, len(keys), BATCH):
+        chunk = keys[i : i + BATCH]
+        existing = dict(
+            session.execute(
+                select(QuarantinedRecord.record_key, QuarantinedRecord.id).where(
+                    QuarantinedRecord.source_id == source_id,
+                    QuarantinedRecord.object_type == object_type,
+                    QuarantinedRecord.record_key.in_(chunk),
+                )
+            ).tuples()
+        )
+        new = [
+            {"source_id": source_id, "object_type": object_type, "external_id": by_key[k][0],
+             "record_key": k, "reason": by_key[k][1], "payload": by_key[k][2],
+             "created_at": now, "last_seen_at": now}
+            for k in chunk if k not in existing
+        ]
+        seen = [
+            {"id": existing[k], "reason": by_key[k][1], "payload": by_key[k][2],
+             "last_seen_at": now}
+            for k in chunk if k in existing
+        ]
+        if new:
+            session.execute(insert(QuarantinedRecord), new)
+        if seen:
+            session.execute(update(QuarantinedRecord), seen)
+    return len(by_key)
+
+
+def release(session: Session, source_id: int, object_type: str, external_ids: Sequence[str]) -> None:
+    """Records that now load cleanly leave quarantine."""
+    for i in range(0, len(external_ids), BATCH):
+        session.execute(
+            delete(QuarantinedRecord).where(
+                QuarantinedRecord.source_id == source_id,
+                QuarantinedRecord.object_type == object_type,
+                QuarantinedRecord.record_key.in_(external_ids[i : i + BATCH]),
+            )
+        )

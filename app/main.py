@@ -1,0 +1,59 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.api import api_router
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker
+from app.exceptions import install_handlers
+
+DESCRIPTION = """
+Quota Gap compares every sales rep with their targets, explains the gap, and names the skill
+to coach.
+
+**Authentication**: every endpoint except `/health` needs an API key in the `Authorization`
+header: `Authorization: Bearer qg_...`. Create one with `quotagap create-api-key --role admin`
+(or `quotagap demo`, which prints one). Roles: `admin` (everything), `analyst` (read all,
+write targets), `manager` (read own team tree), `viewer` (read metrics).
+
+**Errors** share one shape: `{"error": {"code", "message", "details"}}`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+    session_factory: sessionmaker[Session] | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    engine = engine or make_engine(settings.database_url)
+    app = FastAPI(
+        title="Quota Gap",
+        version="0.1.0",
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "reps", "description": "People, their team and manager."},
+            {"name": "teams", "description": "Teams and their managers."},
+            {"name": "targets", "description": "Goals per rep or team, metric and period."},
+            {"name": "records", "description": "Deals and activities behind every number."},
+            {"name": "imports", "description": "CSV imports with a column mapping."},
+            {"name": "api keys", "description": "Keys and roles (admin only)."},
+        ],
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = session_factory or make_sessionmaker(engine)
+    install_handlers(app)
+    app.include_router(api_router)
+
+    @app.get("/health", tags=["health"], summary="Liveness and database check (no auth)")
+    def health() -> dict[str, str]:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    return app

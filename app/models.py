@@ -1,0 +1,15 @@
+"""Every ORM model, imported once so ``Base.metadata`` is complete (Alembic, tests)."""
+
+from app.activities.models import Activity
+from app.auth.models import ApiKey
+from app.db import Base
+from app.deals.models import Deal, DealStageChange
+from app.reps.models import Rep, RepIdentity
+from app.sources.models import QuarantinedRecord, Source, SyncCursor, SyncRun
+from app.targets.models import Target
+from app.teams.models import Team
+
+__all__ = [
+    "Activity", "ApiKey", "Base", "Deal", "DealStageChange", "QuarantinedRecord", "Rep",
+    "RepIdentity", "Source", "SyncCursor", "SyncRun", "Target", "Team",
+]

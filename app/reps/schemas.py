@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import EmailStr, Field
+
+from app.schemas import Page, Schema, UTCDatetime
+
+
+class RepIdentityRead(Schema):
+    source_id: int
+    external_id: str
+    email: str | None
+
+
+class RepBase(Schema):
+    name: str = Field(min_length=1, max_length=200)
+    email: str | None = None
+    team_id: int | None = None
+    manager_id: int | None = None
+    role: str = "rep"
+    is_active: bool = True
+    start_date: date | None = None
+
+
+class RepUpdate(Schema):
+    """What sales ops may change on a rep; the rest comes from the CRMs."""
+
+    email: EmailStr | None = None
+    team_id: int | None = None
+    manager_id: int | None = None
+    is_active: bool | None = None
+    start_date: date | None = None
+
+
+class RepRead(RepBase):
+    id: int
+    team_name: str | None = None
+    manager_name: str | None = None
+    identities: list[RepIdentityRead] = []
+    created_at: UTCDatetime
+    updated_at: UTCDatetime
+
+
+class RepPage(Page[RepRead]):
+    pass

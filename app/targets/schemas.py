@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from app.schemas import Page, Schema, UTCDatetime
+
+Method = Literal["last_year_growth", "trailing_average"]
+
+
+class TargetBase(Schema):
+    rep_id: int | None = Field(default=None, examples=[12])
+    team_id: int | None = Field(default=None, examples=[None])
+    metric: str = Field(examples=["won_revenue"])
+    period: str = Field(examples=["2026-Q4"], description="2026-11, 2026-Q4, FY2026, 2026-W48")
+    value: float = Field(ge=0, examples=[250000])
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> TargetBase:
+        if (self.rep_id is None) == (self.team_id is None):
+            raise ValueError("set exactly one of rep_id and team_id")
+        return self
+
+
+class TargetCreate(TargetBase):
+    pass
+
+
+class TargetUpdate(Schema):
+    value: float = Field(ge=0)
+
+
+class TargetRead(TargetBase):
+    id: int
+    period_kind: str
+    created_at: UTCDatetime
+    updated_at: UTCDatetime
+
+
+class TargetPage(Page[TargetRead]):
+    pass
+
+
+class BulkResult(Schema):
+    created: int
+    updated: int
+    unchanged: int
+    items: list[TargetRead]
+
+
+class BulkTargetItem(TargetCreate):
+    # Suggestions carry rep_name, method and basis; accepting them means posting them back as is.
+    model_config = ConfigDict(extra="ignore")
+
+
+class BulkTargets(Schema):
+    items: list[BulkTargetItem] = Field(max_length=50_000)
+
+
+class SuggestRequest(Schema):
+    period: str = Field(examples=["2027-Q1"])
+    metric: str = Field(default="won_revenue")
+    method: Method = "last_year_growth"
+    growth_pct: float = Field(default=3.0, ge=-100, le=1000)
+    trailing_periods: int = Field(default=3, ge=1, le=24)
+    team_id: int | None = None
+
+
+class Suggestion(TargetCreate):
+    rep_name: str
+    method: str
+    basis: dict[str, float | None] = Field(
+        description="The history behind the value: actual per period used."
+    )
+
+
+class SuggestResponse(Schema):
+    items: list[Suggestion]
+    note: str = (
+        "Nothing was written. POST the items you accept to /api/v1/targets/bulk."
+    )

@@ -1,0 +1,298 @@
+"""Targets: upserts keyed on (rep or team, metric, period), bulk loads, and suggestions."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from analytics.metrics import ADDITIVE_METRICS, METRICS, additive_actuals
+from analytics.periods import FiscalCalendar, PeriodError, parse_period, same_period_last_year
+from analytics.periods import shift as shift_period
+from app import frames
+from app.config import Settings
+from app.exceptions import InvalidInputError, NotFoundError
+from app.periods import parse
+from app.reps.models import Rep
+from app.targets.models import Target
+from app.targets.schemas import SuggestRequest, Suggestion, TargetCreate
+from app.teams.models import Team
+
+
+def get(*, session: Session, target_id: int) -> Target:
+    target = session.get(Target, target_id)
+    if target is None:
+        raise NotFoundError(f"target {target_id} not found")
+    return target
+
+
+def query(
+    *,
+    rep_id: int | None = None,
+    team_id: int | None = None,
+    metric: str | None = None,
+    period: str | None = None,
+    visible_rep_ids: frozenset[int] | None = None,
+    visible_team_ids: frozenset[int] | None = None,
+) -> Select[tuple[Target]]:
+    stmt = select(Target)
+    if rep_id is not None:
+        stmt = stmt.where(Target.rep_id == rep_id)
+    if team_id is not None:
+        stmt = stmt.where(Target.team_id == team_id)
+    if metric is not None:
+        stmt = stmt.where(Target.metric == metric)
+    if period is not None:
+        stmt = stmt.where(Target.period == period)
+    if visible_rep_ids is not None:
+        stmt = stmt.where(
+            Target.rep_id.in_(visible_rep_ids) | Target.team_id.in_(visible_team_ids or ())
+        )
+    return stmt
+
+
+@dataclass
+class _Row:
+    rep_id: int | None
+    team_id: int | None
+    metric: str
+    period: str
+    value: float
+    period_start: Any
+    period_end: Any
+
+
+def validate_rows(
+    *, session: Session, rows: Sequence[Mapping[str, Any]], cal: FiscalCalendar
+) -> list[_Row]:
+    """Check every row; raise one InvalidInputError listing every bad row, or return them all.
+
+    A row names its subject by ``rep_id``, ``rep_email``, ``team_id`` or ``team`` (name).
+    Rows are numbered from 1 (for CSV, the first data row after the header is row 1).
+    """
+    reps_by_id = {r.id: r.id for r in session.scalars(select(Rep))}
+    reps_by_email = {
+        e.lower(): i for i, e in session.execute(select(Rep.id, Rep.email)) if e is not None
+    }
+    teams_by_id = {t: t for t in session.scalars(select(Team.id))}
+    teams_by_name = {n.lower(): i for i, n in session.execute(select(Team.id, Team.name))}
+    errors: list[dict[str, Any]] = []
+    out: list[_Row] = []
+    seen: dict[tuple[int | None, int | None, str, str], int] = {}
+
+    def bad(n: int, field: str, message: str) -> None:
+        errors.append({"row": n, "field": field, "message": message})
+
+    for n, raw in enumerate(rows, start=1):
+        row = {k.strip().lower(): (v.strip() if isinstance(v, str) else v)
+               for k, v in raw.items() if k is not None}
+        rep_id: int | None = None
+        team_id: int | None = None
+        ok = True
+        rep_ref = row.get("rep_id") or row.get("rep_email") or row.get("rep")
+        team_ref = row.get("team_id") or row.get("team")
+        if rep_ref not in (None, "") and team_ref not in (None, ""):
+            bad(n, "rep", "give a rep or a team, not both")
+            ok = False
+        elif rep_ref not in (None, ""):
+            rep_id = _lookup(rep_ref, reps_by_id, reps_by_email)
+            if rep_id is None:
+                bad(n, "rep", f"unknown rep {rep_ref!r}")
+                ok = False
+        elif team_ref not in (None, ""):
+            team_id = _lookup(team_ref, teams_by_id, teams_by_name)
+            if team_id is None:
+                bad(n, "team", f"unknown team {team_ref!r}")
+                ok = False
+        else:
+            bad(n, "rep", "missing rep_id, rep_email, team_id or team")
+            ok = False
+        metric = str(row.get("metric") or "")
+        if metric not in METRICS:
+            bad(n, "metric", f"unknown metric {metric!r} (one of {', '.join(METRICS)})")
+            ok = False
+        try:
+            period = parse_period(str(row.get("period") or ""), cal)
+        except PeriodError as exc:
+            bad(n, "period", str(exc))
+            ok = False
+        value = _number(row.get("value"))
+        if value is None:
+            bad(n, "value", f"not a number: {row.get('value')!r}")
+            ok = False
+        elif value < 0:
+            bad(n, "value", f"negative value {value:g}")
+            ok = False
+        if not ok:
+            continue
+        key = (rep_id, team_id, metric, period.label)
+        if key in seen:
+            bad(n, "period", f"duplicates row {seen[key]} (same subject, metric and period)")
+            continue
+        seen[key] = n
+        assert value is not None
+        out.append(_Row(rep_id, team_id, metric, period.label, value, period.start, period.end))
+    if errors:
+        raise InvalidInputError(
+            f"{len({e['row'] for e in errors})} bad row(s); nothing was written", details=errors
+        )
+    return out
+
+
+def _lookup(ref: Any, by_id: Mapping[int, int], by_name: Mapping[str, int]) -> int | None:
+    text = str(ref).strip()
+    if text.isdigit():
+        return by_id.get(int(text))
+    return by_name.get(text.lower())
+
+
+def _number(raw: Any) -> float | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | float):
+        return float(raw) if pd.notna(raw) and abs(raw) != float("inf") else None
+    try:
+        value = float(str(raw).replace(",", "").strip())
+    except ValueError:
+        return None
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def upsert_many(*, session: Session, rows: Iterable[_Row]) -> tuple[list[Target], int, int, int]:
+    """Insert or update each row; idempotent: re-sending the same rows changes nothing."""
+    rows = list(rows)
+    created = updated = unchanged = 0
+    targets: list[Target] = []
+    # One query for every target the rows could touch, instead of one per row.
+    existing = {
+        (t.rep_id, t.team_id, t.metric, t.period): t
+        for t in session.scalars(
+            select(Target).where(
+                Target.period.in_({r.period for r in rows}),
+                Target.metric.in_({r.metric for r in rows}),
+            )
+        )
+    }
+    for row in rows:
+        target = existing.get((row.rep_id, row.team_id, row.metric, row.period))
+        if target is None:
+            target = Target(
+                rep_id=row.rep_id, team_id=row.team_id, metric=row.metric, period=row.period,
+                period_start=row.period_start, period_end=row.period_end, value=row.value,
+            )
+            session.add(target)
+            created += 1
+        elif target.value != row.value:
+            target.value = row.value
+            updated += 1
+        else:
+            unchanged += 1
+        targets.append(target)
+    session.flush()
+    return targets, created, updated, unchanged
+
+
+def upsert(
+    *, session: Session, target_in: TargetCreate, cal: FiscalCalendar
+) -> tuple[Target, bool]:
+    rows = validate_rows(session=session, rows=[target_in.model_dump()], cal=cal)
+    targets, created, _, _ = upsert_many(session=session, rows=rows)
+    return targets[0], created == 1
+
+
+def rows_from_csv(*, content: bytes, max_rows: int) -> list[dict[str, Any]]:
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            "the file is not UTF-8 text", details=[{"field": "file", "message": str(exc)}]
+        ) from exc
+    reader = csv.DictReader(io.StringIO(text))
+    header = {h.strip().lower() for h in (reader.fieldnames or [])}
+    missing = {"metric", "period", "value"} - header
+    if missing or not header & {"rep_id", "rep_email", "rep", "team_id", "team"}:
+        need = sorted(missing) or ["rep_id, rep_email, team_id or team"]
+        raise InvalidInputError(
+            "the CSV header lacks required columns",
+            details=[{"field": "file", "message": f"missing column(s): {', '.join(need)}"}],
+        )
+    rows: list[dict[str, Any]] = []
+    for row in reader:
+        rows.append(row)
+        if len(rows) > max_rows:
+            raise InvalidInputError(
+                f"more than {max_rows} rows",
+                details=[{"field": "file", "message": f"at most {max_rows} rows per upload"}],
+            )
+    return rows
+
+
+def suggest(*, session: Session, request: SuggestRequest, settings: Settings) -> list[Suggestion]:
+    """Propose targets from each active rep's history; nothing is written.
+
+    ``last_year_growth``: actual in the same period last year × (1 + growth_pct / 100).
+    ``trailing_average``: mean actual over the previous ``trailing_periods`` periods
+    × (1 + growth_pct / 100). Reps with no history get the median suggestion of their team.
+    """
+    cal = settings.calendar
+    if request.metric not in ADDITIVE_METRICS:
+        raise InvalidInputError(
+            f"suggestions work for additive metrics ({', '.join(ADDITIVE_METRICS)})",
+            details=[{"field": "metric", "message": f"{request.metric!r} is not additive"}],
+        )
+    period = parse(request.period, cal)
+    if request.method == "last_year_growth":
+        history = [same_period_last_year(period, cal)]
+    else:
+        history = [shift_period(period, -i, cal) for i in range(1, request.trailing_periods + 1)]
+    since = min(p.start for p in history)
+    until = max(p.end for p in history)
+    stmt = select(Rep).where(Rep.role == "rep", Rep.is_active.is_(True)).order_by(Rep.id)
+    if request.team_id is not None:
+        stmt = stmt.where(Rep.team_id == request.team_id)
+    reps = list(session.scalars(stmt))
+    conn = session.connection()
+    actuals = additive_actuals(
+        frames.deals_frame(conn, since=since, until=until),
+        frames.activities_frame(conn, since=since, until=until),
+        kind=period.kind, cal=cal, rates=settings.currency_rates,
+    )
+    actuals = actuals[actuals["metric"] == request.metric]
+    by_rep = actuals.pivot_table(index="rep_id", columns="period", values="value", aggfunc="sum")
+    labels = [p.label for p in history]
+    factor = 1 + request.growth_pct / 100
+    values: dict[int, float | None] = {}
+    bases: dict[int, dict[str, float | None]] = {}
+    for rep in reps:
+        row = by_rep.loc[rep.id] if rep.id in by_rep.index else None
+        basis = {
+            label: (float(row[label]) if row is not None and label in row and pd.notna(row[label])
+                    else 0.0 if row is not None else None)
+            for label in labels
+        }
+        bases[rep.id] = basis
+        known = [v for v in basis.values() if v is not None]
+        values[rep.id] = round(sum(known) / len(known) * factor, 2) if known else None
+    team_median = pd.Series(
+        {r.id: values[r.id] for r in reps if values[r.id] is not None}, dtype="float64"
+    ).groupby(pd.Series({r.id: r.team_id or 0 for r in reps})).median()
+    out: list[Suggestion] = []
+    for rep in reps:
+        value = values[rep.id]
+        method = request.method
+        if value is None:
+            fallback = team_median.get(rep.team_id or 0)
+            if fallback is None or pd.isna(fallback):
+                continue
+            value, method = round(float(fallback), 2), f"{request.method}:team_median"
+        out.append(Suggestion(
+            rep_id=rep.id, metric=request.metric, period=period.label, value=value,
+            rep_name=rep.name, method=method, basis=bases[rep.id],
+        ))
+    return out

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from app.exceptions import ConflictError, InvalidInputError, NotFoundError
+from app.teams.models import Team
+from app.teams.schemas import TeamCreate, TeamUpdate
+
+__all__ = ["Team", "create", "descendants", "get", "get_or_create", "query", "update"]
+
+
+def get(*, session: Session, team_id: int) -> Team:
+    team = session.get(Team, team_id)
+    if team is None:
+        raise NotFoundError(f"team {team_id} not found")
+    return team
+
+
+def query(*, visible_ids: frozenset[int] | None = None) -> Select[tuple[Team]]:
+    stmt = select(Team).order_by(Team.id)
+    if visible_ids is not None:
+        stmt = stmt.where(Team.id.in_(visible_ids))
+    return stmt
+
+
+def get_or_create(*, session: Session, name: str) -> Team:
+    team = session.scalar(select(Team).where(Team.name == name))
+    if team is None:
+        team = Team(name=name)
+        session.add(team)
+        session.flush()
+    return team
+
+
+def create(*, session: Session, team_in: TeamCreate) -> Team:
+    if session.scalar(select(Team.id).where(Team.name == team_in.name)) is not None:
+        raise ConflictError(f"team {team_in.name!r} exists")
+    team = Team()
+    _apply(session=session, team=team, data=team_in.model_dump())
+    session.add(team)
+    session.flush()
+    return team
+
+
+def update(*, session: Session, team: Team, team_in: TeamUpdate) -> Team:
+    _apply(session=session, team=team, data=team_in.model_dump(exclude_unset=True))
+    session.flush()
+    return team
+
+
+def _apply(*, session: Session, team: Team, data: dict[str, object]) -> None:
+    from app.reps import service as reps_service  # reps imports teams; resolve at call time
+
+    parent_id = data.get("parent_id")
+    if isinstance(parent_id, int):
+        get(session=session, team_id=parent_id)
+        if team.id is not None and team.id in _ancestors(session=session, team_id=parent_id):
+            raise InvalidInputError(
+                "team cycle", details=[{"field": "parent_id", "message": "would make a cycle"}]
+            )
+    manager_id = data.get("manager_id")
+    if isinstance(manager_id, int):
+        reps_service.get(session=session, rep_id=manager_id)
+    for field, value in data.items():
+        setattr(team, field, value)
+
+
+def _ancestors(*, session: Session, team_id: int) -> set[int]:
+    seen: set[int] = set()
+    current: int | None = team_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        current = session.scalar(select(Team.parent_id).where(Team.id == current))
+    return seen
+
+
+def descendants(*, roots: Iterable[int], edges: Iterable[tuple[int, int | None]]) -> set[int]:
+    """The roots and every team below them, from (team, parent) edges."""
+    children: dict[int, list[int]] = {}
+    for team_id, parent_id in edges:
+        if parent_id is not None:
+            children.setdefault(parent_id, []).append(team_id)
+    out = set(roots)
+    stack = list(out)
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in out:
+                out.add(child)
+                stack.append(child)
+    return out

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+
+def test_health_needs_no_key(client):
+    r = client.get("/health")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"},
+                                     {"Authorization": "Basic abc"}])
+def test_missing_or_wrong_key_is_401_in_the_error_shape(client, headers):
+    r = client.get("/api/v1/reps", headers=headers)
+    assert r.status_code == 401
+    body = r.json()
+    assert body["error"]["code"] == "unauthenticated"
+    assert set(body["error"]) == {"code", "message", "details"}
+
+
+def test_every_api_route_requires_a_key(app, client):
+    for route in app.routes:
+        path = getattr(route, "path", "")
+        if not path.startswith("/api/"):
+            continue
+        for method in route.methods - {"HEAD", "OPTIONS"}:
+            url = path.replace("{", "").replace("}", "")  # placeholders become literals
+            r = client.request(method, url.replace("rep_id", "1").replace("team_id", "1")
+                               .replace("target_id", "1").replace("key_id", "1"))
+            assert r.status_code == 401, (method, path, r.status_code)
+
+
+def test_revoked_and_expired_keys_are_refused(client, factory, session):
+    from app.auth import service
+
+    key, token = service.create(session=session, role="admin")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/reps", headers=headers).status_code == 200
+    service.revoke(session=session, key_id=key.id)
+    session.flush()
+    r = client.get("/api/v1/reps", headers=headers)
+    assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
+    expired = factory.key("admin", expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    r = client.get("/api/v1/reps", headers=expired)
+    assert r.status_code == 401 and "expired" in r.json()["error"]["message"]
+
+
+def test_keys_are_stored_hashed_and_shown_once(client, factory, session):
+    from app.auth.models import ApiKey
+
+    admin = factory.key("admin")
+    r = client.post("/api/v1/api-keys", json={"role": "viewer", "name": "wallboard"},
+                    headers=admin)
+    assert r.status_code == 201
+    token = r.json()["key"]
+    stored = session.get(ApiKey, r.json()["id"])
+    assert stored.key_hash != token and token not in stored.key_hash
+    listed = client.get("/api/v1/api-keys", headers=admin).json()["items"]
+    assert all("key" not in item for item in listed)
+    assert token not in str(listed)
+
+
+def test_manager_key_needs_a_rep(client, factory):
+    r = client.post("/api/v1/api-keys", json={"role": "manager"}, headers=factory.key())
+    assert r.status_code == 422
+    assert r.json()["error"]["details"][0]["field"] == "rep_id"
+
+
+def test_only_admin_manages_keys(client, factory):
+    for role in ("analyst", "viewer"):
+        r = client.get("/api/v1/api-keys", headers=factory.key(role))
+        assert r.status_code == 403
+        assert r.json()["error"]["code"] == "forbidden"

@@ -1,0 +1,76 @@
+"""Factories that build valid rows with sensible defaults; tests override what matters."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.activities.models import Activity
+from app.auth import service as auth_service
+from app.deals.models import Deal
+from app.reps.models import Rep
+from app.sources.models import Source
+from app.targets.models import Target
+from app.teams.models import Team
+from analytics.periods import parse_period
+
+_seq = itertools.count(1)
+
+
+class Factory:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._source: Source | None = None
+
+    def _add(self, obj: Any) -> Any:
+        self.session.add(obj)
+        self.session.flush()
+        return obj
+
+    def team(self, **kw: Any) -> Team:
+        return self._add(Team(**{"name": f"Team {next(_seq)}", **kw}))
+
+    def rep(self, **kw: Any) -> Rep:
+        n = next(_seq)
+        return self._add(Rep(**{"name": f"Rep {n}", "email": f"rep{n}@example.com", **kw}))
+
+    def source(self, **kw: Any) -> Source:
+        return self._add(Source(**{"kind": "csv", "name": f"source-{next(_seq)}", **kw}))
+
+    def default_source(self) -> Source:
+        if self._source is None:
+            self._source = self.source()
+        return self._source
+
+    def deal(self, **kw: Any) -> Deal:
+        n = next(_seq)
+        defaults: dict[str, Any] = {
+            "source_id": self.default_source().id, "external_id": f"D{n}", "amount": 1000.0,
+            "currency": "USD", "status": "won", "stage": "Closed Won",
+            "created_at": datetime(2026, 1, 5, tzinfo=UTC), "close_date": date(2026, 2, 1),
+            "closed_at": datetime(2026, 2, 1, tzinfo=UTC),
+        }
+        return self._add(Deal(**{**defaults, **kw}))
+
+    def activity(self, **kw: Any) -> Activity:
+        n = next(_seq)
+        defaults: dict[str, Any] = {
+            "source_id": self.default_source().id, "external_id": f"A{n}", "type": "call",
+            "occurred_at": datetime(2026, 2, 3, 10, tzinfo=UTC),
+        }
+        return self._add(Activity(**{**defaults, **kw}))
+
+    def target(self, **kw: Any) -> Target:
+        p = parse_period(kw.get("period", "2026-02"))
+        defaults: dict[str, Any] = {"metric": "won_revenue", "period": p.label,
+                                    "period_start": p.start, "period_end": p.end,
+                                    "value": 10_000.0}
+        return self._add(Target(**{**defaults, **kw}))
+
+    def key(self, role: str = "admin", rep_id: int | None = None, **kw: Any) -> dict[str, str]:
+        """Authorization headers for a fresh key of that role."""
+        _, token = auth_service.create(session=self.session, role=role, rep_id=rep_id, **kw)
+        return {"Authorization": f"Bearer {token}"}
