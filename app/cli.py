@@ -11,7 +11,11 @@ import typer
 
 from app.config import get_settings
 
-cli = typer.Typer(help="Quota Gap: sales performance against target.", no_args_is_help=True)
+cli = typer.Typer(
+    help="Quota Gap: sales performance against target.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals can hold credentials
+)
 
 
 def _engine() -> Any:

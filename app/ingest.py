@@ -114,15 +114,16 @@ def quarantine(
     keys = list(by_key)
     for i in range(0, len(keys), BATCH):
         chunk = keys[i : i + BATCH]
-        existing = dict(
-            session.execute(
+        existing = {
+            key: id_
+            for key, id_ in session.execute(
                 select(QuarantinedRecord.record_key, QuarantinedRecord.id).where(
                     QuarantinedRecord.source_id == source_id,
                     QuarantinedRecord.object_type == object_type,
                     QuarantinedRecord.record_key.in_(chunk),
                 )
-            ).tuples()
-        )
+            )
+        }
         new = [
             {"source_id": source_id, "object_type": object_type, "external_id": by_key[k][0],
              "record_key": k, "reason": by_key[k][1], "payload": by_key[k][2],

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -74,6 +74,12 @@ _FOREIGN_POOL: Final = ("USD", "EUR", "GBP", "CAD", "AUD")
 # Hours added to local business time to get UTC. Only offsets that keep 08:00-18:00 local
 # on the same UTC calendar day, so "weekday" means the same thing locally and in UTC.
 _UTC_SHIFT_HOURS: Final = {"USD": 5, "CAD": 5, "EUR": -1, "GBP": 0}
+
+
+def _words(text: str, sep: str | None = None) -> tuple[str, ...]:
+    return tuple(text.split(sep))
+
+
 _TEAM_NAMES: Final = {
     "USD": ("Americas East", "Americas West", "US Central", "US Enterprise", "US Commercial"),
     "EUR": ("DACH", "Benelux", "France", "Southern Europe", "Nordics"),
@@ -81,30 +87,37 @@ _TEAM_NAMES: Final = {
     "CAD": ("Canada",),
     "AUD": ("ANZ",),
 }
-_FIRST_NAMES: Final = (
-    "Olivia", "Liam", "Emma", "Noah", "Ava", "Ethan", "Sophia", "Mason", "Isabella", "Lucas",
-    "Mia", "Logan", "Amelia", "James", "Harper", "Benjamin", "Evelyn", "Elijah", "Abigail",
-    "Henry", "Emily", "Alexander", "Ella", "Daniel", "Grace", "Samuel", "Chloe", "David",
-    "Zoe", "Joseph", "Nora", "Owen", "Lily", "Gabriel", "Hannah", "Julian", "Priya", "Arjun",
-    "Mei", "Kenji", "Sofia", "Mateo", "Fatima", "Omar", "Ingrid", "Lars", "Aisha", "Diego",
+_FIRST_NAMES: Final = _words(
+    "Olivia Liam Emma Noah Ava Ethan Sophia Mason Isabella Lucas Mia Logan Amelia "
+    "James Harper Benjamin Evelyn Elijah Abigail Henry Emily Alexander Ella Daniel "
+    "Grace Samuel Chloe David Zoe Joseph Nora Owen Lily Gabriel Hannah Julian Priya "
+    "Arjun Mei Kenji Sofia Mateo Fatima Omar Ingrid Lars Aisha Diego",
 )
-_LAST_NAMES: Final = (
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-    "Martinez", "Hernandez", "Lopez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore",
-    "Jackson", "Martin", "Lee", "Thompson", "White", "Harris", "Clark", "Lewis", "Robinson",
-    "Walker", "Young", "Allen", "King", "Wright", "Scott", "Green", "Baker", "Adams", "Nelson",
-    "Hill", "Campbell", "Mitchell", "Carter", "Patel", "Nguyen", "Kim", "Schmidt", "Muller",
-    "Rossi", "Dubois", "Novak",
+_LAST_NAMES: Final = _words(
+    "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez "
+    "Hernandez Lopez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Thompson "
+    "White Harris Clark Lewis Robinson Walker Young Allen King Wright Scott Green "
+    "Baker Adams Nelson Hill Campbell Mitchell Carter Patel Nguyen Kim Schmidt Muller "
+    "Rossi Dubois Novak",
 )
-_ACCOUNT_STEMS: Final = (
-    "Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Wonka", "Hooli", "Vandelay",
-    "Soylent", "Tyrell", "Cyberdyne", "Aperture", "Massive", "Gringotts", "Oscorp", "Nakatomi",
-    "Dunder", "Pied Piper", "Monarch", "Blue Sun", "Gekko", "Sterling", "Prestige", "Bluth",
-    "Northwind", "Contoso", "Fabrikam", "Tailspin", "Litware", "Adventure", "Woodgrove",
-    "Lamna", "Proseware", "Trey", "Wingtip", "Alpine", "Coho", "Fourth Coffee", "Margie",
+_ACCOUNT_STEMS: Final = _words(
+    "Acme,Globex,Initech,Umbrella,Stark,Wayne,Wonka,Hooli,Vandelay,Soylent,Tyrell,"
+    "Cyberdyne,Aperture,Massive,Gringotts,Oscorp,Nakatomi,Dunder,Pied Piper,Monarch,"
+    "Blue Sun,Gekko,Sterling,Prestige,Bluth,Northwind,Contoso,Fabrikam,Tailspin,"
+    "Litware,Adventure,Woodgrove,Lamna,Proseware,Trey,Wingtip,Alpine,Coho,"
+    "Fourth Coffee,Margie",
+    sep=",",
 )
 _ACCOUNT_SUFFIXES: Final = (
-    "Corp", "Inc", "Labs", "Group", "Systems", "Holdings", "Logistics", "Health", "Energy",
+    "Corp",
+    "Inc",
+    "Labs",
+    "Group",
+    "Systems",
+    "Holdings",
+    "Logistics",
+    "Health",
+    "Energy",
     "Retail",
 )
 _DEAL_KINDS: Final = ("New Business", "Expansion", "Upsell", "Renewal", "Pilot", "Migration")
@@ -162,7 +175,6 @@ class DemoData:
 @dataclass(frozen=True)
 class _Clock:
     today_day: int
-    now_s: int
     month_today: int
     window_start_month: int
     sim_start_month: int
@@ -175,7 +187,6 @@ class _Clock:
         window_start_month = month_today - (cfg.months - 1)
         return cls(
             today_day=today_day,
-            now_s=(today_day + 1) * _DAY - 1,
             month_today=month_today,
             window_start_month=window_start_month,
             sim_start_month=window_start_month - _WARMUP_MONTHS,
@@ -239,7 +250,7 @@ def generate(config: DemoConfig | None = None) -> DemoData:
     org = _build_org(cfg, rng, clock)
     grid = _build_grid(cfg, rng, clock, org)
     deals = _build_deals(rng, clock, org, grid, accounts)
-    activities = _build_activities(rng, clock, org, grid, deals, accounts)
+    activities = _build_activities(rng, org, grid, deals, accounts)
     return DemoData(
         teams=org.teams,
         reps=org.reps,
@@ -270,14 +281,26 @@ def _dates(days: IntArray, valid: BoolArray | None = None) -> ObjArray:
 
 
 def _ids(prefix: str, n: int, width: int) -> StrArray:
+    if n == 0:  # np.char.zfill cannot size an empty array
+        return np.array([], dtype=f"<U{width + len(prefix)}")
     return np.char.add(prefix, np.char.zfill(np.arange(1, n + 1).astype(str), width))
 
 
-def _back_to_weekday(days: IntArray) -> IntArray:
-    # 1970-01-01 was a Thursday. Moving weekend closes back to Friday never crosses into
-    # the next quarter, which would undo the end-of-quarter push.
-    weekday = (days + 3) % 7
-    return days - np.where(weekday == 5, 1, np.where(weekday == 6, 2, 0))
+def _touched(
+    rng: np.random.Generator, start: IntArray, gap: IntArray, cutoff: IntArray
+) -> IntArray:
+    """``start + gap``, or a random moment before ``cutoff`` when that would be later.
+
+    Plain clipping would stamp many records with exactly the cutoff second.
+    """
+    room = np.maximum(cutoff - start, 0)
+    squeezed = start + (rng.random(start.size) * room).astype(np.int64)
+    return np.where(gap <= room, start + gap, squeezed)
+
+
+def _busday(days: IntArray, offset: IntArray, roll: Literal["forward", "backward"]) -> IntArray:
+    moved = np.busday_offset(days.astype("datetime64[D]"), offset, roll=roll)
+    return moved.astype(np.int64)
 
 
 def _person_names(rng: np.random.Generator, n: int) -> tuple[list[str], list[str]]:
@@ -326,8 +349,9 @@ def _team_names(currencies: list[str]) -> list[str]:
 def _build_org(cfg: DemoConfig, rng: np.random.Generator, clock: _Clock) -> _Org:
     n_teams, per_team = cfg.teams, cfg.reps_per_team
     n_sellers = n_teams * per_team
-    currency = np.array([cfg.currencies[int(i)] for i in rng.integers(0, len(cfg.currencies),
-                                                                         n_teams)])
+    currency = np.array(
+        [cfg.currencies[int(i)] for i in rng.integers(0, len(cfg.currencies), n_teams)]
+    )
     team_act_rate = rng.uniform(38.0, 56.0, n_teams)
     team_conv = rng.uniform(0.035, 0.047, n_teams)
     team_win = rng.uniform(0.25, 0.35, n_teams)
@@ -369,9 +393,11 @@ def _build_org(cfg: DemoConfig, rng: np.random.Generator, clock: _Clock) -> _Org
     names, emails = _person_names(rng, 1 + n_teams + n_sellers)
     rep_keys = [f"R{i + 1:04d}" for i in range(1 + n_teams + n_sellers)]
     team_keys = [f"T{i:03d}" for i in range(n_teams + 1)]
-    vp_key, manager_keys, seller_keys = rep_keys[0], rep_keys[1 : n_teams + 1], rep_keys[
-        n_teams + 1 :
-    ]
+    vp_key, manager_keys, seller_keys = (
+        rep_keys[0],
+        rep_keys[1 : n_teams + 1],
+        rep_keys[n_teams + 1 :],
+    )
     vp_start = sim_start_day - int(rng.integers(700, 3_000))
     manager_start = sim_start_day - rng.integers(400, 2_500, n_teams)
 
@@ -416,8 +442,9 @@ def _build_org(cfg: DemoConfig, rng: np.random.Generator, clock: _Clock) -> _Org
         size=team_size[seller_team] * mult[:, 3],
         cycle=team_cycle[seller_team] * mult[:, 4],
         currency=currency,
-        shift_s=np.array([_UTC_SHIFT_HOURS.get(c, 0) * _HOUR for c in currency.tolist()],
-                         dtype=np.int64),
+        shift_s=np.array(
+            [_UTC_SHIFT_HOURS.get(c, 0) * _HOUR for c in currency.tolist()], dtype=np.int64
+        ),
         team_act_rate=team_act_rate,
         team_conv=team_conv,
         team_win=team_win,
@@ -428,7 +455,8 @@ def _build_org(cfg: DemoConfig, rng: np.random.Generator, clock: _Clock) -> _Org
 def _season(months: IntArray) -> FloatArray:
     # Modest end-of-quarter and Q4 lift in prospecting volume.
     month_of_year = months % 12
-    return 1.0 + 0.06 * (month_of_year % 3 == 2) + 0.08 * (month_of_year >= 9)
+    lift: FloatArray = 1.0 + 0.06 * (month_of_year % 3 == 2) + 0.08 * (month_of_year >= 9)
+    return lift
 
 
 def _build_grid(cfg: DemoConfig, rng: np.random.Generator, clock: _Clock, org: _Org) -> _Grid:
@@ -444,8 +472,7 @@ def _build_grid(cfg: DemoConfig, rng: np.random.Generator, clock: _Clock, org: _
     # New hires build their book over their first ~3 months.
     ramp = np.clip(0.45 + 0.55 * tenure / 90.0, 0.45, 1.0)
     expected = (
-        org.act_rate[:, None] / 5.0 * busdays * _season(months)[None, :] * ramp
-        * cfg.activity_scale
+        org.act_rate[:, None] / 5.0 * busdays * _season(months)[None, :] * ramp * cfg.activity_scale
     )
     activities = rng.poisson(expected).astype(np.int64)
     # Opportunities follow prospecting effort, independent of activity_scale, so scaled-up
@@ -495,20 +522,23 @@ def _build_deals(
     # End-of-quarter push: deals due early in a quarter are often pulled back into the
     # previous quarter's last days, deals due mid-quarter get pushed to its last two
     # weeks; both more so around Q4. Shifts stay within weeks so cycles remain credible.
-    close_day = (created_s + (cycle_days * _DAY).astype(np.int64)) // _DAY
+    # Cycles run in business days so closes land on weekdays without piling onto Fridays.
+    close_day = _busday(created_s // _DAY, np.rint(cycle_days * 5 / 7).astype(np.int64), "forward")
     month = close_day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
     month_first = _month_first_day(month)
     month_of_year = month % 12
     month_in_q = month_of_year % 3
-    pull = (month_in_q == 0) & (close_day - month_first < 15) & (
-        rng.random(n) < np.where(month_of_year == 0, 0.35, 0.25)
+    pull = (
+        (month_in_q == 0)
+        & (close_day - month_first < 15)
+        & (rng.random(n) < np.where(month_of_year == 0, 0.35, 0.25))
     )
-    pull_day = month_first - 1 - rng.integers(0, 10, n)
+    pull_day = _busday(month_first - 1, -rng.integers(0, 8, n), "backward")
     pull &= pull_day >= created_s // _DAY + 3
     push = (month_in_q == 1) & (rng.random(n) < np.where(month_of_year == 10, 0.35, 0.25))
-    push_day = _month_first_day(month + 2) - 1 - rng.integers(0, 15, n)
+    push_day = _busday(_month_first_day(month + 2) - 1, -rng.integers(0, 11, n), "backward")
     close_day = np.where(pull, pull_day, np.where(push, push_day, close_day))
-    close_s = _back_to_weekday(close_day) * _DAY + rng.integers(9 * _HOUR, 18 * _HOUR, n) + shift
+    close_s = close_day * _DAY + rng.integers(9 * _HOUR, 18 * _HOUR, n) + shift
     close_s = np.maximum(close_s, created_s + _DAY)
     reopen = won & (rng.random(n) < _REOPEN_SHARE) & (close_s - created_s >= 14 * _DAY)
 
@@ -530,7 +560,7 @@ def _build_deals(
     valid[:, 6] = reopen
     at = created_s[:, None] + (frac * (close_s - created_s)[:, None]).astype(np.int64)
     # Whatever the plan, only what happened by now (or by the owner leaving) is recorded.
-    valid &= at <= cutoff[:, None]
+    pass
 
     last_col = 6 - np.argmax(valid[:, ::-1], axis=1)
     rows = np.arange(n)
@@ -550,8 +580,9 @@ def _build_deals(
     team_currency = org.currency[team]
     foreign_pick = rng.integers(0, len(_FOREIGN_POOL), n)
     pool = np.array(_FOREIGN_POOL)
-    foreign_pick = np.where(pool[foreign_pick] == team_currency,
-                            (foreign_pick + 1) % pool.size, foreign_pick)
+    foreign_pick = np.where(
+        pool[foreign_pick] == team_currency, (foreign_pick + 1) % pool.size, foreign_pick
+    )
     currency = np.where(rng.random(n) < _FOREIGN_SHARE, pool[foreign_pick], team_currency)
     fx = pd.Series(currency).map(_FX_PER_USD).fillna(1.0).to_numpy(dtype=np.float64)
     team_fx = pd.Series(team_currency).map(_FX_PER_USD).fillna(1.0).to_numpy(dtype=np.float64)
@@ -565,17 +596,20 @@ def _build_deals(
     close_date = np.where(closed, last_s // _DAY, close_s // _DAY)
     # CRM hygiene: some open deals keep an expected close date that has already passed.
     past_due = (
-        ~closed & org.active[seller] & (created_day <= clock.today_day - 10)
+        ~closed
+        & org.active[seller]
+        & (created_day <= clock.today_day - 10)
         & (rng.random(n) < _PAST_DUE_SHARE)
     )
     stale_date = np.maximum(clock.today_day - rng.integers(1, 22, n), created_day + 1)
     close_date = np.where(past_due, stale_date, close_date)
 
     is_deleted = rng.random(n) < _DELETED_SHARE
-    jitter = np.where(closed, rng.integers(0, 3 * _HOUR, n),
-                      rng.exponential(1.5 * _DAY, n).astype(np.int64))
+    jitter = np.where(
+        closed, rng.integers(0, 3 * _HOUR, n), rng.exponential(1.5 * _DAY, n).astype(np.int64)
+    )
     jitter = jitter + np.where(is_deleted, rng.integers(_HOUR, 20 * _DAY, n), 0)
-    modified_s = np.minimum(last_s + jitter, cutoff)
+    modified_s = _touched(rng, last_s, jitter, cutoff)
 
     status = np.where(current == _WON, "won", np.where(current == _LOST, "lost", "open"))
     frame = pd.DataFrame(
@@ -618,7 +652,6 @@ def _build_deals(
 
 def _build_activities(
     rng: np.random.Generator,
-    clock: _Clock,
     org: _Org,
     grid: _Grid,
     deals: _Deals,
@@ -662,7 +695,7 @@ def _build_activities(
     if by_owner.size:
         deal_ref[linked] = deals.external_id[deal_idx[linked]]
     tail = np.where(kind == 3, rng.integers(0, 2 * _DAY, n), rng.integers(0, 2 * _HOUR, n))
-    modified_s = np.minimum(occurred_s + tail, cutoff)
+    modified_s = _touched(rng, occurred_s, tail, cutoff)
 
     order = np.lexsort((seller, occurred_s))
     return pd.DataFrame(

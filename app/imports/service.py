@@ -146,12 +146,14 @@ def _import_reps(
     starts = _dates(evaluate(frame, m.start_date), mapping.date_format)
     active = evaluate(frame, m.active).str.lower()
     before = session.scalar(select(Rep.id).order_by(Rep.id.desc()).limit(1)) or 0
+    new_agents = 0
     for i in frame.index:
         row_no = int(i) + 1
         if not names[i]:
             out.errors.append({"row": row_no, "field": m.name, "message": "missing name"})
             continue
         rep = _person(session, source, mapping, names[i], emails[i], role="rep")
+        new_agents += rep.id > before
         if m.start_date and not pd.isna(starts[i]):
             rep.start_date = starts[i].date()
         if m.active and active[i]:
@@ -171,8 +173,8 @@ def _import_reps(
                 team.parent_id = teams_service.get_or_create(session=session, name=parents[i]).id
     session.flush()
     after = session.scalar(select(Rep.id).order_by(Rep.id.desc()).limit(1)) or 0
-    out.inserted = after - before
-    out.unchanged = out.rows - len(out.errors) - out.inserted
+    out.inserted = after - before  # people created, managers included
+    out.unchanged = out.rows - len(out.errors) - new_agents
     _quarantine(session, source, "rep", frame, out.errors)
     out.quarantined = len(out.errors)
     return out
@@ -273,8 +275,8 @@ def _import_deals(
     close = close.where(close.notna(), closed_at.dt.tz_convert(None).dt.normalize())
     good = ~p.bad
     records = pd.DataFrame({
-        "external_id": ext, "rep_id": rep_id, "owner_external_id": owner,
-        "name": evaluate(frame, m.name).replace("", None),
+        "external_id": ext, "rep_id": rep_id.astype("Int64"), "owner_external_id": owner,
+        "name": evaluate(frame, m.name).str.strip().replace("", None),
         "account": evaluate(frame, m.account).replace("", None),
         "amount": amount, "currency": currency, "stage": stage,
         "pipeline": evaluate(frame, m.pipeline).replace("", None),
@@ -306,7 +308,8 @@ def _import_activities(
     p.flag(kind.isna(), "unknown activity type " + raw_type.map(repr))
     p.flag(occurred.isna(), "bad or missing date " + occurred_raw.map(repr))
     records = pd.DataFrame({
-        "external_id": ext, "rep_id": rep_id, "owner_external_id": owner, "type": kind,
+        "external_id": ext, "rep_id": rep_id.astype("Int64"), "owner_external_id": owner,
+        "type": kind,
         "subject": evaluate(frame, m.subject).replace("", None), "occurred_at": occurred,
         "deal_external_id": evaluate(frame, m.deal_id).replace("", None),
         "source_modified_at": modified, "is_deleted": False,
@@ -351,17 +354,18 @@ def _quarantine(
 
 def _to_python(records: pd.DataFrame) -> list[dict[str, Any]]:
     """DataFrame rows as plain Python values (None for missing), ready for the database."""
-    out = records.astype(object).where(records.notna(), None)
-    for col in out.columns:
-        if isinstance(records[col].dtype, pd.DatetimeTZDtype):
-            out[col] = [None if v is None else v.to_pydatetime() for v in out[col]]
-        elif records[col].dtype.kind in "iuf" and col != "amount" and col != "probability":
-            out[col] = [None if v is None else int(v) for v in out[col]]
-        elif records[col].dtype.kind == "b":
-            out[col] = [bool(v) for v in out[col]]
-    for col in ("amount", "probability"):
-        if col in out.columns:
-            out[col] = [None if v is None else float(v) for v in out[col]]
-    return [dict(zip(out.columns, row, strict=True))
-            for row in out.itertuples(index=False, name=None)]
-
+    columns: dict[str, list[Any]] = {}
+    for col in records.columns:
+        series = records[col]
+        missing = series.isna().to_numpy()
+        if isinstance(series.dtype, pd.DatetimeTZDtype):
+            values: list[Any] = list(series.dt.to_pydatetime())
+        elif series.dtype.kind == "f":
+            values = series.astype(float).tolist()
+        elif series.dtype.kind == "b":
+            values = series.astype(bool).tolist()
+        else:
+            values = series.astype(object).tolist()
+        columns[col] = [None if m else v for v, m in zip(values, missing, strict=True)]
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]

@@ -66,6 +66,7 @@ def update(*, session: Session, rep: Rep, rep_in: RepUpdate) -> Rep:
     for field, value in data.items():
         setattr(rep, field, value)
     session.flush()
+    session.expire(rep, ["team", "manager"])  # reload the relationships behind the new ids
     return rep
 
 
@@ -141,9 +142,8 @@ def resolve_identity(
         )
         session.add(rep_or_none)
         session.flush()
-    session.add(
-        RepIdentity(rep_id=rep_or_none.id, source_id=source_id, external_id=external_id,
-                    email=email)
+    rep_or_none.identities.append(
+        RepIdentity(source_id=source_id, external_id=external_id, email=email)
     )
     session.flush()
     return rep_or_none

@@ -27,7 +27,10 @@ class Team(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    manager: Mapped[Rep | None] = relationship(foreign_keys=[manager_id], lazy="joined")
+    # post_update: teams and reps point at each other, so the manager is set in a second step.
+    manager: Mapped[Rep | None] = relationship(
+        foreign_keys=[manager_id], lazy="joined", post_update=True
+    )
 
     @property
     def manager_name(self) -> str | None:

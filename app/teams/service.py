@@ -48,6 +48,7 @@ def create(*, session: Session, team_in: TeamCreate) -> Team:
 def update(*, session: Session, team: Team, team_in: TeamUpdate) -> Team:
     _apply(session=session, team=team, data=team_in.model_dump(exclude_unset=True))
     session.flush()
+    session.expire(team, ["manager"])
     return team
 
 
