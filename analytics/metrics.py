@@ -54,11 +54,21 @@ METRICS: dict[str, Metric] = {
     )
 }
 ADDITIVE_METRICS = (
-    "won_revenue", "won_deals", "pipeline_created",
-    "activities", "calls", "emails", "meetings", "tasks",
+    "won_revenue",
+    "won_deals",
+    "pipeline_created",
+    "activities",
+    "calls",
+    "emails",
+    "meetings",
+    "tasks",
 )
-ACTIVITY_METRIC_OF_TYPE = {"call": "calls", "email": "emails", "meeting": "meetings",
-                           "task": "tasks"}
+ACTIVITY_METRIC_OF_TYPE = {
+    "call": "calls",
+    "email": "emails",
+    "meeting": "meetings",
+    "task": "tasks",
+}
 ACTUALS_COLUMNS = ["rep_id", "period", "metric", "value"]
 
 
@@ -92,31 +102,49 @@ def additive_actuals(
     if len(live):
         value = to_reporting_currency(live["amount"].fillna(0.0), live["currency"], rates)
         won = live["status"] == "won"
-        won_frame = pd.DataFrame({
-            "rep_id": live.loc[won, "rep_id"],
-            "period": label_dates(live.loc[won, "close_date"], kind, cal),
-            "value": value[won],
-        }).dropna(subset=["period"])
+        won_frame = pd.DataFrame(
+            {
+                "rep_id": live.loc[won, "rep_id"],
+                "period": label_dates(live.loc[won, "close_date"], kind, cal),
+                "value": value[won],
+            }
+        ).dropna(subset=["period"])
         grouped = won_frame.groupby(["rep_id", "period"], observed=True)["value"]
-        parts.append(grouped.sum().rename("won_revenue").reset_index()
-                     .melt(["rep_id", "period"], var_name="metric"))
-        parts.append(grouped.size().rename("won_deals").reset_index()
-                     .melt(["rep_id", "period"], var_name="metric"))
-        created = pd.DataFrame({
-            "rep_id": live["rep_id"],
-            "period": label_dates(live["created_at"], kind, cal),
-            "value": value,
-        }).dropna(subset=["period"])
-        parts.append(created.groupby(["rep_id", "period"], observed=True)["value"].sum()
-                     .rename("pipeline_created").reset_index()
-                     .melt(["rep_id", "period"], var_name="metric"))
+        parts.append(
+            grouped.sum()
+            .rename("won_revenue")
+            .reset_index()
+            .melt(["rep_id", "period"], var_name="metric")
+        )
+        parts.append(
+            grouped.size()
+            .rename("won_deals")
+            .reset_index()
+            .melt(["rep_id", "period"], var_name="metric")
+        )
+        created = pd.DataFrame(
+            {
+                "rep_id": live["rep_id"],
+                "period": label_dates(live["created_at"], kind, cal),
+                "value": value,
+            }
+        ).dropna(subset=["period"])
+        parts.append(
+            created.groupby(["rep_id", "period"], observed=True)["value"]
+            .sum()
+            .rename("pipeline_created")
+            .reset_index()
+            .melt(["rep_id", "period"], var_name="metric")
+        )
     acts = activities[~activities["is_deleted"].astype(bool)]
     if len(acts):
-        frame = pd.DataFrame({
-            "rep_id": acts["rep_id"],
-            "period": label_dates(acts["occurred_at"], kind, cal),
-            "metric": acts["type"].map(ACTIVITY_METRIC_OF_TYPE),
-        }).dropna(subset=["period", "metric"])
+        frame = pd.DataFrame(
+            {
+                "rep_id": acts["rep_id"],
+                "period": label_dates(acts["occurred_at"], kind, cal),
+                "metric": acts["type"].map(ACTIVITY_METRIC_OF_TYPE),
+            }
+        ).dropna(subset=["period", "metric"])
         by_type = frame.groupby(["rep_id", "period", "metric"], observed=True).size()
         parts.append(by_type.rename("value").reset_index())
         total = frame.groupby(["rep_id", "period"], observed=True).size()

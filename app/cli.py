@@ -50,8 +50,12 @@ def serve(
     settings = get_settings()
     _migrate(_engine())
     uvicorn.run(
-        "app.main:create_app", factory=True, host=host or settings.host,
-        port=port or settings.port, workers=workers, log_level=settings.log_level,
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level=settings.log_level,
     )
 
 
@@ -130,8 +134,9 @@ def import_(
 def demo(
     port: Annotated[int | None, typer.Option(help="Port to serve on")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the generated data")] = 42,
-    serve_api: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after loading")]
-    = True,
+    serve_api: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve after loading")
+    ] = True,
 ) -> None:
     """Load realistic demo data (18 months up to today), print an admin key, and serve."""
     from app.auth import service as auth_service
@@ -155,8 +160,13 @@ def demo(
     if serve_api:
         import uvicorn
 
-        uvicorn.run("app.main:create_app", factory=True, host=settings.host, port=port,
-                    log_level=settings.log_level)
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=settings.host,
+            port=port,
+            log_level=settings.log_level,
+        )
 
 
 def main() -> None:

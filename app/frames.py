@@ -11,11 +11,25 @@ from app.activities.models import Activity
 from app.deals.models import Deal
 
 DEAL_COLUMNS = [
-    Deal.id, Deal.rep_id, Deal.amount, Deal.currency, Deal.status, Deal.stage,
-    Deal.probability, Deal.created_at, Deal.close_date, Deal.closed_at, Deal.is_deleted,
+    Deal.id,
+    Deal.rep_id,
+    Deal.amount,
+    Deal.currency,
+    Deal.status,
+    Deal.stage,
+    Deal.probability,
+    Deal.created_at,
+    Deal.close_date,
+    Deal.closed_at,
+    Deal.is_deleted,
 ]
-ACTIVITY_COLUMNS = [Activity.id, Activity.rep_id, Activity.type, Activity.occurred_at,
-                    Activity.is_deleted]
+ACTIVITY_COLUMNS = [
+    Activity.id,
+    Activity.rep_id,
+    Activity.type,
+    Activity.occurred_at,
+    Activity.is_deleted,
+]
 
 
 def _utc(frame: pd.DataFrame, *cols: str) -> pd.DataFrame:

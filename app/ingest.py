@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -66,7 +67,8 @@ def upsert_records(
         now = utcnow()
         new = [
             {**r, "source_id": source_id, "synced_at": now}
-            for r in chunk if r["external_id"] not in existing
+            for r in chunk
+            if r["external_id"] not in existing
         ]
         changed = []
         for r in chunk:
@@ -125,15 +127,28 @@ def quarantine(
             )
         }
         new = [
-            {"source_id": source_id, "object_type": object_type, "external_id": by_key[k][0],
-             "record_key": k, "reason": by_key[k][1], "payload": by_key[k][2],
-             "created_at": now, "last_seen_at": now}
-            for k in chunk if k not in existing
+            {
+                "source_id": source_id,
+                "object_type": object_type,
+                "external_id": by_key[k][0],
+                "record_key": k,
+                "reason": by_key[k][1],
+                "payload": by_key[k][2],
+                "created_at": now,
+                "last_seen_at": now,
+            }
+            for k in chunk
+            if k not in existing
         ]
         seen = [
-            {"id": existing[k], "reason": by_key[k][1], "payload": by_key[k][2],
-             "last_seen_at": now}
-            for k in chunk if k in existing
+            {
+                "id": existing[k],
+                "reason": by_key[k][1],
+                "payload": by_key[k][2],
+                "last_seen_at": now,
+            }
+            for k in chunk
+            if k in existing
         ]
         if new:
             session.execute(insert(QuarantinedRecord), new)
@@ -142,7 +157,9 @@ def quarantine(
     return len(by_key)
 
 
-def release(session: Session, source_id: int, object_type: str, external_ids: Sequence[str]) -> None:
+def release(
+    session: Session, source_id: int, object_type: str, external_ids: Sequence[str]
+) -> None:
     """Records that now load cleanly leave quarantine."""
     for i in range(0, len(external_ids), BATCH):
         session.execute(
@@ -152,3 +169,22 @@ def release(session: Session, source_id: int, object_type: str, external_ids: Se
                 QuarantinedRecord.record_key.in_(external_ids[i : i + BATCH]),
             )
         )
+
+
+def records_from_frame(records: pd.DataFrame) -> list[dict[str, Any]]:
+    """DataFrame rows as plain Python values (None for missing), ready for the database."""
+    columns: dict[str, list[Any]] = {}
+    for col in records.columns:
+        series = records[col]
+        missing = series.isna().to_numpy()
+        if isinstance(series.dtype, pd.DatetimeTZDtype):
+            values: list[Any] = list(series.dt.to_pydatetime())
+        elif series.dtype.kind == "f":
+            values = series.astype(float).tolist()
+        elif series.dtype.kind == "b":
+            values = series.astype(bool).tolist()
+        else:
+            values = series.astype(object).tolist()
+        columns[col] = [None if m else v for v, m in zip(values, missing, strict=True)]
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]

@@ -10,6 +10,17 @@ from app.targets.models import Target
 from app.teams.models import Team
 
 __all__ = [
-    "Activity", "ApiKey", "Base", "Deal", "DealStageChange", "QuarantinedRecord", "Rep",
-    "RepIdentity", "Source", "SyncCursor", "SyncRun", "Target", "Team",
+    "Activity",
+    "ApiKey",
+    "Base",
+    "Deal",
+    "DealStageChange",
+    "QuarantinedRecord",
+    "Rep",
+    "RepIdentity",
+    "Source",
+    "SyncCursor",
+    "SyncRun",
+    "Target",
+    "Team",
 ]

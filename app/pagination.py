@@ -20,7 +20,7 @@ LimitParam = Annotated[int, Query(ge=1, le=500, description="Page size.")]
 
 def paginate(
     session: Session,
-    stmt: Select[tuple[T]],
+    stmt: Select[T],
     id_column: InstrumentedAttribute[Any],
     *,
     cursor: str | None,

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from analytics.periods import parse_period
 from app.activities.models import Activity
 from app.auth import service as auth_service
 from app.deals.models import Deal
@@ -15,7 +16,6 @@ from app.reps.models import Rep
 from app.sources.models import Source
 from app.targets.models import Target
 from app.teams.models import Team
-from analytics.periods import parse_period
 
 _seq = itertools.count(1)
 
@@ -48,9 +48,14 @@ class Factory:
     def deal(self, **kw: Any) -> Deal:
         n = next(_seq)
         defaults: dict[str, Any] = {
-            "source_id": self.default_source().id, "external_id": f"D{n}", "amount": 1000.0,
-            "currency": "USD", "status": "won", "stage": "Closed Won",
-            "created_at": datetime(2026, 1, 5, tzinfo=UTC), "close_date": date(2026, 2, 1),
+            "source_id": self.default_source().id,
+            "external_id": f"D{n}",
+            "amount": 1000.0,
+            "currency": "USD",
+            "status": "won",
+            "stage": "Closed Won",
+            "created_at": datetime(2026, 1, 5, tzinfo=UTC),
+            "close_date": date(2026, 2, 1),
             "closed_at": datetime(2026, 2, 1, tzinfo=UTC),
         }
         return self._add(Deal(**{**defaults, **kw}))
@@ -58,16 +63,22 @@ class Factory:
     def activity(self, **kw: Any) -> Activity:
         n = next(_seq)
         defaults: dict[str, Any] = {
-            "source_id": self.default_source().id, "external_id": f"A{n}", "type": "call",
+            "source_id": self.default_source().id,
+            "external_id": f"A{n}",
+            "type": "call",
             "occurred_at": datetime(2026, 2, 3, 10, tzinfo=UTC),
         }
         return self._add(Activity(**{**defaults, **kw}))
 
     def target(self, **kw: Any) -> Target:
         p = parse_period(kw.get("period", "2026-02"))
-        defaults: dict[str, Any] = {"metric": "won_revenue", "period": p.label,
-                                    "period_start": p.start, "period_end": p.end,
-                                    "value": 10_000.0}
+        defaults: dict[str, Any] = {
+            "metric": "won_revenue",
+            "period": p.label,
+            "period_start": p.start,
+            "period_end": p.end,
+            "value": 10_000.0,
+        }
         return self._add(Target(**{**defaults, **kw}))
 
     def key(self, role: str = "admin", rep_id: int | None = None, **kw: Any) -> dict[str, str]:

@@ -31,8 +31,9 @@ def test_migrated_schema_matches_models(fresh_url):
     engine = make_engine(fresh_url)
     upgrade(engine)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
-                                Base.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+        )
     engine.dispose()
     assert diff == []
 

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-
-
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
@@ -37,9 +35,14 @@ def list_activities(
             parse(occurred_in, settings.calendar, field="occurred_in")
         )
     stmt = service.query(
-        rep_id=rep_id, team_id=team_id, source_id=source_id, type=type,
-        occurred_from=occurred_from, occurred_before=occurred_before,
-        include_deleted=include_deleted, visible_rep_ids=principal.rep_ids,
+        rep_id=rep_id,
+        team_id=team_id,
+        source_id=source_id,
+        type=type,
+        occurred_from=occurred_from,
+        occurred_before=occurred_before,
+        include_deleted=include_deleted,
+        visible_rep_ids=principal.rep_ids,
     )
     rows, next_cursor = paginate(session, stmt, Activity.id, cursor=cursor, limit=limit)
     return ActivityPage(

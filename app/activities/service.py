@@ -18,7 +18,7 @@ def query(
     occurred_before: datetime | None = None,
     include_deleted: bool = False,
     visible_rep_ids: frozenset[int] | None = None,
-) -> Select[tuple[Activity]]:
+) -> Select[Activity]:
     stmt = select(Activity)
     if rep_id is not None:
         stmt = stmt.where(Activity.rep_id == rep_id)

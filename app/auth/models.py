@@ -11,7 +11,7 @@ ROLES = ("admin", "analyst", "manager", "viewer")
 
 
 class ApiKey(Base):
-    """An API key; only its SHA-256 is stored (keys are random 256-bit tokens, so no KDF is needed)."""
+    """An API key. Only its SHA-256 is stored: keys are random 256-bit tokens, so no KDF."""
 
     __tablename__ = "api_keys"
 

@@ -44,9 +44,15 @@ def list_deals(
             parse(created_in, settings.calendar, field="created_in")
         )
     stmt = service.query(
-        rep_id=rep_id, team_id=team_id, source_id=source_id, status=status,
-        close_from=close_from, close_to=close_to, created_from=created_from,
-        created_before=created_before, include_deleted=include_deleted,
+        rep_id=rep_id,
+        team_id=team_id,
+        source_id=source_id,
+        status=status,
+        close_from=close_from,
+        close_to=close_to,
+        created_from=created_from,
+        created_before=created_before,
+        include_deleted=include_deleted,
         visible_rep_ids=principal.rep_ids,
     )
     rows, next_cursor = paginate(session, stmt, Deal.id, cursor=cursor, limit=limit)

@@ -20,7 +20,7 @@ def query(
     created_before: datetime | None = None,
     include_deleted: bool = False,
     visible_rep_ids: frozenset[int] | None = None,
-) -> Select[tuple[Deal]]:
+) -> Select[Deal]:
     stmt = select(Deal)
     if rep_id is not None:
         stmt = stmt.where(Deal.rep_id == rep_id)

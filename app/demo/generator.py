@@ -560,7 +560,7 @@ def _build_deals(
     valid[:, 6] = reopen
     at = created_s[:, None] + (frac * (close_s - created_s)[:, None]).astype(np.int64)
     # Whatever the plan, only what happened by now (or by the owner leaving) is recorded.
-    pass
+    valid &= at <= cutoff[:, None]
 
     last_col = 6 - np.argmax(valid[:, ::-1], axis=1)
     rows = np.arange(n)

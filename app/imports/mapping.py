@@ -19,6 +19,13 @@ from app.exceptions import InvalidInputError
 _TEMPLATE = re.compile(r"\{([^{}]+)\}")
 
 
+ActivityType = Literal["call", "email", "meeting", "task"]
+
+
+def _default_types() -> dict[str, ActivityType]:
+    return {"call": "call", "email": "email", "meeting": "meeting", "task": "task"}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -64,10 +71,7 @@ class ActivitiesMapping(_Strict):
     subject: str | None = None
     deal_id: str | None = None
     modified: str | None = None
-    types: dict[str, Literal["call", "email", "meeting", "task"]] = Field(
-        default_factory=lambda: {"call": "call", "email": "email", "meeting": "meeting",
-                                 "task": "task"}
-    )
+    types: dict[str, ActivityType] = Field(default_factory=_default_types)
 
 
 class Mapping(_Strict):
@@ -92,8 +96,10 @@ class Mapping(_Strict):
             return cls.model_validate(data)
         except (yaml.YAMLError, ValidationError) as exc:
             details = (
-                [{"field": "mapping." + ".".join(map(str, e["loc"])), "message": e["msg"]}
-                 for e in exc.errors()]
+                [
+                    {"field": "mapping." + ".".join(map(str, e["loc"])), "message": e["msg"]}
+                    for e in exc.errors()
+                ]
                 if isinstance(exc, ValidationError)
                 else [{"field": "mapping", "message": str(exc)}]
             )

@@ -20,8 +20,14 @@ from app.activities.models import Activity
 from app.db import utcnow
 from app.deals.models import Deal
 from app.exceptions import InvalidInputError
-from app.imports.mapping import ActivitiesMapping, DealsMapping, Mapping, RepsMapping, evaluate
-from app.imports.mapping import missing_columns
+from app.imports.mapping import (
+    ActivitiesMapping,
+    DealsMapping,
+    Mapping,
+    RepsMapping,
+    evaluate,
+    missing_columns,
+)
 from app.reps import service as reps_service
 from app.reps.models import Rep
 from app.sources.models import Source, SyncRun
@@ -52,7 +58,10 @@ class ImportResult:
 def read_csv(content: bytes, *, name: str, max_rows: int) -> pd.DataFrame:
     try:
         frame = pd.read_csv(
-            io.BytesIO(content), dtype=str, keep_default_na=False, encoding="utf-8-sig",
+            io.BytesIO(content),
+            dtype=str,
+            keep_default_na=False,
+            encoding="utf-8-sig",
             skipinitialspace=True,
         )
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -65,7 +74,8 @@ def read_csv(content: bytes, *, name: str, max_rows: int) -> pd.DataFrame:
             details=[{"field": name, "message": f"at most {max_rows} rows per file"}],
         )
     frame.columns = [str(c).strip() for c in frame.columns]
-    return frame.apply(lambda col: col.str.strip())
+    stripped: pd.DataFrame = frame.apply(lambda col: col.str.strip())
+    return stripped
 
 
 def source_for(session: Session, name: str) -> Source:
@@ -160,8 +170,9 @@ def _import_reps(
             rep.is_active = active[i] in {"1", "true", "yes", "y", "active"}
         manager = None
         if managers[i]:
-            manager = _person(session, source, mapping, managers[i], manager_emails[i],
-                              role="manager")
+            manager = _person(
+                session, source, mapping, managers[i], manager_emails[i], role="manager"
+            )
             rep.manager_id = manager.id
         if teams[i]:
             team = teams_service.get_or_create(session=session, name=teams[i])
@@ -185,7 +196,11 @@ def _person(
 ) -> Rep:
     key = {"name": name, "email": email or name, "id": name}[mapping.owner_key]
     rep = reps_service.resolve_identity(
-        session=session, source_id=source.id, external_id=key, name=name, email=email or None,
+        session=session,
+        source_id=source.id,
+        external_id=key,
+        name=name,
+        email=email or None,
         role=role,
     )
     if role == "manager" and rep.role != "manager":
@@ -204,7 +219,8 @@ def _timestamps(values: pd.Series, fmt: str | None, tz: str) -> pd.Series:
     parsed = _dates(values, fmt)
     if parsed.dt.tz is None:
         parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-    return parsed.dt.tz_convert("UTC")
+    utc: pd.Series = parsed.dt.tz_convert("UTC")
+    return utc
 
 
 class _Problems:
@@ -231,7 +247,11 @@ def _owners(session: Session, source: Source, owners: pd.Series) -> pd.Series:
 
 
 def _import_deals(
-    session: Session, source: Source, mapping: Mapping, m: DealsMapping, frame: pd.DataFrame,
+    session: Session,
+    source: Source,
+    mapping: Mapping,
+    m: DealsMapping,
+    frame: pd.DataFrame,
     strict: bool,
 ) -> ObjectResult:
     p = _Problems(frame.index)
@@ -260,8 +280,12 @@ def _import_deals(
     p.flag(amount.abs() > MAX_AMOUNT, "implausible amount " + amount_raw)
     p.flag(amount < 0, "negative amount " + amount_raw)
     p.flag(~currency.str.fullmatch(r"[A-Z]{3}"), "bad currency " + currency.map(repr))
-    for parsed, spec in ((created, m.created), (close, m.close_date),
-                         (closed_at, m.closed_at), (modified, m.modified)):
+    for parsed, spec in (
+        (created, m.created),
+        (close, m.close_date),
+        (closed_at, m.closed_at),
+        (modified, m.modified),
+    ):
         raw = evaluate(frame, spec)
         p.flag(raw.ne("") & parsed.isna(), f"bad date in {spec}: " + raw.map(repr))
     closed = status.isin(["won", "lost"])
@@ -274,23 +298,36 @@ def _import_deals(
     )
     close = close.where(close.notna(), closed_at.dt.tz_convert(None).dt.normalize())
     good = ~p.bad
-    records = pd.DataFrame({
-        "external_id": ext, "rep_id": rep_id.astype("Int64"), "owner_external_id": owner,
-        "name": evaluate(frame, m.name).str.strip().replace("", None),
-        "account": evaluate(frame, m.account).replace("", None),
-        "amount": amount, "currency": currency, "stage": stage,
-        "pipeline": evaluate(frame, m.pipeline).replace("", None),
-        "probability": prob.where(status == "open", (status == "won").astype(float)),
-        "status": status, "created_at": created, "close_date": close.dt.date,
-        "closed_at": closed_at.where(closed, pd.NaT), "source_modified_at": modified,
-        "is_deleted": deleted,
-    })[good]
+    records = pd.DataFrame(
+        {
+            "external_id": ext,
+            "rep_id": rep_id.astype("Int64"),
+            "owner_external_id": owner,
+            "name": evaluate(frame, m.name).str.strip().replace("", None),
+            "account": evaluate(frame, m.account).replace("", None),
+            "amount": amount,
+            "currency": currency,
+            "stage": stage,
+            "pipeline": evaluate(frame, m.pipeline).replace("", None),
+            "probability": prob.where(status == "open", (status == "won").astype(float)),
+            "status": status,
+            "created_at": created,
+            "close_date": close.dt.date,
+            "closed_at": closed_at.where(closed, pd.NaT),
+            "source_modified_at": modified,
+            "is_deleted": deleted,
+        }
+    )[good]
     return _finish(session, source, Deal, "deal", frame, ext, p, records, strict)
 
 
 def _import_activities(
-    session: Session, source: Source, mapping: Mapping, m: ActivitiesMapping,
-    frame: pd.DataFrame, strict: bool,
+    session: Session,
+    source: Source,
+    mapping: Mapping,
+    m: ActivitiesMapping,
+    frame: pd.DataFrame,
+    strict: bool,
 ) -> ObjectResult:
     p = _Problems(frame.index)
     ext = evaluate(frame, m.id)
@@ -307,19 +344,32 @@ def _import_activities(
     p.flag(rep_id.isna(), "unknown owner " + owner.map(repr))
     p.flag(kind.isna(), "unknown activity type " + raw_type.map(repr))
     p.flag(occurred.isna(), "bad or missing date " + occurred_raw.map(repr))
-    records = pd.DataFrame({
-        "external_id": ext, "rep_id": rep_id.astype("Int64"), "owner_external_id": owner,
-        "type": kind,
-        "subject": evaluate(frame, m.subject).replace("", None), "occurred_at": occurred,
-        "deal_external_id": evaluate(frame, m.deal_id).replace("", None),
-        "source_modified_at": modified, "is_deleted": False,
-    })[~p.bad]
+    records = pd.DataFrame(
+        {
+            "external_id": ext,
+            "rep_id": rep_id.astype("Int64"),
+            "owner_external_id": owner,
+            "type": kind,
+            "subject": evaluate(frame, m.subject).replace("", None),
+            "occurred_at": occurred,
+            "deal_external_id": evaluate(frame, m.deal_id).replace("", None),
+            "source_modified_at": modified,
+            "is_deleted": False,
+        }
+    )[~p.bad]
     return _finish(session, source, Activity, "activity", frame, ext, p, records, strict)
 
 
 def _finish(
-    session: Session, source: Source, model: type[Deal] | type[Activity], object_type: str,
-    frame: pd.DataFrame, ext: pd.Series, p: _Problems, records: pd.DataFrame, strict: bool,
+    session: Session,
+    source: Source,
+    model: type[Deal] | type[Activity],
+    object_type: str,
+    frame: pd.DataFrame,
+    ext: pd.Series,
+    p: _Problems,
+    records: pd.DataFrame,
+    strict: bool,
 ) -> ObjectResult:
     out = ObjectResult(rows=len(frame))
     out.errors = [
@@ -331,7 +381,7 @@ def _finish(
             f"{len(out.errors)} bad {object_type} row(s); nothing was written",
             details=out.errors,
         )
-    rows = _to_python(records)
+    rows = ingest.records_from_frame(records)
     counts = ingest.upsert_records(session, model, source.id, rows)
     out.inserted, out.updated, out.unchanged = counts.inserted, counts.updated, counts.unchanged
     ingest.release(session, source.id, object_type, [r["external_id"] for r in rows])
@@ -341,31 +391,18 @@ def _finish(
 
 
 def _quarantine(
-    session: Session, source: Source, object_type: str, frame: pd.DataFrame,
+    session: Session,
+    source: Source,
+    object_type: str,
+    frame: pd.DataFrame,
     errors: list[dict[str, Any]],
 ) -> None:
     items = [
-        (e.get("external_id"), e["message"], {k: str(v) for k, v in
-                                              frame.loc[e["row"] - 1].items()})
+        (
+            e.get("external_id"),
+            e["message"],
+            {k: str(v) for k, v in frame.loc[e["row"] - 1].items()},
+        )
         for e in errors
     ]
     ingest.quarantine(session, source.id, object_type, items)
-
-
-def _to_python(records: pd.DataFrame) -> list[dict[str, Any]]:
-    """DataFrame rows as plain Python values (None for missing), ready for the database."""
-    columns: dict[str, list[Any]] = {}
-    for col in records.columns:
-        series = records[col]
-        missing = series.isna().to_numpy()
-        if isinstance(series.dtype, pd.DatetimeTZDtype):
-            values: list[Any] = list(series.dt.to_pydatetime())
-        elif series.dtype.kind == "f":
-            values = series.astype(float).tolist()
-        elif series.dtype.kind == "b":
-            values = series.astype(bool).tolist()
-        else:
-            values = series.astype(object).tolist()
-        columns[col] = [None if m else v for v, m in zip(values, missing, strict=True)]
-    names = list(columns)
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]

@@ -25,7 +25,10 @@ def list_reps(
 ) -> RepPage:
     """Reps with their team and manager. A manager key sees only their own team tree."""
     stmt = service.query(
-        team_id=team_id, manager_id=manager_id, role=role, is_active=is_active,
+        team_id=team_id,
+        manager_id=manager_id,
+        role=role,
+        is_active=is_active,
         visible_ids=principal.rep_ids,
     )
     rows, next_cursor = paginate(session, stmt, Rep.id, cursor=cursor, limit=limit)

@@ -30,7 +30,7 @@ def query(
     role: str | None = None,
     is_active: bool | None = None,
     visible_ids: frozenset[int] | None = None,
-) -> Select[tuple[Rep]]:
+) -> Select[Rep]:
     stmt = select(Rep).order_by(Rep.id)
     if team_id is not None:
         stmt = stmt.where(Rep.team_id == team_id)
@@ -87,9 +87,7 @@ def scope_of_manager(*, session: Session, manager_id: int) -> tuple[set[int], se
     Team = teams_service.Team
     teams = session.execute(select(Team.id, Team.parent_id, Team.manager_id)).all()
     team_ids = {t.id for t in teams if t.manager_id == manager_id}
-    team_ids = teams_service.descendants(
-        roots=team_ids, edges=[(t.id, t.parent_id) for t in teams]
-    )
+    team_ids = teams_service.descendants(roots=team_ids, edges=[(t.id, t.parent_id) for t in teams])
     reps = session.execute(select(Rep.id, Rep.manager_id, Rep.team_id)).all()
     by_manager: dict[int, list[int]] = {}
     for r in reps:
@@ -151,9 +149,9 @@ def resolve_identity(
 
 def identity_map(*, session: Session, source_id: int) -> dict[str, int]:
     """external owner id -> rep id, for mapping a whole page of records at once."""
-    rows: Sequence[tuple[str, int]] = session.execute(  # type: ignore[assignment]
+    rows = session.execute(
         select(RepIdentity.external_id, RepIdentity.rep_id).where(
             RepIdentity.source_id == source_id
         )
-    ).all()
-    return dict(rows)
+    )
+    return {external_id: rep_id for external_id, rep_id in rows}

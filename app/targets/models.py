@@ -17,12 +17,22 @@ class Target(Base):
         CheckConstraint("value >= 0", name="value_not_negative"),
         # Two partial indexes because a plain unique index treats NULLs as distinct.
         Index(
-            "uq_targets_rep_metric_period", "rep_id", "metric", "period", unique=True,
-            sqlite_where=text("rep_id IS NOT NULL"), postgresql_where=text("rep_id IS NOT NULL"),
+            "uq_targets_rep_metric_period",
+            "rep_id",
+            "metric",
+            "period",
+            unique=True,
+            sqlite_where=text("rep_id IS NOT NULL"),
+            postgresql_where=text("rep_id IS NOT NULL"),
         ),
         Index(
-            "uq_targets_team_metric_period", "team_id", "metric", "period", unique=True,
-            sqlite_where=text("team_id IS NOT NULL"), postgresql_where=text("team_id IS NOT NULL"),
+            "uq_targets_team_metric_period",
+            "team_id",
+            "metric",
+            "period",
+            unique=True,
+            sqlite_where=text("team_id IS NOT NULL"),
+            postgresql_where=text("team_id IS NOT NULL"),
         ),
         Index("ix_targets_period_metric", "period", "metric"),
     )

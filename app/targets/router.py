@@ -25,8 +25,12 @@ router = APIRouter()
     "",
     response_model=TargetRead,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"description": "An existing target for this subject, metric and period "
-                                    "was updated (upsert)."}},
+    responses={
+        200: {
+            "description": "An existing target for this subject, metric and period "
+            "was updated (upsert)."
+        }
+    },
 )
 def create_target(
     target_in: TargetCreate,
@@ -54,8 +58,12 @@ def list_targets(
     limit: LimitParam = 100,
 ) -> TargetPage:
     stmt = service.query(
-        rep_id=rep_id, team_id=team_id, metric=metric, period=period,
-        visible_rep_ids=principal.rep_ids, visible_team_ids=principal.team_ids,
+        rep_id=rep_id,
+        team_id=team_id,
+        metric=metric,
+        period=period,
+        visible_rep_ids=principal.rep_ids,
+        visible_team_ids=principal.team_ids,
     )
     rows, next_cursor = paginate(session, stmt, Target.id, cursor=cursor, limit=limit)
     return TargetPage(items=[TargetRead.model_validate(t) for t in rows], next_cursor=next_cursor)
@@ -77,8 +85,9 @@ async def upload_targets(
     session: SessionDep,
     settings: SettingsDep,
     _: TargetWriterKey,
-    file: UploadFile = File(description="CSV: rep_email|rep_id|team|team_id, metric, period, "
-                                        "value"),
+    file: UploadFile = File(
+        description="CSV: rep_email|rep_id|team|team_id, metric, period, value"
+    ),
 ) -> BulkResult:
     """Upsert targets from a CSV file. Any bad row: 422 listing every bad row, nothing written."""
     content = await file.read(settings.max_upload_bytes + 1)
@@ -92,7 +101,9 @@ async def upload_targets(
 def _bulk(session: SessionDep, rows: list[service._Row]) -> BulkResult:
     targets, created, updated, unchanged = service.upsert_many(session=session, rows=rows)
     return BulkResult(
-        created=created, updated=updated, unchanged=unchanged,
+        created=created,
+        updated=updated,
+        unchanged=unchanged,
         items=[TargetRead.model_validate(t) for t in targets],
     )
 
@@ -111,8 +122,11 @@ def suggest_targets(
 @router.get("/{target_id}", response_model=TargetRead)
 def read_target(target_id: int, session: SessionDep, principal: MetricsReaderKey) -> TargetRead:
     target = service.get(session=session, target_id=target_id)
-    if not (principal.can_see_rep(target.rep_id) if target.rep_id is not None
-            else principal.can_see_team(target.team_id)):
+    if not (
+        principal.can_see_rep(target.rep_id)
+        if target.rep_id is not None
+        else principal.can_see_team(target.team_id)
+    ):
         raise NotFoundError(f"target {target_id} not found")
     return TargetRead.model_validate(target)
 

@@ -77,6 +77,4 @@ class Suggestion(TargetCreate):
 
 class SuggestResponse(Schema):
     items: list[Suggestion]
-    note: str = (
-        "Nothing was written. POST the items you accept to /api/v1/targets/bulk."
-    )
+    note: str = "Nothing was written. POST the items you accept to /api/v1/targets/bulk."

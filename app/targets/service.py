@@ -21,7 +21,7 @@ from app.exceptions import InvalidInputError, NotFoundError
 from app.periods import parse
 from app.reps.models import Rep
 from app.targets.models import Target
-from app.targets.schemas import SuggestRequest, Suggestion, TargetCreate
+from app.targets.schemas import Suggestion, SuggestRequest, TargetCreate
 from app.teams.models import Team
 
 
@@ -40,7 +40,7 @@ def query(
     period: str | None = None,
     visible_rep_ids: frozenset[int] | None = None,
     visible_team_ids: frozenset[int] | None = None,
-) -> Select[tuple[Target]]:
+) -> Select[Target]:
     stmt = select(Target)
     if rep_id is not None:
         stmt = stmt.where(Target.rep_id == rep_id)
@@ -90,8 +90,11 @@ def validate_rows(
         errors.append({"row": n, "field": field, "message": message})
 
     for n, raw in enumerate(rows, start=1):
-        row = {k.strip().lower(): (v.strip() if isinstance(v, str) else v)
-               for k, v in raw.items() if k is not None}
+        row = {
+            k.strip().lower(): (v.strip() if isinstance(v, str) else v)
+            for k, v in raw.items()
+            if k is not None
+        }
         rep_id: int | None = None
         team_id: int | None = None
         ok = True
@@ -183,8 +186,13 @@ def upsert_many(*, session: Session, rows: Iterable[_Row]) -> tuple[list[Target]
         target = existing.get((row.rep_id, row.team_id, row.metric, row.period))
         if target is None:
             target = Target(
-                rep_id=row.rep_id, team_id=row.team_id, metric=row.metric, period=row.period,
-                period_start=row.period_start, period_end=row.period_end, value=row.value,
+                rep_id=row.rep_id,
+                team_id=row.team_id,
+                metric=row.metric,
+                period=row.period,
+                period_start=row.period_start,
+                period_end=row.period_end,
+                value=row.value,
             )
             session.add(target)
             created += 1
@@ -261,38 +269,50 @@ def suggest(*, session: Session, request: SuggestRequest, settings: Settings) ->
     actuals = additive_actuals(
         frames.deals_frame(conn, since=since, until=until),
         frames.activities_frame(conn, since=since, until=until),
-        kind=period.kind, cal=cal, rates=settings.currency_rates,
+        kind=period.kind,
+        cal=cal,
+        rates=settings.currency_rates,
     )
     actuals = actuals[actuals["metric"] == request.metric]
     by_rep = actuals.pivot_table(index="rep_id", columns="period", values="value", aggfunc="sum")
     labels = [p.label for p in history]
     factor = 1 + request.growth_pct / 100
+    # A rep with no row at all has no history of this metric; one with a row but a missing
+    # period earned nothing in it.
+    table = by_rep.reindex(columns=labels).fillna(0.0)
     values: dict[int, float | None] = {}
     bases: dict[int, dict[str, float | None]] = {}
     for rep in reps:
-        row = by_rep.loc[rep.id] if rep.id in by_rep.index else None
-        basis = {
-            label: (float(row[label]) if row is not None and label in row and pd.notna(row[label])
-                    else 0.0 if row is not None else None)
-            for label in labels
-        }
-        bases[rep.id] = basis
-        known = [v for v in basis.values() if v is not None]
-        values[rep.id] = round(sum(known) / len(known) * factor, 2) if known else None
-    team_median = pd.Series(
-        {r.id: values[r.id] for r in reps if values[r.id] is not None}, dtype="float64"
-    ).groupby(pd.Series({r.id: r.team_id or 0 for r in reps})).median()
+        if rep.id in table.index:
+            history_values = [float(v) for v in table.loc[rep.id].to_numpy(dtype=float)]
+            bases[rep.id] = dict(zip(labels, history_values, strict=True))
+            values[rep.id] = round(sum(history_values) / len(labels) * factor, 2)
+        else:
+            bases[rep.id] = dict.fromkeys(labels)
+            values[rep.id] = None
+    team_median = (
+        pd.Series({r.id: values[r.id] for r in reps if values[r.id] is not None}, dtype="float64")
+        .groupby(pd.Series({r.id: r.team_id or 0 for r in reps}))
+        .median()
+    )
     out: list[Suggestion] = []
     for rep in reps:
         value = values[rep.id]
-        method = request.method
+        method: str = request.method
         if value is None:
             fallback = team_median.get(rep.team_id or 0)
             if fallback is None or pd.isna(fallback):
                 continue
             value, method = round(float(fallback), 2), f"{request.method}:team_median"
-        out.append(Suggestion(
-            rep_id=rep.id, metric=request.metric, period=period.label, value=value,
-            rep_name=rep.name, method=method, basis=bases[rep.id],
-        ))
+        out.append(
+            Suggestion(
+                rep_id=rep.id,
+                metric=request.metric,
+                period=period.label,
+                value=value,
+                rep_name=rep.name,
+                method=method,
+                basis=bases[rep.id],
+            )
+        )
     return out

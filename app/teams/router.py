@@ -37,8 +37,6 @@ def create_team(team_in: TeamCreate, session: SessionDep, _: AdminKey) -> TeamRe
 
 
 @router.patch("/{team_id}", response_model=TeamRead)
-def update_team(
-    team_id: int, team_in: TeamUpdate, session: SessionDep, _: AdminKey
-) -> TeamRead:
+def update_team(team_id: int, team_in: TeamUpdate, session: SessionDep, _: AdminKey) -> TeamRead:
     team = service.get(session=session, team_id=team_id)
     return TeamRead.model_validate(service.update(session=session, team=team, team_in=team_in))

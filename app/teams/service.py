@@ -19,7 +19,7 @@ def get(*, session: Session, team_id: int) -> Team:
     return team
 
 
-def query(*, visible_ids: frozenset[int] | None = None) -> Select[tuple[Team]]:
+def query(*, visible_ids: frozenset[int] | None = None) -> Select[Team]:
     stmt = select(Team).order_by(Team.id)
     if visible_ids is not None:
         stmt = stmt.where(Team.id.in_(visible_ids))

@@ -16,8 +16,11 @@ def test_validation_error_names_the_field(client, factory):
 
 
 def test_malformed_json_is_422_not_500(client, factory):
-    r = client.post("/api/v1/targets", content=b"{not json",
-                    headers={**factory.key(), "Content-Type": "application/json"})
+    r = client.post(
+        "/api/v1/targets",
+        content=b"{not json",
+        headers={**factory.key(), "Content-Type": "application/json"},
+    )
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "validation_error"
 
@@ -29,6 +32,7 @@ def test_unexpected_errors_hide_the_trace(app, client, factory):
 
     r = client.get("/api/v1/boom")
     assert r.status_code == 500
-    assert r.json() == {"error": {"code": "internal_error", "message": "internal server error",
-                                  "details": []}}
+    assert r.json() == {
+        "error": {"code": "internal_error", "message": "internal server error", "details": []}
+    }
     assert "secret internals" not in r.text

@@ -11,8 +11,9 @@ def test_health_needs_no_key(client):
     assert r.json() == {"status": "ok"}
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"},
-                                     {"Authorization": "Basic abc"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}]
+)
 def test_missing_or_wrong_key_is_401_in_the_error_shape(client, headers):
     r = client.get("/api/v1/reps", headers=headers)
     assert r.status_code == 401
@@ -28,8 +29,13 @@ def test_every_api_route_requires_a_key(app, client):
             continue
         for method in route.methods - {"HEAD", "OPTIONS"}:
             url = path.replace("{", "").replace("}", "")  # placeholders become literals
-            r = client.request(method, url.replace("rep_id", "1").replace("team_id", "1")
-                               .replace("target_id", "1").replace("key_id", "1"))
+            r = client.request(
+                method,
+                url.replace("rep_id", "1")
+                .replace("team_id", "1")
+                .replace("target_id", "1")
+                .replace("key_id", "1"),
+            )
             assert r.status_code == 401, (method, path, r.status_code)
 
 
@@ -52,8 +58,7 @@ def test_keys_are_stored_hashed_and_shown_once(client, factory, session):
     from app.auth.models import ApiKey
 
     admin = factory.key("admin")
-    r = client.post("/api/v1/api-keys", json={"role": "viewer", "name": "wallboard"},
-                    headers=admin)
+    r = client.post("/api/v1/api-keys", json={"role": "viewer", "name": "wallboard"}, headers=admin)
     assert r.status_code == 201
     token = r.json()["key"]
     stored = session.get(ApiKey, r.json()["id"])

@@ -22,10 +22,12 @@ def _maven(session, **kw):
     return service.run_import(
         session=session,
         mapping=Mapping.load(MAPPING),
-        reps=service.read_csv((MAVEN / "sales_teams.csv").read_bytes(), name="reps",
-                              max_rows=10**6),
-        deals=service.read_csv((MAVEN / "sales_pipeline.csv").read_bytes(), name="deals",
-                               max_rows=10**6),
+        reps=service.read_csv(
+            (MAVEN / "sales_teams.csv").read_bytes(), name="reps", max_rows=10**6
+        ),
+        deals=service.read_csv(
+            (MAVEN / "sales_pipeline.csv").read_bytes(), name="deals", max_rows=10**6
+        ),
         **kw,
     )
 
@@ -88,8 +90,9 @@ def _bad_import(session, strict=False):
     return service.run_import(
         session=session,
         mapping=Mapping.load(MAPPING),
-        reps=service.read_csv((MAVEN / "sales_teams.csv").read_bytes(), name="reps",
-                              max_rows=10**6),
+        reps=service.read_csv(
+            (MAVEN / "sales_teams.csv").read_bytes(), name="reps", max_rows=10**6
+        ),
         deals=service.read_csv(BAD_DEALS.encode(), name="deals", max_rows=100),
         strict=strict,
     )
@@ -117,9 +120,8 @@ def test_bad_rows_are_quarantined_with_reason_and_the_rest_load(session):
 def test_strict_import_refuses_everything(session):
     from app.exceptions import InvalidInputError
 
-    with pytest.raises(InvalidInputError) as exc:
-        with session.begin_nested():
-            _bad_import(session, strict=True)
+    with pytest.raises(InvalidInputError) as exc, session.begin_nested():
+        _bad_import(session, strict=True)
     assert [d["row"] for d in exc.value.details] == [2, 3, 4, 5, 6]
     assert session.scalar(select(func.count()).select_from(Deal)) == 0
 
@@ -144,8 +146,7 @@ def test_import_endpoint(client, factory):
 
 
 def test_mapping_errors_name_the_field(client, factory):
-    files = {"mapping": ("m.yaml", b"source: x\ndeals:\n  id: a\n"),
-             "deals": ("d.csv", b"a\n1\n")}
+    files = {"mapping": ("m.yaml", b"source: x\ndeals:\n  id: a\n"), "deals": ("d.csv", b"a\n1\n")}
     r = client.post("/api/v1/imports", files=files, headers=factory.key("admin"))
     assert r.status_code == 422
     fields = {d["field"] for d in r.json()["error"]["details"]}
@@ -157,9 +158,9 @@ def test_missing_columns_are_reported(session):
 
     with pytest.raises(InvalidInputError) as exc:
         service.run_import(
-            session=session, mapping=Mapping.load(MAPPING),
-            deals=service.read_csv(b"opportunity_id,sales_agent\nX,Y\n", name="deals",
-                                   max_rows=10),
+            session=session,
+            mapping=Mapping.load(MAPPING),
+            deals=service.read_csv(b"opportunity_id,sales_agent\nX,Y\n", name="deals", max_rows=10),
         )
     messages = [d["message"] for d in exc.value.details]
     assert "missing column 'deal_stage'" in messages

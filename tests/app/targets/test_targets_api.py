@@ -15,8 +15,13 @@ def rep(factory):
 
 def test_create_read_update_delete(client, factory, rep):
     h = factory.key("analyst")
-    body = {"rep_id": rep.id, "team_id": None, "metric": "won_revenue", "period": "2026-q4",
-            "value": 250000}
+    body = {
+        "rep_id": rep.id,
+        "team_id": None,
+        "metric": "won_revenue",
+        "period": "2026-q4",
+        "value": 250000,
+    }
     r = client.post("/api/v1/targets", json=body, headers=h)
     assert r.status_code == 201, r.text
     t = r.json()
@@ -58,8 +63,13 @@ def test_bad_target_names_the_field(client, factory, rep, patch, field):
 
 def test_rep_and_team_together_is_refused(client, factory, rep):
     team = factory.team()
-    body = {"rep_id": rep.id, "team_id": team.id, "metric": "won_revenue", "period": "2026-11",
-            "value": 1}
+    body = {
+        "rep_id": rep.id,
+        "team_id": team.id,
+        "metric": "won_revenue",
+        "period": "2026-11",
+        "value": 1,
+    }
     r = client.post("/api/v1/targets", json=body, headers=factory.key("admin"))
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "validation_error"
@@ -105,8 +115,9 @@ CSV_OK = (
 
 
 def _upload(client, headers, text):
-    return client.post("/api/v1/targets/upload", files={"file": ("t.csv", text.encode())},
-                       headers=headers)
+    return client.post(
+        "/api/v1/targets/upload", files={"file": ("t.csv", text.encode())}, headers=headers
+    )
 
 
 def test_csv_upload_is_idempotent(client, factory, rep):
@@ -134,7 +145,11 @@ def test_csv_with_bad_rows_lists_each_and_writes_nothing(client, factory, rep, s
     assert r.status_code == 422
     details = r.json()["error"]["details"]
     assert [(d["row"], d["field"]) for d in details] == [
-        (2, "rep"), (3, "period"), (4, "value"), (5, "metric"), (7, "period")
+        (2, "rep"),
+        (3, "period"),
+        (4, "value"),
+        (5, "metric"),
+        (7, "period"),
     ]
     assert "ghost@example.com" in details[0]["message"]
     assert session.scalar(select(func.count()).select_from(Target)) == 0
@@ -160,9 +175,13 @@ def test_suggest_last_year_growth_and_accept(client, factory, session):
     newbie = factory.rep(team_id=team.id)
     # 2025-Q4: veteran won 10,000 + 30,000 (one in EUR: 10,000 EUR = 10,800 USD)
     for amount, currency, day in ((10_000, "USD", 3), (10_000, "EUR", 20)):
-        factory.deal(rep_id=veteran.id, amount=amount, currency=currency,
-                     close_date=date(2025, 11, day),
-                     closed_at=datetime(2025, 11, day, tzinfo=UTC))
+        factory.deal(
+            rep_id=veteran.id,
+            amount=amount,
+            currency=currency,
+            close_date=date(2025, 11, day),
+            closed_at=datetime(2025, 11, day, tzinfo=UTC),
+        )
     factory.deal(rep_id=veteran.id, amount=99_999, status="lost", close_date=date(2025, 11, 4))
     factory.deal(rep_id=veteran.id, amount=50_000, is_deleted=True, close_date=date(2025, 11, 4))
     h = factory.key("analyst")

@@ -1,0 +1,149 @@
+"""Write the demo generator's frames into storage, idempotently (``quotagap demo``)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from app import ingest
+from app.activities.models import Activity
+from app.config import get_settings
+from app.deals.models import Deal, DealStageChange
+from app.demo.generator import DemoConfig, DemoData, generate
+from app.reps import service as reps_service
+from app.sources.models import Source
+from app.targets import service as targets_service
+from app.teams import service as teams_service
+
+SOURCE_NAME = "demo"
+
+
+def load_demo(*, session: Session, seed: int = 42, today: date | None = None) -> str:
+    config = DemoConfig(seed=seed, **({"today": today} if today else {}))
+    data = generate(config)
+    source = session.scalar(select(Source).where(Source.name == SOURCE_NAME))
+    if source is None:
+        source = Source(kind="csv", name=SOURCE_NAME, config={"generator_seed": seed})
+        session.add(source)
+        session.flush()
+    rep_ids = load_people(session=session, source_id=source.id, data=data)
+    deals = load_records(session=session, source_id=source.id, data=data, rep_ids=rep_ids)
+    rows = [
+        {"rep_id": rep_ids[r.rep_key], "metric": r.metric, "period": r.period, "value": r.value}
+        for r in data.targets.itertuples()
+    ]
+    valid = targets_service.validate_rows(session=session, rows=rows, cal=get_settings().calendar)
+    targets_service.upsert_many(session=session, rows=valid)
+    n_reps = sum(1 for role in data.reps["role"] if role == "rep")
+    return (
+        f"{len(data.teams)} teams, {n_reps} reps, {deals} deals, "
+        f"{len(data.activities)} activities, {len(rows)} targets"
+    )
+
+
+def load_people(*, session: Session, source_id: int, data: DemoData) -> dict[str, int]:
+    """Teams, managers and reps; returns rep_key -> rep id."""
+    rep_ids: dict[str, int] = {}
+    for r in data.reps.itertuples():
+        rep = reps_service.resolve_identity(
+            session=session,
+            source_id=source_id,
+            external_id=str(r.rep_key),
+            name=str(r.name),
+            email=str(r.email),
+            role=str(r.role),
+        )
+        rep.role = str(r.role)
+        rep.start_date = r.start_date if isinstance(r.start_date, date) else None
+        rep.is_active = bool(r.is_active)
+        rep_ids[str(r.rep_key)] = rep.id
+    team_ids: dict[str, int] = {}
+    for t in data.teams.itertuples():
+        team = teams_service.get_or_create(session=session, name=str(t.name))
+        team.manager_id = rep_ids.get(str(t.manager_key)) if pd.notna(t.manager_key) else None
+        team_ids[str(t.team_key)] = team.id
+    for t in data.teams.itertuples():
+        if pd.notna(t.parent_team_key):
+            teams_service.get(
+                session=session, team_id=team_ids[str(t.team_key)]
+            ).parent_id = team_ids[str(t.parent_team_key)]
+    for r in data.reps.itertuples():
+        rep = reps_service.get(session=session, rep_id=rep_ids[str(r.rep_key)])
+        rep.team_id = team_ids.get(str(r.team_key)) if pd.notna(r.team_key) else None
+        rep.manager_id = rep_ids.get(str(r.manager_key)) if pd.notna(r.manager_key) else None
+    session.flush()
+    return rep_ids
+
+
+def load_records(
+    *, session: Session, source_id: int, data: DemoData, rep_ids: dict[str, int]
+) -> int:
+    d = data.deals
+    deals = pd.DataFrame(
+        {
+            "external_id": d["external_id"],
+            "rep_id": d["owner_key"].map(rep_ids).astype("Int64"),
+            "owner_external_id": d["owner_key"],
+            "name": d["name"],
+            "account": d["account"],
+            "amount": d["amount"],
+            "currency": d["currency"],
+            "stage": d["stage"],
+            "pipeline": d["pipeline"],
+            "probability": d["probability"],
+            "status": d["status"],
+            "created_at": d["created_at"],
+            "close_date": d["close_date"],
+            "closed_at": d["closed_at"],
+            "source_modified_at": d["modified_at"],
+            "is_deleted": d["is_deleted"],
+        }
+    )
+    ingest.upsert_records(session, Deal, source_id, ingest.records_from_frame(deals))
+    a = data.activities
+    activities = pd.DataFrame(
+        {
+            "external_id": a["external_id"],
+            "rep_id": a["owner_key"].map(rep_ids).astype("Int64"),
+            "owner_external_id": a["owner_key"],
+            "type": a["type"],
+            "subject": a["subject"],
+            "occurred_at": a["occurred_at"],
+            "deal_external_id": a["deal_external_id"],
+            "source_modified_at": a["modified_at"],
+            "is_deleted": False,
+        }
+    )
+    ingest.upsert_records(session, Activity, source_id, ingest.records_from_frame(activities))
+    _load_stage_history(session, source_id, data.deal_stages)
+    return len(deals)
+
+
+def _load_stage_history(session: Session, source_id: int, stages: pd.DataFrame) -> None:
+    already = session.scalar(
+        select(func.count())
+        .select_from(DealStageChange)
+        .join(Deal)
+        .where(Deal.source_id == source_id)
+    )
+    if already:
+        return  # history is append-only and the demo's is complete once written
+    ids = {
+        external_id: deal_id
+        for external_id, deal_id in session.execute(
+            select(Deal.external_id, Deal.id).where(Deal.source_id == source_id)
+        )
+    }
+    frame = pd.DataFrame(
+        {
+            "deal_id": stages["external_id"].map(ids).astype("Int64"),
+            "stage": stages["stage"],
+            "entered_at": stages["entered_at"],
+        }
+    ).dropna(subset=["deal_id"])
+    rows = ingest.records_from_frame(frame)
+    if rows:
+        session.execute(insert(DealStageChange), rows)
