@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app.activities.models import Activity
@@ -22,6 +22,7 @@ from app.deals.models import Deal
 from app.sources.models import QuarantinedRecord
 
 BATCH = 1000
+ANALYZE_AFTER = 10_000
 
 
 @dataclass
@@ -49,6 +50,7 @@ def upsert_records(
     same external id later in ``records`` win (a CRM page can repeat a record).
     """
     counts = UpsertCounts()
+    unanalyzed = 0
     latest = {r["external_id"]: r for r in records}
     items = list(latest.values())
     fields = [k for k in items[0] if k != "external_id"] if items else []
@@ -80,11 +82,19 @@ def upsert_records(
             else:
                 counts.unchanged += 1
         if new:
-            session.execute(insert(model), new)
+            # render_nulls keeps rows with None values in one batch (else one INSERT per shape).
+            session.execute(insert(model).execution_options(render_nulls=True), new)
         if changed:
             session.execute(update(model), changed)
         counts.inserted += len(new)
         counts.updated += len(changed)
+        unanalyzed += len(new)
+        if unanalyzed >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
+            # A big load inside one transaction leaves the planner thinking the table is
+            # empty, and it then seq-scans it for every lookup above (seconds per batch).
+            # PostgreSQL's own advice for bulk loads: ANALYZE (it sees our uncommitted rows).
+            session.execute(text(f"ANALYZE {model.__tablename__}"))
+            unanalyzed = 0
     return counts
 
 
@@ -151,7 +161,7 @@ def quarantine(
             if k in existing
         ]
         if new:
-            session.execute(insert(QuarantinedRecord), new)
+            session.execute(insert(QuarantinedRecord).execution_options(render_nulls=True), new)
         if seen:
             session.execute(update(QuarantinedRecord), seen)
     return len(by_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import func, insert, select
@@ -22,7 +23,7 @@ SOURCE_NAME = "demo"
 
 
 def load_demo(*, session: Session, seed: int = 42, today: date | None = None) -> str:
-    config = DemoConfig(seed=seed, **({"today": today} if today else {}))
+    config = DemoConfig(seed=seed) if today is None else DemoConfig(seed=seed, today=today)
     data = generate(config)
     source = session.scalar(select(Source).where(Source.name == SOURCE_NAME))
     if source is None:
@@ -32,8 +33,13 @@ def load_demo(*, session: Session, seed: int = 42, today: date | None = None) ->
     rep_ids = load_people(session=session, source_id=source.id, data=data)
     deals = load_records(session=session, source_id=source.id, data=data, rep_ids=rep_ids)
     rows = [
-        {"rep_id": rep_ids[r.rep_key], "metric": r.metric, "period": r.period, "value": r.value}
-        for r in data.targets.itertuples()
+        {
+            "rep_id": rep_ids[t["rep_key"]],
+            "metric": t["metric"],
+            "period": t["period"],
+            "value": t["value"],
+        }
+        for t in _plain(data.targets)
     ]
     valid = targets_service.validate_rows(session=session, rows=rows, cal=get_settings().calendar)
     targets_service.upsert_many(session=session, rows=valid)
@@ -46,36 +52,41 @@ def load_demo(*, session: Session, seed: int = 42, today: date | None = None) ->
 
 def load_people(*, session: Session, source_id: int, data: DemoData) -> dict[str, int]:
     """Teams, managers and reps; returns rep_key -> rep id."""
+    reps = _plain(data.reps)
+    teams = _plain(data.teams)
     rep_ids: dict[str, int] = {}
-    for r in data.reps.itertuples():
+    for r in reps:
         rep = reps_service.resolve_identity(
             session=session,
             source_id=source_id,
-            external_id=str(r.rep_key),
-            name=str(r.name),
-            email=str(r.email),
-            role=str(r.role),
+            external_id=r["rep_key"],
+            name=r["name"],
+            email=r["email"],
+            role=r["role"],
         )
-        rep.role = str(r.role)
-        rep.start_date = r.start_date if isinstance(r.start_date, date) else None
-        rep.is_active = bool(r.is_active)
-        rep_ids[str(r.rep_key)] = rep.id
+        rep.role = r["role"]
+        rep.start_date = r["start_date"]
+        rep.is_active = bool(r["is_active"])
+        rep_ids[r["rep_key"]] = rep.id
     team_ids: dict[str, int] = {}
-    for t in data.teams.itertuples():
-        team = teams_service.get_or_create(session=session, name=str(t.name))
-        team.manager_id = rep_ids.get(str(t.manager_key)) if pd.notna(t.manager_key) else None
-        team_ids[str(t.team_key)] = team.id
-    for t in data.teams.itertuples():
-        if pd.notna(t.parent_team_key):
-            teams_service.get(
-                session=session, team_id=team_ids[str(t.team_key)]
-            ).parent_id = team_ids[str(t.parent_team_key)]
-    for r in data.reps.itertuples():
-        rep = reps_service.get(session=session, rep_id=rep_ids[str(r.rep_key)])
-        rep.team_id = team_ids.get(str(r.team_key)) if pd.notna(r.team_key) else None
-        rep.manager_id = rep_ids.get(str(r.manager_key)) if pd.notna(r.manager_key) else None
+    for t in teams:
+        team = teams_service.get_or_create(session=session, name=t["name"])
+        team.manager_id = rep_ids.get(t["manager_key"] or "")
+        team_ids[t["team_key"]] = team.id
+    for t in teams:
+        team = teams_service.get(session=session, team_id=team_ids[t["team_key"]])
+        team.parent_id = team_ids.get(t["parent_team_key"] or "")
+    for r in reps:
+        rep = reps_service.get(session=session, rep_id=rep_ids[r["rep_key"]])
+        rep.team_id = team_ids.get(r["team_key"] or "")
+        rep.manager_id = rep_ids.get(r["manager_key"] or "")
     session.flush()
     return rep_ids
+
+
+def _plain(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Small frames as dicts of plain values, missing values as None."""
+    return ingest.records_from_frame(frame)
 
 
 def load_records(
@@ -146,4 +157,4 @@ def _load_stage_history(session: Session, source_id: int, stages: pd.DataFrame) 
     ).dropna(subset=["deal_id"])
     rows = ingest.records_from_frame(frame)
     if rows:
-        session.execute(insert(DealStageChange), rows)
+        session.execute(insert(DealStageChange).execution_options(render_nulls=True), rows)
