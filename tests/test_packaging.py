@@ -1,0 +1,45 @@
+"""What a fresh install relies on: the console script, the Dockerfile, the README's commands."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_console_script_points_at_the_cli():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["quotagap"] == "app.cli:main"
+    from app.cli import main
+
+    assert callable(main)
+
+
+def test_cli_lists_the_commands():
+    out = subprocess.run(
+        [sys.executable, "-c", "from app.cli import main; main()", "--help"],
+        capture_output=True, text=True, cwd=ROOT, check=True,
+    ).stdout
+    for command in ("serve", "migrate", "import", "demo", "create-api-key"):
+        assert re.search(rf"\b{command}\b", out), command
+
+
+def test_dockerfile_runs_the_service_entry_point():
+    text = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["quotagap"]' in text
+    assert 'CMD ["serve"]' in text
+    for package in ("app", "analytics", "connectors", "migrations"):
+        assert f"COPY {package} ./{package}" in text
+    assert "EXPOSE 8000" in text
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    test_command = re.search(r"^scripts/test\b", readme, re.MULTILINE)
+    assert test_command, "README must show the test command"
+    assert "scripts/test" in ci
