@@ -22,7 +22,10 @@ def test_console_script_points_at_the_cli():
 def test_cli_lists_the_commands():
     out = subprocess.run(
         [sys.executable, "-c", "from app.cli import main; main()", "--help"],
-        capture_output=True, text=True, cwd=ROOT, check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
     ).stdout
     for command in ("serve", "migrate", "import", "demo", "create-api-key"):
         assert re.search(rf"\b{command}\b", out), command
