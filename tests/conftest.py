@@ -28,7 +28,23 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "QG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 BACKENDS = [b for b in os.environ.get("QG_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def _shared_dir() -> Path:
+    """The workspace's read-only shared data (public datasets, recorded CRM responses)."""
+    candidates = [
+        os.environ.get("QG_SHARED_DIR"),
+        Path(__file__).resolve().parents[2] / "shared",
+        "/work/shared",
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate, "data").is_dir():
+            return Path(candidate)
+    # Tests that need it then fail with a clear path, rather than being skipped.
+    return Path(os.environ.get("QG_SHARED_DIR") or "../shared")
+
+
+SHARED = _shared_dir()
 
 
 def _postgres_database(tmp_name: str) -> str:
