@@ -131,3 +131,22 @@ def client(app: Any) -> Iterator[TestClient]:
 @pytest.fixture
 def factory(session: Session) -> Factory:
     return Factory(session)
+
+
+if os.environ.get("CI") == "true" and set(BACKENDS) != {"sqlite", "postgresql"}:
+    raise RuntimeError("CI runs every storage test on both SQLite and PostgreSQL")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how many tests ran on each backend, so a CI log shows both were exercised."""
+    per_backend: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            for backend in BACKENDS:
+                if f"[{backend}" in nodeid or f"-{backend}]" in nodeid or f"-{backend}-" in nodeid:
+                    counts = per_backend.setdefault(backend, {})
+                    counts[outcome] = counts.get(outcome, 0) + 1
+    for backend, counts in sorted(per_backend.items()):
+        summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+        terminalreporter.write_line(f"backend {backend}: {summary}")

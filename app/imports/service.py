@@ -194,7 +194,7 @@ def _import_reps(
 def _person(
     session: Session, source: Source, mapping: Mapping, name: str, email: str, *, role: str
 ) -> Rep:
-    key = {"name": name, "email": email or name, "id": name}[mapping.owner_key]
+    key = _owner_key(mapping, email or name if mapping.owner_key == "email" else name)
     rep = reps_service.resolve_identity(
         session=session,
         source_id=source.id,
@@ -241,9 +241,15 @@ class _Problems:
         return self.reason != ""
 
 
-def _owners(session: Session, source: Source, owners: pd.Series) -> pd.Series:
+def _owner_key(mapping: Mapping, value: str) -> str:
+    # Emails are matched case-insensitively, as mail systems do.
+    return value.strip().lower() if mapping.owner_key == "email" else value
+
+
+def _owners(session: Session, mapping: Mapping, source: Source, owners: pd.Series) -> pd.Series:
     ids = reps_service.identity_map(session=session, source_id=source.id)
-    return owners.map(ids)
+    keys = owners.str.strip().str.lower() if mapping.owner_key == "email" else owners
+    return keys.map(ids)
 
 
 def _import_deals(
@@ -269,7 +275,7 @@ def _import_deals(
     rules = {k.strip().lower(): v for k, v in m.stages.items()}
     status = stage.str.lower().map({k: r.status for k, r in rules.items()})
     prob = stage.str.lower().map({k: r.probability for k, r in rules.items()})
-    rep_id = _owners(session, source, owner)
+    rep_id = _owners(session, mapping, source, owner)
 
     p.flag(ext == "", "missing id")
     p.flag(ext.duplicated(keep="last"), "duplicate id in file (a later row wins)")
@@ -337,7 +343,7 @@ def _import_activities(
     occurred_raw = evaluate(frame, m.occurred_at)
     occurred = _timestamps(occurred_raw, mapping.date_format, mapping.timezone)
     modified = _timestamps(evaluate(frame, m.modified), mapping.date_format, mapping.timezone)
-    rep_id = _owners(session, source, owner)
+    rep_id = _owners(session, mapping, source, owner)
     p.flag(ext == "", "missing id")
     p.flag(ext.duplicated(keep="last"), "duplicate id in file (a later row wins)")
     p.flag(owner == "", "missing owner")

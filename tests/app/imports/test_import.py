@@ -164,3 +164,85 @@ def test_missing_columns_are_reported(session):
         )
     messages = [d["message"] for d in exc.value.details]
     assert "missing column 'deal_stage'" in messages
+
+
+ACTIVITIES_MAPPING = b"""
+source: crm-export
+owner_key: email
+date_format: "%d/%m/%Y %H:%M"
+timezone: Europe/Paris
+reps:
+  name: "{first} {last}"
+  email: email
+  team: team
+  start_date: started
+deals:
+  id: deal
+  owner: owner
+  stage: stage
+  amount: amount
+  currency: currency
+  created: created
+  close_date: closed
+  stages: {open: {status: open, probability: 0.3}, won: {status: won}}
+activities:
+  id: id
+  owner: owner
+  type: kind
+  occurred_at: when
+  deal_id: deal
+  types: {Call: call, "E-mail": email, Meeting: meeting}
+"""
+
+
+def test_activities_import_with_timezone_and_type_mapping(session):
+    from app.activities.models import Activity
+
+    mapping = Mapping.parse_text(ACTIVITIES_MAPPING.decode())
+    reps = service.read_csv(
+        b"first,last,email,team,started\nJo,Park,JO@x.com,Blue,01/09/2026 00:00\n",
+        name="reps",
+        max_rows=10,
+    )
+    deals = service.read_csv(
+        b"deal,owner,stage,amount,currency,created,closed\n"
+        b"D1,jo@x.com,won,1200.50,eur,01/10/2026 09:00,03/10/2026 10:00\n",
+        name="deals",
+        max_rows=10,
+    )
+    acts = service.read_csv(
+        b"id,owner,kind,when,deal\n"
+        b"A1,jo@x.com,Call,02/10/2026 09:30,D1\n"
+        b"A2,jo@x.com,E-mail,02/10/2026 10:00,\n"
+        b"A3,jo@x.com,Fax,02/10/2026 10:00,\n"
+        b"A4,jo@x.com,Meeting,31/02/2026 10:00,\n",
+        name="activities",
+        max_rows=10,
+    )
+    result = service.run_import(
+        session=session, mapping=mapping, reps=reps, deals=deals, activities=acts
+    )
+    assert (result.activities.inserted, result.activities.quarantined) == (2, 2)
+    reasons = [e["message"] for e in result.activities.errors]
+    assert reasons == ["unknown activity type 'Fax'", "bad or missing date '31/02/2026 10:00'"]
+    call = session.scalar(select(Activity).where(Activity.external_id == "A1"))
+    assert call.type == "call" and call.deal_external_id == "D1"
+    assert call.occurred_at.isoformat() == "2026-10-02T07:30:00+00:00"  # Paris is UTC+2 then
+    rep = session.get(Rep, call.rep_id)
+    assert (rep.name, rep.email, str(rep.start_date), rep.team.name) == (
+        "Jo Park",
+        "jo@x.com",
+        "2026-09-01",
+        "Blue",
+    )
+    deal = session.scalar(select(Deal).where(Deal.external_id == "D1"))
+    assert (deal.amount, deal.currency, str(deal.close_date)) == (1200.5, "EUR", "2026-10-03")
+    # a changed row is an update, not a duplicate
+    acts2 = service.read_csv(
+        b"id,owner,kind,when,deal\nA1,jo@x.com,Meeting,02/10/2026 09:30,D1\n",
+        name="activities",
+        max_rows=10,
+    )
+    again = service.run_import(session=session, mapping=mapping, activities=acts2)
+    assert (again.activities.inserted, again.activities.updated) == (0, 1)
+    assert session.scalar(select(func.count()).select_from(Activity)) == 2
