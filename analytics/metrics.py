@@ -179,7 +179,8 @@ def to_reporting_currency(
 def _local(ts: pd.Series, tz: str) -> pd.Series:
     """Timestamps as wall-clock time in the reporting timezone (period boundaries are local)."""
     if isinstance(ts.dtype, pd.DatetimeTZDtype):
-        return ts.dt.tz_convert(tz)
+        local: pd.Series = ts.dt.tz_convert(tz)
+        return local
     return ts
 
 
@@ -209,10 +210,9 @@ def period_metrics(
         lost = status == "lost"
         closed = (won | lost) & (closed_idx != MISSING_INDEX)
         created_at = _local(live["created_at"], tz)
-        closed_at = live["closed_at"] if "closed_at" in live else None
         end = pd.to_datetime(live["close_date"])
-        if closed_at is not None:
-            local_closed = _local(closed_at, tz)
+        if "closed_at" in live:
+            local_closed = _local(live["closed_at"], tz)
             if isinstance(local_closed.dtype, pd.DatetimeTZDtype):
                 local_closed = local_closed.dt.tz_localize(None)
             end = local_closed.where(local_closed.notna(), end)

@@ -79,19 +79,19 @@ import numpy.typing as npt
 import pandas as pd
 
 __all__ = [
+    "MISSING_INDEX",
     "FiscalCalendar",
     "Period",
     "PeriodError",
     "PeriodKind",
     "elapsed_fraction",
-    "MISSING_INDEX",
     "elapsed_working_fraction",
     "index_label",
     "label_dates",
     "parse_period",
-    "period_of",
     "period_from_index",
     "period_index",
+    "period_of",
     "periods_between",
     "previous",
     "same_period_last_year",
