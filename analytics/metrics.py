@@ -264,6 +264,8 @@ def period_metrics(
             {key: acts[key].to_numpy()[ok], "period_index": idx[ok], "t": type_codes[ok]}
         )
         counts = frame.groupby([key, "period_index", "t"], sort=False).size().unstack("t")
+        # Without this the columns axis stays named "t" and leaks into the result frame.
+        counts.columns.name = None
         counts = counts.rename(
             columns={float(i): m for i, m in enumerate(ACTIVITY_METRIC_OF_TYPE.values())}
         )

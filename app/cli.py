@@ -90,6 +90,9 @@ def import_(
     deals: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None,
     activities: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None,
     strict: Annotated[bool, typer.Option(help="Refuse everything if any row is bad")] = False,
+    recompute: Annotated[
+        bool, typer.Option("--compute/--no-compute", help="Recompute the touched periods after")
+    ] = True,
 ) -> None:
     """Import reps/teams, deals and activities from CSV files through a column mapping."""
     from app.db import make_sessionmaker, transaction
@@ -105,7 +108,6 @@ def import_(
         for name, path in (("reps", reps), ("deals", deals), ("activities", activities))
         if path is not None
     }
-    del settings
     try:
         with transaction(make_sessionmaker(engine)) as session:
             result = service.run_import(
@@ -128,6 +130,39 @@ def import_(
         )
         for err in part.errors[:10]:
             typer.echo(f"  row {err['row']}: {err['message']}")
+    if recompute:
+        from app.performance import compute as compute_job
+
+        with transaction(make_sessionmaker(engine)) as session:
+            snap = compute_job.run(session=session, settings=settings, trigger="import")
+            typer.echo(f"recomputed {len(snap.periods)} periods: snapshot {snap.id}")
+
+
+@cli.command()
+def compute(
+    full: Annotated[bool, typer.Option(help="Recompute every period, not only dirty ones")] = False,
+    as_of: Annotated[str | None, typer.Option(help="Compute as if today were YYYY-MM-DD")] = None,
+) -> None:
+    """Compute gaps, pacing and coaching into a new snapshot."""
+    from datetime import date as date_
+
+    from app.db import make_sessionmaker, transaction
+    from app.performance import compute as compute_job
+
+    engine = _engine()
+    _migrate(engine)
+    with transaction(make_sessionmaker(engine)) as session:
+        snap = compute_job.run(
+            session=session,
+            settings=get_settings(),
+            full=full,
+            as_of=date_.fromisoformat(as_of) if as_of else None,
+            trigger="cli",
+        )
+        typer.echo(
+            f"snapshot {snap.id} ({snap.kind}, as of {snap.as_of}): {len(snap.periods)} periods, "
+            f"{snap.rows_written} rows changed in {snap.duration_ms} ms"
+        )
 
 
 @cli.command()
@@ -149,6 +184,10 @@ def demo(
     factory = make_sessionmaker(engine)
     with transaction(factory) as session:
         summary = load_demo(session=session, seed=seed)
+    from app.performance import compute as compute_job
+
+    with transaction(factory) as session:
+        compute_job.run(session=session, settings=settings, full=True, trigger="demo")
     with transaction(factory) as session:
         _, token = auth_service.create(session=session, role="admin", name="demo")
     port = port or settings.port

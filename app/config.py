@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     status_on_track_min: float = Field(default=0.9, description="pace ratio at or above: on_track")
     ramp_schedule: list[float] = Field(default_factory=lambda: [0.2, 0.4, 0.6, 0.8])
     holidays: list[date] = Field(default_factory=list)
+    pacing: Literal["linear", "working_days", "seasonal"] = Field(
+        default="linear", description="How expected-to-date is paced through a period."
+    )
+
+    # Computing and keeping results
+    history_months: int = Field(default=24, ge=3, le=120)
+    snapshot_retention_days: int = Field(default=400, ge=1)
 
     # API limits
     max_page_size: int = 500

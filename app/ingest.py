@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
@@ -19,9 +20,15 @@ from sqlalchemy.orm import Session
 from app.activities.models import Activity
 from app.db import utcnow
 from app.deals.models import Deal
+from app.performance.models import DirtyDay
 from app.sources.models import QuarantinedRecord
 
 BATCH = 1000
+# The dates that decide which periods a record counts in (see analytics/metrics.py).
+DATE_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    Deal: ("created_at", "close_date", "closed_at"),
+    Activity: ("occurred_at",),
+}
 ANALYZE_AFTER = 10_000
 
 
@@ -51,6 +58,8 @@ def upsert_records(
     """
     counts = UpsertCounts()
     unanalyzed = 0
+    dirty: set[date] = set()
+    date_fields = [f for f in DATE_FIELDS[model] if not records or f in records[0]]
     latest = {r["external_id"]: r for r in records}
     items = list(latest.values())
     fields = [k for k in items[0] if k != "external_id"] if items else []
@@ -76,9 +85,12 @@ def upsert_records(
         for r in chunk:
             old = existing.get(r["external_id"])
             if old is None:
+                _collect_days(dirty, r, date_fields)
                 continue
             if any(_differs(getattr(old, f), r[f]) for f in fields):
                 changed.append({**r, "id": old.id, "synced_at": now})
+                _collect_days(dirty, r, date_fields)
+                _collect_days(dirty, {f: getattr(old, f) for f in date_fields}, date_fields)
             else:
                 counts.unchanged += 1
         if new:
@@ -95,7 +107,27 @@ def upsert_records(
             # PostgreSQL's own advice for bulk loads: ANALYZE (it sees our uncommitted rows).
             session.execute(text(f"ANALYZE {model.__tablename__}"))
             unanalyzed = 0
+    mark_dirty(session, dirty)
     return counts
+
+
+def _collect_days(out: set[date], record: dict[str, Any], fields: Sequence[str]) -> None:
+    for field in fields:
+        value = record.get(field)
+        if isinstance(value, datetime):
+            out.add(value.astimezone(UTC).date())
+        elif isinstance(value, date):
+            out.add(value)
+
+
+def mark_dirty(session: Session, days: set[date]) -> None:
+    """Remember the days whose figures changed, for the next incremental recompute."""
+    if not days:
+        return
+    present = set(session.scalars(select(DirtyDay.day).where(DirtyDay.day.in_(days))))
+    missing = [{"day": d} for d in sorted(days - present)]
+    if missing:
+        session.execute(insert(DirtyDay), missing)
 
 
 def _differs(old: Any, new: Any) -> bool:

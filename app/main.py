@@ -41,6 +41,11 @@ def create_app(
             {"name": "targets", "description": "Goals per rep or team, metric and period."},
             {"name": "records", "description": "Deals and activities behind every number."},
             {"name": "imports", "description": "CSV imports with a column mapping."},
+            {
+                "name": "performance",
+                "description": "Gaps, pacing, coaching focus, rankings; "
+                "every figure comes from a named snapshot and is defined in docs/metrics.md.",
+            },
             {"name": "api keys", "description": "Keys and roles (admin only)."},
         ],
     )

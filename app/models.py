@@ -4,6 +4,7 @@ from app.activities.models import Activity
 from app.auth.models import ApiKey
 from app.db import Base
 from app.deals.models import Deal, DealStageChange
+from app.performance.models import CoachingRow, DirtyDay, MetricRow, PerformanceRow, Snapshot
 from app.reps.models import Rep, RepIdentity
 from app.sources.models import QuarantinedRecord, Source, SyncCursor, SyncRun
 from app.targets.models import Target
@@ -13,11 +14,16 @@ __all__ = [
     "Activity",
     "ApiKey",
     "Base",
+    "CoachingRow",
     "Deal",
     "DealStageChange",
+    "DirtyDay",
+    "MetricRow",
+    "PerformanceRow",
     "QuarantinedRecord",
     "Rep",
     "RepIdentity",
+    "Snapshot",
     "Source",
     "SyncCursor",
     "SyncRun",

@@ -22,12 +22,19 @@ from app.teams import service as teams_service
 SOURCE_NAME = "demo"
 
 
-def load_demo(*, session: Session, seed: int = 42, today: date | None = None) -> str:
-    config = DemoConfig(seed=seed) if today is None else DemoConfig(seed=seed, today=today)
+def load_demo(
+    *,
+    session: Session,
+    seed: int = 42,
+    today: date | None = None,
+    config: DemoConfig | None = None,
+) -> str:
+    if config is None:
+        config = DemoConfig(seed=seed) if today is None else DemoConfig(seed=seed, today=today)
     data = generate(config)
     source = session.scalar(select(Source).where(Source.name == SOURCE_NAME))
     if source is None:
-        source = Source(kind="csv", name=SOURCE_NAME, config={"generator_seed": seed})
+        source = Source(kind="csv", name=SOURCE_NAME, config={"generator_seed": config.seed})
         session.add(source)
         session.flush()
     rep_ids = load_people(session=session, source_id=source.id, data=data)

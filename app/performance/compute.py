@@ -1,0 +1,415 @@
+"""The compute job: load frames, run ``analytics/``, store a snapshot in one transaction.
+
+Scope. A full compute covers every month, quarter and fiscal year from ``history_months``
+before ``as_of`` to the end of the current fiscal year. An incremental compute covers the
+periods from the earliest day marked dirty by a sync or import (or, at least, from the
+period containing the previous snapshot's ``as_of``, since time passing moves pacing and
+closes periods) to the same end; figures outside that scope cannot have changed.
+"""
+
+from __future__ import annotations
+
+import time as clock
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from analytics import drivers, gaps
+from analytics.metrics import METRIC_COLUMNS, period_metrics
+from analytics.periods import Period, period_from_index, period_of, periods_between, shift
+from app import frames
+from app.config import Settings
+from app.performance import versioning
+from app.performance.models import (
+    CoachingRow,
+    DirtyDay,
+    MetricRow,
+    PerformanceRow,
+    Snapshot,
+)
+
+KINDS = ("month", "quarter", "year")
+# Drivers pool a year and compare with the rep's own trailing periods before it.
+DRIVER_LOOKBACK_MONTHS = 15
+WIN_RATE_MONTHS = 12
+
+
+@dataclass
+class Scope:
+    periods: dict[str, list[Period]]
+    data_start: date
+    data_end: date
+    dirty_days: list[date] = field(default_factory=list)
+
+    @property
+    def labels(self) -> list[str]:
+        return [p.label for ps in self.periods.values() for p in ps]
+
+
+def today(settings: Settings) -> date:
+    return datetime.now(ZoneInfo(settings.timezone)).date()
+
+
+def _scope(session: Session, settings: Settings, *, as_of: date, full: bool) -> Scope:
+    cal = settings.calendar
+    end = period_of(as_of, "year", cal).end
+    horizon = period_of(as_of, "month", cal)
+    horizon = shift(horizon, -settings.history_months + 1, cal)
+    dirty = sorted(session.scalars(select(DirtyDay.day)))
+    last = session.scalar(
+        select(Snapshot).where(Snapshot.status == "complete").order_by(Snapshot.id.desc())
+    )
+    start = horizon.start
+    if not full and last is not None:
+        # A day either side: timestamps are marked by UTC day but counted by local day.
+        candidates = [d - timedelta(days=1) for d in dirty] + [min(last.as_of, as_of)]
+        start = max(horizon.start, min(candidates))
+    periods = {kind: periods_between(start, end, kind, cal) for kind in KINDS}
+    first = min(p.start for ps in periods.values() for p in ps)
+    win_rate_start = shift(period_of(as_of, "month", cal), -WIN_RATE_MONTHS, cal).start
+    data_start = min(
+        shift(period_of(first, "month", cal), -DRIVER_LOOKBACK_MONTHS, cal).start,
+        win_rate_start,
+    )
+    return Scope(periods=periods, data_start=data_start, data_end=end, dirty_days=dirty)
+
+
+def _membership(reps: pd.DataFrame, teams: pd.DataFrame) -> pd.DataFrame:
+    """(rep_id, team_id) for each rep's team and every team above it: team figures pool the
+    whole tree under a team."""
+    parent = dict(zip(teams["team_id"], teams["parent_id"], strict=True))
+    pairs: list[tuple[int, int]] = []
+    for rep_id, team_id in zip(reps["rep_id"], reps["team_id"], strict=True):
+        seen: set[int] = set()
+        current = None if pd.isna(team_id) else int(team_id)
+        while current is not None and current not in seen:
+            seen.add(current)
+            pairs.append((int(rep_id), current))
+            up = parent.get(current)
+            current = None if up is None or pd.isna(up) else int(up)
+    return pd.DataFrame(pairs, columns=["rep_id", "team_id"])
+
+
+def _by_team(frame: pd.DataFrame, membership: pd.DataFrame) -> pd.DataFrame:
+    return frame.merge(membership, on="rep_id", how="inner")
+
+
+@dataclass
+class Frames:
+    deals: pd.DataFrame
+    activities: pd.DataFrame
+    reps: pd.DataFrame
+    teams: pd.DataFrame
+    targets: pd.DataFrame
+    membership: pd.DataFrame
+
+
+def load(session: Session, scope: Scope) -> Frames:
+    conn = session.connection()
+    reps = frames.reps_frame(conn)
+    teams = frames.teams_frame(conn)
+    return Frames(
+        deals=frames.deals_frame(conn, since=scope.data_start, until=scope.data_end),
+        activities=frames.activities_frame(conn, since=scope.data_start, until=scope.data_end),
+        reps=reps,
+        teams=teams,
+        targets=frames.targets_frame(conn, periods=scope.labels),
+        membership=_membership(reps, teams),
+    )
+
+
+def _metrics(f: Frames, settings: Settings, kind: str) -> pd.DataFrame:
+    """Rep and team metrics for one period kind, with subject_type / subject_id."""
+    common: dict[str, Any] = {
+        "kind": kind,
+        "cal": settings.calendar,
+        "rates": settings.currency_rates,
+        "tz": settings.timezone,
+    }
+    rep = period_metrics(f.deals, f.activities, key="rep_id", **common)
+    team = period_metrics(
+        _by_team(f.deals, f.membership),
+        _by_team(f.activities, f.membership),
+        key="team_id",
+        **common,
+    )
+    rep = rep.rename(columns={"rep_id": "subject_id"}).assign(subject_type="rep")
+    team = team.rename(columns={"team_id": "subject_id"}).assign(subject_type="team")
+    out = pd.concat([rep, team], ignore_index=True).assign(period_kind=kind)
+    starts = {
+        i: period_from_index(kind, i, settings.calendar).start
+        for i in pd.unique(out["period_index"])
+    }
+    out["period_start"] = out["period_index"].map(starts)
+    return out
+
+
+def run(
+    *,
+    session: Session,
+    settings: Settings,
+    as_of: date | None = None,
+    full: bool = False,
+    trigger: str = "manual",
+) -> Snapshot:
+    """Compute and store a new snapshot; everything happens in the caller's transaction."""
+    started = clock.perf_counter()
+    as_of = as_of or today(settings)
+    scope = _scope(session, settings, as_of=as_of, full=full)
+    snapshot = Snapshot(
+        status="building",
+        kind="full" if full else "incremental",
+        trigger=trigger,
+        as_of=as_of,
+        periods=scope.labels,
+    )
+    session.add(snapshot)
+    session.flush()
+    f = load(session, scope)
+    timings: dict[str, float] = {"load": clock.perf_counter() - started}
+    cal = settings.calendar
+
+    t = clock.perf_counter()
+    metrics = {kind: _metrics(f, settings, kind) for kind in KINDS}
+    timings["metrics"] = clock.perf_counter() - t
+
+    t = clock.perf_counter()
+    in_scope = {kind: {p.label for p in scope.periods[kind]} for kind in KINDS}
+    all_periods = [p for ps in scope.periods.values() for p in ps]
+    rep_pipeline = gaps.open_pipeline(
+        f.deals, periods=all_periods, as_of=as_of, rates=settings.currency_rates, key="rep_id"
+    )
+    team_pipeline = gaps.open_pipeline(
+        _by_team(f.deals, f.membership),
+        periods=all_periods,
+        as_of=as_of,
+        rates=settings.currency_rates,
+        key="team_id",
+    )
+    pipeline = _subjects(rep_pipeline, team_pipeline)
+    monthly = metrics["month"]
+    win_rates = _subjects(
+        gaps.trailing_win_rate(
+            monthly[monthly["subject_type"] == "rep"].rename(columns={"subject_id": "rep_id"}),
+            as_of=as_of,
+            months=WIN_RATE_MONTHS,
+            key="rep_id",
+        ),
+        gaps.trailing_win_rate(
+            monthly[monthly["subject_type"] == "team"].rename(columns={"subject_id": "team_id"}),
+            as_of=as_of,
+            months=WIN_RATE_MONTHS,
+            key="team_id",
+        ),
+    )
+    actuals = pd.concat([m[m["period"].isin(in_scope[k])] for k, m in metrics.items()])
+    config = gaps.GapConfig(
+        as_of=as_of,
+        cal=cal,
+        pacing=settings.pacing,
+        holidays=tuple(settings.holidays),
+        on_track_min=settings.status_on_track_min,
+        ramp_schedule=tuple(settings.ramp_schedule),
+    )
+    gap_rows = gaps.compute_gaps(
+        f.targets,
+        actuals,
+        reps=f.reps,
+        pipeline=pipeline,
+        win_rates=win_rates,
+        config=config,
+    )
+    gap_rows = _with_streaks(session, gap_rows, scope)
+    timings["gaps"] = clock.perf_counter() - t
+
+    t = clock.perf_counter()
+    coaching = _coaching(metrics, f.reps, in_scope)
+    timings["drivers"] = clock.perf_counter() - t
+
+    t = clock.perf_counter()
+    version = snapshot.id
+    scope_filter_perf = PerformanceRow.period.in_(scope.labels)
+    written = versioning.write(
+        session,
+        PerformanceRow,
+        version=version,
+        key=("subject_type", "rep_id", "team_id", "metric", "period"),
+        rows=_performance_rows(gap_rows),
+        scope=scope_filter_perf,
+    )
+    written += versioning.write(
+        session,
+        MetricRow,
+        version=version,
+        key=("subject_type", "subject_id", "period"),
+        rows=_metric_rows(actuals),
+        scope=MetricRow.period.in_(scope.labels),
+    )
+    written += versioning.write(
+        session,
+        CoachingRow,
+        version=version,
+        key=("rep_id", "period"),
+        rows=coaching,
+        scope=CoachingRow.period.in_(scope.labels),
+    )
+    if scope.dirty_days:
+        session.execute(delete(DirtyDay).where(DirtyDay.day.in_(scope.dirty_days)))
+    keep = session.scalar(
+        select(Snapshot.id)
+        .where(
+            Snapshot.computed_at
+            >= snapshot.computed_at - timedelta(days=settings.snapshot_retention_days)
+        )
+        .order_by(Snapshot.id)
+    )
+    if keep is not None:
+        versioning.purge(session, keep_from_version=keep)
+    timings["write"] = clock.perf_counter() - t
+
+    snapshot.status = "complete"
+    snapshot.rows_written = written
+    snapshot.duration_ms = int((clock.perf_counter() - started) * 1000)
+    snapshot.details = {
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "deals": len(f.deals),
+        "activities": len(f.activities),
+        "dirty_days": len(scope.dirty_days),
+    }
+    session.flush()
+    return snapshot
+
+
+def _subjects(rep: pd.DataFrame, team: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat(
+        [
+            rep.rename(columns={"rep_id": "subject_id"}).assign(subject_type="rep"),
+            team.rename(columns={"team_id": "subject_id"}).assign(subject_type="team"),
+        ],
+        ignore_index=True,
+    )
+
+
+def _with_streaks(session: Session, rows: pd.DataFrame, scope: Scope) -> pd.DataFrame:
+    """consecutive_misses, continuing the count stored for the periods before the scope."""
+    if rows.empty:
+        return rows.assign(consecutive_misses=pd.Series(dtype="int64"))
+    first = min(p.start for ps in scope.periods.values() for p in ps)
+    prior = pd.DataFrame(
+        session.execute(
+            select(
+                PerformanceRow.subject_type,
+                PerformanceRow.rep_id,
+                PerformanceRow.team_id,
+                PerformanceRow.metric,
+                PerformanceRow.period_kind,
+                PerformanceRow.period_start,
+                PerformanceRow.consecutive_misses,
+            ).where(PerformanceRow.valid_to.is_(None), PerformanceRow.period_start < first)
+        ).all(),
+        columns=[
+            "subject_type",
+            "rep_id",
+            "team_id",
+            "metric",
+            "period_kind",
+            "period_start",
+            "consecutive_misses",
+        ],
+    )
+    keys = ["subject_type", "rep_id", "team_id", "metric", "period_kind"]
+    rows = rows.copy()
+    for frame in (rows, prior):
+        frame["rep_id"] = frame["rep_id"].astype("Int64")
+        frame["team_id"] = frame["team_id"].astype("Int64")
+    latest = prior.sort_values("period_start").groupby(keys, dropna=False).tail(1)
+    carried = latest[[*keys, "consecutive_misses"]].rename(
+        columns={"consecutive_misses": "carried"}
+    )
+    rows = rows.merge(carried, on=keys, how="left")
+    rows = rows.sort_values([*keys, "period_start"], kind="stable", ignore_index=True)
+    group = rows.groupby(keys, dropna=False, sort=False).ngroup()
+    missed = (rows["status"] == "missed").astype("int64")
+    # Each non-miss starts a new block; misses are counted within their block, and the first
+    # block of a subject continues the count stored before the scope.
+    block = (1 - missed).groupby(group).cumsum()
+    run = missed.groupby([group, block]).cumsum()
+    start = rows.pop("carried").fillna(0).astype("int64")
+    rows["consecutive_misses"] = (run + start.where((block == 0) & (missed == 1), 0)).astype(
+        "int64"
+    )
+    return rows
+
+
+def _performance_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    cols = [
+        c.key
+        for c in PerformanceRow.__table__.columns
+        if c.key not in {"id", "valid_from", "valid_to", "details"}
+    ]
+    out = []
+    for r in rows.to_dict("records"):
+        row = {c: versioning.clean(r.get(c)) for c in cols}
+        for c in ("rep_id", "team_id", "target_id"):
+            row[c] = None if row[c] is None or pd.isna(row[c]) else int(row[c])
+        for c in ("period_start", "period_end"):
+            row[c] = pd.Timestamp(row[c]).date()
+        row["consecutive_misses"] = int(row["consecutive_misses"] or 0)
+        row["details"] = {}
+        out.append(row)
+    return out
+
+
+def _metric_rows(actuals: pd.DataFrame) -> list[dict[str, Any]]:
+    out = []
+    for r in actuals.to_dict("records"):
+        out.append(
+            {
+                "subject_type": r["subject_type"],
+                "subject_id": int(r["subject_id"]),
+                "period": r["period"],
+                "period_kind": r["period_kind"],
+                "period_start": r["period_start"],
+                "values": versioning.clean({c: r[c] for c in METRIC_COLUMNS}),
+            }
+        )
+    return out
+
+
+def _coaching(
+    metrics: dict[str, pd.DataFrame], reps: pd.DataFrame, in_scope: dict[str, set[str]]
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for kind in ("month", "quarter"):
+        m = metrics[kind]
+        rep_metrics = m[m["subject_type"] == "rep"].rename(columns={"subject_id": "rep_id"})
+        # Quarters: a year of quarters against the quarter before it, within 15 months of data.
+        config = (
+            drivers.DriverConfig() if kind == "month" else drivers.DriverConfig(trailing_periods=1)
+        )
+        table = drivers.driver_table(rep_metrics, reps, config=config)
+        table = table[table["period"].isin(in_scope[kind])]
+        for r in table.to_dict("records"):
+            focus = r.get("coaching_focus")
+            out.append(
+                {
+                    "rep_id": int(r["rep_id"]),
+                    "period": r["period"],
+                    "period_kind": kind,
+                    "coaching_focus": None if focus is None or pd.isna(focus) else str(focus),
+                    "focus_reason": versioning.clean(r.get("focus_reason")),
+                    "drivers": versioning.clean(
+                        {
+                            k: v
+                            for k, v in r.items()
+                            if k not in {"rep_id", "period", "coaching_focus", "focus_reason"}
+                        }
+                    ),
+                }
+            )
+    return out

@@ -1,0 +1,129 @@
+"""Computed results, kept as versioned snapshots.
+
+Every compute writes one ``Snapshot`` (its id is the version) and, in the same transaction,
+only the result rows that changed: a changed row's old version gets ``valid_to = version`` and
+the new one ``valid_from = version``. The rows visible at version V are those with
+``valid_from <= V`` and (``valid_to`` is null or ``> V``), so a reader sees one snapshot or the
+next, never a mix, past versions stay answerable (``?as_of=``), and an incremental recompute
+writes only what it changed.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, utcnow
+
+
+class Snapshot(Base):
+    __tablename__ = "snapshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), default="complete")
+    kind: Mapped[str] = mapped_column(String(20))  # full | incremental
+    trigger: Mapped[str] = mapped_column(String(50), default="manual")
+    as_of: Mapped[date]
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    periods: Mapped[list[str]] = mapped_column(default=list)
+    rows_written: Mapped[int] = mapped_column(default=0)
+    duration_ms: Mapped[int] = mapped_column(default=0)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class _Versioned:
+    valid_from: Mapped[int] = mapped_column(Integer)
+    valid_to: Mapped[int | None] = mapped_column(Integer)
+
+
+class PerformanceRow(_Versioned, Base):
+    """One (rep or team, metric, period) against its target, with pacing and status."""
+
+    __tablename__ = "performance_rows"
+    __table_args__ = (
+        Index("ix_performance_rows_period_metric", "period", "metric", "valid_to"),
+        Index("ix_performance_rows_rep_id", "rep_id", "metric", "period_start"),
+        Index("ix_performance_rows_team_id", "team_id", "period"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_type: Mapped[str] = mapped_column(String(10))
+    rep_id: Mapped[int | None] = mapped_column(ForeignKey("reps.id", ondelete="CASCADE"))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    target_id: Mapped[int | None]
+    metric: Mapped[str] = mapped_column(String(50))
+    period: Mapped[str] = mapped_column(String(10))
+    period_kind: Mapped[str] = mapped_column(String(10))
+    period_start: Mapped[date]
+    period_end: Mapped[date]
+    status: Mapped[str] = mapped_column(String(20))
+    actual: Mapped[float | None]
+    target: Mapped[float | None]
+    target_full: Mapped[float | None]
+    proration_factor: Mapped[float | None]
+    ramp_factor: Mapped[float | None]
+    gap: Mapped[float | None]
+    attainment: Mapped[float | None]
+    elapsed_fraction: Mapped[float | None]
+    pacing: Mapped[str | None] = mapped_column(String(20))
+    expected_to_date: Mapped[float | None]
+    pace_gap: Mapped[float | None]
+    projected: Mapped[float | None]
+    open_pipeline: Mapped[float | None]
+    weighted_pipeline: Mapped[float | None]
+    projected_with_pipeline: Mapped[float | None]
+    coverage: Mapped[float | None]
+    coverage_needed: Mapped[float | None]
+    consecutive_misses: Mapped[int] = mapped_column(default=0)
+    target_note: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class MetricRow(_Versioned, Base):
+    """Every metric of one subject in one period, target or not (leaderboards, trends)."""
+
+    __tablename__ = "metric_rows"
+    __table_args__ = (
+        Index("ix_metric_rows_period", "period", "subject_type", "valid_to"),
+        Index("ix_metric_rows_subject", "subject_type", "subject_id", "period_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_type: Mapped[str] = mapped_column(String(10))
+    subject_id: Mapped[int]
+    period: Mapped[str] = mapped_column(String(10))
+    period_kind: Mapped[str] = mapped_column(String(10))
+    period_start: Mapped[date]
+    values: Mapped[dict[str, Any]] = mapped_column()
+
+
+class CoachingRow(_Versioned, Base):
+    """The funnel drivers behind a rep's result in a period, and the skill to coach."""
+
+    __tablename__ = "coaching_rows"
+    __table_args__ = (Index("ix_coaching_rows_rep_period", "rep_id", "period", "valid_to"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rep_id: Mapped[int] = mapped_column(ForeignKey("reps.id", ondelete="CASCADE"))
+    period: Mapped[str] = mapped_column(String(10))
+    period_kind: Mapped[str] = mapped_column(String(10))
+    coaching_focus: Mapped[str | None] = mapped_column(String(30))
+    focus_reason: Mapped[str | None] = mapped_column(Text)
+    drivers: Mapped[dict[str, Any]] = mapped_column()
+
+
+class DirtyDay(Base):
+    """A UTC day whose records changed since the last compute, written with the records.
+
+    Incremental recompute turns these into the periods (of every kind) to recompute; both
+    the old and the new dates of a changed record are marked, so a deal whose close date
+    moved from October to November makes both months dirty.
+    """
+
+    __tablename__ = "dirty_days"
+
+    day: Mapped[date] = mapped_column(primary_key=True)
+    marked_at: Mapped[datetime] = mapped_column(default=utcnow)

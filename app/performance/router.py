@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from app.deps import AdminKey, MetricsReaderKey, SessionDep, SettingsDep, TargetWriterKey
+from app.exceptions import NotFoundError
+from app.pagination import CursorParam, LimitParam
+from app.performance import compute, service
+from app.performance.models import Snapshot
+from app.performance.schemas import (
+    CoachingRead,
+    ComputeRequest,
+    LeaderboardRead,
+    PerformancePage,
+    SnapshotPage,
+    SnapshotRead,
+    Status,
+    TeamPerformanceRead,
+)
+
+router = APIRouter()
+AsOf = Annotated[
+    date | None,
+    Query(description="Answer with the figures as they were computed on this date."),
+]
+PeriodParam = Annotated[
+    str | None, Query(description="2026-11, 2026-Q4, FY2026 (default: the current month)")
+]
+
+
+@router.get("/performance", response_model=PerformancePage, tags=["performance"])
+def list_performance(
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: MetricsReaderKey,
+    period: PeriodParam = None,
+    metric: str | None = None,
+    team_id: int | None = None,
+    manager_id: int | None = None,
+    status: Status | None = None,
+    subject_type: Literal["rep", "team"] = "rep",
+    sort: str = Query(
+        "attainment",
+        description="attainment, gap, actual, pace_gap, "
+        "projected, rep_name or status; prefix '-' for descending",
+    ),
+    as_of: AsOf = None,
+    cursor: CursorParam = None,
+    limit: LimitParam = 100,
+) -> PerformancePage:
+    """Every rep (or team) against target for a period: actual, target, gap, attainment,
+    pacing, projection, status, rank, and the inputs of the metric's formula. Pages of one
+    listing all come from the same snapshot."""
+    items, next_cursor, version = service.list_performance(
+        session=session,
+        settings=settings,
+        principal=principal,
+        period=period,
+        metric=metric,
+        team_id=team_id,
+        manager_id=manager_id,
+        status=status,
+        subject_type=subject_type,
+        sort=sort,
+        cursor=cursor,
+        limit=limit,
+        as_of=as_of,
+    )
+    return PerformancePage(
+        items=items, next_cursor=next_cursor, snapshot=service.snapshot(session, version)
+    )
+
+
+@router.get("/reps/{rep_id}/performance", response_model=PerformancePage, tags=["performance"])
+def rep_performance(
+    rep_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: MetricsReaderKey,
+    metric: str | None = None,
+    kind: Literal["month", "quarter", "year"] = "month",
+    from_: Annotated[str | None, Query(alias="from", description="First period")] = None,
+    to: Annotated[str | None, Query(description="Last period")] = None,
+    as_of: AsOf = None,
+) -> PerformancePage:
+    """A rep's history against target over a range of periods."""
+    if not principal.can_see_rep(rep_id):
+        raise NotFoundError(f"rep {rep_id} not found")
+    items, version = service.rep_history(
+        session=session,
+        settings=settings,
+        rep_id=rep_id,
+        metric=metric,
+        kind=kind,
+        start=from_,
+        end=to,
+        as_of=as_of,
+    )
+    return PerformancePage(items=items, snapshot=service.snapshot(session, version))
+
+
+@router.get("/reps/{rep_id}/coaching", response_model=CoachingRead, tags=["performance"])
+def rep_coaching(
+    rep_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: MetricsReaderKey,
+    period: PeriodParam = None,
+    as_of: AsOf = None,
+) -> CoachingRead:
+    """The funnel drivers behind a rep's result and the one to coach, with the numbers."""
+    if not principal.can_see_rep(rep_id):
+        raise NotFoundError(f"rep {rep_id} not found")
+    return service.coaching(
+        session=session, settings=settings, rep_id=rep_id, period=period, as_of=as_of
+    )
+
+
+@router.get(
+    "/teams/{team_id}/performance", response_model=TeamPerformanceRead, tags=["performance"]
+)
+def team_performance(
+    team_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: MetricsReaderKey,
+    period: PeriodParam = None,
+    as_of: AsOf = None,
+) -> TeamPerformanceRead:
+    """A team's rollup: attainment, share of reps below target, and the team-wide-gap flag
+    (most reps missing: a management problem, not a rep problem)."""
+    if not principal.can_see_team(team_id):
+        raise NotFoundError(f"team {team_id} not found")
+    return service.team_performance(
+        session=session,
+        settings=settings,
+        principal=principal,
+        team_id=team_id,
+        period=period,
+        as_of=as_of,
+    )
+
+
+@router.get("/leaderboard", response_model=LeaderboardRead, tags=["performance"])
+def leaderboard(
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: MetricsReaderKey,
+    metric: str = "won_revenue",
+    period: PeriodParam = None,
+    team_id: int | None = None,
+    limit: LimitParam = 100,
+    as_of: AsOf = None,
+) -> LeaderboardRead:
+    """Reps ranked on a metric for a period (1 = best; lower-is-better metrics ascend)."""
+    return service.leaderboard(
+        session=session,
+        settings=settings,
+        principal=principal,
+        period=period,
+        metric=metric,
+        team_id=team_id,
+        limit=limit,
+        as_of=as_of,
+    )
+
+
+@router.post("/compute", response_model=SnapshotRead, tags=["performance"])
+def run_compute(
+    body: ComputeRequest, session: SessionDep, settings: SettingsDep, _: AdminKey
+) -> SnapshotRead:
+    """Recompute now: only the periods touched by changed records, or all with `full`."""
+    snap = compute.run(
+        session=session, settings=settings, as_of=body.as_of, full=body.full, trigger="api"
+    )
+    return SnapshotRead.model_validate(snap)
+
+
+@router.get("/snapshots", response_model=SnapshotPage, tags=["performance"])
+def list_snapshots(session: SessionDep, _: TargetWriterKey, limit: LimitParam = 50) -> SnapshotPage:
+    """Past computes, newest first: what was recomputed, how long it took, how much changed."""
+    rows = session.scalars(select(Snapshot).order_by(Snapshot.id.desc()).limit(limit))
+    return SnapshotPage(items=[SnapshotRead.model_validate(s) for s in rows])

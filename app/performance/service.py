@@ -1,0 +1,526 @@
+"""Reading results: every answer comes from one snapshot version, named in the answer."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from analytics import rollups, trends
+from analytics.metrics import METRICS
+from analytics.periods import period_of
+from app.auth.service import Principal
+from app.config import Settings
+from app.exceptions import InvalidInputError, NotFoundError
+from app.performance import versioning
+from app.performance.models import CoachingRow, MetricRow, PerformanceRow, Snapshot
+from app.performance.schemas import (
+    CoachingRead,
+    LeaderboardEntry,
+    LeaderboardRead,
+    PerformanceRead,
+    SnapshotRead,
+    TeamPerformanceRead,
+)
+from app.periods import parse
+from app.reps.models import Rep
+from app.teams.models import Team
+
+SORTABLE = ("attainment", "gap", "actual", "pace_gap", "projected", "rep_name", "status")
+PERSISTENT_AFTER = 3
+
+
+def snapshot(session: Session, version: int | None) -> SnapshotRead | None:
+    if version is None:
+        return None
+    snap = session.get(Snapshot, version)
+    return SnapshotRead.model_validate(snap) if snap else None
+
+
+def version_for(session: Session, as_of: date | None) -> int | None:
+    return versioning.current_version(session, as_of=as_of)
+
+
+def default_period(settings: Settings, kind: str = "month") -> str:
+    from app.performance.compute import today
+
+    return period_of(today(settings), kind, settings.calendar).label
+
+
+def _names(session: Session) -> tuple[dict[int, Rep], dict[int, str]]:
+    reps = {r.id: r for r in session.scalars(select(Rep))}
+    teams = {team_id: name for team_id, name in session.execute(select(Team.id, Team.name))}
+    return reps, teams
+
+
+def _cursor(offset: int, version: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}:v:{version}".encode()).decode().rstrip("=")
+
+
+def _parse_cursor(cursor: str | None) -> tuple[int, int | None]:
+    if not cursor:
+        return 0, None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        o, offset, v, version = raw.split(":")
+        if (o, v) != ("o", "v"):
+            raise ValueError(raw)
+        return int(offset), int(version)
+    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        raise InvalidInputError(
+            "invalid cursor", details=[{"field": "cursor", "message": "not a cursor"}]
+        ) from exc
+
+
+def _records_link(row: PerformanceRow) -> str | None:
+    subject = f"rep_id={row.rep_id}" if row.rep_id is not None else f"team_id={row.team_id}"
+    if row.metric in {
+        "won_revenue",
+        "won_deals",
+        "win_rate",
+        "win_rate_value",
+        "avg_deal_size",
+        "sales_cycle_days",
+    }:
+        return f"/api/v1/deals?{subject}&closed_in={row.period}"
+    if row.metric in {"pipeline_created", "opportunities", "sales_velocity"}:
+        return f"/api/v1/deals?{subject}&created_in={row.period}"
+    if row.metric in {"activities", "calls", "emails", "meetings", "tasks"}:
+        kind = {
+            "calls": "&type=call",
+            "emails": "&type=email",
+            "meetings": "&type=meeting",
+            "tasks": "&type=task",
+        }.get(row.metric, "")
+        return f"/api/v1/activities?{subject}&occurred_in={row.period}{kind}"
+    return None
+
+
+def _inputs(session: Session, version: int, rows: Sequence[PerformanceRow]) -> dict[Any, Any]:
+    periods = {r.period for r in rows}
+    if not periods:
+        return {}
+    metric_rows = session.execute(
+        select(
+            MetricRow.subject_type, MetricRow.subject_id, MetricRow.period, MetricRow.values
+        ).where(versioning.visible(MetricRow, version), MetricRow.period.in_(periods))
+    ).all()
+    return {(m.subject_type, m.subject_id, m.period): m.values for m in metric_rows}
+
+
+def _to_read(
+    row: PerformanceRow, reps: dict[int, Rep], teams: dict[int, str], values: dict[str, Any] | None
+) -> PerformanceRead:
+    rep = reps.get(row.rep_id) if row.rep_id is not None else None
+    team_id = rep.team_id if rep is not None else row.team_id
+    metric = METRICS.get(row.metric)
+    inputs = {k: (values or {}).get(k) for k in (metric.inputs if metric else ())}
+    return PerformanceRead(
+        subject_type=row.subject_type,
+        rep_id=row.rep_id,
+        rep_name=rep.name if rep else None,
+        team_id=team_id,
+        team_name=teams.get(team_id) if team_id is not None else None,
+        manager_id=rep.manager_id if rep else None,
+        metric=row.metric,
+        period=row.period,
+        period_kind=row.period_kind,
+        period_start=row.period_start,
+        period_end=row.period_end,
+        status=row.status,
+        actual=row.actual,
+        target=row.target,
+        target_full=row.target_full,
+        proration_factor=row.proration_factor,
+        ramp_factor=row.ramp_factor,
+        target_note=row.target_note,
+        gap=row.gap,
+        attainment=row.attainment,
+        elapsed_fraction=row.elapsed_fraction,
+        pacing=row.pacing,
+        expected_to_date=row.expected_to_date,
+        pace_gap=row.pace_gap,
+        projected=row.projected,
+        open_pipeline=row.open_pipeline,
+        weighted_pipeline=row.weighted_pipeline,
+        projected_with_pipeline=row.projected_with_pipeline,
+        coverage=row.coverage,
+        coverage_needed=row.coverage_needed,
+        consecutive_misses=row.consecutive_misses,
+        persistent_underperformer=row.consecutive_misses >= PERSISTENT_AFTER,
+        inputs=inputs,
+        records=_records_link(row),
+        snapshot=row.valid_from,
+    )
+
+
+def _rank(items: list[PerformanceRead]) -> None:
+    """Rank reps by attainment within team and company, per metric and period (1 = best)."""
+    reps = [i for i in items if i.subject_type == "rep"]
+    if not reps:
+        return
+    frame = pd.DataFrame(
+        {
+            "team_id": [r.team_id for r in reps],
+            "period": [f"{r.period}/{r.metric}" for r in reps],
+            "attainment": pd.array([r.attainment for r in reps], dtype="Float64").astype("float64"),
+        }
+    )
+    ranked = trends.ranks(frame, metric="attainment", higher_is_better=True)
+    for item, r in zip(reps, ranked.to_dict("records"), strict=True):
+        item.rank_in_company = _int_or_none(r["rank_in_company"])
+        item.rank_in_team = _int_or_none(r["rank_in_team"])
+        pct = _float_or_none(r["percentile_in_company"])
+        item.percentile_in_company = None if pct is None else round(pct, 1)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else round(float(value), 6)
+
+
+def list_performance(
+    *,
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    period: str | None,
+    metric: str | None,
+    team_id: int | None,
+    manager_id: int | None,
+    status: str | None,
+    subject_type: str,
+    sort: str,
+    cursor: str | None,
+    limit: int,
+    as_of: date | None,
+) -> tuple[list[PerformanceRead], str | None, int | None]:
+    offset, pinned = _parse_cursor(cursor)
+    version = pinned or version_for(session, as_of)
+    if version is None:
+        return [], None, None
+    label = parse(period, settings.calendar).label if period else default_period(settings)
+    stmt = select(PerformanceRow).where(
+        versioning.visible(PerformanceRow, version),
+        PerformanceRow.period == label,
+        PerformanceRow.subject_type == subject_type,
+    )
+    if metric:
+        stmt = stmt.where(PerformanceRow.metric == metric)
+    if status:
+        stmt = stmt.where(PerformanceRow.status == status)
+    rows = list(session.scalars(stmt))
+    reps, teams = _names(session)
+    values = _inputs(session, version, rows)
+    items = [
+        _to_read(
+            r,
+            reps,
+            teams,
+            values.get((r.subject_type, r.rep_id if r.rep_id is not None else r.team_id, r.period)),
+        )
+        for r in rows
+    ]
+    _rank(items)
+    items = [
+        i
+        for i in items
+        if (team_id is None or i.team_id == team_id)
+        and (manager_id is None or i.manager_id == manager_id)
+        and (
+            principal.can_see_rep(i.rep_id)
+            if i.subject_type == "rep"
+            else principal.can_see_team(i.team_id)
+        )
+    ]
+    items = _sorted(items, sort)
+    page = items[offset : offset + limit]
+    next_cursor = _cursor(offset + limit, version) if offset + limit < len(items) else None
+    return page, next_cursor, version
+
+
+def _sorted(items: list[PerformanceRead], sort: str) -> list[PerformanceRead]:
+    desc = sort.startswith("-")
+    key = sort.lstrip("-")
+    if key not in SORTABLE:
+        raise InvalidInputError(
+            f"cannot sort by {key!r}",
+            details=[{"field": "sort", "message": f"one of {', '.join(SORTABLE)}, '-' for desc"}],
+        )
+    present = [i for i in items if getattr(i, key) is not None]
+    missing = [i for i in items if getattr(i, key) is None]
+    present.sort(key=lambda i: (getattr(i, key), i.rep_name or "", i.metric), reverse=desc)
+    return present + missing
+
+
+def rep_history(
+    *,
+    session: Session,
+    settings: Settings,
+    rep_id: int,
+    metric: str | None,
+    kind: str,
+    start: str | None,
+    end: str | None,
+    as_of: date | None,
+) -> tuple[list[PerformanceRead], int | None]:
+    version = version_for(session, as_of)
+    if version is None:
+        return [], None
+    stmt = select(PerformanceRow).where(
+        versioning.visible(PerformanceRow, version),
+        PerformanceRow.rep_id == rep_id,
+        PerformanceRow.period_kind == kind,
+    )
+    if metric:
+        stmt = stmt.where(PerformanceRow.metric == metric)
+    if start:
+        stmt = stmt.where(
+            PerformanceRow.period_start >= parse(start, settings.calendar, field="from").start
+        )
+    if end:
+        stmt = stmt.where(
+            PerformanceRow.period_start <= parse(end, settings.calendar, field="to").start
+        )
+    rows = list(session.scalars(stmt.order_by(PerformanceRow.period_start, PerformanceRow.metric)))
+    reps, teams = _names(session)
+    values = _inputs(session, version, rows)
+    return [_to_read(r, reps, teams, values.get(("rep", rep_id, r.period))) for r in rows], version
+
+
+def coaching(
+    *, session: Session, settings: Settings, rep_id: int, period: str | None, as_of: date | None
+) -> CoachingRead:
+    version = version_for(session, as_of)
+    label = parse(period, settings.calendar).label if period else default_period(settings)
+    row = (
+        None
+        if version is None
+        else session.scalar(
+            select(CoachingRow).where(
+                versioning.visible(CoachingRow, version),
+                CoachingRow.rep_id == rep_id,
+                CoachingRow.period == label,
+            )
+        )
+    )
+    if row is None:
+        raise NotFoundError(f"no coaching figures for rep {rep_id} in {label} (not computed)")
+    rep = session.get(Rep, rep_id)
+    assert rep is not None
+    return CoachingRead(
+        rep_id=rep_id,
+        rep_name=rep.name,
+        team_id=rep.team_id,
+        period=row.period,
+        period_kind=row.period_kind,
+        coaching_focus=row.coaching_focus,
+        focus_reason=row.focus_reason,
+        drivers=row.drivers,
+        snapshot=row.valid_from,
+    )
+
+
+def leaderboard(
+    *,
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    period: str | None,
+    metric: str,
+    team_id: int | None,
+    limit: int,
+    as_of: date | None,
+) -> LeaderboardRead:
+    if metric not in METRICS:
+        raise InvalidInputError(
+            f"unknown metric {metric!r}",
+            details=[{"field": "metric", "message": f"one of {', '.join(METRICS)}"}],
+        )
+    label = parse(period, settings.calendar).label if period else default_period(settings)
+    version = version_for(session, as_of)
+    if version is None:
+        return LeaderboardRead(period=label, metric=metric, items=[], snapshot=None)
+    reps, teams = _names(session)
+    rows = session.execute(
+        select(MetricRow.subject_id, MetricRow.values).where(
+            versioning.visible(MetricRow, version),
+            MetricRow.period == label,
+            MetricRow.subject_type == "rep",
+        )
+    ).all()
+    targets = {
+        r.rep_id: r
+        for r in session.scalars(
+            select(PerformanceRow).where(
+                versioning.visible(PerformanceRow, version),
+                PerformanceRow.period == label,
+                PerformanceRow.metric == metric,
+                PerformanceRow.subject_type == "rep",
+            )
+        )
+    }
+    frame = pd.DataFrame(
+        [(rid, vals.get(metric)) for rid, vals in rows if rid in reps and reps[rid].role == "rep"],
+        columns=["rep_id", "value"],
+    )
+    if frame.empty:
+        return LeaderboardRead(period=label, metric=metric, items=[], snapshot=version)
+    frame["value"] = frame["value"].astype("float64")
+    frame["team_id"] = frame["rep_id"].map(lambda r: reps[r].team_id).astype("Int64")
+    frame["period"] = label
+    ranked = trends.ranks(frame, metric="value", higher_is_better=METRICS[metric].higher_is_better)
+    ranked = ranked.sort_values(["rank_in_company", "rep_id"], na_position="last")
+    items = []
+    for r in ranked.to_dict("records"):
+        rep = reps[int(r["rep_id"])]
+        if not principal.can_see_rep(rep.id) or (team_id is not None and rep.team_id != team_id):
+            continue
+        t = targets.get(rep.id)
+        items.append(
+            LeaderboardEntry(
+                rank=_int_or_none(r["rank_in_company"]) or 0,
+                percentile=_float_or_none(r["percentile_in_company"]) or 0.0,
+                rep_id=rep.id,
+                rep_name=rep.name,
+                team_id=rep.team_id,
+                team_name=teams.get(rep.team_id) if rep.team_id else None,
+                value=_float_or_none(r["value"]),
+                target=t.target if t else None,
+                attainment=t.attainment if t else None,
+            )
+        )
+    return LeaderboardRead(period=label, metric=metric, items=items[:limit], snapshot=version)
+
+
+def team_performance(
+    *,
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    team_id: int,
+    period: str | None,
+    as_of: date | None,
+) -> TeamPerformanceRead:
+    """The team's own target rows, and the rollup of its reps' rows (the team tree)."""
+    team = session.get(Team, team_id)
+    if team is None:
+        raise NotFoundError(f"team {team_id} not found")
+    label = parse(period, settings.calendar).label if period else default_period(settings)
+    version = version_for(session, as_of)
+    if version is None:
+        return TeamPerformanceRead(
+            team_id=team_id, team_name=team.name, period=label, rollup=[], rows=[], snapshot=None
+        )
+    from app.teams import service as teams_service
+
+    edges = session.execute(select(Team.id, Team.parent_id)).all()
+    tree = teams_service.descendants(roots=[team_id], edges=[(t, p) for t, p in edges])
+    reps, teams = _names(session)
+    members = {rid for rid, rep in reps.items() if rep.team_id in tree and rep.role == "rep"}
+    rows = list(
+        session.scalars(
+            select(PerformanceRow).where(
+                versioning.visible(PerformanceRow, version),
+                PerformanceRow.period == label,
+                (PerformanceRow.rep_id.in_(members)) | (PerformanceRow.team_id == team_id),
+            )
+        )
+    )
+    values = _inputs(session, version, rows)
+    items = [
+        _to_read(
+            r,
+            reps,
+            teams,
+            values.get((r.subject_type, r.rep_id if r.rep_id is not None else r.team_id, r.period)),
+        )
+        for r in rows
+    ]
+    _rank(items)
+    rep_rows = pd.DataFrame(
+        [
+            {
+                "rep_id": i.rep_id,
+                "team_id": team_id,
+                "metric": i.metric,
+                "period": i.period,
+                "actual": i.actual,
+                "target": i.target,
+                "attainment": i.attainment,
+                "status": i.status,
+            }
+            for i in items
+            if i.subject_type == "rep"
+        ],
+        columns=[
+            "rep_id",
+            "team_id",
+            "metric",
+            "period",
+            "actual",
+            "target",
+            "attainment",
+            "status",
+        ],
+    )
+    summary: list[dict[str, Any]] = []
+    if not rep_rows.empty:
+        for col in ("actual", "target", "attainment"):
+            rep_rows[col] = rep_rows[col].astype("float64")
+        # A running period is judged on status (at risk / missed), a finished one on attainment.
+        running = any(i.status in ("on_track", "at_risk") for i in items)
+        rolled = rollups.rollup(
+            rep_rows, by="team_id", below_by="status" if running else "attainment"
+        )
+        spread = rollups.variance_between_teams(_company_rows(session, version, label, reps))
+        rolled = rolled.merge(
+            spread[["metric", "period", "eta_squared"]], on=["metric", "period"], how="left"
+        )
+        rolled = rolled.rename(columns={"eta_squared": "company_variance_between_teams"})
+        summary = [
+            versioning.clean(r)
+            for r in rolled.drop(columns=["team_id"], errors="ignore").to_dict("records")
+        ]
+    visible_items = [
+        i for i in items if i.subject_type == "team" or principal.can_see_rep(i.rep_id)
+    ]
+    return TeamPerformanceRead(
+        team_id=team_id,
+        team_name=team.name,
+        period=label,
+        rollup=summary,
+        rows=visible_items,
+        snapshot=version,
+    )
+
+
+def _company_rows(session: Session, version: int, label: str, reps: dict[int, Rep]) -> pd.DataFrame:
+    """Every rep's attainment in the period, with their own team, for the variance split."""
+    rows = session.execute(
+        select(
+            PerformanceRow.rep_id,
+            PerformanceRow.metric,
+            PerformanceRow.period,
+            PerformanceRow.attainment,
+        ).where(
+            versioning.visible(PerformanceRow, version),
+            PerformanceRow.period == label,
+            PerformanceRow.subject_type == "rep",
+        )
+    ).all()
+    frame = pd.DataFrame(rows, columns=["rep_id", "metric", "period", "attainment"])
+    frame["team_id"] = (
+        frame["rep_id"].map(lambda r: reps[r].team_id if r in reps else None).astype("Int64")
+    )
+    frame["attainment"] = frame["attainment"].astype("float64")
+    return frame
