@@ -17,7 +17,8 @@ Effective target (rep targets of additive metrics only; team targets and levels 
 Elapsed share of the period at ``as_of`` (``as_of`` counts as a whole day; 0 before the period,
 1 after it), by ``GapConfig.pacing``:
 
-* ``linear``: calendar days elapsed / period days.
+* ``linear``: calendar days elapsed / period days. A rep who started inside the period is
+  paced over the days since their start (their prorated target is for those days too).
 * ``working_days``: Mon-Fri days minus holidays elapsed / those in the period (calendar days when
   the period has none).
 * ``seasonal``: the subject's learned curve from :func:`seasonal_shares` at position
@@ -549,8 +550,9 @@ def _factors(
     ndays: IntArray,
     reps: pd.DataFrame,
     config: GapConfig,
-) -> tuple[FloatArray, FloatArray, pd.Series]:
+) -> tuple[FloatArray, FloatArray, pd.Series, IntArray]:
     n = len(t)
+    pace_start = start.copy()
     proration = np.ones(n)
     ramp = np.ones(n)
     note = pd.Series([""] * n, dtype="object")
@@ -566,10 +568,12 @@ def _factors(
     rep_start, no_start = _epoch_days(rep_start_raw)
     scaled = is_rep & additive & ~no_start
     if not scaled.any():
-        return proration, ramp, note
+        return proration, ramp, note, pace_start
     first = np.maximum(start, rep_start)
     employed = np.clip(end - first + 1, 0, None)
     proration = np.where(scaled, employed / ndays, 1.0)
+    # A rep who joined mid-period is paced over the days they were there, not the whole period.
+    pace_start = np.where(scaled & (employed > 0), first, start)
 
     s = np.flatnonzero(scaled & (employed > 0))
     ramp_sum, k_first, k_last = _ramp(
@@ -614,7 +618,7 @@ def _factors(
     both = (note != "") & (ramp_text != "")
     note = note.where(~both, note + "; " + ramp_text)
     note = note.where(note != "", ramp_text)
-    return proration, ramp, note
+    return proration, ramp, note, pace_start
 
 
 def compute_gaps(
@@ -682,24 +686,27 @@ def compute_gaps(
         }
     )
 
-    proration, ramp, note = _factors(t, is_rep, additive, start, end, ndays, reps, cfg)
+    proration, ramp, note, pace_start = _factors(
+        t, is_rep, additive, start, end, ndays, reps, cfg
+    )
+    pace_days = end - pace_start + 1
     target = target_full * proration * ramp
 
     a = _day(cfg.as_of)
     started = a >= start
     ended = a > end
     linear = np.clip(a - start + 1, 0, ndays) / ndays
-    share = linear.copy()
+    share = np.clip(a - pace_start + 1, 0, pace_days) / pace_days
     pacing = np.full(n, "linear", dtype=object)
     if cfg.pacing == "working_days":
         hols = np.array(cfg.holidays, dtype="datetime64[D]")
-        d_start = start.astype("datetime64[D]")
+        d_start = pace_start.astype("datetime64[D]")
         total = np.busday_count(d_start, (end + 1).astype("datetime64[D]"), holidays=hols)
         done = np.busday_count(
-            d_start, np.clip(a + 1, start, end + 1).astype("datetime64[D]"), holidays=hols
+            d_start, np.clip(a + 1, pace_start, end + 1).astype("datetime64[D]"), holidays=hols
         )
         has_workdays = total > 0
-        share = np.where(has_workdays, done / np.maximum(total, 1), linear)
+        share = np.where(has_workdays, done / np.maximum(total, 1), share)
         pacing = np.where(has_workdays, "working_days", "linear").astype(object)
     elif cfg.pacing == "seasonal" and shares is not None:
         x = np.clip(a - start + 1, 1, ndays) / ndays

@@ -600,7 +600,9 @@ def test_proration_and_ramp_for_a_month() -> None:
         target_note=(
             "prorated: started 2026-11-10 (21 of 30 days); ramp month 1: 20% of full target"
         ),
-        expected_to_date=2800.0,  # 4200 x 2/3
+        # paced over the days the rep has been here: Nov 10..20 is 11 of their 21 days
+        elapsed_fraction=11 / 21,
+        expected_to_date=2200.0,  # 4200 x 11/21
         gap=4200.0,
     )
     expect(
