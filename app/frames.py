@@ -62,13 +62,19 @@ _activities = table(
 
 
 def deals_frame(
-    conn: Connection, *, since: date | None = None, until: date | None = None
+    conn: Connection,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    status: str | None = None,
 ) -> pd.DataFrame:
     """Deals created or closing within [since, until] (every deal when unbounded)."""
     c = _deals.c
     stmt = select(c.id.label("deal_id"), *(col for col in c if col.name != "id")).where(
         c.rep_id.is_not(None)
     )
+    if status is not None:
+        stmt = stmt.where(c.status == status)
     if since is not None:
         stmt = stmt.where(or_(c.close_date >= since, c.created_at >= _bind(conn, _start(since))))
     if until is not None:

@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from app.deps import AdminKey, MetricsReaderKey, SessionDep, SettingsDep, TargetWriterKey
+from app.deps import (
+    AdminKey,
+    MetricsReaderKey,
+    RecordReaderKey,
+    SessionDep,
+    SettingsDep,
+    TargetWriterKey,
+)
 from app.exceptions import NotFoundError
 from app.pagination import CursorParam, LimitParam
 from app.performance import compute, service
@@ -117,6 +124,69 @@ def rep_coaching(
         raise NotFoundError(f"rep {rep_id} not found")
     return service.coaching(
         session=session, settings=settings, rep_id=rep_id, period=period, as_of=as_of
+    )
+
+
+@router.get("/reps/{rep_id}/trend", tags=["performance"])
+def rep_trend(
+    rep_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: MetricsReaderKey,
+    metric: str = "won_revenue",
+    kind: Literal["month", "quarter", "year"] = "month",
+    periods: Annotated[int, Query(ge=2, le=36)] = 6,
+    end: Annotated[str | None, Query(description="Last period (default: current)")] = None,
+    as_of: AsOf = None,
+) -> dict[str, Any]:
+    """The rep's metric over the last `periods` periods: values, slope, direction."""
+    if not principal.can_see_rep(rep_id):
+        raise NotFoundError(f"rep {rep_id} not found")
+    return service.rep_trend(
+        session=session,
+        settings=settings,
+        rep_id=rep_id,
+        metric=metric,
+        kind=kind,
+        periods=periods,
+        end=end,
+        as_of=as_of,
+    )
+
+
+@router.get("/wins", tags=["performance"])
+def list_wins(
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: MetricsReaderKey,
+    period: PeriodParam = None,
+    min_amount: Annotated[float | None, Query(ge=0, description="Absolute threshold")] = None,
+    top_percentile: Annotated[float, Query(gt=0, le=100)] = 95.0,
+) -> dict[str, Any]:
+    """Wins to recognise: won deals above a threshold or in the period's top percentile."""
+    return {
+        "items": service.list_wins(
+            session=session,
+            settings=settings,
+            principal=principal,
+            period=period,
+            min_amount=min_amount,
+            top_percentile=top_percentile,
+        )
+    }
+
+
+@router.get("/hygiene", tags=["performance"])
+def hygiene(
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: RecordReaderKey,
+    team_id: int | None = None,
+) -> dict[str, Any]:
+    """CRM hygiene per rep: open deals past their close date, open deals with no activity in
+    30 days, and activities logged per week."""
+    return service.hygiene_report(
+        session=session, settings=settings, principal=principal, team_id=team_id
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
@@ -524,3 +524,155 @@ def _company_rows(session: Session, version: int, label: str, reps: dict[int, Re
     )
     frame["attainment"] = frame["attainment"].astype("float64")
     return frame
+
+
+def rep_trend(
+    *,
+    session: Session,
+    settings: Settings,
+    rep_id: int,
+    metric: str,
+    kind: str,
+    periods: int,
+    end: str | None,
+    as_of: date | None,
+) -> dict[str, Any]:
+    """The rep's metric over the last ``periods`` periods, with its least-squares slope."""
+    if metric not in METRICS:
+        raise InvalidInputError(
+            f"unknown metric {metric!r}",
+            details=[{"field": "metric", "message": f"one of {', '.join(METRICS)}"}],
+        )
+    version = version_for(session, as_of)
+    current = (
+        parse(end, settings.calendar, field="end")
+        if end
+        else period_of(_today(settings), kind, settings.calendar)
+    )
+    kind = current.kind
+    rows = (
+        []
+        if version is None
+        else session.execute(
+            select(MetricRow.period, MetricRow.values).where(
+                versioning.visible(MetricRow, version),
+                MetricRow.subject_type == "rep",
+                MetricRow.subject_id == rep_id,
+                MetricRow.period_kind == kind,
+                MetricRow.period_start <= current.start,
+            )
+        ).all()
+    )
+    history = pd.DataFrame(
+        [(rep_id, metric, p, v.get(metric)) for p, v in rows],
+        columns=["rep_id", "metric", "period", "value"],
+    )
+    history["value"] = history["value"].astype("float64")
+    if history.empty:
+        return {
+            "rep_id": rep_id,
+            "metric": metric,
+            "period_kind": kind,
+            "values": [],
+            "direction": None,
+            "snapshot": version,
+        }
+    from analytics.periods import period_index as index_of
+
+    history["period_index"] = index_of(
+        pd.Series([parse(p, settings.calendar).start for p in history["period"]]),
+        kind,
+        settings.calendar,
+    )
+    out = trends.trend(
+        history,
+        periods=periods,
+        end=int(index_of(pd.Series([current.start]), kind, settings.calendar)[0]),
+    )
+    result: dict[str, Any] = versioning.clean(out.to_dict("records")[0]) if len(out) else {}
+    return {**result, "rep_id": rep_id, "snapshot": version}
+
+
+def _today(settings: Settings) -> date:
+    from app.performance.compute import today
+
+    return today(settings)
+
+
+def list_wins(
+    *,
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    period: str | None,
+    min_amount: float | None,
+    top_percentile: float,
+) -> list[dict[str, Any]]:
+    """Deals to recognise in a period: above ``min_amount`` or in the period's top percentile."""
+    from analytics import wins as wins_analytics
+    from app import frames
+
+    label = parse(period, settings.calendar).label if period else default_period(settings)
+    p = parse(label, settings.calendar)
+    deals = frames.deals_frame(session.connection(), since=p.start, until=p.end, status="won")
+    found = wins_analytics.wins(
+        deals,
+        rates=settings.currency_rates,
+        kind=p.kind,
+        cal=settings.calendar,
+        min_amount=min_amount,
+        top_percentile=top_percentile,
+        periods=[label],
+    )
+    reps, _ = _names(session)
+    out = []
+    for r in found.to_dict("records"):
+        rep_id = int(r["rep_id"])
+        if not principal.can_see_rep(rep_id):
+            continue
+        out.append(
+            versioning.clean(
+                {
+                    **r,
+                    "rep_name": reps[rep_id].name if rep_id in reps else None,
+                    "close_date": str(pd.Timestamp(r["close_date"]).date()),
+                }
+            )
+        )
+    return out
+
+
+def hygiene_report(
+    *, session: Session, settings: Settings, principal: Principal, team_id: int | None
+) -> dict[str, Any]:
+    """CRM hygiene per rep today: past-due and stale open deals, activities per week."""
+    from analytics import hygiene
+    from app import frames
+
+    as_of = _today(settings)
+    conn = session.connection()
+    deals = frames.deals_frame(conn, status="open")
+    acts = frames.activities_frame(conn, since=as_of - timedelta(days=45), until=as_of)
+    reps, teams = _names(session)
+    people = pd.DataFrame(
+        {"rep_id": [r.id for r in reps.values() if r.role == "rep" and r.is_active]}
+    )
+    table = hygiene.hygiene(
+        deals, acts, as_of=as_of, rates=settings.currency_rates, tz=settings.timezone, reps=people
+    )
+    items = []
+    for r in table.to_dict("records"):
+        rep = reps[int(r["rep_id"])]
+        if not principal.can_see_rep(rep.id) or (team_id is not None and rep.team_id != team_id):
+            continue
+        items.append(
+            versioning.clean(
+                {
+                    **r,
+                    "rep_name": rep.name,
+                    "team_id": rep.team_id,
+                    "team_name": teams.get(rep.team_id) if rep.team_id else None,
+                }
+            )
+        )
+    return {"as_of": str(as_of), "items": items}

@@ -240,3 +240,21 @@ def test_compute_endpoint_is_admin_only(client, factory, demo):
     assert (
         client.post("/api/v1/compute", json={}, headers=factory.key("analyst")).status_code == 403
     )
+
+
+def test_trend_wins_and_hygiene(client, factory, demo, session):
+    h = factory.key("analyst")
+    rep = session.scalar(select(Rep).where(Rep.role == "rep", Rep.is_active.is_(True)))
+    trend = _get(client, f"/api/v1/reps/{rep.id}/trend", h, metric="activities", end="2026-11")
+    assert trend["last_period"] == "2026-11" and trend["first_period"] == "2026-06"
+    assert len(trend["values"]) == 6 and trend["direction"] in ("up", "down", "flat")
+    wins = _get(client, "/api/v1/wins", h, period="2026-Q3", min_amount=1)["items"]
+    assert wins and all(w["amount"] >= 1 and w["reason"] for w in wins)
+    amounts = [w["amount"] for w in wins]
+    assert amounts == sorted(amounts, reverse=True)
+    report = _get(client, "/api/v1/hygiene", h)
+    assert report["items"] and all(
+        r["past_due_deals"] <= r["open_deals"] and r["stale_deals"] <= r["open_deals"]
+        for r in report["items"]
+    )
+    assert client.get("/api/v1/hygiene", headers=factory.key("viewer")).status_code == 403

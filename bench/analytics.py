@@ -1,0 +1,980 @@
+"""Benchmark of the compute job at the scale of the performance issue (it prints figures).
+
+What it measures, on one synthetic, seeded data set (default: 2,000 reps, 1M deals, 10M
+activities over 24 months, monthly ``won_revenue`` targets per rep):
+
+1. load:         bulk load into a fresh, migrated database (not a goal; printed for context).
+2. full:         ``compute.run(full=True)`` end to end (including the commit), with the job's
+                 own stage timings (``snapshot.details["timings_s"]``) and the peak RSS of the
+                 process that ran it. Every compute runs in a fresh *spawned* child process,
+                 so its ``ru_maxrss`` is that compute's peak (plus the interpreter and imports,
+                 printed as "baseline").
+3. reference:    on the frames the job loads (``app.frames``, read outside the timing), the
+                 DuckDB SQL of the core aggregates per rep and month (won revenue in the
+                 reporting currency, won deals, activities) against
+                 ``analytics.metrics.period_metrics(kind="month")``; best of ``--repeat``
+                 runs each, their ratio, and a check that both agree (1e-6 relative).
+4. incremental:  1,000 deals changed through ``app.ingest.upsert_records``, then
+                 ``compute.run(full=False)``; once with recent changes (deals created or
+                 closing in the last two months: amount, stage and close changes), once with
+                 1,000 random deals across the whole history.
+5. summary:      the figures next to the issue's goals (compute stage within 2x of DuckDB,
+                 peak memory under 4 GB, incremental under 2 s), each marked met / not met.
+                 Nothing is asserted on time.
+
+Run from the project root::
+
+    .venv/bin/python bench/analytics.py                      # goal scale, SQLite (minutes)
+    .venv/bin/python bench/analytics.py --reps 200 --deals 50000 --activities 500000  # smoke
+    .venv/bin/python bench/analytics.py --db postgresql      # scratch database qg_bench_<pid>
+    .venv/bin/python bench/analytics.py --profile 25         # cProfile each compute (slower)
+
+SQLite goes to a file in a temporary directory (``--keep-db`` keeps it); PostgreSQL gets a
+scratch database on ``--pg-url`` that is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import math
+import os
+import pstats
+import resource
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+# Run as ``python bench/analytics.py``, this file's directory comes first on sys.path and
+# this module would shadow the ``analytics`` package: put the project root there instead.
+_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "bench"]
+sys.path.insert(0, str(_ROOT))
+
+import duckdb  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import psycopg  # noqa: E402
+from sqlalchemy import Engine, select  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from analytics.metrics import period_metrics  # noqa: E402
+from app import frames, ingest  # noqa: E402
+from app.config import Settings  # noqa: E402
+from app.db import make_engine, make_sessionmaker, transaction  # noqa: E402
+from app.deals.models import Deal  # noqa: E402
+from app.migrate import upgrade  # noqa: E402
+from app.performance import compute  # noqa: E402
+
+AS_OF = date(2026, 11, 18)
+GB = 1024**3
+GOAL_RATIO = 2.0
+GOAL_PEAK_BYTES = 4 * GB
+GOAL_INCREMENTAL_S = 2.0
+CHUNK = 500_000
+SYNCED_AT = "2026-11-18 06:00:00.000000"
+
+STAGES = (  # (stage, probability, status)
+    ("Prospecting", 0.1, "open"),
+    ("Qualification", 0.2, "open"),
+    ("Proposal", 0.5, "open"),
+    ("Negotiation", 0.8, "open"),
+    ("Closed Won", 1.0, "won"),
+    ("Closed Lost", 0.0, "lost"),
+)
+ACTIVITY_TYPES = ("call", "email", "meeting", "task")
+ACTIVITY_MIX = (0.42, 0.30, 0.16, 0.12)
+CURRENCIES = ("USD", "EUR", "GBP")
+CURRENCY_MIX = (0.80, 0.12, 0.08)
+DEAL_FIELDS = (
+    "external_id",
+    "rep_id",
+    "owner_external_id",
+    "name",
+    "account",
+    "amount",
+    "currency",
+    "stage",
+    "pipeline",
+    "probability",
+    "status",
+    "created_at",
+    "close_date",
+    "closed_at",
+    "source_modified_at",
+    "is_deleted",
+)
+
+
+# --------------------------------------------------------------------------------------
+# Synthetic data (vectorised; times are int64 seconds, dates int64 days since the epoch)
+# --------------------------------------------------------------------------------------
+
+DAY = 86_400
+
+
+@dataclass
+class Dataset:
+    """Rows ready to load, one DataFrame per table (columns named as in the database)."""
+
+    teams: pd.DataFrame
+    reps: pd.DataFrame
+    deals: pd.DataFrame
+    activities: pd.DataFrame
+    targets: pd.DataFrame
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "teams": len(self.teams),
+            "reps": int((self.reps["role"] == "rep").sum()),
+            "managers": int((self.reps["role"] == "manager").sum()),
+            "deals": len(self.deals),
+            "activities": len(self.activities),
+            "targets": len(self.targets),
+        }
+
+
+def _day_number(d: date) -> int:
+    return (d - date(1970, 1, 1)).days
+
+
+def _month_starts(first_month: int, n: int) -> np.ndarray:
+    """Epoch day of the first day of ``n`` months from numpy month number ``first_month``."""
+    months = np.arange(first_month, first_month + n).astype("datetime64[M]")
+    return months.astype("datetime64[D]").astype(np.int64)
+
+
+def _seconds(values: np.ndarray) -> np.ndarray:
+    return values.astype("datetime64[s]")
+
+
+def _org(rng: np.random.Generator, n_reps: int, window_start_day: int) -> tuple[pd.DataFrame, ...]:
+    """Regions of ~10 teams of ~10 reps; every team and region has a manager (a rep row)."""
+    n_teams = max(1, math.ceil(n_reps / 10))
+    n_regions = max(1, math.ceil(n_teams / 10))
+    region_ids = np.arange(1, n_regions + 1)
+    team_ids = np.arange(n_regions + 1, n_regions + n_teams + 1)
+    # Rep ids: region managers, then team managers, then sales reps.
+    region_mgr = region_ids.copy()
+    team_mgr = n_regions + np.arange(1, n_teams + 1)
+    sales_ids = n_regions + n_teams + np.arange(1, n_reps + 1)
+    team_of_sales = team_ids[np.arange(n_reps) * n_teams // n_reps]
+    region_of_team = region_ids[np.arange(n_teams) * n_regions // n_teams]
+    teams = pd.DataFrame(
+        {
+            "id": np.concatenate([region_ids, team_ids]),
+            "name": [f"Region {i}" for i in region_ids] + [f"Team {i}" for i in team_ids],
+            "manager_id": np.concatenate([region_mgr, team_mgr]),
+            "parent_id": pd.array(
+                np.concatenate([np.zeros(n_regions, dtype=np.int64), region_of_team]),
+                dtype="Int64",
+            ).astype("Int64"),
+        }
+    )
+    teams.loc[: n_regions - 1, "parent_id"] = pd.NA
+    n_all = n_regions + n_teams + n_reps
+    ids = np.arange(1, n_all + 1)
+    team_id = np.concatenate([region_ids, team_ids, team_of_sales])
+    manager_id = pd.array(
+        np.concatenate([np.zeros(n_regions, np.int64), region_mgr[region_of_team - 1], team_mgr[
+            team_of_sales - n_regions - 1
+        ]]),
+        dtype="Int64",
+    )
+    manager_id[:n_regions] = pd.NA
+    # 80% started before the window (up to 6 years), 20% were hired during it.
+    hired = rng.random(n_all) < 0.2
+    window_days = _day_number(AS_OF) - window_start_day
+    start = np.where(
+        hired,
+        window_start_day + rng.integers(0, max(window_days - 30, 1), n_all),
+        window_start_day - rng.integers(30, 6 * 365, n_all),
+    )
+    start[: n_regions + n_teams] = window_start_day - 3 * 365  # managers are tenured
+    reps = pd.DataFrame(
+        {
+            "id": ids,
+            "name": [f"Rep {i}" for i in ids],
+            "email": [f"rep{i}@bench.example" for i in ids],
+            "team_id": team_id,
+            "manager_id": manager_id,
+            "role": np.where(ids <= n_regions + n_teams, "manager", "rep").astype(object),
+            "is_active": np.ones(n_all, dtype=bool),
+            "start_date": start.astype("datetime64[D]"),
+        }
+    )
+    team_currency = rng.choice(len(CURRENCIES), size=len(teams), p=CURRENCY_MIX)
+    teams["currency"] = np.array(CURRENCIES, dtype=object)[team_currency]
+    return teams, reps, sales_ids
+
+
+def _deals(
+    rng: np.random.Generator,
+    n: int,
+    sales: pd.DataFrame,
+    currency_of_team: dict[int, str],
+    window_start_s: int,
+    end_s: int,
+) -> pd.DataFrame:
+    """Deals created in the window; those whose close date passed are won or lost."""
+    n_sales = len(sales)
+    rep_start = np.maximum(_seconds(sales["start_date"].to_numpy()).astype(np.int64), window_start_s)
+    span = (end_s - rep_start).astype(np.float64)
+    productivity = rng.lognormal(0.0, 0.3, n_sales)
+    rep_idx = rng.choice(n_sales, size=n, p=productivity * span / (productivity * span).sum())
+    created = rep_start[rep_idx] + (rng.random(n) * span[rep_idx]).astype(np.int64)
+    order = np.argsort(created, kind="stable")  # ids follow creation, as in a real CRM
+    rep_idx, created = rep_idx[order], created[order]
+    cycle = np.clip(rng.lognormal(np.log(35), 0.7, n), 1, 365) * DAY
+    planned = created + cycle.astype(np.int64)
+    past_due = rng.random(n) < 0.04
+    closed = (planned <= end_s) & ~past_due
+    win_rate = np.clip(rng.normal(0.28, 0.06, n_sales), 0.05, 0.6)
+    won = closed & (rng.random(n) < win_rate[rep_idx])
+    lost = closed & ~won
+    open_stage = rng.choice(4, size=n, p=(0.35, 0.30, 0.20, 0.15))
+    stage = np.where(won, 4, np.where(lost, 5, open_stage))
+    names = np.array([s[0] for s in STAGES], dtype=object)
+    probs = np.array([s[1] for s in STAGES])
+    statuses = np.array([s[2] for s in STAGES], dtype=object)
+    rep_ids = sales["id"].to_numpy()[rep_idx]
+    team_currency = np.array([currency_of_team[t] for t in sales["team_id"]], dtype=object)
+    currency = team_currency[rep_idx]
+    foreign = rng.random(n) < 0.03
+    currency[foreign] = np.array(CURRENCIES, dtype=object)[rng.integers(0, 3, foreign.sum())]
+    size = rng.lognormal(0.0, 0.25, n_sales)
+    amount = np.round(rng.lognormal(np.log(12_000), 0.9, n) * size[rep_idx], 2)
+    closed_at = np.where(closed, planned, 0)
+    close_day = np.where(closed, planned // DAY, planned // DAY)
+    pool = np.array([f"Account {i}" for i in range(5_000)], dtype=object)
+    owner = np.array([f"rep-{i}" for i in sales["id"]], dtype=object)
+    modified = np.where(closed, planned, created + (rng.random(n) * 10 * DAY).astype(np.int64))
+    return pd.DataFrame(
+        {
+            "id": np.arange(1, n + 1),
+            "external_id": np.array([f"D{i:09d}" for i in range(1, n + 1)], dtype=object),
+            "rep_id": rep_ids,
+            "owner_external_id": owner[rep_idx],
+            "name": None,
+            "account": pool[rng.integers(0, len(pool), n)],
+            "amount": amount,
+            "currency": currency,
+            "stage": names[stage],
+            "pipeline": "default",
+            "probability": probs[stage],
+            "status": statuses[stage],
+            "created_at": created.astype("datetime64[s]"),
+            "close_date": close_day.astype("datetime64[D]"),
+            "closed_at": np.where(closed, closed_at, np.iinfo(np.int64).min).astype(
+                "datetime64[s]"
+            ),
+            "source_modified_at": np.minimum(modified, end_s).astype("datetime64[s]"),
+            "is_deleted": rng.random(n) < 0.005,
+        }
+    )
+
+
+def _activities(
+    rng: np.random.Generator,
+    n: int,
+    sales: pd.DataFrame,
+    deals: pd.DataFrame,
+    window_start_s: int,
+    end_s: int,
+) -> pd.DataFrame:
+    """Activities over the same span; 45% name a deal of the same rep."""
+    n_sales = len(sales)
+    rep_start = np.maximum(_seconds(sales["start_date"].to_numpy()).astype(np.int64), window_start_s)
+    span = (end_s - rep_start).astype(np.float64)
+    effort = rng.lognormal(0.0, 0.35, n_sales)
+    rep_idx = rng.choice(n_sales, size=n, p=effort * span / (effort * span).sum())
+    occurred = rep_start[rep_idx] + (rng.random(n) * span[rep_idx]).astype(np.int64)
+    order = np.argsort(occurred, kind="stable")
+    rep_idx, occurred = rep_idx[order], occurred[order]
+    # Deals grouped by rep: activity k links to a random deal of its own rep.
+    deal_rep_idx = np.searchsorted(sales["id"].to_numpy(), deals["rep_id"].to_numpy())
+    by_rep = np.argsort(deal_rep_idx, kind="stable")
+    per_rep = np.bincount(deal_rep_idx, minlength=n_sales)
+    offset = np.concatenate([[0], np.cumsum(per_rep)[:-1]])
+    linked = (rng.random(n) < 0.45) & (per_rep[rep_idx] > 0)
+    pick = offset[rep_idx] + (rng.random(n) * per_rep[rep_idx]).astype(np.int64)
+    pick = np.minimum(pick, max(len(by_rep) - 1, 0))
+    deal_ext = deals["external_id"].to_numpy()
+    link = np.full(n, None, dtype=object)
+    if len(by_rep):
+        link[linked] = deal_ext[by_rep[pick[linked]]]
+    types = rng.choice(len(ACTIVITY_TYPES), size=n, p=ACTIVITY_MIX)
+    subjects = np.array(["Call", "Email", "Meeting", "Task"], dtype=object)
+    owner = np.array([f"rep-{i}" for i in sales["id"]], dtype=object)
+    ts = occurred.astype("datetime64[s]")
+    return pd.DataFrame(
+        {
+            "id": np.arange(1, n + 1),
+            "rep_id": sales["id"].to_numpy()[rep_idx],
+            "owner_external_id": owner[rep_idx],
+            "type": np.array(ACTIVITY_TYPES, dtype=object)[types],
+            "subject": subjects[types],
+            "occurred_at": ts,
+            "deal_external_id": link,
+            "source_modified_at": ts,
+            "is_deleted": rng.random(n) < 0.002,
+        }
+    )
+
+
+def _targets(
+    rng: np.random.Generator, sales: pd.DataFrame, deals: pd.DataFrame, first_month: int
+) -> pd.DataFrame:
+    """A monthly won_revenue target per rep from their start month to the fiscal year end,
+    near their own average won revenue per month (so some make it and some miss)."""
+    last_month = int(np.datetime64(date(AS_OF.year, 12, 1), "M").astype(np.int64))
+    months = np.arange(first_month, last_month + 1)
+    won = deals[(deals["status"] == "won") & ~deals["is_deleted"]]
+    total = won.groupby("rep_id")["amount"].sum()
+    rep_ids = sales["id"].to_numpy()
+    start_month = sales["start_date"].to_numpy().astype("datetime64[M]").astype(np.int64)
+    active = np.clip(int(np.datetime64(AS_OF, "M").astype(np.int64)) - np.maximum(
+        start_month, first_month
+    ) + 1, 1, None)
+    monthly = total.reindex(rep_ids).fillna(0.0).to_numpy() / active
+    monthly = np.where(monthly > 0, monthly, np.median(monthly[monthly > 0]) if (monthly > 0).any()
+                       else 50_000.0)
+    grid_rep = np.repeat(np.arange(len(rep_ids)), len(months))
+    grid_month = np.tile(months, len(rep_ids))
+    keep = grid_month >= np.maximum(start_month, first_month)[grid_rep]
+    grid_rep, grid_month = grid_rep[keep], grid_month[keep]
+    value = np.round(monthly[grid_rep] * rng.lognormal(0.05, 0.15, len(grid_rep)), -2)
+    month = grid_month.astype("datetime64[M]")
+    return pd.DataFrame(
+        {
+            "id": np.arange(1, len(grid_rep) + 1),
+            "rep_id": rep_ids[grid_rep],
+            "metric": "won_revenue",
+            "period": np.datetime_as_string(month, unit="M").astype(object),
+            "period_start": month.astype("datetime64[D]"),
+            "period_end": (month + 1).astype("datetime64[D]") - np.timedelta64(1, "D"),
+            "value": value,
+        }
+    )
+
+
+def generate(*, reps: int, deals: int, activities: int, months: int, seed: int) -> Dataset:
+    rng = np.random.default_rng(seed)
+    first_month = int(np.datetime64(AS_OF, "M").astype(np.int64)) - (months - 1)
+    window_start_day = int(_month_starts(first_month, 1)[0])
+    window_start_s = window_start_day * DAY
+    end_s = (_day_number(AS_OF) + 1) * DAY - 1
+    teams, people, sales_ids = _org(rng, reps, window_start_day)
+    sales = people[people["id"].isin(sales_ids)].reset_index(drop=True)
+    currency_of_team = dict(zip(teams["id"], teams["currency"], strict=True))
+    deal_rows = _deals(rng, deals, sales, currency_of_team, window_start_s, end_s)
+    activity_rows = _activities(rng, activities, sales, deal_rows, window_start_s, end_s)
+    targets = _targets(rng, sales, deal_rows, first_month)
+    return Dataset(teams.drop(columns="currency"), people, deal_rows, activity_rows, targets)
+
+
+# --------------------------------------------------------------------------------------
+# Bulk load
+# --------------------------------------------------------------------------------------
+
+
+def _timestamps(values: np.ndarray) -> np.ndarray:
+    """datetime64 -> 'YYYY-MM-DD HH:MM:SS.ffffff' (SQLAlchemy's SQLite format, UTC)."""
+    text = np.datetime_as_string(values.astype("datetime64[us]"), unit="us")
+    text = np.ascontiguousarray(text)
+    text.view(np.uint32).reshape(len(text), -1)[:, 10] = ord(" ")
+    return text
+
+
+def _python_column(values: Any) -> list[Any]:
+    """One column of a chunk as plain Python values, None for missing."""
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
+        return [None if v is pd.NA else int(v) for v in values]
+    array = np.asarray(values)
+    kind = array.dtype.kind
+    if kind == "M":
+        missing = np.isnat(array)
+        if np.datetime_data(array.dtype)[0] == "D":
+            text = np.datetime_as_string(array, unit="D").astype(object)
+        else:
+            text = _timestamps(array).astype(object)
+        text[missing] = None
+        return list(text)
+    if kind == "f":
+        out = array.astype(object)
+        out[np.isnan(array)] = None
+        return list(out)
+    return array.tolist()  # ints, bools, objects (str / None)
+
+
+def _rows(frame: pd.DataFrame, extra: dict[str, Any]) -> Iterator[list[tuple[Any, ...]]]:
+    """Chunks of row tuples: the frame's columns, then ``extra`` constants."""
+    constants = list(extra.values())
+    for lo in range(0, len(frame), CHUNK):
+        part = frame.iloc[lo : lo + CHUNK]
+        cols = [_python_column(part[c]) for c in part.columns]
+        if "external_id" not in part.columns and "id" in part.columns and "type" in part.columns:
+            cols.append([f"A{i:010d}" for i in part["id"]])  # activities: external id from id
+        n = len(part)
+        cols.extend([v] * n for v in constants)
+        yield list(zip(*cols, strict=True))
+
+
+def _columns(frame: pd.DataFrame, extra: dict[str, Any]) -> list[str]:
+    cols = list(frame.columns)
+    if "external_id" not in cols and "type" in cols:
+        cols.append("external_id")
+    return cols + list(extra)
+
+
+@dataclass
+class Tables:
+    """(table, frame, constant columns) in load order."""
+
+    items: list[tuple[str, pd.DataFrame, dict[str, Any]]]
+
+
+def _tables(data: Dataset, source_id: int) -> Tables:
+    stamp = {"created_at": SYNCED_AT, "updated_at": SYNCED_AT}
+    record = {"source_id": source_id, "synced_at": SYNCED_AT}
+    return Tables(
+        [
+            ("teams", data.teams.drop(columns="manager_id"), stamp),
+            ("reps", data.reps, stamp),
+            ("targets", data.targets, stamp),
+            ("deals", data.deals, record),
+            ("activities", data.activities, record),
+        ]
+    )
+
+
+def _insert_source(engine: Engine) -> int:
+    from app.sources.models import Source
+
+    with transaction(make_sessionmaker(engine)) as session:
+        source = Source(kind="csv", name="bench", config={"bench": True})
+        session.add(source)
+        session.flush()
+        return source.id
+
+
+def load_sqlite(path: Path, data: Dataset, source_id: int) -> dict[str, float]:
+    """executemany in big transactions on a raw sqlite3 connection."""
+    timings: dict[str, float] = {}
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("PRAGMA cache_size=-1000000")
+        for table, frame, extra in _tables(data, source_id).items:
+            t = time.perf_counter()
+            cols = _columns(frame, extra)
+            sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+            for rows in _rows(frame, extra):
+                conn.execute("BEGIN")
+                conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+            timings[table] = time.perf_counter() - t
+        conn.executemany(
+            "UPDATE teams SET manager_id = ? WHERE id = ?",
+            list(zip(data.teams["manager_id"].tolist(), data.teams["id"].tolist(), strict=True)),
+        )
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return timings
+
+
+def load_postgresql(dsn: str, data: Dataset, source_id: int) -> dict[str, float]:
+    """COPY through psycopg's ``cursor.copy``, then ANALYZE (as autovacuum would)."""
+    timings: dict[str, float] = {}
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        for table, frame, extra in _tables(data, source_id).items:
+            t = time.perf_counter()
+            cols = _columns(frame, extra)
+            with conn.cursor() as cur:
+                for rows in _rows(frame, extra):
+                    with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(row)
+            conn.commit()
+            timings[table] = time.perf_counter() - t
+        with conn.cursor() as cur:
+            cur.executemany(
+                "UPDATE teams SET manager_id = %s WHERE id = %s",
+                list(zip(data.teams["manager_id"].tolist(), data.teams["id"].tolist(), strict=True)),
+            )
+            for table in ("teams", "reps", "targets", "deals", "activities"):
+                cur.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT max(id) FROM {table}))"
+                )
+        conn.commit()
+        t = time.perf_counter()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
+        timings["vacuum analyze"] = time.perf_counter() - t
+    return timings
+
+
+@dataclass
+class Database:
+    url: str
+    kind: str
+    cleanup: Callable[[], None]
+    path: Path | None = None
+    dsn: str | None = None
+
+
+@contextmanager
+def fresh_database(kind: str, pg_url: str, keep: bool) -> Iterator[Database]:
+    if kind == "sqlite":
+        tmp = Path(tempfile.mkdtemp(prefix="qg_bench_"))
+        path = tmp / "bench.db"
+        db = Database(f"sqlite:///{path}", kind, lambda: None, path=path)
+        try:
+            yield db
+        finally:
+            if keep:
+                print(f"kept {path}")
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return
+    name = f"qg_bench_{os.getpid()}"
+    admin = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    db = Database(f"{pg_url}/{name}", kind, lambda: None, dsn=f"{admin}/{name}")
+    try:
+        yield db
+    finally:
+        if keep:
+            print(f"kept database {name}")
+        else:
+            with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def settings_for(url: str, months: int) -> Settings:
+    # No .env file: the figures should not depend on the checkout's local configuration.
+    return Settings(_env_file=None, database_url=url, history_months=months)  # type: ignore[call-arg]
+
+
+# --------------------------------------------------------------------------------------
+# Compute runs (each in a fresh spawned process, for an honest peak RSS)
+# --------------------------------------------------------------------------------------
+
+
+def _maxrss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def compute_job(url: str, months: int, full: bool, profile_top: int) -> dict[str, Any]:
+    """Runs in the child: one compute in its own transaction; returns figures."""
+    baseline = _maxrss_bytes()
+    engine = make_engine(url)
+    settings = settings_for(url, months)
+    factory = make_sessionmaker(engine)
+    profiler = cProfile.Profile() if profile_top else None
+    started = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    with transaction(factory) as session:
+        snap = compute.run(
+            session=session, settings=settings, as_of=AS_OF, full=full, trigger="bench"
+        )
+        figures = {
+            "kind": snap.kind,
+            "timings": dict(snap.details["timings_s"]),
+            "rows_written": snap.rows_written,
+            "deals": snap.details["deals"],
+            "activities": snap.details["activities"],
+            "dirty_days": snap.details["dirty_days"],
+            "periods": len(snap.periods),
+        }
+    if profiler:
+        profiler.disable()
+    figures["total"] = time.perf_counter() - started
+    engine.dispose()
+    figures["baseline_rss"] = baseline
+    figures["peak_rss"] = _maxrss_bytes()
+    if profiler:
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out).strip_dirs()
+        stats.sort_stats("cumulative").print_stats(profile_top)
+        stats.sort_stats("tottime").print_stats(profile_top)
+        figures["profile"] = out.getvalue()
+    return figures
+
+
+def run_compute(url: str, months: int, *, full: bool, profile_top: int) -> dict[str, Any]:
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(compute_job, url, months, full, profile_top).result()
+
+
+def print_compute(label: str, r: dict[str, Any]) -> None:
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in r["timings"].items())
+    print(
+        f"{label}: {r['total']:.2f} s ({r['kind']}; {r['periods']} periods, "
+        f"{r['dirty_days']} dirty days, {r['deals']:,} deals + {r['activities']:,} activities "
+        f"loaded, {r['rows_written']:,} rows written)"
+    )
+    print(f"  stages: {stages}")
+    print(
+        f"  peak RSS of the compute process: {r['peak_rss'] / GB:.2f} GB "
+        f"(baseline after imports {r['baseline_rss'] / GB:.2f} GB)"
+    )
+    if "profile" in r:
+        print(f"  cProfile of {label} (timings above include profiler overhead):")
+        print("    " + r["profile"].replace("\n", "\n    "))
+
+
+# --------------------------------------------------------------------------------------
+# DuckDB reference
+# --------------------------------------------------------------------------------------
+
+DUCKDB_SQL = """
+WITH rates(currency, rate) AS (SELECT * FROM (VALUES {rates})),
+won AS (
+    SELECT d.rep_id, strftime(d.close_date, '%Y-%m') AS period,
+           sum(d.amount * r.rate) AS won_revenue, count(*) AS won_deals
+    FROM deals d JOIN rates r ON upper(d.currency) = r.currency
+    WHERE d.status = 'won' AND NOT d.is_deleted AND d.close_date IS NOT NULL
+    GROUP BY ALL
+),
+acts AS (
+    SELECT rep_id, strftime(timezone('{tz}', occurred_at), '%Y-%m') AS period,
+           count(*) AS activities
+    FROM activities
+    WHERE NOT is_deleted AND occurred_at IS NOT NULL
+    GROUP BY ALL
+)
+SELECT rep_id, period,
+       coalesce(won_revenue, 0.0) AS won_revenue,
+       coalesce(won_deals, 0) AS won_deals,
+       coalesce(activities, 0) AS activities
+FROM won FULL OUTER JOIN acts USING (rep_id, period)
+"""
+CORE = ("won_revenue", "won_deals", "activities")
+
+
+def load_frames(engine: Engine, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The deals and activities frames a full compute loads (same bounds)."""
+    with Session(engine) as session:
+        scope = compute._scope(session, settings, as_of=AS_OF, full=True)
+        conn = session.connection()
+        deals = frames.deals_frame(conn, since=scope.data_start, until=scope.data_end)
+        acts = frames.activities_frame(conn, since=scope.data_start, until=scope.data_end)
+    return deals, acts
+
+
+def best_of(repeat: int, fn: Callable[[], pd.DataFrame]) -> tuple[float, pd.DataFrame]:
+    best, out = math.inf, pd.DataFrame()
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+@dataclass
+class Reference:
+    pandas_s: float
+    duckdb_s: float
+    duckdb_1thread_s: float
+    rows: int
+    threads: int
+
+    @property
+    def ratio(self) -> float:
+        return self.pandas_s / self.duckdb_s
+
+
+def reference(engine: Engine, settings: Settings, repeat: int) -> Reference:
+    deals, acts = load_frames(engine, settings)
+    rates = ", ".join(f"('{k.upper()}', {float(v)!r})" for k, v in settings.currency_rates.items())
+    sql = DUCKDB_SQL.format(rates=rates, tz=settings.timezone)
+    con = duckdb.connect()
+    con.register("deals", deals)
+    con.register("activities", acts)
+    threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])  # type: ignore[index]
+
+    def pandas_run() -> pd.DataFrame:
+        return period_metrics(
+            deals,
+            acts,
+            kind="month",
+            cal=settings.calendar,
+            rates=settings.currency_rates,
+            tz=settings.timezone,
+            key="rep_id",
+        )
+
+    pandas_s, ours = best_of(repeat, pandas_run)
+    duck_s, theirs = best_of(repeat, lambda: con.execute(sql).df())
+    con.execute("SET threads = 1")
+    duck1_s, _ = best_of(repeat, lambda: con.execute(sql).df())
+    con.close()
+    check_agreement(ours, theirs)
+    return Reference(pandas_s, duck_s, duck1_s, len(ours), threads)
+
+
+def check_agreement(ours: pd.DataFrame, theirs: pd.DataFrame) -> None:
+    """Equal core aggregates per (rep, month); rows absent on one side count as zeros."""
+    keys = ["rep_id", "period"]
+    a = ours[[*keys, *CORE]].astype({"rep_id": "int64"})
+    b = theirs[[*keys, *CORE]].astype({"rep_id": "int64"})
+    both = a.merge(b, on=keys, how="outer", suffixes=("_pandas", "_duckdb")).fillna(0)
+    for col in CORE:
+        x = both[f"{col}_pandas"].to_numpy(dtype=np.float64)
+        y = both[f"{col}_duckdb"].to_numpy(dtype=np.float64)
+        bad = ~np.isclose(x, y, rtol=1e-6, atol=1e-9)
+        assert not bad.any(), f"{col} differs for {int(bad.sum())} rows: {both[bad].head()}"
+    totals = ", ".join(f"{c} {both[f'{c}_pandas'].sum():,.0f}" for c in CORE)
+    print(f"  agree: {len(both):,} (rep, month) rows; totals {totals}")
+
+
+# --------------------------------------------------------------------------------------
+# Incremental: 1,000 changed deals through the ingest path
+# --------------------------------------------------------------------------------------
+
+
+def _deal_records(session: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
+    table = Deal.__table__
+    cols = [table.c[f] for f in DEAL_FIELDS]
+    rows = session.execute(select(*cols).where(table.c.id.in_(list(ids)))).mappings()
+    return [dict(r) for r in rows]
+
+
+def _recent_changes(
+    rng: np.random.Generator, records: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """What a day of CRM edits looks like: amounts revised, stages moved, deals closed."""
+    stage_of = {s[0]: s for s in STAGES}
+    now = datetime.combine(AS_OF, datetime.min.time(), UTC) + timedelta(hours=10)
+    for r in records:
+        roll = rng.random()
+        if r["status"] != "open" or roll < 0.45:
+            r["amount"] = round(float(r["amount"]) * float(rng.uniform(0.8, 1.3)), 2)
+        elif roll < 0.75:
+            stage = STAGES[min(int(rng.integers(0, 4)) + 1, 3)]
+            r["stage"], r["probability"] = stage[0], stage[1]
+        else:
+            status = "won" if rng.random() < 0.3 else "lost"
+            stage = stage_of["Closed Won" if status == "won" else "Closed Lost"]
+            closed_at = now - timedelta(days=int(rng.integers(0, 5)))
+            r.update(
+                status=status,
+                stage=stage[0],
+                probability=stage[1],
+                closed_at=closed_at,
+                close_date=closed_at.date(),
+            )
+        r["source_modified_at"] = now
+    return records
+
+
+def _random_changes(
+    rng: np.random.Generator, records: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    for r in records:
+        r["amount"] = round(float(r["amount"]) * float(rng.uniform(0.5, 1.5)), 2)
+    return records
+
+
+def change_deals(
+    engine: Engine, data: Dataset, *, recent: bool, n: int, seed: int, source_id: int
+) -> tuple[float, int]:
+    """Upsert ``n`` changed deals; returns (seconds, deals updated)."""
+    rng = np.random.default_rng(seed + (1 if recent else 2))
+    d = data.deals
+    live = ~d["is_deleted"].to_numpy()
+    if recent:
+        cutoff_s = np.datetime64(AS_OF - timedelta(days=61), "s")
+        window = (d["created_at"].to_numpy() >= cutoff_s) | (
+            d["close_date"].to_numpy() >= np.datetime64(AS_OF - timedelta(days=61), "D")
+        )
+        live &= window
+    candidates = d["id"].to_numpy()[live]
+    ids = rng.choice(candidates, size=min(n, len(candidates)), replace=False).tolist()
+    t = time.perf_counter()
+    with transaction(make_sessionmaker(engine)) as session:
+        records = _deal_records(session, ids)
+        records = _recent_changes(rng, records) if recent else _random_changes(rng, records)
+        counts = ingest.upsert_records(session, Deal, source_id, records)
+    return time.perf_counter() - t, counts.updated
+
+
+# --------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "NOT MET"
+
+
+def summary(
+    counts: dict[str, int],
+    db: str,
+    full: dict[str, Any],
+    ref: Reference,
+    incremental: dict[str, dict[str, Any]],
+) -> None:
+    peak = full["peak_rss"]
+    rows: list[tuple[str, str, str, str]] = [
+        (
+            "records",
+            f"{counts['reps']:,} reps, {counts['deals']:,} deals, "
+            f"{counts['activities']:,} activities",
+            "",
+            "",
+        ),
+        ("full recompute (end to end)", f"{full['total']:.1f} s", "", ""),
+        ("  metrics stage (3 kinds, reps + teams)", f"{full['timings']['metrics']:.1f} s", "", ""),
+        ("period_metrics, month, reps", f"{ref.pandas_s:.2f} s", "", ""),
+        (f"DuckDB reference ({ref.threads} threads)", f"{ref.duckdb_s:.2f} s", "", ""),
+        ("  DuckDB, 1 thread", f"{ref.duckdb_1thread_s:.2f} s", "", ""),
+        (
+            "ratio pandas / DuckDB",
+            f"{ref.ratio:.1f}x",
+            f"<= {GOAL_RATIO:.0f}x",
+            _mark(ref.ratio <= GOAL_RATIO),
+        ),
+        (
+            "peak memory (full recompute process)",
+            f"{peak / GB:.2f} GB",
+            f"< {GOAL_PEAK_BYTES / GB:.0f} GB",
+            _mark(peak < GOAL_PEAK_BYTES),
+        ),
+    ]
+    for label, r in incremental.items():
+        rows.append(
+            (
+                f"incremental, 1,000 {label} deals",
+                f"{r['total']:.2f} s",
+                f"< {GOAL_INCREMENTAL_S:.0f} s",
+                _mark(r["total"] < GOAL_INCREMENTAL_S),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    header = ("measure", f"value ({db})", "goal", "status")
+    widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
+    line = "  ".join("-" * w for w in widths)
+    print("\nSummary")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print(line)
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
+# --------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Args:
+    reps: int = 2000
+    deals: int = 1_000_000
+    activities: int = 10_000_000
+    months: int = 24
+    seed: int = 1
+    db: str = "sqlite"
+    pg_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432"
+    repeat: int = 3
+    changes: int = 1000
+    profile: int = 0
+    keep_db: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Args:
+    d = Args()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--reps", type=int, default=d.reps)
+    p.add_argument("--deals", type=int, default=d.deals)
+    p.add_argument("--activities", type=int, default=d.activities)
+    p.add_argument("--months", type=int, default=d.months)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--db", choices=("sqlite", "postgresql"), default=d.db)
+    p.add_argument("--pg-url", default=d.pg_url, help="server URL, without a database name")
+    p.add_argument("--repeat", type=int, default=d.repeat, help="runs of each reference timing")
+    p.add_argument("--changes", type=int, default=d.changes, help="deals changed per variant")
+    p.add_argument(
+        "--profile", type=int, default=d.profile, metavar="N",
+        help="cProfile every compute and print its top N functions (slows the computes)",
+    )
+    p.add_argument("--keep-db", action="store_true", help="keep the database afterwards")
+    ns = p.parse_args(argv)
+    return Args(**{k: v for k, v in vars(ns).items() if k in Args.__dataclass_fields__})
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    print(
+        f"Quota Gap compute benchmark: {args.reps:,} reps, {args.deals:,} deals, "
+        f"{args.activities:,} activities, {args.months} months to {AS_OF}, seed {args.seed}, "
+        f"{args.db}"
+    )
+    t = time.perf_counter()
+    data = generate(
+        reps=args.reps,
+        deals=args.deals,
+        activities=args.activities,
+        months=args.months,
+        seed=args.seed,
+    )
+    counts = data.counts()
+    print(f"generated in {time.perf_counter() - t:.1f} s: {counts}")
+    with fresh_database(args.db, args.pg_url, args.keep_db) as db:
+        engine = make_engine(db.url)
+        upgrade(engine)
+        source_id = _insert_source(engine)
+        t = time.perf_counter()
+        if db.path is not None:
+            loads = load_sqlite(db.path, data, source_id)
+        else:
+            assert db.dsn is not None
+            loads = load_postgresql(db.dsn, data, source_id)
+        per_table = ", ".join(f"{k} {v:.1f}s" for k, v in loads.items())
+        print(f"loaded in {time.perf_counter() - t:.1f} s ({per_table}) [not a goal]")
+        settings = settings_for(db.url, args.months)
+
+        full = run_compute(db.url, args.months, full=True, profile_top=args.profile)
+        print_compute("full recompute", full)
+
+        print(f"reference (best of {args.repeat}, on the frames the full compute loads):")
+        ref = reference(engine, settings, args.repeat)
+        print(
+            f"  period_metrics(kind='month') {ref.pandas_s:.2f} s; DuckDB {ref.duckdb_s:.2f} s "
+            f"({ref.threads} threads), {ref.duckdb_1thread_s:.2f} s (1 thread); "
+            f"ratio {ref.ratio:.1f}x"
+        )
+
+        incremental: dict[str, dict[str, Any]] = {}
+        for label, recent in (("recent", True), ("random", False)):
+            secs, updated = change_deals(
+                engine, data, recent=recent, n=args.changes, seed=args.seed, source_id=source_id
+            )
+            print(f"upserted {updated:,} {label} deals in {secs:.2f} s")
+            r = run_compute(db.url, args.months, full=False, profile_top=args.profile)
+            print_compute(f"incremental ({label})", r)
+            incremental[label] = r
+        engine.dispose()
+    summary(counts, args.db, full, ref, incremental)
+
+
+if __name__ == "__main__":
+    main()
