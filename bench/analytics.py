@@ -155,68 +155,64 @@ def _month_starts(first_month: int, n: int) -> np.ndarray:
     return months.astype("datetime64[D]").astype(np.int64)
 
 
-def _seconds(values: np.ndarray) -> np.ndarray:
-    return values.astype("datetime64[s]")
+def _active_spans(
+    sales: pd.DataFrame, window_start_s: int, end_s: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per rep: when they start producing records (their start, or the window's) and for
+    how many seconds until the end."""
+    started = sales["start_date"].to_numpy().astype("datetime64[s]").astype(np.int64)
+    rep_start = np.maximum(started, window_start_s)
+    return rep_start, (end_s - rep_start).astype(np.float64)
 
 
-def _org(rng: np.random.Generator, n_reps: int, window_start_day: int) -> tuple[pd.DataFrame, ...]:
-    """Regions of ~10 teams of ~10 reps; every team and region has a manager (a rep row)."""
+def _org(
+    rng: np.random.Generator, n_reps: int, window_start_day: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Regions of ~10 teams of ~10 reps; each team and region has a manager (a rep row).
+
+    Ids: teams are regions then teams; reps are region managers, team managers, sales reps.
+    """
     n_teams = max(1, math.ceil(n_reps / 10))
     n_regions = max(1, math.ceil(n_teams / 10))
-    region_ids = np.arange(1, n_regions + 1)
-    team_ids = np.arange(n_regions + 1, n_regions + n_teams + 1)
-    # Rep ids: region managers, then team managers, then sales reps.
-    region_mgr = region_ids.copy()
-    team_mgr = n_regions + np.arange(1, n_teams + 1)
-    sales_ids = n_regions + n_teams + np.arange(1, n_reps + 1)
-    team_of_sales = team_ids[np.arange(n_reps) * n_teams // n_reps]
-    region_of_team = region_ids[np.arange(n_teams) * n_regions // n_teams]
+    n_managers = n_regions + n_teams
+    region_of_team = 1 + np.arange(n_teams) * n_regions // n_teams
+    team_of_rep = n_regions + 1 + np.arange(n_reps) * n_teams // n_reps
+    team_ids = np.arange(1, n_managers + 1)
     teams = pd.DataFrame(
         {
-            "id": np.concatenate([region_ids, team_ids]),
-            "name": [f"Region {i}" for i in region_ids] + [f"Team {i}" for i in team_ids],
-            "manager_id": np.concatenate([region_mgr, team_mgr]),
-            "parent_id": pd.array(
-                np.concatenate([np.zeros(n_regions, dtype=np.int64), region_of_team]),
-                dtype="Int64",
-            ).astype("Int64"),
+            "id": team_ids,
+            "name": [f"Region {i}" if i <= n_regions else f"Team {i}" for i in team_ids],
+            "manager_id": team_ids,  # the manager of team k is rep k
+            "parent_id": pd.array([None] * n_regions + region_of_team.tolist(), dtype="Int64"),
+            "currency": np.array(CURRENCIES, dtype=object)[
+                rng.choice(len(CURRENCIES), size=n_managers, p=CURRENCY_MIX)
+            ],
         }
     )
-    teams.loc[: n_regions - 1, "parent_id"] = pd.NA
-    n_all = n_regions + n_teams + n_reps
-    ids = np.arange(1, n_all + 1)
-    team_id = np.concatenate([region_ids, team_ids, team_of_sales])
-    manager_id = pd.array(
-        np.concatenate([np.zeros(n_regions, np.int64), region_mgr[region_of_team - 1], team_mgr[
-            team_of_sales - n_regions - 1
-        ]]),
-        dtype="Int64",
-    )
-    manager_id[:n_regions] = pd.NA
+    ids = np.arange(1, n_managers + n_reps + 1)
+    manager_of = [None] * n_regions + region_of_team.tolist() + team_of_rep.tolist()
     # 80% started before the window (up to 6 years), 20% were hired during it.
-    hired = rng.random(n_all) < 0.2
+    hired = rng.random(len(ids)) < 0.2
     window_days = _day_number(AS_OF) - window_start_day
     start = np.where(
         hired,
-        window_start_day + rng.integers(0, max(window_days - 30, 1), n_all),
-        window_start_day - rng.integers(30, 6 * 365, n_all),
+        window_start_day + rng.integers(0, max(window_days - 30, 1), len(ids)),
+        window_start_day - rng.integers(30, 6 * 365, len(ids)),
     )
-    start[: n_regions + n_teams] = window_start_day - 3 * 365  # managers are tenured
+    start[:n_managers] = window_start_day - 3 * 365  # managers are tenured
     reps = pd.DataFrame(
         {
             "id": ids,
             "name": [f"Rep {i}" for i in ids],
             "email": [f"rep{i}@bench.example" for i in ids],
-            "team_id": team_id,
-            "manager_id": manager_id,
-            "role": np.where(ids <= n_regions + n_teams, "manager", "rep").astype(object),
-            "is_active": np.ones(n_all, dtype=bool),
+            "team_id": np.concatenate([team_ids, team_of_rep]),
+            "manager_id": pd.array(manager_of, dtype="Int64"),
+            "role": np.where(ids <= n_managers, "manager", "rep").astype(object),
+            "is_active": np.ones(len(ids), dtype=bool),
             "start_date": start.astype("datetime64[D]"),
         }
     )
-    team_currency = rng.choice(len(CURRENCIES), size=len(teams), p=CURRENCY_MIX)
-    teams["currency"] = np.array(CURRENCIES, dtype=object)[team_currency]
-    return teams, reps, sales_ids
+    return teams, reps
 
 
 def _deals(
@@ -229,8 +225,7 @@ def _deals(
 ) -> pd.DataFrame:
     """Deals created in the window; those whose close date passed are won or lost."""
     n_sales = len(sales)
-    rep_start = np.maximum(_seconds(sales["start_date"].to_numpy()).astype(np.int64), window_start_s)
-    span = (end_s - rep_start).astype(np.float64)
+    rep_start, span = _active_spans(sales, window_start_s, end_s)
     productivity = rng.lognormal(0.0, 0.3, n_sales)
     rep_idx = rng.choice(n_sales, size=n, p=productivity * span / (productivity * span).sum())
     created = rep_start[rep_idx] + (rng.random(n) * span[rep_idx]).astype(np.int64)
@@ -255,8 +250,8 @@ def _deals(
     currency[foreign] = np.array(CURRENCIES, dtype=object)[rng.integers(0, 3, foreign.sum())]
     size = rng.lognormal(0.0, 0.25, n_sales)
     amount = np.round(rng.lognormal(np.log(12_000), 0.9, n) * size[rep_idx], 2)
-    closed_at = np.where(closed, planned, 0)
-    close_day = np.where(closed, planned // DAY, planned // DAY)
+    closed_at = planned.astype("datetime64[s]")
+    closed_at[~closed] = np.datetime64("NaT")
     pool = np.array([f"Account {i}" for i in range(5_000)], dtype=object)
     owner = np.array([f"rep-{i}" for i in sales["id"]], dtype=object)
     modified = np.where(closed, planned, created + (rng.random(n) * 10 * DAY).astype(np.int64))
@@ -275,10 +270,8 @@ def _deals(
             "probability": probs[stage],
             "status": statuses[stage],
             "created_at": created.astype("datetime64[s]"),
-            "close_date": close_day.astype("datetime64[D]"),
-            "closed_at": np.where(closed, closed_at, np.iinfo(np.int64).min).astype(
-                "datetime64[s]"
-            ),
+            "close_date": (planned // DAY).astype("datetime64[D]"),  # expected, if open
+            "closed_at": closed_at,
             "source_modified_at": np.minimum(modified, end_s).astype("datetime64[s]"),
             "is_deleted": rng.random(n) < 0.005,
         }
@@ -295,8 +288,7 @@ def _activities(
 ) -> pd.DataFrame:
     """Activities over the same span; 45% name a deal of the same rep."""
     n_sales = len(sales)
-    rep_start = np.maximum(_seconds(sales["start_date"].to_numpy()).astype(np.int64), window_start_s)
-    span = (end_s - rep_start).astype(np.float64)
+    rep_start, span = _active_spans(sales, window_start_s, end_s)
     effort = rng.lognormal(0.0, 0.35, n_sales)
     rep_idx = rng.choice(n_sales, size=n, p=effort * span / (effort * span).sum())
     occurred = rep_start[rep_idx] + (rng.random(n) * span[rep_idx]).astype(np.int64)
@@ -344,15 +336,17 @@ def _targets(
     total = won.groupby("rep_id")["amount"].sum()
     rep_ids = sales["id"].to_numpy()
     start_month = sales["start_date"].to_numpy().astype("datetime64[M]").astype(np.int64)
-    active = np.clip(int(np.datetime64(AS_OF, "M").astype(np.int64)) - np.maximum(
-        start_month, first_month
-    ) + 1, 1, None)
-    monthly = total.reindex(rep_ids).fillna(0.0).to_numpy() / active
-    monthly = np.where(monthly > 0, monthly, np.median(monthly[monthly > 0]) if (monthly > 0).any()
-                       else 50_000.0)
+    first_active = np.maximum(start_month, first_month)
+    as_of_month = int(np.datetime64(AS_OF, "M").astype(np.int64))
+    active_months = np.maximum(as_of_month - first_active + 1, 1)
+    monthly = total.reindex(rep_ids).fillna(0.0).to_numpy() / active_months
+    if (monthly > 0).any():
+        monthly = np.where(monthly > 0, monthly, np.median(monthly[monthly > 0]))
+    else:
+        monthly = np.full(len(rep_ids), 50_000.0)
     grid_rep = np.repeat(np.arange(len(rep_ids)), len(months))
     grid_month = np.tile(months, len(rep_ids))
-    keep = grid_month >= np.maximum(start_month, first_month)[grid_rep]
+    keep = grid_month >= first_active[grid_rep]
     grid_rep, grid_month = grid_rep[keep], grid_month[keep]
     value = np.round(monthly[grid_rep] * rng.lognormal(0.05, 0.15, len(grid_rep)), -2)
     month = grid_month.astype("datetime64[M]")
@@ -375,8 +369,8 @@ def generate(*, reps: int, deals: int, activities: int, months: int, seed: int) 
     window_start_day = int(_month_starts(first_month, 1)[0])
     window_start_s = window_start_day * DAY
     end_s = (_day_number(AS_OF) + 1) * DAY - 1
-    teams, people, sales_ids = _org(rng, reps, window_start_day)
-    sales = people[people["id"].isin(sales_ids)].reset_index(drop=True)
+    teams, people = _org(rng, reps, window_start_day)
+    sales = people[people["role"] == "rep"].reset_index(drop=True)
     currency_of_team = dict(zip(teams["id"], teams["currency"], strict=True))
     deal_rows = _deals(rng, deals, sales, currency_of_team, window_start_s, end_s)
     activity_rows = _activities(rng, activities, sales, deal_rows, window_start_s, end_s)
@@ -397,66 +391,67 @@ def _timestamps(values: np.ndarray) -> np.ndarray:
     return text
 
 
-def _python_column(values: Any) -> list[Any]:
+def _python_column(values: pd.Series) -> list[Any]:
     """One column of a chunk as plain Python values, None for missing."""
-    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
-        return [None if v is pd.NA else int(v) for v in values]
-    array = np.asarray(values)
-    kind = array.dtype.kind
-    if kind == "M":
+    if values.dtype.kind == "M":
+        array = values.to_numpy()
         missing = np.isnat(array)
         if np.datetime_data(array.dtype)[0] == "D":
             text = np.datetime_as_string(array, unit="D").astype(object)
         else:
             text = _timestamps(array).astype(object)
         text[missing] = None
-        return list(text)
-    if kind == "f":
-        out = array.astype(object)
-        out[np.isnan(array)] = None
-        return list(out)
-    return array.tolist()  # ints, bools, objects (str / None)
-
-
-def _rows(frame: pd.DataFrame, extra: dict[str, Any]) -> Iterator[list[tuple[Any, ...]]]:
-    """Chunks of row tuples: the frame's columns, then ``extra`` constants."""
-    constants = list(extra.values())
-    for lo in range(0, len(frame), CHUNK):
-        part = frame.iloc[lo : lo + CHUNK]
-        cols = [_python_column(part[c]) for c in part.columns]
-        if "external_id" not in part.columns and "id" in part.columns and "type" in part.columns:
-            cols.append([f"A{i:010d}" for i in part["id"]])  # activities: external id from id
-        n = len(part)
-        cols.extend([v] * n for v in constants)
-        yield list(zip(*cols, strict=True))
-
-
-def _columns(frame: pd.DataFrame, extra: dict[str, Any]) -> list[str]:
-    cols = list(frame.columns)
-    if "external_id" not in cols and "type" in cols:
-        cols.append("external_id")
-    return cols + list(extra)
+        return text.tolist()
+    if values.dtype.kind in "iub" and not values.hasnans:
+        return values.to_numpy().tolist()
+    # floats, nullable ints, strings: Python objects with None for missing.
+    out: list[Any] = values.to_numpy(dtype=object, na_value=None).tolist()
+    return out
 
 
 @dataclass
-class Tables:
-    """(table, frame, constant columns) in load order."""
+class Table:
+    """One table to load: the frame's columns, constant columns, and columns derived per
+    chunk (activity external ids: 10M strings are cheaper made as they are written)."""
 
-    items: list[tuple[str, pd.DataFrame, dict[str, Any]]]
+    name: str
+    frame: pd.DataFrame
+    constants: dict[str, Any]
+    derived: dict[str, Callable[[pd.DataFrame], list[Any]]] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.frame.columns, *self.constants, *self.derived]
+
+    def chunks(self) -> Iterator[list[tuple[Any, ...]]]:
+        for lo in range(0, len(self.frame), CHUNK):
+            part = self.frame.iloc[lo : lo + CHUNK]
+            cols = [_python_column(part[c]) for c in part.columns]
+            cols.extend([v] * len(part) for v in self.constants.values())
+            cols.extend(fn(part) for fn in self.derived.values())
+            yield list(zip(*cols, strict=True))
 
 
-def _tables(data: Dataset, source_id: int) -> Tables:
+def _tables(data: Dataset, source_id: int) -> list[Table]:
+    """In load order; team managers are set once the reps exist."""
     stamp = {"created_at": SYNCED_AT, "updated_at": SYNCED_AT}
     record = {"source_id": source_id, "synced_at": SYNCED_AT}
-    return Tables(
-        [
-            ("teams", data.teams.drop(columns="manager_id"), stamp),
-            ("reps", data.reps, stamp),
-            ("targets", data.targets, stamp),
-            ("deals", data.deals, record),
-            ("activities", data.activities, record),
-        ]
-    )
+    return [
+        Table("teams", data.teams.drop(columns="manager_id"), stamp),
+        Table("reps", data.reps, stamp),
+        Table("targets", data.targets, stamp),
+        Table("deals", data.deals, record),
+        Table(
+            "activities",
+            data.activities,
+            record,
+            {"external_id": lambda part: [f"A{i:010d}" for i in part["id"]]},
+        ),
+    ]
+
+
+def _team_managers(data: Dataset) -> list[tuple[int, int]]:
+    return list(zip(data.teams["manager_id"].tolist(), data.teams["id"].tolist(), strict=True))
 
 
 def _insert_source(engine: Engine) -> int:
@@ -476,19 +471,16 @@ def load_sqlite(path: Path, data: Dataset, source_id: int) -> dict[str, float]:
     try:
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute("PRAGMA cache_size=-1000000")
-        for table, frame, extra in _tables(data, source_id).items:
+        for table in _tables(data, source_id):
             t = time.perf_counter()
-            cols = _columns(frame, extra)
-            sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-            for rows in _rows(frame, extra):
+            marks = ", ".join("?" * len(table.columns))
+            sql = f"INSERT INTO {table.name} ({', '.join(table.columns)}) VALUES ({marks})"
+            for rows in table.chunks():
                 conn.execute("BEGIN")
                 conn.executemany(sql, rows)
                 conn.execute("COMMIT")
-            timings[table] = time.perf_counter() - t
-        conn.executemany(
-            "UPDATE teams SET manager_id = ? WHERE id = ?",
-            list(zip(data.teams["manager_id"].tolist(), data.teams["id"].tolist(), strict=True)),
-        )
+            timings[table.name] = time.perf_counter() - t
+        conn.executemany("UPDATE teams SET manager_id = ? WHERE id = ?", _team_managers(data))
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
@@ -500,21 +492,18 @@ def load_postgresql(dsn: str, data: Dataset, source_id: int) -> dict[str, float]
     timings: dict[str, float] = {}
     with psycopg.connect(dsn) as conn:
         conn.execute("SET TIME ZONE 'UTC'")
-        for table, frame, extra in _tables(data, source_id).items:
+        for table in _tables(data, source_id):
             t = time.perf_counter()
-            cols = _columns(frame, extra)
+            sql = f"COPY {table.name} ({', '.join(table.columns)}) FROM STDIN"
             with conn.cursor() as cur:
-                for rows in _rows(frame, extra):
-                    with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+                for rows in table.chunks():
+                    with cur.copy(sql) as copy:
                         for row in rows:
                             copy.write_row(row)
             conn.commit()
-            timings[table] = time.perf_counter() - t
+            timings[table.name] = time.perf_counter() - t
         with conn.cursor() as cur:
-            cur.executemany(
-                "UPDATE teams SET manager_id = %s WHERE id = %s",
-                list(zip(data.teams["manager_id"].tolist(), data.teams["id"].tolist(), strict=True)),
-            )
+            cur.executemany("UPDATE teams SET manager_id = %s WHERE id = %s", _team_managers(data))
             for table in ("teams", "reps", "targets", "deals", "activities"):
                 cur.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
@@ -531,8 +520,6 @@ def load_postgresql(dsn: str, data: Dataset, source_id: int) -> dict[str, float]
 @dataclass
 class Database:
     url: str
-    kind: str
-    cleanup: Callable[[], None]
     path: Path | None = None
     dsn: str | None = None
 
@@ -542,7 +529,7 @@ def fresh_database(kind: str, pg_url: str, keep: bool) -> Iterator[Database]:
     if kind == "sqlite":
         tmp = Path(tempfile.mkdtemp(prefix="qg_bench_"))
         path = tmp / "bench.db"
-        db = Database(f"sqlite:///{path}", kind, lambda: None, path=path)
+        db = Database(f"sqlite:///{path}", path=path)
         try:
             yield db
         finally:
@@ -555,7 +542,7 @@ def fresh_database(kind: str, pg_url: str, keep: bool) -> Iterator[Database]:
     admin = pg_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    db = Database(f"{pg_url}/{name}", kind, lambda: None, dsn=f"{admin}/{name}")
+    db = Database(f"{pg_url}/{name}", dsn=f"{admin}/{name}")
     try:
         yield db
     finally:
@@ -897,7 +884,6 @@ class Args:
     changes: int = 1000
     profile: int = 0
     keep_db: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Args:
@@ -913,7 +899,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
     p.add_argument("--repeat", type=int, default=d.repeat, help="runs of each reference timing")
     p.add_argument("--changes", type=int, default=d.changes, help="deals changed per variant")
     p.add_argument(
-        "--profile", type=int, default=d.profile, metavar="N",
+        "--profile",
+        type=int,
+        default=d.profile,
+        metavar="N",
         help="cProfile every compute and print its top N functions (slows the computes)",
     )
     p.add_argument("--keep-db", action="store_true", help="keep the database afterwards")

@@ -20,7 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from analytics import drivers, gaps
-from analytics.metrics import METRIC_COLUMNS, period_metrics
+from analytics.metrics import METRIC_COLUMNS, period_metrics, to_reporting_currency
 from analytics.periods import Period, period_from_index, period_of, periods_between, shift
 from app import frames
 from app.config import Settings
@@ -216,6 +216,8 @@ def run(
         on_track_min=settings.status_on_track_min,
         ramp_schedule=tuple(settings.ramp_schedule),
     )
+    seasonal = settings.pacing == "seasonal"
+    shares = _seasonal_shares(session, settings, f, as_of) if seasonal else None
     gap_rows = gaps.compute_gaps(
         f.targets,
         actuals,
@@ -223,6 +225,7 @@ def run(
         pipeline=pipeline,
         win_rates=win_rates,
         config=config,
+        shares=shares,
     )
     gap_rows = _with_streaks(session, gap_rows, scope)
     timings["gaps"] = clock.perf_counter() - t
@@ -283,6 +286,30 @@ def run(
     }
     session.flush()
     return snapshot
+
+
+def _seasonal_shares(session: Session, settings: Settings, f: Frames, as_of: date) -> pd.DataFrame:
+    """Each team's learned booking curve, from two years of its won deals; a rep is paced on
+    their team's curve (one rep's own history is too thin to learn a shape from)."""
+    since = as_of - timedelta(days=2 * 366 + 92)
+    won = frames.deals_frame(session.connection(), since=since, until=as_of, status="won")
+    won = won[~won["is_deleted"]]
+    won = won.assign(
+        value=to_reporting_currency(won["amount"], won["currency"], settings.currency_rates)
+    )
+    won = _by_team(won, f.membership)[["team_id", "close_date", "value"]]
+    curves = pd.concat(
+        [
+            gaps.seasonal_shares(won, kind=kind, cal=settings.calendar, as_of=as_of, key="team_id")
+            for kind in ("month", "quarter")
+        ],
+        ignore_index=True,
+    )
+    team_curves = curves.rename(columns={"team_id": "subject_id"}).assign(subject_type="team")
+    rep_teams = f.reps[["rep_id", "team_id"]].dropna()
+    rep_curves = rep_teams.merge(curves, on="team_id").drop(columns="team_id")
+    rep_curves = rep_curves.rename(columns={"rep_id": "subject_id"}).assign(subject_type="rep")
+    return pd.concat([team_curves, rep_curves], ignore_index=True)
 
 
 def _subjects(rep: pd.DataFrame, team: pd.DataFrame) -> pd.DataFrame:

@@ -258,3 +258,19 @@ def test_trend_wins_and_hygiene(client, factory, demo, session):
         for r in report["items"]
     )
     assert client.get("/api/v1/hygiene", headers=factory.key("viewer")).status_code == 403
+
+
+def test_seasonal_and_working_day_pacing(client, factory, demo, session, settings):
+    h = factory.key("analyst")
+    for pacing in ("seasonal", "working_days"):
+        tuned = settings.model_copy(update={"pacing": pacing})
+        compute.run(session=session, settings=tuned, as_of=TODAY, full=True)
+        rows = _get(client, "/api/v1/performance", h, period="2026-11",
+                    metric="won_revenue")["items"]
+        used = {r["pacing"] for r in rows}
+        assert used == {pacing}, used  # every team has enough history for a curve
+        for r in rows:
+            share = r["expected_to_date"] / r["target"]
+            assert 0 < share < 1
+            if pacing == "working_days":  # Nov 2-18 has 13 of November's 21 weekdays
+                assert share == pytest.approx(13 / 21)
