@@ -69,6 +69,7 @@ import psycopg  # noqa: E402
 from sqlalchemy import Engine, select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
+import app.models  # noqa: E402, F401  (every model, so foreign keys resolve)
 from analytics.metrics import period_metrics  # noqa: E402
 from app import frames, ingest  # noqa: E402
 from app.config import Settings  # noqa: E402
@@ -76,6 +77,7 @@ from app.db import make_engine, make_sessionmaker, transaction  # noqa: E402
 from app.deals.models import Deal  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 from app.performance import compute  # noqa: E402
+from app.sources.models import Source  # noqa: E402
 
 AS_OF = date(2026, 11, 18)
 GB = 1024**3
@@ -84,6 +86,8 @@ GOAL_PEAK_BYTES = 4 * GB
 GOAL_INCREMENTAL_S = 2.0
 CHUNK = 500_000
 SYNCED_AT = "2026-11-18 06:00:00.000000"
+# Date (not timestamp) columns: pandas keeps datetime64[D] values as datetime64[s].
+DATE_COLUMNS = frozenset({"start_date", "close_date", "period_start", "period_end"})
 
 STAGES = (  # (stage, probability, status)
     ("Prospecting", 0.1, "open"),
@@ -183,7 +187,7 @@ def _org(
             "id": team_ids,
             "name": [f"Region {i}" if i <= n_regions else f"Team {i}" for i in team_ids],
             "manager_id": team_ids,  # the manager of team k is rep k
-            "parent_id": pd.array([None] * n_regions + region_of_team.tolist(), dtype="Int64"),
+            "parent_id": pd.Series([None] * n_regions + region_of_team.tolist(), dtype="Int64"),
             "currency": np.array(CURRENCIES, dtype=object)[
                 rng.choice(len(CURRENCIES), size=n_managers, p=CURRENCY_MIX)
             ],
@@ -206,7 +210,7 @@ def _org(
             "name": [f"Rep {i}" for i in ids],
             "email": [f"rep{i}@bench.example" for i in ids],
             "team_id": np.concatenate([team_ids, team_of_rep]),
-            "manager_id": pd.array(manager_of, dtype="Int64"),
+            "manager_id": pd.Series(manager_of, dtype="Int64"),
             "role": np.where(ids <= n_managers, "manager", "rep").astype(object),
             "is_active": np.ones(len(ids), dtype=bool),
             "start_date": start.astype("datetime64[D]"),
@@ -396,17 +400,18 @@ def _python_column(values: pd.Series) -> list[Any]:
     if values.dtype.kind == "M":
         array = values.to_numpy()
         missing = np.isnat(array)
-        if np.datetime_data(array.dtype)[0] == "D":
+        if values.name in DATE_COLUMNS:
             text = np.datetime_as_string(array, unit="D").astype(object)
         else:
             text = _timestamps(array).astype(object)
         text[missing] = None
-        return text.tolist()
+        plain: list[Any] = text.tolist()
+        return plain
     if values.dtype.kind in "iub" and not values.hasnans:
-        return values.to_numpy().tolist()
-    # floats, nullable ints, strings: Python objects with None for missing.
-    out: list[Any] = values.to_numpy(dtype=object, na_value=None).tolist()
-    return out
+        numbers: list[Any] = values.to_numpy().tolist()
+        return numbers
+    # floats, nullable ints, strings: Python objects, None for missing.
+    return [None if pd.isna(v) else v for v in values.astype(object).tolist()]
 
 
 @dataclass
@@ -455,8 +460,6 @@ def _team_managers(data: Dataset) -> list[tuple[int, int]]:
 
 
 def _insert_source(engine: Engine) -> int:
-    from app.sources.models import Source
-
     with transaction(make_sessionmaker(engine)) as session:
         source = Source(kind="csv", name="bench", config={"bench": True})
         session.add(source)
@@ -504,10 +507,10 @@ def load_postgresql(dsn: str, data: Dataset, source_id: int) -> dict[str, float]
             timings[table.name] = time.perf_counter() - t
         with conn.cursor() as cur:
             cur.executemany("UPDATE teams SET manager_id = %s WHERE id = %s", _team_managers(data))
-            for table in ("teams", "reps", "targets", "deals", "activities"):
+            for name in ("teams", "reps", "targets", "deals", "activities"):
                 cur.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                    f"(SELECT max(id) FROM {table}))"
+                    f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
+                    f"(SELECT max(id) FROM {name}))"
                 )
         conn.commit()
         t = time.perf_counter()
@@ -555,7 +558,7 @@ def fresh_database(kind: str, pg_url: str, keep: bool) -> Iterator[Database]:
 
 def settings_for(url: str, months: int) -> Settings:
     # No .env file: the figures should not depend on the checkout's local configuration.
-    return Settings(_env_file=None, database_url=url, history_months=months)  # type: ignore[call-arg]
+    return Settings(_env_file=None, database_url=url, history_months=months)
 
 
 # --------------------------------------------------------------------------------------
@@ -563,13 +566,23 @@ def settings_for(url: str, months: int) -> Settings:
 # --------------------------------------------------------------------------------------
 
 
-def _maxrss_bytes() -> int:
+def _peak_rss_bytes() -> int:
+    """This process's peak RSS. ``VmHWM`` is the high-water mark of the current address space;
+    ``ru_maxrss`` would not do in a spawned child: Linux carries the forking parent's peak
+    over the exec into it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
 def compute_job(url: str, months: int, full: bool, profile_top: int) -> dict[str, Any]:
     """Runs in the child: one compute in its own transaction; returns figures."""
-    baseline = _maxrss_bytes()
+    baseline = _peak_rss_bytes()
     engine = make_engine(url)
     settings = settings_for(url, months)
     factory = make_sessionmaker(engine)
@@ -595,7 +608,7 @@ def compute_job(url: str, months: int, full: bool, profile_top: int) -> dict[str
     figures["total"] = time.perf_counter() - started
     engine.dispose()
     figures["baseline_rss"] = baseline
-    figures["peak_rss"] = _maxrss_bytes()
+    figures["peak_rss"] = _peak_rss_bytes()
     if profiler:
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out).strip_dirs()
@@ -862,8 +875,8 @@ def summary(
     print("\nSummary")
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     print(line)
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
 # --------------------------------------------------------------------------------------
