@@ -686,9 +686,7 @@ def compute_gaps(
         }
     )
 
-    proration, ramp, note, pace_start = _factors(
-        t, is_rep, additive, start, end, ndays, reps, cfg
-    )
+    proration, ramp, note, pace_start = _factors(t, is_rep, additive, start, end, ndays, reps, cfg)
     pace_days = end - pace_start + 1
     target = target_full * proration * ramp
 

@@ -22,7 +22,15 @@ import pandas as pd
 from analytics.metrics import METRICS
 from analytics.periods import index_label, parse_period, period_index
 
-__all__ = ["RANK_COLUMNS", "STREAK_COLUMNS", "TREND_COLUMNS", "ranks", "streaks", "trend"]
+__all__ = [
+    "RANK_COLUMNS",
+    "STREAK_COLUMNS",
+    "TREND_COLUMNS",
+    "misses_by_period",
+    "ranks",
+    "streaks",
+    "trend",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -282,6 +290,47 @@ def streaks(
     out["consecutive_hits"] = np.where(last_missed, 0, run).astype(np.int64)
     out["persistent_underperformer"] = out["consecutive_misses"] >= persistent_after
     return out[[*keys, *STREAK_COLUMNS]]
+
+
+def misses_by_period(gaps_history: pd.DataFrame, *, key: str | Sequence[str]) -> pd.Series:
+    """For every row: the missed periods in a row up to it, as seen from that period.
+
+    ``gaps_history`` as for :func:`streaks`, with ``status``. Per (subject, metric, kind), over
+    rows in period order: a ``missed`` row extends the run of the adjacent previous period by
+    one, an ``achieved`` row is 0, and an undecided row (``on_track``/``at_risk``: the period is
+    still running) carries the run of the periods before it, so the current month already
+    shows "3 misses in a row". A period without a row breaks the run. Returns an int Series
+    aligned with ``gaps_history``.
+    """
+    keys = _keys(key)
+    _, indices = _kinds_and_indices(gaps_history)
+    kinds, _ = _kinds_and_indices(gaps_history)
+    status = gaps_history["status"].astype(object)
+    frame = pd.DataFrame(
+        {
+            "group": gaps_history[[*keys, "metric"]]
+            .assign(_kind=kinds.to_numpy(dtype=object))
+            .groupby([*keys, "metric", "_kind"], dropna=False, sort=False)
+            .ngroup()
+            .to_numpy(),
+            "index": indices,
+            "missed": status.eq("missed").to_numpy(dtype=bool),
+            "hit": status.eq("achieved").to_numpy(dtype=bool),
+            "row": np.arange(len(gaps_history)),
+        }
+    ).sort_values(["group", "index"], kind="stable")
+    group = frame["group"].to_numpy()
+    index = frame["index"].to_numpy(dtype=np.int64)
+    missed = frame["missed"].to_numpy()
+    new_segment = np.ones(len(frame), dtype=bool)
+    # A run continues only into the adjacent next period of the same group after a miss.
+    new_segment[1:] = (group[1:] != group[:-1]) | (index[1:] != index[:-1] + 1) | ~missed[:-1]
+    segment = np.cumsum(new_segment)
+    run = pd.Series(missed.astype(np.int64)).groupby(segment).cumsum().to_numpy()
+    value = np.where(frame["hit"].to_numpy(), 0, run)
+    out = np.zeros(len(frame), dtype=np.int64)
+    out[frame["row"].to_numpy()] = value
+    return pd.Series(out, index=gaps_history.index, name="consecutive_misses")
 
 
 # ----------------------------------------------------------------------------- ranks

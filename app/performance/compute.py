@@ -19,7 +19,7 @@ import pandas as pd
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from analytics import drivers, gaps
+from analytics import drivers, gaps, trends
 from analytics.metrics import METRIC_COLUMNS, period_metrics, to_reporting_currency
 from analytics.periods import Period, period_from_index, period_of, periods_between, shift
 from app import frames
@@ -323,53 +323,26 @@ def _subjects(rep: pd.DataFrame, team: pd.DataFrame) -> pd.DataFrame:
 
 
 def _with_streaks(session: Session, rows: pd.DataFrame, scope: Scope) -> pd.DataFrame:
-    """consecutive_misses, continuing the count stored for the periods before the scope."""
+    """consecutive_misses per row, counting the stored statuses of the periods before scope."""
+    rows = rows.copy()
     if rows.empty:
         return rows.assign(consecutive_misses=pd.Series(dtype="int64"))
-    first = min(p.start for ps in scope.periods.values() for p in ps)
+    cols = ["subject_type", "rep_id", "team_id", "metric", "period", "status"]
+    # Every stored period outside the scope: a run can pass through months that an
+    # incremental compute does not revisit.
     prior = pd.DataFrame(
         session.execute(
-            select(
-                PerformanceRow.subject_type,
-                PerformanceRow.rep_id,
-                PerformanceRow.team_id,
-                PerformanceRow.metric,
-                PerformanceRow.period_kind,
-                PerformanceRow.period_start,
-                PerformanceRow.consecutive_misses,
-            ).where(PerformanceRow.valid_to.is_(None), PerformanceRow.period_start < first)
+            select(*(getattr(PerformanceRow, c) for c in cols)).where(
+                PerformanceRow.valid_to.is_(None), PerformanceRow.period.not_in(scope.labels)
+            )
         ).all(),
-        columns=[
-            "subject_type",
-            "rep_id",
-            "team_id",
-            "metric",
-            "period_kind",
-            "period_start",
-            "consecutive_misses",
-        ],
+        columns=cols,
     )
-    keys = ["subject_type", "rep_id", "team_id", "metric", "period_kind"]
-    rows = rows.copy()
-    for frame in (rows, prior):
-        frame["rep_id"] = frame["rep_id"].astype("Int64")
-        frame["team_id"] = frame["team_id"].astype("Int64")
-    latest = prior.sort_values("period_start").groupby(keys, dropna=False).tail(1)
-    carried = latest[[*keys, "consecutive_misses"]].rename(
-        columns={"consecutive_misses": "carried"}
-    )
-    rows = rows.merge(carried, on=keys, how="left")
-    rows = rows.sort_values([*keys, "period_start"], kind="stable", ignore_index=True)
-    group = rows.groupby(keys, dropna=False, sort=False).ngroup()
-    missed = (rows["status"] == "missed").astype("int64")
-    # Each non-miss starts a new block; misses are counted within their block, and the first
-    # block of a subject continues the count stored before the scope.
-    block = (1 - missed).groupby(group).cumsum()
-    run = missed.groupby([group, block]).cumsum()
-    start = rows.pop("carried").fillna(0).astype("int64")
-    rows["consecutive_misses"] = (run + start.where((block == 0) & (missed == 1), 0)).astype(
-        "int64"
-    )
+    history = pd.concat([prior, rows[cols]], ignore_index=True)
+    for col in ("rep_id", "team_id"):
+        history[col] = history[col].astype("Int64")
+    streak = trends.misses_by_period(history, key=["subject_type", "rep_id", "team_id"])
+    rows["consecutive_misses"] = streak.to_numpy()[len(prior) :]
     return rows
 
 

@@ -253,3 +253,53 @@ def test_ranks_outside_the_catalogue_need_a_direction() -> None:
         ranks(frame, metric="attainment")
     out = ranks(frame, metric="attainment", higher_is_better=True)
     assert list(out["rank_in_team"]) == [2, 1]
+
+
+def test_misses_by_period_counts_runs_and_carries_into_running_periods() -> None:
+    from analytics.trends import misses_by_period
+
+    history = pd.DataFrame(
+        {
+            "rep_id": [1] * 7 + [2, 2],
+            "metric": ["won_revenue"] * 9,
+            "period": [
+                "2026-01",
+                "2026-02",
+                "2026-03",
+                "2026-04",
+                "2026-05",
+                "2026-07",
+                "2026-08",
+                "2026-02",
+                "2026-01",
+            ],
+            "status": [
+                "missed",
+                "missed",
+                "achieved",
+                "missed",
+                "missed",
+                "missed",
+                "on_track",
+                "at_risk",
+                "missed",
+            ],
+        }
+    )
+    # June has no row: the run restarts in July; August is running and shows July's run.
+    # Rep 2's rows come out of order: the result stays aligned with the input.
+    assert misses_by_period(history, key="rep_id").tolist() == [1, 2, 0, 1, 2, 1, 1, 1, 1]
+
+
+def test_misses_by_period_keeps_metrics_and_kinds_apart() -> None:
+    from analytics.trends import misses_by_period
+
+    history = pd.DataFrame(
+        {
+            "rep_id": [1, 1, 1, 1],
+            "metric": ["won_revenue", "activities", "won_revenue", "won_revenue"],
+            "period": ["2026-01", "2026-02", "2026-02", "2026-Q1"],
+            "status": ["missed", "missed", "missed", "missed"],
+        }
+    )
+    assert misses_by_period(history, key="rep_id").tolist() == [1, 1, 2, 1]

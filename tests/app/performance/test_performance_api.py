@@ -265,8 +265,9 @@ def test_seasonal_and_working_day_pacing(client, factory, demo, session, setting
     for pacing in ("seasonal", "working_days"):
         tuned = settings.model_copy(update={"pacing": pacing})
         compute.run(session=session, settings=tuned, as_of=TODAY, full=True)
-        rows = _get(client, "/api/v1/performance", h, period="2026-11",
-                    metric="won_revenue")["items"]
+        rows = _get(client, "/api/v1/performance", h, period="2026-11", metric="won_revenue")[
+            "items"
+        ]
         used = {r["pacing"] for r in rows}
         assert used == {pacing}, used  # every team has enough history for a curve
         for r in rows:
@@ -274,3 +275,53 @@ def test_seasonal_and_working_day_pacing(client, factory, demo, session, setting
             assert 0 < share < 1
             if pacing == "working_days":  # Nov 2-18 has 13 of November's 21 weekdays
                 assert share == pytest.approx(13 / 21)
+
+
+def test_persistent_underperformer_survives_incremental_recompute(
+    client, factory, session, settings
+):
+    from app import ingest
+
+    rep = factory.rep(start_date=date(2025, 1, 1))
+    source = factory.source()
+    for month in ("2026-07", "2026-08", "2026-09", "2026-10", "2026-11"):
+        factory.target(rep_id=rep.id, period=month, value=5_000)
+    compute.run(session=session, settings=settings, as_of=date(2026, 11, 10), full=True)
+    h = factory.key("analyst")
+
+    def row(period):
+        items = _get(client, "/api/v1/performance", h, period=period)["items"]
+        return next(r for r in items if r["rep_id"] == rep.id)
+
+    assert [row(p)["consecutive_misses"] for p in ("2026-07", "2026-09", "2026-10")] == [1, 3, 4]
+    assert row("2026-11")["status"] == "at_risk" and row("2026-11")["consecutive_misses"] == 4
+    assert row("2026-11")["persistent_underperformer"] is True
+    # a late-logged September win breaks the run; only the touched periods are recomputed
+    ingest.upsert_records(
+        session,
+        Deal,
+        source.id,
+        [
+            {
+                "external_id": "LATE",
+                "rep_id": rep.id,
+                "amount": 6000.0,
+                "currency": "USD",
+                "status": "won",
+                "created_at": datetime(2026, 8, 1, tzinfo=UTC),
+                "close_date": date(2026, 9, 20),
+                "closed_at": datetime(2026, 9, 20, tzinfo=UTC),
+                "is_deleted": False,
+            }
+        ],
+    )
+    snap = compute.run(session=session, settings=settings, as_of=date(2026, 11, 10))
+    assert "2026-06" not in snap.periods and "2026-09" in snap.periods
+    assert row("2026-09")["status"] == "achieved"
+    assert [row(p)["consecutive_misses"] for p in ("2026-08", "2026-09", "2026-10", "2026-11")] == [
+        2,
+        0,
+        1,
+        1,
+    ]
+    assert row("2026-11")["persistent_underperformer"] is False
