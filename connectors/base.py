@@ -1,0 +1,236 @@
+"""The connector contract: a source is a set of streams; each stream yields mapped pages.
+
+A per-CRM module holds only endpoints, paging and field mapping. It never touches the
+database: the sync engine (``app/sync/engine.py``) stores each page's records and the stream's
+cursor in one transaction, so a sync killed at any point resumes where it stopped and never
+writes a record twice.
+
+Record shapes (plain dicts, the storage columns; times are aware UTC datetimes):
+
+* owner: ``external_id, name, email, is_active, manager_external_id, team_name``
+* deal: ``external_id, owner_external_id, name, account, amount, currency, stage, pipeline,
+  probability (0..1), status ('open'|'won'|'lost'), created_at, close_date (date),
+  closed_at, source_modified_at, is_deleted``
+* activity: ``external_id, owner_external_id, type ('call'|'email'|'meeting'|'task'),
+  subject, occurred_at, deal_external_id, source_modified_at, is_deleted``
+
+A record that cannot be mapped is not raised: it is returned in ``Page.rejects`` with its
+reason and raw payload, and the engine quarantines it while the sync goes on.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+from connectors.http import CrmClient
+
+STREAMS = ("owners", "deals", "activities")
+DEAL_FIELDS = (
+    "external_id",
+    "owner_external_id",
+    "name",
+    "account",
+    "amount",
+    "currency",
+    "stage",
+    "pipeline",
+    "probability",
+    "status",
+    "created_at",
+    "close_date",
+    "closed_at",
+    "source_modified_at",
+    "is_deleted",
+)
+ACTIVITY_FIELDS = (
+    "external_id",
+    "owner_external_id",
+    "type",
+    "subject",
+    "occurred_at",
+    "deal_external_id",
+    "source_modified_at",
+    "is_deleted",
+)
+OWNER_FIELDS = ("external_id", "name", "email", "is_active", "manager_external_id", "team_name")
+# Amounts beyond this are data-entry errors (or attacks), not deals.
+MAX_AMOUNT = 1e12
+
+
+class RecordError(ValueError):
+    """A record that cannot be mapped; its message is the quarantine reason."""
+
+
+@dataclass
+class Reject:
+    external_id: str | None
+    reason: str
+    raw: dict[str, Any]
+
+
+@dataclass
+class Page:
+    """One page of a stream, mapped.
+
+    ``cursor`` is the highest cursor value among the page's records (ISO-8601 UTC); the engine
+    stores it with the records, capped at the run's start time. ``fetched`` counts raw records.
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    cursor: str | None = None
+    fetched: int = 0
+
+
+class Stream(ABC):
+    name: ClassVar[str]
+    primary_key: ClassVar[str] = "id"
+    cursor_field: ClassVar[str]
+
+    @abstractmethod
+    def pages(self, since: datetime | None) -> Iterator[Page]:
+        """Pages in cursor order from ``since`` (inclusive: ``>=``), or everything if None."""
+
+
+class Connector(ABC):
+    kind: ClassVar[str]
+
+    def __init__(self, client: CrmClient, config: Mapping[str, Any] | None = None) -> None:
+        self.client = client
+        self.config = dict(config or {})
+
+    @abstractmethod
+    def streams(self) -> list[Stream]:
+        """The streams in the order they must run (owners first: deals refer to them)."""
+
+
+def map_page(
+    raw_records: list[dict[str, Any]],
+    mapper: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    id_of: Callable[[dict[str, Any]], Any],
+    cursor_of: Callable[[dict[str, Any]], datetime | None],
+) -> Page:
+    """Map every raw record, collecting rejects instead of failing the page."""
+    page = Page(fetched=len(raw_records))
+    highest: datetime | None = None
+    for raw in raw_records:
+        ext = id_of(raw) if isinstance(raw, dict) else None
+        try:
+            if not isinstance(raw, dict):
+                raise RecordError(f"not an object: {type(raw).__name__}")
+            record = mapper(raw)
+        except RecordError as exc:
+            page.rejects.append(
+                Reject(
+                    None if ext is None else str(ext),
+                    str(exc),
+                    raw if isinstance(raw, dict) else {"value": raw},
+                )
+            )
+            continue
+        page.records.append(record)
+        try:
+            stamp = cursor_of(raw)
+        except RecordError:
+            stamp = None
+        if stamp is not None and (highest is None or stamp > highest):
+            highest = stamp
+    page.cursor = iso(highest) if highest else None
+    return page
+
+
+# ------------------------------------------------------------------ parsing helpers
+# CRMs send numbers as strings, dates in three formats and nulls where you least expect them;
+# these helpers turn each into a typed value or a RecordError naming the field.
+
+
+def iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_datetime(value: Any, field_name: str, *, required: bool = False) -> datetime | None:
+    """ISO-8601 (with Z, offset or ``+0000``), ``YYYY-MM-DD HH:MM:SS`` (UTC), or epoch ms."""
+    if value is None or value == "":
+        if required:
+            raise RecordError(f"missing {field_name}")
+        return None
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return _plausible(datetime.fromtimestamp(float(value) / 1000, UTC), field_name)
+        text = str(value).strip()
+        if text.isdigit():
+            return _plausible(datetime.fromtimestamp(int(text) / 1000, UTC), field_name)
+        text = text.replace("Z", "+00:00")
+        if len(text) >= 5 and text[-5] in "+-" and text[-3] != ":" and "T" in text:
+            text = text[:-2] + ":" + text[-2:]  # Salesforce: +0000
+        parsed = datetime.fromisoformat(text)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise RecordError(f"bad {field_name}: {value!r}") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return _plausible(parsed.astimezone(UTC), field_name)
+
+
+def _plausible(value: datetime, field_name: str) -> datetime:
+    if not 1990 <= value.year <= 2100:
+        raise RecordError(f"implausible {field_name}: {value.date().isoformat()}")
+    return value
+
+
+def parse_date(value: Any, field_name: str) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            parsed = date.fromisoformat(value)
+        except ValueError as exc:
+            raise RecordError(f"bad {field_name}: {value!r}") from exc
+        if not 1990 <= parsed.year <= 2100:
+            raise RecordError(f"implausible {field_name}: {value}")
+        return parsed
+    stamp = parse_datetime(value, field_name)
+    return stamp.date() if stamp else None
+
+
+def parse_amount(value: Any, field_name: str = "amount") -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise RecordError(f"bad {field_name}: {value!r}")
+    try:
+        amount = float(str(value).replace(",", "")) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError) as exc:
+        raise RecordError(f"bad {field_name}: {value!r}") from exc
+    if math.isnan(amount) or math.isinf(amount) or abs(amount) > MAX_AMOUNT:
+        raise RecordError(f"implausible {field_name}: {value!r}")
+    if amount < 0:
+        raise RecordError(f"negative {field_name}: {value!r}")
+    return amount
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in {"true", "1", "yes"}
+
+
+def clean_text(value: Any, limit: int = 500) -> str | None:
+    """Names from CRMs may carry markup or control characters: keep printable plain text."""
+    if value is None:
+        return None
+    text = "".join(ch for ch in str(value) if ch.isprintable())
+    text = text.replace("<", "‹").replace(">", "›").strip()
+    return text[:limit] or None
+
+
+def currency_code(value: Any, default: str = "USD") -> str:
+    code = str(value or default).strip().upper()
+    if len(code) != 3 or not code.isalpha():
+        raise RecordError(f"bad currency: {value!r}")
+    return code
