@@ -30,6 +30,10 @@ class Settings(BaseSettings):
         default=None,
         description="Key for encrypting CRM credentials and webhook secrets at rest.",
     )
+    secret_key_file: str = Field(
+        default=str(DEFAULT_DATA_DIR / "secret.key"),
+        description="Where the generated key lives when QG_SECRET_KEY is not set.",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"

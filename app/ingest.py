@@ -37,11 +37,13 @@ class UpsertCounts:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    deleted: int = 0  # records newly flagged deleted (by an insert or an update)
 
     def add(self, other: UpsertCounts) -> None:
         self.inserted += other.inserted
         self.updated += other.updated
         self.unchanged += other.unchanged
+        self.deleted += other.deleted
 
 
 def upsert_records(
@@ -86,9 +88,11 @@ def upsert_records(
             old = existing.get(r["external_id"])
             if old is None:
                 _collect_days(dirty, r, date_fields)
+                counts.deleted += bool(r.get("is_deleted"))
                 continue
             if any(_differs(getattr(old, f), r[f]) for f in fields):
                 changed.append({**r, "id": old.id, "synced_at": now})
+                counts.deleted += bool(r.get("is_deleted")) and not getattr(old, "is_deleted", True)
                 _collect_days(dirty, r, date_fields)
                 _collect_days(dirty, {f: getattr(old, f) for f in date_fields}, date_fields)
             else:

@@ -40,6 +40,10 @@ def create_app(
             {"name": "teams", "description": "Teams and their managers."},
             {"name": "targets", "description": "Goals per rep or team, metric and period."},
             {"name": "records", "description": "Deals and activities behind every number."},
+            {
+                "name": "sources",
+                "description": "CRM connections, their sync health, runs and quarantined records.",
+            },
             {"name": "imports", "description": "CSV imports with a column mapping."},
             {
                 "name": "performance",

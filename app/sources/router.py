@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request, status
+
+from app.deps import AdminKey, RecordReaderKey, SessionDep, SettingsDep
+from app.pagination import CursorParam, LimitParam, paginate
+from app.sources import service
+from app.sources.models import QuarantinedRecord, Source, SyncRun
+from app.sources.schemas import (
+    QuarantinePage,
+    QuarantineRead,
+    SourceCreate,
+    SourcePage,
+    SourceRead,
+    SourceUpdate,
+    SyncRunPage,
+    SyncRunRead,
+)
+from app.sync import engine
+
+router = APIRouter()
+
+
+@router.post("", response_model=SourceRead, status_code=status.HTTP_201_CREATED)
+def create_source(
+    source_in: SourceCreate, session: SessionDep, settings: SettingsDep, _: AdminKey
+) -> SourceRead:
+    """Connect a CRM. Credentials are encrypted at rest and never returned."""
+    source = service.create(session=session, settings=settings, source_in=source_in)
+    return service.to_read(session, source)
+
+
+@router.get("", response_model=SourcePage)
+def list_sources(
+    session: SessionDep, _: RecordReaderKey, cursor: CursorParam = None, limit: LimitParam = 100
+) -> SourcePage:
+    """CRM connections with their sync health: last success, last error, failures in a row."""
+    rows, next_cursor = paginate(
+        session, service.query(), Source.id, cursor=cursor, limit=limit
+    )
+    return SourcePage(items=[service.to_read(session, s) for s in rows], next_cursor=next_cursor)
+
+
+@router.get("/{source_id}", response_model=SourceRead)
+def read_source(source_id: int, session: SessionDep, _: RecordReaderKey) -> SourceRead:
+    return service.to_read(session, service.get(session=session, source_id=source_id))
+
+
+@router.patch("/{source_id}", response_model=SourceRead)
+def update_source(
+    source_id: int,
+    source_in: SourceUpdate,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: AdminKey,
+) -> SourceRead:
+    source = service.get(session=session, source_id=source_id)
+    service.update(session=session, settings=settings, source=source, source_in=source_in)
+    return service.to_read(session, source)
+
+
+@router.get("/{source_id}/quarantine", response_model=QuarantinePage)
+def list_quarantine(
+    source_id: int,
+    session: SessionDep,
+    _: RecordReaderKey,
+    object_type: Literal["owner", "deal", "activity", "rep"] | None = None,
+    cursor: CursorParam = None,
+    limit: LimitParam = 100,
+) -> QuarantinePage:
+    """Records that could not be loaded, with their reason and raw payload."""
+    service.get(session=session, source_id=source_id)
+    rows, next_cursor = paginate(
+        session,
+        service.quarantine_query(source_id=source_id, object_type=object_type),
+        QuarantinedRecord.id,
+        cursor=cursor,
+        limit=limit,
+    )
+    return QuarantinePage(
+        items=[QuarantineRead.model_validate(r) for r in rows], next_cursor=next_cursor
+    )
+
+
+@router.get("/{source_id}/runs", response_model=SyncRunPage)
+def list_runs(
+    source_id: int,
+    session: SessionDep,
+    _: RecordReaderKey,
+    cursor: CursorParam = None,
+    limit: LimitParam = 50,
+) -> SyncRunPage:
+    service.get(session=session, source_id=source_id)
+    rows, next_cursor = paginate(
+        session, service.runs_query(source_id=source_id), SyncRun.id, cursor=cursor, limit=limit
+    )
+    return SyncRunPage(items=[SyncRunRead.model_validate(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.post("/{source_id}/sync", response_model=SyncRunRead)
+def sync_now(
+    source_id: int, request: Request, session: SessionDep, settings: SettingsDep, _: AdminKey
+) -> SyncRunRead:
+    """Sync this source now and answer with the finished run."""
+    service.get(session=session, source_id=source_id)
+    session.commit()  # the engine works in its own transactions, page by page
+    run = engine.run_sync(
+        session_factory=request.app.state.sessionmaker,
+        settings=settings,
+        source_id=source_id,
+        transport=getattr(request.app.state, "crm_transport", None),
+    )
+    return SyncRunRead.model_validate(run)

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from app.schemas import Page, Schema, UTCDatetime
+
+Kind = Literal["hubspot", "salesforce", "pipedrive"]
+
+
+class Schedule(Schema):
+    """When the source syncs: every N minutes, or a cron expression (UTC)."""
+
+    interval_minutes: int | None = Field(default=None, ge=1, le=7 * 24 * 60)
+    cron: str | None = Field(default=None, examples=["0 */2 * * *"])
+
+
+class SourceBase(Schema):
+    name: str = Field(min_length=1, max_length=200, examples=["HubSpot EU"])
+    base_url: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Override: Salesforce instance URL, a regional host, or a sandbox CRM.",
+        examples=["https://acme.my.salesforce.com"],
+    )
+    schedule: Schedule = Field(default_factory=lambda: Schedule(interval_minutes=60))
+    config: dict[str, Any] = Field(default_factory=dict)
+    is_enabled: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return v.rstrip("/") if v else v
+
+
+class SourceCreate(SourceBase):
+    kind: Kind
+    credentials: dict[str, Any] = Field(
+        description="Stored encrypted; never returned. HubSpot: access_token (private app) or "
+        "client_id, client_secret, refresh_token. Salesforce: client_id, client_secret, "
+        "refresh_token (and instance_url). Pipedrive: api_token, or OAuth as HubSpot.",
+        examples=[{"access_token": "pat-eu1-..."}],
+    )
+
+
+class SourceUpdate(Schema):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    base_url: str | None = None
+    credentials: dict[str, Any] | None = None
+    schedule: Schedule | None = None
+    config: dict[str, Any] | None = None
+    is_enabled: bool | None = None
+
+
+class SyncRunRead(Schema):
+    id: int
+    source_id: int
+    kind: str
+    status: str
+    started_at: UTCDatetime
+    finished_at: UTCDatetime | None
+    fetched: int
+    inserted: int
+    updated: int
+    deleted: int
+    quarantined: int
+    pages: int
+    error: str | None
+    details: dict[str, Any]
+
+
+class SourceRead(Schema):
+    id: int
+    kind: str
+    name: str
+    base_url: str | None
+    schedule: dict[str, Any]
+    config: dict[str, Any]
+    is_enabled: bool
+    has_credentials: bool
+    last_success_at: UTCDatetime | None
+    last_error: str | None
+    consecutive_failures: int
+    last_run: SyncRunRead | None = None
+    cursors: dict[str, str | None] = Field(default_factory=dict)
+    created_at: UTCDatetime
+    updated_at: UTCDatetime
+
+
+class SourcePage(Page[SourceRead]):
+    pass
+
+
+class SyncRunPage(Page[SyncRunRead]):
+    pass
+
+
+class QuarantineRead(Schema):
+    id: int
+    source_id: int
+    object_type: str
+    external_id: str | None
+    reason: str
+    payload: dict[str, Any]
+    created_at: UTCDatetime
+    last_seen_at: UTCDatetime
+
+
+class QuarantinePage(Page[QuarantineRead]):
+    pass
