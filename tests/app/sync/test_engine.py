@@ -129,7 +129,6 @@ def crm(monkeypatch):
 
 @pytest.fixture
 def source(session, settings, tmp_path):
-    settings.secret_key_file = str(tmp_path / "secret.key")
     src = Source(
         kind="hubspot",
         name="fake",
