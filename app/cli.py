@@ -166,6 +166,66 @@ def compute(
 
 
 @cli.command()
+def sync(
+    source_id: Annotated[int, typer.Argument(help="The source to sync (see GET /api/v1/sources)")],
+    recompute: Annotated[
+        bool, typer.Option("--compute/--no-compute", help="Recompute the touched periods after")
+    ] = True,
+) -> None:
+    """Sync one CRM source now, page by page, then recompute what changed."""
+    from app.db import make_sessionmaker, transaction
+    from app.sync import engine as sync_engine
+
+    settings = get_settings()
+    engine = _engine()
+    _migrate(engine)
+    factory = make_sessionmaker(engine)
+
+    def progress(run: Any) -> None:
+        typer.echo(
+            f"\r  page {run.pages}: {run.fetched} fetched, {run.inserted} new, "
+            f"{run.updated} updated, {run.quarantined} quarantined",
+            nl=False,
+        )
+
+    run = sync_engine.run_sync(
+        session_factory=factory, settings=settings, source_id=source_id, on_page=progress
+    )
+    typer.echo("")
+    typer.echo(
+        f"run {run.id} {run.status}: {run.fetched} fetched, {run.inserted} inserted, "
+        f"{run.updated} updated, {run.deleted} deleted, {run.quarantined} quarantined"
+    )
+    if run.status != "succeeded":
+        typer.echo(f"error: {run.error}", err=True)
+        raise typer.Exit(1)
+    if recompute:
+        from app.performance import compute as compute_job
+
+        with transaction(factory) as session:
+            snap = compute_job.run(session=session, settings=settings, trigger="sync")
+            typer.echo(f"recomputed {len(snap.periods)} periods: snapshot {snap.id}")
+
+
+@cli.command("sandbox-crm")
+def sandbox_crm(
+    kind: Annotated[str, typer.Option(help="hubspot, salesforce or pipedrive")],
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8801,
+    host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
+    seed: Annotated[int, typer.Option(help="Seed of the demo data it serves")] = 42,
+) -> None:
+    """Run a local CRM that speaks HubSpot's, Salesforce's or Pipedrive's wire format, with
+    demo data, paging, rate limits and switchable faults (see connectors/sandbox/common.py).
+    It accepts the token `sandbox-token` (and the refresh token `sandbox-refresh`)."""
+    from connectors import registry
+    from connectors.sandbox.common import SandboxState, serve
+
+    app = registry.sandbox_app(kind, SandboxState.seeded(seed=seed))
+    typer.echo(f"{kind} sandbox on http://{host}:{port} (token: sandbox-token)")
+    serve(app, host=host, port=port)
+
+
+@cli.command()
 def demo(
     port: Annotated[int | None, typer.Option(help="Port to serve on")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the generated data")] = 42,

@@ -27,7 +27,16 @@ def test_cli_lists_the_commands():
         cwd=ROOT,
         check=True,
     ).stdout
-    for command in ("serve", "migrate", "import", "demo", "create-api-key"):
+    for command in (
+        "serve",
+        "migrate",
+        "import",
+        "demo",
+        "create-api-key",
+        "compute",
+        "sync",
+        "sandbox-crm",
+    ):
         assert re.search(rf"\b{command}\b", out), command
 
 

@@ -37,9 +37,7 @@ def list_sources(
     session: SessionDep, _: RecordReaderKey, cursor: CursorParam = None, limit: LimitParam = 100
 ) -> SourcePage:
     """CRM connections with their sync health: last success, last error, failures in a row."""
-    rows, next_cursor = paginate(
-        session, service.query(), Source.id, cursor=cursor, limit=limit
-    )
+    rows, next_cursor = paginate(session, service.query(), Source.id, cursor=cursor, limit=limit)
     return SourcePage(items=[service.to_read(session, s) for s in rows], next_cursor=next_cursor)
 
 
