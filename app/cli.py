@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from app.config import get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from app.performance.models import Snapshot
 
 cli = typer.Typer(
     help="Quota Gap: sales performance against target.",
@@ -18,24 +23,48 @@ cli = typer.Typer(
 )
 
 
-def _engine() -> Any:
-    from app.db import make_engine
-
-    return make_engine(get_settings().database_url)
-
-
-def _migrate(engine: Any) -> None:
+def _database() -> sessionmaker[Session]:
+    """Sessions on the configured database, brought to the latest schema first."""
+    from app.db import make_engine, make_sessionmaker
     from app.migrate import upgrade
 
+    engine = make_engine(get_settings().database_url)
     upgrade(engine)
+    return make_sessionmaker(engine)
+
+
+def _recompute(
+    factory: sessionmaker[Session], *, trigger: str, full: bool = False, as_of: date | None = None
+) -> Snapshot:
+    from app.db import transaction
+    from app.performance import compute as compute_job
+
+    with transaction(factory) as session:
+        return compute_job.run(
+            session=session, settings=get_settings(), full=full, as_of=as_of, trigger=trigger
+        )
+
+
+def _serve(host: str | None, port: int | None, workers: int = 1) -> None:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+    )
 
 
 @cli.command()
 def migrate() -> None:
     """Bring the database to the latest schema (safe to run at any time)."""
-    engine = _engine()
-    _migrate(engine)
-    typer.echo(f"database at head: {engine.url.render_as_string(hide_password=True)}")
+    factory = _database()
+    url = factory.kw["bind"].url.render_as_string(hide_password=True)
+    typer.echo(f"database at head: {url}")
 
 
 @cli.command()
@@ -45,18 +74,8 @@ def serve(
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
 ) -> None:
     """Migrate the database, then serve the API."""
-    import uvicorn
-
-    settings = get_settings()
-    _migrate(_engine())
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        log_level=settings.log_level,
-    )
+    _database()
+    _serve(host, port, workers)
 
 
 @cli.command("create-api-key")
@@ -70,12 +89,11 @@ def create_api_key(
     from datetime import timedelta
 
     from app.auth import service as auth_service
-    from app.db import make_sessionmaker, transaction
+    from app.db import transaction
 
-    engine = _engine()
-    _migrate(engine)
+    factory = _database()
     expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
-    with transaction(make_sessionmaker(engine)) as session:
+    with transaction(factory) as session:
         key, token = auth_service.create(
             session=session, role=role, name=name, rep_id=rep, expires_at=expires
         )
@@ -95,21 +113,19 @@ def import_(
     ] = True,
 ) -> None:
     """Import reps/teams, deals and activities from CSV files through a column mapping."""
-    from app.db import make_sessionmaker, transaction
+    from app.db import transaction
     from app.exceptions import InvalidInputError
     from app.imports import service
     from app.imports.mapping import Mapping
 
-    settings = get_settings()
-    engine = _engine()
-    _migrate(engine)
+    factory = _database()
     frames = {
         name: service.read_csv(path.read_bytes(), name=name, max_rows=10_000_000)
         for name, path in (("reps", reps), ("deals", deals), ("activities", activities))
         if path is not None
     }
     try:
-        with transaction(make_sessionmaker(engine)) as session:
+        with transaction(factory) as session:
             result = service.run_import(
                 session=session, mapping=Mapping.load(mapping), strict=strict, **frames
             )
@@ -131,11 +147,8 @@ def import_(
         for err in part.errors[:10]:
             typer.echo(f"  row {err['row']}: {err['message']}")
     if recompute:
-        from app.performance import compute as compute_job
-
-        with transaction(make_sessionmaker(engine)) as session:
-            snap = compute_job.run(session=session, settings=settings, trigger="import")
-            typer.echo(f"recomputed {len(snap.periods)} periods: snapshot {snap.id}")
+        snap = _recompute(factory, trigger="import")
+        typer.echo(f"recomputed {len(snap.periods)} periods: snapshot {snap.id}")
 
 
 @cli.command()
@@ -144,25 +157,16 @@ def compute(
     as_of: Annotated[str | None, typer.Option(help="Compute as if today were YYYY-MM-DD")] = None,
 ) -> None:
     """Compute gaps, pacing and coaching into a new snapshot."""
-    from datetime import date as date_
-
-    from app.db import make_sessionmaker, transaction
-    from app.performance import compute as compute_job
-
-    engine = _engine()
-    _migrate(engine)
-    with transaction(make_sessionmaker(engine)) as session:
-        snap = compute_job.run(
-            session=session,
-            settings=get_settings(),
-            full=full,
-            as_of=date_.fromisoformat(as_of) if as_of else None,
-            trigger="cli",
-        )
-        typer.echo(
-            f"snapshot {snap.id} ({snap.kind}, as of {snap.as_of}): {len(snap.periods)} periods, "
-            f"{snap.rows_written} rows changed in {snap.duration_ms} ms"
-        )
+    snap = _recompute(
+        _database(),
+        trigger="cli",
+        full=full,
+        as_of=date.fromisoformat(as_of) if as_of else None,
+    )
+    typer.echo(
+        f"snapshot {snap.id} ({snap.kind}, as of {snap.as_of}): {len(snap.periods)} periods, "
+        f"{snap.rows_written} rows changed in {snap.duration_ms} ms"
+    )
 
 
 @cli.command()
@@ -173,13 +177,9 @@ def sync(
     ] = True,
 ) -> None:
     """Sync one CRM source now, page by page, then recompute what changed."""
-    from app.db import make_sessionmaker, transaction
     from app.sync import engine as sync_engine
 
-    settings = get_settings()
-    engine = _engine()
-    _migrate(engine)
-    factory = make_sessionmaker(engine)
+    factory = _database()
 
     def progress(run: Any) -> None:
         typer.echo(
@@ -189,7 +189,7 @@ def sync(
         )
 
     run = sync_engine.run_sync(
-        session_factory=factory, settings=settings, source_id=source_id, on_page=progress
+        session_factory=factory, settings=get_settings(), source_id=source_id, on_page=progress
     )
     typer.echo("")
     typer.echo(
@@ -200,11 +200,8 @@ def sync(
         typer.echo(f"error: {run.error}", err=True)
         raise typer.Exit(1)
     if recompute:
-        from app.performance import compute as compute_job
-
-        with transaction(factory) as session:
-            snap = compute_job.run(session=session, settings=settings, trigger="sync")
-            typer.echo(f"recomputed {len(snap.periods)} periods: snapshot {snap.id}")
+        snap = _recompute(factory, trigger="sync")
+        typer.echo(f"recomputed {len(snap.periods)} periods: snapshot {snap.id}")
 
 
 @cli.command("sandbox-crm")
@@ -235,19 +232,14 @@ def demo(
 ) -> None:
     """Load realistic demo data (18 months up to today), print an admin key, and serve."""
     from app.auth import service as auth_service
-    from app.db import make_sessionmaker, transaction
+    from app.db import transaction
     from app.demo.load import load_demo
 
     settings = get_settings()
-    engine = _engine()
-    _migrate(engine)
-    factory = make_sessionmaker(engine)
+    factory = _database()
     with transaction(factory) as session:
         summary = load_demo(session=session, seed=seed)
-    from app.performance import compute as compute_job
-
-    with transaction(factory) as session:
-        compute_job.run(session=session, settings=settings, full=True, trigger="demo")
+    _recompute(factory, trigger="demo", full=True)
     with transaction(factory) as session:
         _, token = auth_service.create(session=session, role="admin", name="demo")
     port = port or settings.port
@@ -257,15 +249,7 @@ def demo(
     typer.echo(f"API key:  {token}")
     typer.echo(f'try:      curl -H "Authorization: Bearer {token}" {url}/api/v1/reps')
     if serve_api:
-        import uvicorn
-
-        uvicorn.run(
-            "app.main:create_app",
-            factory=True,
-            host=settings.host,
-            port=port,
-            log_level=settings.log_level,
-        )
+        _serve(settings.host, port)
 
 
 def main() -> None:
