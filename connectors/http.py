@@ -135,7 +135,17 @@ class OAuth2RefreshAuth(Auth):
             data["client_id"] = self.client_id
             if self.client_secret:
                 data["client_secret"] = self.client_secret
-        response = client.post(self.token_url, data=data, auth=auth or httpx.USE_CLIENT_DEFAULT)
+        try:
+            response = client.post(self.token_url, data=data, auth=auth or httpx.USE_CLIENT_DEFAULT)
+        except (httpx.TimeoutException, httpx.NetworkError) as exc:
+            raise RetryableError(f"token refresh: {type(exc).__name__}") from exc
+        if response.status_code in RETRY_STATUSES:
+            # The token endpoint being down is an outage to wait out, not refused credentials.
+            raise RetryableError(
+                f"token refresh: HTTP {response.status_code}",
+                status=response.status_code,
+                retry_after=retry_after_seconds(response),
+            )
         if response.status_code >= 400:
             log.warning("token refresh refused (%s)", response.status_code)
             return False

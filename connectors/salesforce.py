@@ -260,7 +260,9 @@ def merged_pages(
     out: list[Any] = []
     while True:
         for query in queries:
-            if not query.buffer and not query.done:
+            # Every unfinished query needs a record in hand before the smallest can be picked
+            # (a batch may be empty without being the last).
+            while not query.buffer and not query.done:
                 if out:
                     yield _map(out, mapper)
                     out = []

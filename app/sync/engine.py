@@ -92,6 +92,8 @@ def run_sync(
             src = s.get(Source, source_id)
             if src is not None:
                 src.credentials_encrypted = secrets.encrypt(settings, credentials)
+                if payload.get("instance_url"):  # Salesforce may move an org to another host
+                    src.base_url = str(payload["instance_url"]).rstrip("/")
 
     error: str | None = None
     try:

@@ -103,7 +103,12 @@ class SandboxState:
             deals = self.data.deals
             rng = np.random.default_rng(self.seed + self.requests + 1)
             chosen = rng.choice(len(deals), size=min(count, len(deals)), replace=False)
-            now = pd.Timestamp(datetime.now(UTC))
+            # Later than every stamp already served, even when the demo data runs to the end
+            # of "today": a change must sort after what the client has seen.
+            now = max(
+                pd.Timestamp(datetime.now(UTC)),
+                deals["modified_at"].max() + pd.Timedelta(seconds=1),
+            )
             deals.loc[deals.index[chosen], "amount"] = (
                 deals["amount"].iloc[chosen].to_numpy() * 1.1
             ).round(2)
