@@ -7,6 +7,7 @@ explicit way to run SQLite only.
 
 from __future__ import annotations
 
+import base64
 import os
 import uuid
 from collections.abc import Iterator
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -113,7 +113,8 @@ def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
         yield s
 
 
-TEST_SECRET_KEY = Fernet.generate_key().decode()
+# Fixed, so a subprocess started by a test (and a second import of this module) agrees on it.
+TEST_SECRET_KEY = base64.urlsafe_b64encode(b"quotagap-tests-not-a-secret-key!").decode()
 
 
 @pytest.fixture

@@ -1,0 +1,236 @@
+"""End to end: each sandbox CRM (a real HTTP server) -> the sync engine -> SQLite/PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from app import secrets
+from app.activities.models import Activity
+from app.db import make_engine, make_sessionmaker, transaction
+from app.deals.models import Deal
+from app.migrate import upgrade
+from app.reps.models import Rep
+from app.sources.models import Source, SyncCursor, SyncRun
+from app.sync import engine
+from connectors import registry
+from connectors.sandbox.common import SandboxState, ServerThread
+from tests.conftest import TEST_SECRET_KEY, _drop_postgres_database, _postgres_database
+
+ROOT = Path(__file__).resolve().parents[2]
+KINDS = ("salesforce",)  # widened as each CRM module lands
+DEMO = {"seed": 11, "teams": 2, "reps_per_team": 3, "months": 3}
+PAGE = 50
+
+
+def credentials(kind: str, url: str) -> dict[str, str]:
+    """OAuth where the CRM uses it, so token expiry and refresh are exercised end to end."""
+    return {
+        "hubspot": {
+            "client_id": "qg",
+            "client_secret": "s",
+            "refresh_token": "sandbox-refresh",
+            "access_token": "sandbox-token",
+        },
+        "salesforce": {
+            "client_id": "qg",
+            "client_secret": "s",
+            "refresh_token": "sandbox-refresh",
+            "access_token": "sandbox-token",
+            "login_url": url,
+        },
+        "pipedrive": {
+            "client_id": "qg",
+            "client_secret": "s",
+            "refresh_token": "sandbox-refresh",
+            "access_token": "sandbox-token",
+            "token_url": f"{url}/oauth/token",
+        },
+    }[kind]
+
+
+@pytest.fixture(params=KINDS)
+def sandbox(request):
+    state = SandboxState.seeded(**DEMO)
+    app = registry.sandbox_app(request.param, state, page_size=PAGE)
+    with ServerThread(app) as server:
+        yield request.param, server.url, state
+
+
+def add_source(session_factory, settings, kind: str, url: str, name: str | None = None) -> int:
+    with transaction(session_factory) as session:
+        source = Source(
+            kind=kind,
+            name=name or f"{kind}-sandbox",
+            base_url=url,
+            credentials_encrypted=secrets.encrypt(settings, credentials(kind, url)),
+        )
+        session.add(source)
+        session.flush()
+        return source.id
+
+
+def sync(session_factory, settings, source_id: int) -> SyncRun:
+    run = engine.run_sync(
+        session_factory=session_factory,
+        settings=settings,
+        source_id=source_id,
+        sleep=lambda s: time.sleep(min(s, 1.5)),
+    )
+    assert run.status == "succeeded", run.error
+    return run
+
+
+def stored(session, source_id: int) -> dict[str, tuple]:
+    rows = session.execute(
+        select(Deal.external_id, Deal.amount, Deal.status, Deal.is_deleted).where(
+            Deal.source_id == source_id
+        )
+    ).all()
+    return {r.external_id: (round(r.amount or 0, 2), r.status, r.is_deleted) for r in rows}
+
+
+def admin(url: str, path: str, body: dict | None = None) -> dict:
+    return httpx.post(f"{url}/_sandbox/{path}", json=body or {}, timeout=10).json()
+
+
+def test_clean_sync_then_no_change_writes_nothing(session_factory, settings, session, sandbox):
+    kind, url, state = sandbox
+    sid = add_source(session_factory, settings, kind, url)
+    first = sync(session_factory, settings, sid)
+    deals = stored(session, sid)
+    assert len(deals) == len(state.data.deals)  # live and deleted, each exactly once
+    assert sum(d[2] for d in deals.values()) == int(state.data.deals["is_deleted"].sum())
+    n_acts = session.scalar(
+        select(func.count()).select_from(Activity).where(Activity.source_id == sid)
+    )
+    assert n_acts == len(state.data.activities)
+    assert first.inserted == len(deals) + n_acts and first.pages > 3
+    second = sync(session_factory, settings, sid)
+    assert (second.inserted, second.updated, second.deleted) == (0, 0, 0)
+    # changes made in the CRM arrive incrementally
+    touched = admin(url, "touch", {"count": 5})["touched"]
+    third = sync(session_factory, settings, sid)
+    assert third.updated >= 5 and third.inserted == 0
+    after = stored(session, sid)
+    assert len(after) == len(deals)
+    changed = {k for k in after if after[k][0] != deals[k][0]}
+    assert len(changed) == 5 and len(touched) == 5
+
+
+def test_faults_end_with_the_same_records_as_a_clean_sync(
+    session_factory, settings, session, sandbox
+):
+    kind, url, _ = sandbox
+    clean = add_source(session_factory, settings, kind, url, name="clean")
+    sync(session_factory, settings, clean)
+    expected = stored(session, clean)
+    faulty = add_source(session_factory, settings, kind, url, name="faulty")
+    admin(url, "faults", {"status": 503, "count": 3})
+    admin(url, "faults", {"malformed": 1})
+    admin(url, "faults", {"rate_limit": 40, "window": 1.0})
+    admin(url, "expire-tokens")
+    run = sync(session_factory, settings, faulty)
+    assert run.pages > 3
+    assert stored(session, faulty) == expected
+    # the faults really fired: the 503s, the malformed page and the expired token were retried
+    faulted = session.scalar(select(Source).where(Source.id == faulty))
+    assert secrets.decrypt(settings, faulted.credentials_encrypted)["access_token"] != (
+        "sandbox-token"
+    )  # refreshed, and the new token stored
+
+
+def test_records_changed_while_paging_are_not_lost(session_factory, settings, session, sandbox):
+    kind, url, state = sandbox
+    sid = add_source(session_factory, settings, kind, url)
+    admin(url, "faults", {"mutate_after": 2, "mutate_count": 20})
+    sync(session_factory, settings, sid)
+    sync(session_factory, settings, sid)  # the next run picks up what moved behind the cursor
+    got = stored(session, sid)
+    assert len(got) == len(state.data.deals)
+    # every stored amount is the CRM's current one, the 20 changed mid-run included
+    assert sorted(v[0] for v in got.values()) == sorted(
+        round(a, 2) for a in state.data.deals["amount"]
+    )
+
+
+@pytest.fixture
+def fresh_url(backend, tmp_path):
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'kill.db'}"
+        return
+    name = f"qg_kill_{uuid.uuid4().hex[:8]}"
+    yield _postgres_database(name)
+    _drop_postgres_database(name)
+
+
+@pytest.mark.parametrize("kind", ["salesforce"])
+def test_sigkill_mid_sync_then_rerun_has_every_record_once(fresh_url, settings, kind):
+    state = SandboxState.seeded(**DEMO)
+    db = make_engine(fresh_url)
+    upgrade(db)
+    factory = make_sessionmaker(db)
+    tuned = settings.model_copy(update={"database_url": fresh_url})
+    with ServerThread(registry.sandbox_app(kind, state, page_size=10)) as server:
+        sid = add_source(factory, tuned, kind, server.url)
+        admin(server.url, "faults", {"rate_limit": 8, "window": 1.0})  # slow enough to kill
+        env = {
+            **os.environ,
+            "QG_DATABASE_URL": fresh_url,
+            "QG_SECRET_KEY": TEST_SECRET_KEY,
+            "PYTHONPATH": str(ROOT),
+        }
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from app.cli import main; main()",
+                "sync",
+                str(sid),
+                "--no-compute",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with factory() as s:
+                pages = s.scalar(select(func.max(SyncRun.pages)).where(SyncRun.source_id == sid))
+            if pages and pages >= 4:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        with factory() as s:
+            partial = s.scalar(select(func.count()).select_from(Deal))
+            killed = s.scalar(select(SyncRun).where(SyncRun.source_id == sid))
+        assert killed.status == "running"  # it never got to say anything
+        assert 0 < partial < len(state.data.deals) or partial == 0
+        admin(server.url, "reset")
+        run = engine.run_sync(session_factory=factory, settings=tuned, source_id=sid)
+        assert run.status == "succeeded", run.error
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(Deal)) == len(state.data.deals)
+        assert s.scalar(select(func.count(func.distinct(Deal.external_id)))) == len(
+            state.data.deals
+        )
+        runs = s.scalars(select(SyncRun).order_by(SyncRun.id)).all()
+        assert runs[0].status == "failed" and "interrupted" in runs[0].error
+        cursor = s.get(SyncCursor, (sid, "deals"))
+        assert cursor is not None
+        stamp = datetime.fromisoformat(cursor.value.replace("Z", "+00:00"))
+        assert stamp <= runs[-1].finished_at
+        assert s.scalar(select(func.count()).select_from(Rep)) > 0
+    db.dispose()
