@@ -40,6 +40,8 @@ from connectors.base import ACTIVITY_FIELDS, DEAL_FIELDS, Page, iso, parse_datet
 log = logging.getLogger(__name__)
 
 LOOKBACK = timedelta(minutes=5)
+# What an OAuth refresh may change: the tokens, and where the account lives now.
+TOKEN_FIELDS = {"access_token", "refresh_token", "instance_url", "api_domain"}
 MODELS: dict[str, type[Deal] | type[Activity]] = {"deals": Deal, "activities": Activity}
 FIELDS = {"deals": DEAL_FIELDS, "activities": ACTIVITY_FIELDS}
 OBJECT_TYPE = {"owners": "owner", "deals": "deal", "activities": "activity"}
@@ -81,13 +83,7 @@ def run_sync(
 
     def store_tokens(payload: dict[str, Any]) -> None:
         # Rotated OAuth tokens are kept (encrypted) at once: losing them would lock us out.
-        credentials.update(
-            {
-                k: v
-                for k, v in payload.items()
-                if k in {"access_token", "refresh_token", "instance_url"} and v
-            }
-        )
+        credentials.update({k: v for k, v in payload.items() if k in TOKEN_FIELDS and v})
         with transaction(session_factory) as s:
             src = s.get(Source, source_id)
             if src is not None:

@@ -28,7 +28,7 @@ from connectors.sandbox.common import SandboxState, ServerThread
 from tests.conftest import TEST_SECRET_KEY, _drop_postgres_database, _postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = ("salesforce",)  # widened as each CRM module lands
+KINDS = registry.CRM_KINDS
 DEMO = {"seed": 11, "teams": 2, "reps_per_team": 3, "months": 3}
 PAGE = 50
 
@@ -164,6 +164,27 @@ def test_records_changed_while_paging_are_not_lost(session_factory, settings, se
     )
 
 
+def test_one_person_in_two_crms_is_one_rep(session_factory, settings, session, client, factory):
+    kinds = ("hubspot", "pipedrive")
+    with (
+        ServerThread(
+            registry.sandbox_app(kinds[0], SandboxState.seeded(**DEMO), page_size=PAGE)
+        ) as a,
+        ServerThread(
+            registry.sandbox_app(kinds[1], SandboxState.seeded(**DEMO), page_size=PAGE)
+        ) as b,
+    ):
+        for kind, server in zip(kinds, (a, b), strict=True):
+            sync(session_factory, settings, add_source(session_factory, settings, kind, server.url))
+    reps = client.get("/api/v1/reps", params={"limit": 500}, headers=factory.key("admin")).json()[
+        "items"
+    ]
+    emails = [r["email"] for r in reps if r["email"]]
+    assert len(emails) == len(set(emails)) and emails
+    both = [r for r in reps if len({i["source_id"] for i in r["identities"]}) == 2]
+    assert len(both) == len(emails)  # everyone is known to both CRMs, once
+
+
 @pytest.fixture
 def fresh_url(backend, tmp_path):
     if backend == "sqlite":
@@ -174,7 +195,7 @@ def fresh_url(backend, tmp_path):
     _drop_postgres_database(name)
 
 
-@pytest.mark.parametrize("kind", ["salesforce"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_sigkill_mid_sync_then_rerun_has_every_record_once(fresh_url, settings, kind):
     state = SandboxState.seeded(**DEMO)
     db = make_engine(fresh_url)
@@ -214,10 +235,12 @@ def test_sigkill_mid_sync_then_rerun_has_every_record_once(fresh_url, settings, 
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         with factory() as s:
-            partial = s.scalar(select(func.count()).select_from(Deal))
+            partial = s.scalar(select(func.count()).select_from(Deal)) + s.scalar(
+                select(func.count()).select_from(Activity)
+            )
             killed = s.scalar(select(SyncRun).where(SyncRun.source_id == sid))
         assert killed.status == "running"  # it never got to say anything
-        assert 0 < partial < len(state.data.deals) or partial == 0
+        assert partial < len(state.data.deals) + len(state.data.activities)  # truly mid-sync
         admin(server.url, "reset")
         run = engine.run_sync(session_factory=factory, settings=tuned, source_id=sid)
         assert run.status == "succeeded", run.error
@@ -226,6 +249,7 @@ def test_sigkill_mid_sync_then_rerun_has_every_record_once(fresh_url, settings, 
         assert s.scalar(select(func.count(func.distinct(Deal.external_id)))) == len(
             state.data.deals
         )
+        assert s.scalar(select(func.count()).select_from(Activity)) == len(state.data.activities)
         runs = s.scalars(select(SyncRun).order_by(SyncRun.id)).all()
         assert runs[0].status == "failed" and "interrupted" in runs[0].error
         cursor = s.get(SyncCursor, (sid, "deals"))

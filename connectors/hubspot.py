@@ -1,0 +1,760 @@
+"""HubSpot CRM v3: owners, deals and the four activity objects (calls, emails, meetings, tasks).
+
+Deals and activities are read through ``POST /crm/v3/objects/{type}/search`` filtered on
+``hs_lastmodifieddate >= since`` and sorted by it, ascending. Two things about that endpoint
+decide how this module pages:
+
+* ``after`` is an offset into the result set. A record edited while we page moves to the end
+  of the sort order, every later record shifts down one place, and the record at the page
+  boundary is skipped: not just for this run but for good, because its timestamp is below the
+  cursor we end on. Offsets are also capped: asking for ``after >= 10,000`` is an HTTP 400.
+* So every page is a fresh query from the highest ``hs_lastmodifieddate`` seen so far (GTE,
+  keyset paging) and ``after`` is never sent: no record can be skipped and no query ever gets
+  near the 10,000 cap. Records sharing the boundary timestamp come back once more and are
+  dropped by id; when a whole page shares one timestamp the query cannot advance, and that
+  timestamp's records are read by ``hs_object_id`` instead (keyset on the id).
+
+The search endpoint never returns archived (deleted) records. Each deals/activities run first
+lists ``GET /crm/v3/objects/{type}?archived=true`` and yields the ones archived at/after
+``since`` with ``is_deleted=True``. They come first, on pages without a cursor, so a run that
+stops half-way cannot have stored a cursor beyond deletions it never reported.
+
+Activities walk four object types in one stream; their searches are merged by
+``hs_lastmodifieddate`` so every page cursor is a safe resume point for all four. Search cannot
+return associations, so each search page of activities costs one more request
+(``POST /crm/v4/associations/{type}/deals/batch/read``) for the activities' deals; archived
+lists return them inline (``associations=deals``).
+
+Search answers carry no rate-limit headers and HubSpot allows about five searches per second
+per account, so against ``api.hubapi.com`` searches are spaced ``search_interval`` apart.
+
+Every property is a string or null (``"amount": "500"``); times are ISO-8601 or epoch-ms
+strings. Deal stages are ids (``qualifiedtobuy``): the pipelines endpoint, read once per
+connector, gives their labels, probabilities and whether they are closed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from connectors.base import (
+    Connector,
+    Page,
+    RecordError,
+    Stream,
+    clean_text,
+    currency_code,
+    iso,
+    map_page,
+    parse_amount,
+    parse_bool,
+    parse_date,
+    parse_datetime,
+)
+from connectors.http import Auth, BearerAuth, CrmClient, CrmError, Limits, OAuth2RefreshAuth
+
+KIND = "hubspot"
+DEFAULT_BASE_URL = "https://api.hubapi.com"
+
+MODIFIED = "hs_lastmodifieddate"
+OBJECT_ID = "hs_object_id"
+# HubSpot's maximum page sizes: search 200, list endpoints 100.
+SEARCH_LIMIT = 200
+LIST_LIMIT = 100
+# Offsets from here on are refused; documented for readers, never reached (see module doc).
+SEARCH_CAP = 10_000
+# HubSpot allows about 5 searches per second per account: stay a little under it.
+SEARCH_INTERVAL = 0.22
+# v4 association batch reads take up to 1,000 ids; a search page has at most 200.
+ASSOCIATION_BATCH = 1_000
+
+DEAL_PROPERTIES = (
+    "dealname",
+    "amount",
+    "dealstage",
+    "pipeline",
+    "closedate",
+    "createdate",
+    MODIFIED,
+    "hubspot_owner_id",
+    "hs_is_closed",
+    "hs_is_closed_won",
+    "deal_currency_code",
+)
+# Object type -> our activity type; the order is the tie-break of the merged stream.
+ACTIVITY_OBJECTS = {"calls": "call", "emails": "email", "meetings": "meeting", "tasks": "task"}
+SUBJECT_PROPERTY = {
+    "calls": "hs_call_title",
+    "emails": "hs_email_subject",
+    "meetings": "hs_meeting_title",
+    "tasks": "hs_task_subject",
+}
+ACTIVITY_PROPERTIES = ("hs_timestamp", "hubspot_owner_id", MODIFIED, "hs_createdate")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+# ------------------------------------------------------------------ client
+
+
+def build_client(
+    *,
+    base_url: str | None,
+    credentials: Mapping[str, Any],
+    on_refresh: Callable[[dict[str, Any]], None] | None = None,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CrmClient:
+    """A private-app token (``access_token``) or OAuth (``client_id``, ``client_secret``,
+    ``refresh_token``[, ``access_token``]); OAuth wins when both are present."""
+    base = (base_url or DEFAULT_BASE_URL).rstrip("/")
+    auth: Auth
+    if credentials.get("refresh_token") and credentials.get("client_id"):
+        auth = OAuth2RefreshAuth(
+            token_url=f"{base}/oauth/v1/token",
+            client_id=str(credentials["client_id"]),
+            client_secret=credentials.get("client_secret") or None,
+            refresh_token=str(credentials["refresh_token"]),
+            access_token=credentials.get("access_token") or None,
+            on_refresh=on_refresh,
+        )
+    elif credentials.get("access_token"):
+        auth = BearerAuth(str(credentials["access_token"]))
+    else:
+        raise ValueError(
+            "HubSpot needs a private-app access_token, or client_id, client_secret and "
+            "refresh_token"
+        )
+    return CrmClient(
+        base,
+        auth,
+        transport=transport,
+        limits=limits_from_headers,
+        is_auth_error=is_auth_error,
+        sleep=sleep,
+    )
+
+
+def is_auth_error(response: httpx.Response) -> bool:
+    """HubSpot answers every credential problem with 401 (``EXPIRED_AUTHENTICATION`` for an
+    expired OAuth token, ``INVALID_AUTHENTICATION`` otherwise). 403 means a missing scope,
+    which a refresh cannot fix."""
+    return response.status_code == 401
+
+
+def limits_from_headers(response: httpx.Response) -> Limits:
+    """HubSpot's rolling window: ``X-HubSpot-RateLimit-Max`` calls per
+    ``-Interval-Milliseconds``, ``-Remaining`` left; older answers carry only the
+    ``-Secondly`` pair. Search answers carry none: then nothing is known."""
+    headers = response.headers
+    limit = _int(headers.get("X-HubSpot-RateLimit-Max"))
+    remaining = _int(headers.get("X-HubSpot-RateLimit-Remaining"))
+    interval = _int(headers.get("X-HubSpot-RateLimit-Interval-Milliseconds"))
+    if limit is None or remaining is None:
+        limit = _int(headers.get("X-HubSpot-RateLimit-Secondly"))
+        remaining = _int(headers.get("X-HubSpot-RateLimit-Secondly-Remaining"))
+        interval = 1_000
+    if limit is None or remaining is None or not interval:
+        return Limits()
+    return Limits(remaining=remaining, limit=limit, reset_seconds=interval / 1000)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(str(value).strip()) if value is not None else None
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------ pipelines
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    pipeline_id: str
+    pipeline: str
+    stage: str
+    probability: float | None
+    # None: a closed stage whose probability is neither 1 nor 0 (the deal decides).
+    status: str | None
+
+
+def parse_pipelines(payload: Any) -> dict[tuple[str, str], StageInfo]:
+    """``GET /crm/v3/pipelines/deals`` as ``(pipeline id, stage id) -> StageInfo``."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
+        raise CrmError("GET /crm/v3/pipelines/deals: unexpected response", body=str(payload))
+    stages: dict[tuple[str, str], StageInfo] = {}
+    for pipeline in payload["results"]:
+        if not isinstance(pipeline, dict) or pipeline.get("id") is None:
+            continue
+        pipeline_id = str(pipeline["id"])
+        label = clean_text(pipeline.get("label"), 200) or pipeline_id
+        for stage in pipeline.get("stages") or []:
+            if not isinstance(stage, dict) or stage.get("id") is None:
+                continue
+            meta = stage.get("metadata")
+            if not isinstance(meta, dict):
+                meta = {}
+            probability = _probability(meta.get("probability"))
+            closed = parse_bool(meta.get("isClosed", False))
+            status: str | None = "open"
+            if closed:
+                won, lost = probability == 1.0, probability == 0.0
+                status = "won" if won else ("lost" if lost else None)
+            stages[(pipeline_id, str(stage["id"]))] = StageInfo(
+                pipeline_id=pipeline_id,
+                pipeline=label,
+                stage=clean_text(stage.get("label"), 200) or str(stage["id"]),
+                probability=probability,
+                status=status,
+            )
+    return stages
+
+
+def _probability(value: Any) -> float | None:
+    try:
+        probability = float(value)
+    except (TypeError, ValueError):
+        return None
+    return probability if 0.0 <= probability <= 1.0 else None
+
+
+# ------------------------------------------------------------------ mapping
+
+
+def _properties(raw: dict[str, Any]) -> dict[str, Any]:
+    props = raw.get("properties")
+    if not isinstance(props, dict):
+        raise RecordError("missing properties")
+    return props
+
+
+def _required(value: Any, name: str) -> str:
+    if value is None or str(value).strip() == "":
+        raise RecordError(f"missing {name}")
+    return str(value).strip()
+
+
+def modified_at(raw: Any) -> datetime | None:
+    """``hs_lastmodifieddate`` (``updatedAt`` when the property was not returned)."""
+    if not isinstance(raw, dict):
+        return None
+    props = raw.get("properties")
+    value = props.get(MODIFIED) if isinstance(props, dict) else None
+    return parse_datetime(value or raw.get("updatedAt"), MODIFIED)
+
+
+def _source_modified(raw: dict[str, Any]) -> datetime:
+    # An archived record's latest change is its archiving.
+    stamp = parse_datetime(raw.get("archivedAt"), "archivedAt") if raw.get("archived") else None
+    stamp = stamp or modified_at(raw)
+    if stamp is None:
+        raise RecordError(f"missing {MODIFIED}")
+    return stamp
+
+
+def map_owner(raw: dict[str, Any]) -> dict[str, Any]:
+    kind = str(raw.get("type") or "PERSON").upper()
+    if kind != "PERSON":
+        # Queues own records too, but they are not people a quota belongs to.
+        raise RecordError(f"owner type {kind} is not a person")
+    email = str(raw.get("email") or "").strip().lower() or None
+    name = " ".join(str(raw.get(k) or "").strip() for k in ("firstName", "lastName")).strip()
+    teams = [t for t in raw.get("teams") or [] if isinstance(t, dict)]
+    primary = next((t for t in teams if parse_bool(t.get("primary", False))), None)
+    team = primary or (teams[0] if teams else None)
+    return {
+        # Deals and activities point at the owner id (not userId).
+        "external_id": _required(raw.get("id"), "id"),
+        "name": clean_text(name or email, 200),
+        # Lower-cased: the same person is matched across CRMs by email.
+        "email": email,
+        # Deactivated users become archived owners.
+        "is_active": not parse_bool(raw.get("archived", False)),
+        # HubSpot has no reporting line on owners; teams are the only grouping.
+        "manager_external_id": None,
+        "team_name": clean_text(team.get("name"), 200) if team else None,
+    }
+
+
+def deal_mapper(
+    stages: Mapping[tuple[str, str], StageInfo], default_currency: str
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    by_stage: dict[str, StageInfo] = {}
+    for (_, stage_id), info in stages.items():
+        by_stage.setdefault(stage_id, info)
+
+    def mapper(raw: dict[str, Any]) -> dict[str, Any]:
+        props = _properties(raw)
+        stage_id = _required(props.get("dealstage"), "dealstage")
+        pipeline_id = str(props.get("pipeline") or "").strip()
+        info = stages.get((pipeline_id, stage_id)) if pipeline_id else by_stage.get(stage_id)
+        if info is None:
+            where = f" in pipeline {pipeline_id!r}" if pipeline_id else ""
+            raise RecordError(f"unknown dealstage {stage_id!r}{where}")
+        status = info.status
+        if status is None:
+            won = props.get("hs_is_closed_won")
+            if won is None:
+                raise RecordError(
+                    f"closed stage {stage_id!r} has probability {info.probability}: "
+                    "neither won nor lost"
+                )
+            status = "won" if parse_bool(won) else "lost"
+        closedate = props.get("closedate")
+        return {
+            "external_id": _required(raw.get("id"), "id"),
+            "owner_external_id": _required(props.get("hubspot_owner_id"), "hubspot_owner_id"),
+            "name": clean_text(props.get("dealname")),
+            # The company is an association, not a deal property.
+            "account": None,
+            "amount": parse_amount(props.get("amount"), "amount"),
+            "currency": currency_code(props.get("deal_currency_code"), default=default_currency),
+            "stage": info.stage,
+            "pipeline": info.pipeline,
+            "probability": info.probability,
+            "status": status,
+            "created_at": parse_datetime(
+                props.get("createdate") or raw.get("createdAt"), "createdate", required=True
+            ),
+            "close_date": parse_date(closedate, "closedate"),
+            # On a closed deal closedate is when it closed; on an open one, the forecast.
+            "closed_at": parse_datetime(closedate, "closedate") if status != "open" else None,
+            "source_modified_at": _source_modified(raw),
+            "is_deleted": parse_bool(raw.get("archived", False)),
+        }
+
+    return mapper
+
+
+def activity_mapper(object_type: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    kind = ACTIVITY_OBJECTS[object_type]
+    subject = SUBJECT_PROPERTY[object_type]
+
+    def mapper(raw: dict[str, Any]) -> dict[str, Any]:
+        props = _properties(raw)
+        stamp = props.get("hs_timestamp")
+        if not stamp and object_type == "meetings":
+            stamp = props.get("hs_meeting_start_time")
+        return {
+            "external_id": _required(raw.get("id"), "id"),
+            "owner_external_id": _required(props.get("hubspot_owner_id"), "hubspot_owner_id"),
+            "type": kind,
+            "subject": clean_text(props.get(subject)),
+            "occurred_at": parse_datetime(stamp, "hs_timestamp", required=True),
+            "deal_external_id": deal_of(raw),
+            "source_modified_at": _source_modified(raw),
+            "is_deleted": parse_bool(raw.get("archived", False)),
+        }
+
+    return mapper
+
+
+def deal_of(raw: dict[str, Any]) -> str | None:
+    """The associated deal (``associations.deals.results[].id``; the lowest id if several)."""
+    associations = raw.get("associations")
+    deals = associations.get("deals") if isinstance(associations, dict) else None
+    results = deals.get("results") if isinstance(deals, dict) else None
+    ids = [
+        str(d["id"]) for d in results or [] if isinstance(d, dict) and d.get("id") not in (None, "")
+    ]
+    return min(ids, key=lambda d: (len(d), d)) if ids else None
+
+
+def _id_of(raw: dict[str, Any]) -> Any:
+    return raw.get("id")
+
+
+def _safe_modified(raw: dict[str, Any]) -> datetime | None:
+    try:
+        return modified_at(raw)
+    except RecordError:
+        return None
+
+
+def _no_cursor(raw: dict[str, Any]) -> datetime | None:
+    return None
+
+
+# ------------------------------------------------------------------ paging
+
+
+def to_ms(value: datetime) -> int:
+    """Epoch milliseconds, floored: a GTE filter on it still includes ``value`` itself."""
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // _MS
+
+
+def _stamp_ms(raw: Any) -> int | None:
+    try:
+        stamp = modified_at(raw)
+    except RecordError:
+        return None
+    return to_ms(stamp) if stamp is not None else None
+
+
+def _results(payload: Any, what: str) -> tuple[list[Any], str | None]:
+    """A page's ``results`` and its ``paging.next.after`` (None on the last page)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
+        raise CrmError(f"{what}: unexpected response", body=str(payload))
+    paging = payload.get("paging")
+    nxt = paging.get("next") if isinstance(paging, dict) else None
+    after = nxt.get("after") if isinstance(nxt, dict) else None
+    return payload["results"], (str(after) if after not in (None, "") else None)
+
+
+def _filter(prop: str, operator: str, value: int | str) -> dict[str, str]:
+    return {"propertyName": prop, "operator": operator, "value": str(value)}
+
+
+class _Search:
+    """One object type's search results, oldest change first, each record once."""
+
+    def __init__(
+        self,
+        client: CrmClient,
+        object_type: str,
+        properties: Iterable[str],
+        limit: int,
+        enrich: Callable[[list[Any]], None] | None = None,
+        pace: Callable[[], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.url = f"/crm/v3/objects/{object_type}/search"
+        self.properties = list(properties)
+        self.limit = limit
+        self.enrich = enrich
+        self.pace = pace
+
+    def _query(self, filters: list[dict[str, str]], sort: str) -> tuple[list[Any], bool]:
+        body: dict[str, Any] = {
+            "filterGroups": [{"filters": filters}] if filters else [],
+            "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
+            "properties": self.properties,
+            "limit": self.limit,
+        }
+        if self.pace is not None:
+            self.pace()
+        results, after = _results(self.client.post_json(self.url, json=body), f"POST {self.url}")
+        if self.enrich is not None and results:
+            self.enrich(results)
+        return results, after is not None
+
+    def records(self, since: datetime | None) -> Iterator[tuple[int, Any]]:
+        """``(hs_lastmodifieddate in ms, raw record)`` in ascending order from ``since``."""
+        lower = to_ms(since) if since is not None else None
+        seen: set[str] = set()  # ids already yielded whose stamp equals ``lower``
+        while True:
+            filters = [] if lower is None else [_filter(MODIFIED, "GTE", lower)]
+            results, more = self._query(filters, MODIFIED)
+            top, at_top = lower, set(seen)
+            for raw in results:
+                stamp = _stamp_ms(raw)
+                ident = str(raw.get("id")) if isinstance(raw, dict) else ""
+                if stamp is not None and stamp == lower and ident in seen:
+                    continue  # the boundary record(s) of the previous page
+                # Unreadable stamps keep their place; the mapper rejects those records.
+                yield (stamp if stamp is not None else (top or 0)), raw
+                if stamp is None:
+                    continue
+                if top is None or stamp > top:
+                    top, at_top = stamp, {ident}
+                elif stamp == top:
+                    at_top.add(ident)
+            if not more:
+                return
+            if top is None:
+                raise CrmError(f"POST {self.url}: a full page without {MODIFIED}: cannot page")
+            if top == lower:
+                # A whole page shares one timestamp: read the rest of it by id, then go on
+                # strictly after it.
+                yield from ((top, raw) for raw in self._same_stamp(top, at_top))
+                lower, seen = top + 1, set()
+            else:
+                lower, seen = top, at_top
+
+    def _same_stamp(self, stamp: int, exclude: set[str]) -> Iterator[Any]:
+        last_id: int | None = None
+        while True:
+            filters = [_filter(MODIFIED, "GTE", stamp), _filter(MODIFIED, "LTE", stamp)]
+            if last_id is not None:
+                filters.append(_filter(OBJECT_ID, "GT", last_id))
+            results, more = self._query(filters, OBJECT_ID)
+            progressed = last_id
+            for raw in results:
+                ident = str(raw.get("id")) if isinstance(raw, dict) else ""
+                if ident.isdigit():
+                    progressed = max(progressed or 0, int(ident))
+                if ident not in exclude:
+                    yield raw
+            if not more:
+                return
+            if progressed == last_id:
+                raise CrmError(f"POST {self.url}: ids do not advance: cannot page")
+            last_id = progressed
+
+
+def attach_deals(client: CrmClient, object_type: str, raws: list[Any]) -> None:
+    """Add ``associations.deals`` to search results, in the shape list endpoints return it.
+
+    Search cannot return associations; one v4 batch read per search page can.
+    """
+    ids = [str(r["id"]) for r in raws if isinstance(r, dict) and r.get("id") is not None]
+    url = f"/crm/v4/associations/{object_type}/deals/batch/read"
+    links: dict[str, list[dict[str, str]]] = {}
+    for start in range(0, len(ids), ASSOCIATION_BATCH):
+        inputs = [{"id": i} for i in ids[start : start + ASSOCIATION_BATCH]]
+        payload = client.post_json(url, json={"inputs": inputs})
+        results = payload.get("results") if isinstance(payload, dict) else None
+        if not isinstance(results, list):
+            raise CrmError(f"POST {url}: unexpected response", body=str(payload))
+        for item in results:
+            source = item.get("from") if isinstance(item, dict) else None
+            targets = item.get("to") if isinstance(item, dict) else None
+            if not isinstance(source, dict) or not isinstance(targets, list):
+                continue
+            links[str(source.get("id"))] = [
+                {"id": str(t["toObjectId"]), "type": f"{ACTIVITY_OBJECTS[object_type]}_to_deal"}
+                for t in targets
+                if isinstance(t, dict) and t.get("toObjectId") is not None
+            ]
+    for raw in raws:
+        if isinstance(raw, dict) and "associations" not in raw:
+            raw["associations"] = {"deals": {"results": links.get(str(raw.get("id")), [])}}
+
+
+def archived_pages(
+    client: CrmClient,
+    object_type: str,
+    properties: Iterable[str],
+    since: datetime | None,
+    associations: str | None = None,
+) -> Iterator[list[Any]]:
+    """Archived records (archived at/after ``since`` when ``archivedAt`` says so)."""
+    url = f"/crm/v3/objects/{object_type}"
+    params: dict[str, Any] = {
+        "archived": "true",
+        "limit": LIST_LIMIT,
+        "properties": ",".join(properties),
+    }
+    if associations:
+        # List endpoints return associations inline; no extra request.
+        params["associations"] = associations
+    while True:
+        results, after = _results(client.get_json(url, params=params), f"GET {url}")
+        kept = [r for r in results if since is None or _archived_since(r, since)]
+        if kept:
+            yield kept
+        if after is None:
+            return
+        params["after"] = after
+
+
+def _archived_since(raw: Any, since: datetime) -> bool:
+    if not isinstance(raw, dict):
+        return True  # let the mapper reject it
+    try:
+        archived = parse_datetime(raw.get("archivedAt"), "archivedAt")
+    except RecordError:
+        return True
+    return archived is None or archived >= since
+
+
+def _tagged(tag: int, items: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, int, Any]]:
+    for stamp, raw in items:
+        yield stamp, tag, raw
+
+
+def _merge(parts: list[Page]) -> Page:
+    page = Page()
+    cursors: list[datetime] = []
+    for part in parts:
+        page.records.extend(part.records)
+        page.rejects.extend(part.rejects)
+        page.fetched += part.fetched
+        # Compared as times: "…:40Z" sorts after "…:40.166000Z" as text.
+        stamp = parse_datetime(part.cursor, "cursor")
+        if stamp is not None:
+            cursors.append(stamp)
+    page.cursor = iso(max(cursors)) if cursors else None
+    return page
+
+
+# ------------------------------------------------------------------ connector
+
+
+class HubSpotConnector(Connector):
+    """Config: ``default_currency`` (deals without ``deal_currency_code``; USD),
+    ``page_size`` (search page size, at most 200), ``activity_types`` (a subset of calls,
+    emails, meetings, tasks), ``activity_deals`` (look up each activity's deal; True),
+    ``search_interval`` (seconds between searches; 0.2 against api.hubapi.com, else 0)."""
+
+    kind = KIND
+
+    def __init__(self, client: CrmClient, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(client, config)
+        self.default_currency = currency_code(self.config.get("default_currency") or "USD")
+        self.page_size = max(1, min(SEARCH_LIMIT, int(self.config.get("page_size", SEARCH_LIMIT))))
+        types = tuple(self.config.get("activity_types") or ACTIVITY_OBJECTS)
+        unknown = [t for t in types if t not in ACTIVITY_OBJECTS]
+        if unknown:
+            raise ValueError(f"unknown HubSpot activity types: {', '.join(map(str, unknown))}")
+        self.activity_types = types
+        self.activity_deals = parse_bool(self.config.get("activity_deals", True))
+        self._stages: dict[tuple[str, str], StageInfo] | None = None
+        interval = self.config.get("search_interval")
+        if interval is None:
+            # The public API's search limit (~5/s per account, shared by all apps of the
+            # portal); a sandbox or proxy has its own rules.
+            interval = SEARCH_INTERVAL if client.base_url == DEFAULT_BASE_URL else 0.0
+        self.search_interval = max(0.0, float(interval))
+        self._last_search = float("-inf")
+
+    def streams(self) -> list[Stream]:
+        return [OwnersStream(self), DealsStream(self), ActivitiesStream(self)]
+
+    def stages(self) -> dict[tuple[str, str], StageInfo]:
+        """Deal stages, fetched once per connector (they rarely change during a sync)."""
+        if self._stages is None:
+            self._stages = parse_pipelines(self.client.get_json("/crm/v3/pipelines/deals"))
+        return self._stages
+
+    def search_pages(
+        self,
+        object_types: list[str],
+        properties: Mapping[str, tuple[str, ...]],
+        mappers: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]],
+        since: datetime | None,
+    ) -> Iterator[Page]:
+        """The types' searches merged by ``hs_lastmodifieddate``, ``page_size`` per page."""
+        streams = [
+            _tagged(
+                i,
+                _Search(
+                    self.client,
+                    t,
+                    properties[t],
+                    self.page_size,
+                    self._enrich(t),
+                    self._pace_search if self.search_interval else None,
+                ).records(since),
+            )
+            for i, t in enumerate(object_types)
+        ]
+        batch: list[tuple[int, int, Any]] = []
+        for item in heapq.merge(*streams, key=lambda x: (x[0], x[1])):
+            batch.append(item)
+            if len(batch) >= self.page_size:
+                yield self._page(batch, object_types, mappers)
+                batch = []
+        if batch:
+            yield self._page(batch, object_types, mappers)
+
+    def _pace_search(self) -> None:
+        wait = self._last_search + self.search_interval - time.monotonic()
+        if wait > 0:
+            self.client.sleep(wait)
+        self._last_search = time.monotonic()
+
+    def _enrich(self, object_type: str) -> Callable[[list[Any]], None] | None:
+        if object_type not in ACTIVITY_OBJECTS or not self.activity_deals:
+            return None
+        return lambda raws: attach_deals(self.client, object_type, raws)
+
+    def _page(
+        self,
+        batch: list[tuple[int, int, Any]],
+        object_types: list[str],
+        mappers: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]],
+    ) -> Page:
+        parts = []
+        for i, object_type in enumerate(object_types):
+            raws = [raw for _, j, raw in batch if j == i]
+            if raws:
+                mapper = mappers[object_type]
+                parts.append(map_page(raws, mapper, id_of=_id_of, cursor_of=_safe_modified))
+        return _merge(parts)
+
+    def deleted_pages(
+        self,
+        object_type: str,
+        properties: tuple[str, ...],
+        mapper: Callable[[dict[str, Any]], dict[str, Any]],
+        since: datetime | None,
+    ) -> Iterator[Page]:
+        linked = object_type in ACTIVITY_OBJECTS and self.activity_deals
+        associations = "deals" if linked else None
+        for raws in archived_pages(self.client, object_type, properties, since, associations):
+            # No cursor: archived lists are in id order, not in change order.
+            page = map_page(raws, mapper, id_of=_id_of, cursor_of=_no_cursor)
+            for record in page.records:
+                record["is_deleted"] = True
+            yield page
+
+
+class _HubSpotStream(Stream):
+    primary_key = "id"
+    cursor_field = MODIFIED
+
+    def __init__(self, connector: HubSpotConnector) -> None:
+        self.connector = connector
+
+
+class OwnersStream(_HubSpotStream):
+    """All owners, every run: the owners API has no change filter, and a company has few."""
+
+    name = "owners"
+    cursor_field = "updatedAt"
+
+    def pages(self, since: datetime | None) -> Iterator[Page]:
+        client = self.connector.client
+        for archived in ("false", "true"):
+            params: dict[str, Any] = {"limit": LIST_LIMIT, "archived": archived}
+            while True:
+                payload = client.get_json("/crm/v3/owners", params=params)
+                results, after = _results(payload, "GET /crm/v3/owners")
+                if archived == "true":
+                    # The listing decides: everything in it is archived (a deactivated user).
+                    results = [
+                        {**r, "archived": True} if isinstance(r, dict) else r for r in results
+                    ]
+                yield map_page(
+                    results,
+                    map_owner,
+                    id_of=_id_of,
+                    cursor_of=lambda r: parse_datetime(r.get("updatedAt"), "updatedAt"),
+                )
+                if after is None:
+                    break
+                params["after"] = after
+
+
+class DealsStream(_HubSpotStream):
+    name = "deals"
+
+    def pages(self, since: datetime | None) -> Iterator[Page]:
+        mapper = deal_mapper(self.connector.stages(), self.connector.default_currency)
+        yield from self.connector.deleted_pages("deals", DEAL_PROPERTIES, mapper, since)
+        yield from self.connector.search_pages(
+            ["deals"], {"deals": DEAL_PROPERTIES}, {"deals": mapper}, since
+        )
+
+
+class ActivitiesStream(_HubSpotStream):
+    name = "activities"
+
+    def pages(self, since: datetime | None) -> Iterator[Page]:
+        types = list(self.connector.activity_types)
+        properties = {t: (*ACTIVITY_PROPERTIES, SUBJECT_PROPERTY[t]) for t in types}
+        mappers = {t: activity_mapper(t) for t in types}
+        for t in types:
+            yield from self.connector.deleted_pages(t, properties[t], mappers[t], since)
+        yield from self.connector.search_pages(types, properties, mappers, since)

@@ -1,0 +1,545 @@
+"""Sandbox Pipedrive: the v2 and v1 endpoints the connector reads, in Pipedrive's wire format.
+
+Served from ``state.data`` (the demo generator's frames), with Pipedrive's integer ids: reps
+``R0007`` -> user 7, deals ``D000042`` -> 42, activities ``A0000042`` -> 42; stages and the
+pipeline from the demo stage list; organisations from the deals' distinct account names.
+
+* ``GET /v1/users``
+* ``GET /api/v2/deals`` (``updated_since``, ``status`` incl. ``deleted``, ``sort_by``
+  ``id|update_time`` ascending, ``limit``, ``cursor``), ``GET /api/v2/activities`` (same
+  paging), ``GET /api/v2/stages``, ``/api/v2/pipelines``, ``/api/v2/organizations?ids=``
+* ``GET /v1/deals`` (``start``, ``limit``, ``status`` incl. ``all_not_deleted`` and
+  ``deleted``, ``sort=update_time ASC``) and ``GET /v1/recents?items=deal&since_timestamp=``
+* ``POST /oauth/token`` (HTTP Basic client auth, ``grant_type=refresh_token``)
+
+Deleted demo deals appear only under ``status=deleted`` (v2: ``is_deleted: true``; v1:
+``status: "deleted"``), without Pipedrive's 30-day limit. Cursors are keysets (the last row's
+sort value and id, base64 JSON like Pipedrive's), so a record updated while a client pages
+moves behind the cursor and is served again later: nothing is skipped. Auth is the
+``x-api-token`` header or ``Authorization: Bearer``; the legacy ``?api_token=`` query is
+deliberately refused, so a connector that leaks the token into URLs fails here. The limit
+parameter is capped at ``page_size`` (Pipedrive caps at 500), so clients must follow
+``next_cursor``/``more_items_in_collection`` rather than count rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import parse_qs
+
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from connectors.sandbox.common import SandboxState, install
+
+MAX_LIMIT: Final = 500
+_INFO: Final = "Please check developers.pipedrive.com for more information about Pipedrive API."
+UNAUTHORIZED: Final = {
+    "success": False,
+    "error": "unauthorized access",
+    "errorCode": 401,
+    "error_info": _INFO,
+}
+OVER_LIMIT: Final = {
+    "success": False,
+    "error": "Request over limit",
+    "errorCode": 429,
+    "error_info": _INFO,
+}
+_V2_TIME: Final = "%Y-%m-%dT%H:%M:%SZ"
+_V1_TIME: Final = "%Y-%m-%d %H:%M:%S"
+
+
+class BadRequest(Exception):
+    pass
+
+
+def limit_headers(remaining: int, limit: int, seconds_left: float) -> dict[str, str]:
+    # Pipedrive sends whole seconds; rounding up never tells a client to come back too early.
+    return {
+        "x-ratelimit-limit": str(limit),
+        "x-ratelimit-remaining": str(remaining),
+        "x-ratelimit-reset": str(max(1, math.ceil(seconds_left))),
+    }
+
+
+def _num(values: pd.Series) -> pd.Series:
+    """``"D000042"`` -> 42 (nullable: activities without a deal stay null)."""
+    digits = values.astype("string").str.extract(r"(\d+)$", expand=False)
+    return pd.to_numeric(digits, errors="coerce").astype("Int64")
+
+
+def _fmt(values: pd.Series, pattern: str) -> pd.Series:
+    return pd.to_datetime(values, utc=True).dt.strftime(pattern)
+
+
+def _days(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values).dt.strftime("%Y-%m-%d")
+
+
+def _body(rows: pd.DataFrame, **extra: Any) -> Response:
+    # to_json does the whole page in C and turns NaN/NaT/<NA> into null.
+    data = rows.to_json(orient="records", date_format="iso") if len(rows) else "null"
+    parts = ['{"success":true,"data":', data]
+    for key, value in extra.items():
+        parts.append(f",{json.dumps(key)}:{json.dumps(value)}")
+    return Response("".join(parts) + "}", media_type="application/json")
+
+
+def _limit(request: Request, page_size: int) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return min(100, page_size)
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise BadRequest(f"limit must be an integer, not {raw!r}") from exc
+    if not 1 <= value <= MAX_LIMIT:
+        raise BadRequest(f"limit must be within 1..{MAX_LIMIT}")
+    return min(value, page_size)
+
+
+def _since(raw: str | None, name: str) -> pd.Timestamp | None:
+    if not raw:
+        return None
+    try:
+        stamp = pd.Timestamp(raw)
+    except ValueError as exc:
+        raise BadRequest(f"{name} is not a valid time: {raw!r}") from exc
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _encode(field: str, value: Any, last_id: int) -> str:
+    token = {"field": field, "fieldValue": value, "sortDirection": "asc", "id": last_id}
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> dict[str, Any]:
+    try:
+        token = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest("invalid cursor") from exc
+    if not isinstance(token, dict) or not {"field", "fieldValue", "id"} <= token.keys():
+        raise BadRequest("invalid cursor")
+    return token
+
+
+def _v2_page(
+    frame: pd.DataFrame, request: Request, page_size: int
+) -> tuple[pd.DataFrame, str | None]:
+    """Filter by ``updated_since``, order by (``sort_by``, id), resume after ``cursor``.
+
+    ``frame`` carries ``id`` (int) and, for records with an update time, ``modified_at``.
+    """
+    q = request.query_params
+    timed = "modified_at" in frame.columns
+    since = _since(q.get("updated_since"), "updated_since")
+    if since is not None and timed:
+        frame = frame[frame["modified_at"] >= since]
+    sort_by = q.get("sort_by", "id")
+    if sort_by not in {"id", "update_time"} or q.get("sort_direction", "asc") != "asc":
+        raise BadRequest("the sandbox sorts by id or update_time, ascending")
+    if sort_by == "update_time" and not timed:
+        raise BadRequest("this list cannot be sorted by update_time")
+    key = "modified_at" if sort_by == "update_time" else "id"
+    frame = frame.sort_values([key, "id"], kind="stable")
+    cursor = q.get("cursor")
+    if cursor:
+        token = _decode(cursor)
+        if token["field"] != sort_by:
+            raise BadRequest("cursor belongs to another sort order")
+        value: Any = token["fieldValue"]
+        value = pd.Timestamp(value) if key == "modified_at" else int(value)
+        after = (frame[key] > value) | ((frame[key] == value) & (frame["id"] > int(token["id"])))
+        frame = frame[after]
+    limit = _limit(request, page_size)
+    page = frame.head(limit)
+    if len(frame) <= limit:
+        return page, None
+    last = page.iloc[-1]
+    marker = last[key].isoformat() if key == "modified_at" else int(last[key])
+    return page, _encode(sort_by, marker, int(last["id"]))
+
+
+def _v1_page(
+    frame: pd.DataFrame, request: Request, page_size: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    q = request.query_params
+    try:
+        start = int(q.get("start", "0"))
+    except ValueError as exc:
+        raise BadRequest("start must be an integer") from exc
+    limit = _limit(request, page_size)
+    page = frame.iloc[max(0, start) : max(0, start) + limit]
+    more = len(frame) > start + limit
+    pagination: dict[str, Any] = {"start": start, "limit": limit, "more_items_in_collection": more}
+    if more:
+        pagination["next_start"] = start + limit
+    return page, pagination
+
+
+class _Tables:
+    """Pipedrive-shaped frames over ``state.data``.
+
+    Ids, stages and organisations are fixed at start; amounts and ``modified_at`` are read
+    live on each request, because ``touch`` and ``mutate_after`` change them.
+    """
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+        data = state.data
+        stages = data.stages.reset_index(drop=True)
+        self.pipelines = {name: i + 1 for i, name in enumerate(pd.unique(stages["pipeline"]))}
+        self.stages = pd.DataFrame(
+            {
+                "id": range(1, len(stages) + 1),
+                "order_nr": stages["order"].astype(int),
+                "name": stages["stage"],
+                "is_deleted": False,
+                "deal_probability": (stages["probability"] * 100).round().astype(int),
+                "pipeline_id": stages["pipeline"].map(self.pipelines).astype(int),
+                "is_deal_rot_enabled": False,
+                "days_to_rotten": None,
+            }
+        )
+        self.stage_ids = {
+            (p, s): i + 1
+            for i, (p, s) in enumerate(zip(stages["pipeline"], stages["stage"], strict=True))
+        }
+        accounts = sorted(set(data.deals["account"].dropna().astype(str)))
+        self.orgs = pd.DataFrame({"id": range(1, len(accounts) + 1), "name": accounts})
+        self.org_ids = {name: i + 1 for i, name in enumerate(accounts)}
+        reps = data.reps
+        users = pd.DataFrame({"id": _num(reps["rep_key"]), "key": reps["rep_key"]})
+        self.user_ids = dict(zip(users["key"], users["id"].astype(int), strict=True))
+        # A user's "modified" is when they joined or, for leavers, when they were deactivated.
+        changed = reps["end_date"].where(reps["end_date"].notna(), reps["start_date"])
+        modified = pd.to_datetime(changed).dt.tz_localize("UTC") + pd.Timedelta(hours=9)
+        self.users = pd.DataFrame(
+            {
+                "id": users["id"],
+                "name": reps["name"],
+                "default_currency": "USD",
+                "email": reps["email"],
+                "activated": True,
+                "created": _fmt(pd.to_datetime(reps["start_date"]), _V1_TIME),
+                "modified": _fmt(modified, _V1_TIME),
+                "active_flag": reps["is_active"].astype(bool),
+                "is_deleted": False,
+                "role_id": 1,
+            }
+        )
+        self.user_objects: dict[int, dict[str, Any]] = {
+            int(uid): {
+                "id": int(uid),
+                "name": name,
+                "email": email,
+                "has_pic": False,
+                "pic_hash": None,
+                "active_flag": bool(active),
+                "value": int(uid),
+            }
+            for uid, name, email, active in zip(
+                self.users["id"].astype(int).tolist(),
+                self.users["name"].tolist(),
+                self.users["email"].tolist(),
+                self.users["active_flag"].tolist(),
+                strict=True,
+            )
+        }
+        acts = data.activities
+        self.activities = acts.assign(id=_num(acts["external_id"]))
+
+    def deals(self) -> pd.DataFrame:
+        with self.state.lock:
+            deals = self.state.data.deals.copy()
+        keys = pd.Series(
+            list(zip(deals["pipeline"], deals["stage"], strict=True)), index=deals.index
+        )
+        return deals.assign(
+            id=_num(deals["external_id"]),
+            owner_id=deals["owner_key"].map(self.user_ids).astype("Int64"),
+            stage_id=keys.map(self.stage_ids).astype("Int64"),
+            pipeline_id=deals["pipeline"].map(self.pipelines).astype("Int64"),
+            org_id=deals["account"].map(self.org_ids).astype("Int64"),
+        )
+
+    @staticmethod
+    def by_status(deals: pd.DataFrame, status: str | None) -> pd.DataFrame:
+        """Pipedrive lists live deals unless asked for ``status=deleted`` (v1 and v2 alike)."""
+        deleted = deals["is_deleted"].astype(bool)
+        if status == "deleted":
+            return deals[deleted]
+        live = deals[~deleted]
+        if status in {None, "", "all_not_deleted"}:
+            return live
+        if status in {"open", "won", "lost"}:
+            return live[live["status"] == status]
+        raise BadRequest(f"unknown status {status!r}")
+
+    @staticmethod
+    def v2_deals(p: pd.DataFrame) -> pd.DataFrame:
+        closed_at = _fmt(p["closed_at"], _V2_TIME)
+        return pd.DataFrame(
+            {
+                "id": p["id"],
+                "title": p["name"],
+                "creator_user_id": p["owner_id"],
+                "owner_id": p["owner_id"],
+                "value": p["amount"],
+                "person_id": None,
+                "org_id": p["org_id"],
+                "stage_id": p["stage_id"],
+                "pipeline_id": p["pipeline_id"],
+                "currency": p["currency"],
+                "add_time": _fmt(p["created_at"], _V2_TIME),
+                "update_time": _fmt(p["modified_at"], _V2_TIME),
+                "status": p["status"],
+                "is_archived": False,
+                "is_deleted": p["is_deleted"].astype(bool),
+                "probability": (p["probability"] * 100).round().astype("Int64"),
+                "close_time": closed_at,
+                "won_time": closed_at.where(p["status"] == "won"),
+                "lost_time": closed_at.where(p["status"] == "lost"),
+                "expected_close_date": _days(p["close_date"]),
+                "custom_fields": [{} for _ in range(len(p))],
+            },
+            index=p.index,
+        )
+
+    def v1_deals(self, p: pd.DataFrame) -> pd.DataFrame:
+        closed_at = _fmt(p["closed_at"], _V1_TIME)
+        deleted = p["is_deleted"].astype(bool)
+        owners = [self.user_objects.get(int(i)) if pd.notna(i) else None for i in p["owner_id"]]
+        orgs = [
+            {"name": name, "value": int(i)} if pd.notna(i) else None
+            for name, i in zip(p["account"], p["org_id"], strict=True)
+        ]
+        return pd.DataFrame(
+            {
+                "id": p["id"],
+                "creator_user_id": owners,
+                "user_id": owners,
+                "person_id": None,
+                "org_id": orgs,
+                "stage_id": p["stage_id"],
+                "title": p["name"],
+                "value": p["amount"],
+                "currency": p["currency"],
+                "add_time": _fmt(p["created_at"], _V1_TIME),
+                "update_time": _fmt(p["modified_at"], _V1_TIME),
+                "active": ~deleted,
+                "deleted": deleted,
+                "status": p["status"].where(~deleted, "deleted"),
+                "probability": (p["probability"] * 100).round().astype("Int64"),
+                "close_time": closed_at,
+                "pipeline_id": p["pipeline_id"],
+                "won_time": closed_at.where(p["status"] == "won"),
+                "lost_time": closed_at.where(p["status"] == "lost"),
+                "expected_close_date": _days(p["close_date"]),
+                "org_name": p["account"],
+                "owner_name": [o["name"] if o else None for o in owners],
+            },
+            index=p.index,
+        )
+
+    def v2_activities(self, p: pd.DataFrame) -> pd.DataFrame:
+        occurred = pd.to_datetime(p["occurred_at"], utc=True)
+        done = occurred <= pd.Timestamp(datetime.now(UTC))
+        return pd.DataFrame(
+            {
+                "id": p["id"],
+                "subject": p["subject"],
+                "type": p["type"],
+                "owner_id": p["owner_key"].map(self.user_ids).astype("Int64"),
+                "is_deleted": False,
+                "add_time": _fmt(occurred, _V2_TIME),
+                "update_time": _fmt(p["modified_at"], _V2_TIME),
+                "deal_id": _num(p["deal_external_id"]),
+                "due_date": occurred.dt.strftime("%Y-%m-%d"),
+                "due_time": occurred.dt.strftime("%H:%M:%S"),
+                "duration": "00:30:00",
+                "busy": False,
+                "done": done,
+                "marked_as_done_time": _fmt(p["modified_at"], _V2_TIME).where(done),
+            },
+            index=p.index,
+        )
+
+
+def create_app(state: SandboxState, *, page_size: int = 100) -> FastAPI:
+    app = FastAPI(title="Quota Gap sandbox: Pipedrive")
+    tables = _Tables(state)
+    page_size = max(1, min(page_size, MAX_LIMIT))
+
+    # Added before install(): the fault middleware wraps this one, so faults and rate limits
+    # hit every request, as they would upstream of Pipedrive's auth.
+    @app.middleware("http")
+    async def authenticate(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        path = request.url.path
+        if path.startswith("/_sandbox") or path == "/oauth/token":
+            return await call_next(request)
+        token = request.headers.get("x-api-token") or request.headers.get("authorization")
+        if not state.token_ok(token):
+            return JSONResponse(UNAUTHORIZED, status_code=401)
+        return await call_next(request)
+
+    install(app, state, limit_headers=limit_headers, limit_body=lambda: dict(OVER_LIMIT))
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(_: Request, exc: BadRequest) -> JSONResponse:
+        body = {"success": False, "error": str(exc), "errorCode": 400, "error_info": _INFO}
+        return JSONResponse(body, status_code=400)
+
+    @app.get("/v1/users")
+    def users() -> Response:
+        response = _body(tables.users)
+        state.page_served()
+        return response
+
+    @app.get("/api/v2/stages")
+    def stages(request: Request) -> Response:
+        page, following = _v2_page(tables.stages, request, page_size)
+        return _body(page, additional_data={"next_cursor": following})
+
+    @app.get("/api/v2/pipelines")
+    def pipelines(request: Request) -> Response:
+        frame = pd.DataFrame(
+            {
+                "id": list(tables.pipelines.values()),
+                "name": list(tables.pipelines.keys()),
+                "order_nr": range(1, len(tables.pipelines) + 1),
+                "is_deleted": False,
+                "is_deal_probability_enabled": True,
+            }
+        )
+        page, following = _v2_page(frame, request, page_size)
+        return _body(page, additional_data={"next_cursor": following})
+
+    @app.get("/api/v2/organizations")
+    def organizations(request: Request) -> Response:
+        frame = tables.orgs
+        ids = request.query_params.get("ids")
+        if ids:
+            try:
+                wanted = {int(part) for part in ids.split(",") if part.strip()}
+            except ValueError as exc:
+                raise BadRequest("ids must be comma-separated integers") from exc
+            if len(wanted) > 100:
+                raise BadRequest("at most 100 ids")
+            frame = frame[frame["id"].isin(wanted)]
+        page, following = _v2_page(frame, request, page_size)
+        return _body(page, additional_data={"next_cursor": following})
+
+    @app.get("/api/v2/deals")
+    def deals_v2(request: Request) -> Response:
+        deals = tables.by_status(tables.deals(), request.query_params.get("status"))
+        page, following = _v2_page(deals, request, page_size)
+        response = _body(tables.v2_deals(page), additional_data={"next_cursor": following})
+        state.page_served()
+        return response
+
+    @app.get("/api/v2/activities")
+    def activities_v2(request: Request) -> Response:
+        page, following = _v2_page(tables.activities, request, page_size)
+        response = _body(tables.v2_activities(page), additional_data={"next_cursor": following})
+        state.page_served()
+        return response
+
+    @app.get("/v1/deals")
+    def deals_v1(request: Request) -> Response:
+        q = request.query_params
+        deals = tables.by_status(tables.deals(), q.get("status"))
+        sort = q.get("sort", "id ASC").strip().lower()
+        if sort not in {"id asc", "update_time asc"}:
+            raise BadRequest("the sandbox sorts by 'id ASC' or 'update_time ASC'")
+        key = "modified_at" if sort.startswith("update_time") else "id"
+        page, pagination = _v1_page(
+            deals.sort_values([key, "id"], kind="stable"), request, page_size
+        )
+        response = _body(tables.v1_deals(page), additional_data={"pagination": pagination})
+        state.page_served()
+        return response
+
+    @app.get("/v1/recents")
+    def recents(request: Request) -> Response:
+        q = request.query_params
+        since = _since(q.get("since_timestamp"), "since_timestamp")
+        if since is None:
+            raise BadRequest("since_timestamp is required")
+        items = {part.strip() for part in q.get("items", "deal").split(",")}
+        if items != {"deal"}:
+            raise BadRequest("the sandbox serves recents for items=deal only")
+        deals = tables.deals()
+        deals = deals[deals["modified_at"] >= since].sort_values(
+            ["modified_at", "id"], kind="stable"
+        )
+        page, pagination = _v1_page(deals, request, page_size)
+        wire = tables.v1_deals(page)
+        rows = pd.DataFrame(
+            {
+                "item": "deal",
+                "id": wire["id"],
+                "data": json.loads(wire.to_json(orient="records")) if len(wire) else [],
+            },
+            index=wire.index,
+        )
+        last = _fmt(page["modified_at"], _V1_TIME).iloc[-1] if len(page) else None
+        extra = {
+            "since_timestamp": since.strftime(_V1_TIME),
+            "last_timestamp_on_page": last,
+            "pagination": pagination,
+        }
+        response = _body(rows, additional_data=extra)
+        state.page_served()
+        return response
+
+    @app.post("/oauth/token")
+    async def oauth_token(request: Request) -> JSONResponse:
+        if not _basic_client(request.headers.get("authorization")):
+            body = {"success": False, "error": "Invalid client credentials", "errorCode": 401}
+            return JSONResponse(body, status_code=401)
+        form = parse_qs((await request.body()).decode())
+        if form.get("grant_type", [""])[0] != "refresh_token":
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        refresh_token = form.get("refresh_token", [""])[0]
+        token = state.refresh(refresh_token)
+        if token is None:
+            body = {
+                "error": "invalid_grant",
+                "error_description": "Invalid grant: refresh token is invalid",
+            }
+            return JSONResponse(body, status_code=400)
+        return JSONResponse(
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "refresh_token": refresh_token,
+                "scope": "base,deals:read,activities:read,users:read",
+                "expires_in": 3599,
+                "api_domain": str(request.base_url).rstrip("/"),
+            }
+        )
+
+    return app
+
+
+def _basic_client(header: str | None) -> bool:
+    """A well-formed ``Basic base64(client_id:client_secret)`` with a client id."""
+    if not header or not header.lower().startswith("basic "):
+        return False
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    client_id, sep, _ = decoded.partition(":")
+    return bool(sep and client_id)
