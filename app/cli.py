@@ -226,19 +226,43 @@ def sandbox_crm(
 def demo(
     port: Annotated[int | None, typer.Option(help="Port to serve on")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the generated data")] = 42,
+    via_crm: Annotated[
+        bool,
+        typer.Option(
+            "--via-crm/--direct",
+            help="Sync deals from a local sandbox CRM, or load them straight into the database",
+        ),
+    ] = True,
     serve_api: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve after loading")
     ] = True,
 ) -> None:
-    """Load realistic demo data (18 months up to today), print an admin key, and serve."""
+    """Realistic demo data (18 months up to today) through the whole path: a sandbox CRM,
+    a sync, the gaps computed, the API served. Prints an admin key."""
     from app.auth import service as auth_service
     from app.db import transaction
-    from app.demo.load import load_demo
+    from app.demo.load import load_demo, sandbox_source
 
     settings = get_settings()
     factory = _database()
     with transaction(factory) as session:
-        summary = load_demo(session=session, seed=seed)
+        summary = load_demo(session=session, seed=seed, records=not via_crm)
+    sandbox = None
+    if via_crm:
+        from app.sync import engine as sync_engine
+        from connectors import registry
+        from connectors.sandbox.common import SandboxState, ServerThread
+
+        app = registry.sandbox_app("salesforce", SandboxState.seeded(seed=seed), page_size=2000)
+        sandbox = ServerThread(app).__enter__()  # lives as long as the demo process
+        with transaction(factory) as session:
+            source_id = sandbox_source(session=session, url=sandbox.url)
+        typer.echo(f"sandbox CRM (Salesforce wire format) on {sandbox.url}; syncing...")
+        run = sync_engine.run_sync(session_factory=factory, settings=settings, source_id=source_id)
+        typer.echo(
+            f"sync {run.status}: {run.fetched} records in {run.pages} pages, "
+            f"{run.inserted} new, {run.quarantined} quarantined"
+        )
     _recompute(factory, trigger="demo", full=True)
     with transaction(factory) as session:
         _, token = auth_service.create(session=session, role="admin", name="demo")
@@ -250,6 +274,8 @@ def demo(
     typer.echo(f'try:      curl -H "Authorization: Bearer {token}" {url}/api/v1/reps')
     if serve_api:
         _serve(settings.host, port)
+    if sandbox is not None:
+        sandbox.__exit__(None, None, None)
 
 
 def main() -> None:

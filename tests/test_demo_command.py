@@ -57,6 +57,14 @@ def test_demo_serves_reps_with_managers_and_teams(tmp_path):
         assert len(workers) >= 20
         assert all(x["manager_name"] and x["team_name"] for x in workers)
         assert httpx.get(f"{url}/api/v1/reps").status_code == 401
+        # the whole path: a sandbox CRM, a sync, the gaps computed and served
+        sources = httpx.get(f"{url}/api/v1/sources", headers=headers).json()["items"]
+        assert sources[0]["kind"] == "salesforce" and sources[0]["last_success_at"]
+        assert sources[0]["last_run"]["inserted"] > 1000
+        performance = httpx.get(
+            f"{url}/api/v1/performance", headers=headers, params={"metric": "won_revenue"}
+        ).json()
+        assert performance["items"] and performance["snapshot"]["kind"] == "full"
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -28,7 +28,10 @@ def load_demo(
     seed: int = 42,
     today: date | None = None,
     config: DemoConfig | None = None,
+    records: bool = True,
 ) -> str:
+    """People, teams and targets, and (unless ``records`` is False, when a sandbox CRM will
+    deliver them through a sync) the deals and activities too."""
     if config is None:
         config = DemoConfig(seed=seed) if today is None else DemoConfig(seed=seed, today=today)
     data = generate(config)
@@ -38,7 +41,11 @@ def load_demo(
         session.add(source)
         session.flush()
     rep_ids = load_people(session=session, source_id=source.id, data=data)
-    deals = load_records(session=session, source_id=source.id, data=data, rep_ids=rep_ids)
+    deals = (
+        load_records(session=session, source_id=source.id, data=data, rep_ids=rep_ids)
+        if records
+        else len(data.deals)
+    )
     rows = [
         {
             "rep_id": rep_ids[t["rep_key"]],
@@ -165,3 +172,29 @@ def _load_stage_history(session: Session, source_id: int, stages: pd.DataFrame) 
     rows = ingest.records_from_frame(frame)
     if rows:
         session.execute(insert(DealStageChange).execution_options(render_nulls=True), rows)
+
+
+SANDBOX_SOURCE = "Sandbox Salesforce"
+
+
+def sandbox_source(*, session: Session, url: str) -> int:
+    """The demo's CRM connection: the local Salesforce sandbox (OAuth, like a real org)."""
+    from app import secrets
+
+    settings = get_settings()
+    credentials = {
+        "client_id": "quotagap-demo",
+        "client_secret": "demo",
+        "refresh_token": "sandbox-refresh",
+        "access_token": "sandbox-token",
+        "login_url": url,
+    }
+    source = session.scalar(select(Source).where(Source.name == SANDBOX_SOURCE))
+    if source is None:
+        source = Source(kind="salesforce", name=SANDBOX_SOURCE, schedule={"interval_minutes": 15})
+        session.add(source)
+    # The sandbox listens on a new port each time the demo starts.
+    source.base_url = url
+    source.credentials_encrypted = secrets.encrypt(settings, credentials)
+    session.flush()
+    return source.id
