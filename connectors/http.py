@@ -190,6 +190,7 @@ class CrmClient:
         slow_down_below: float = 0.1,
         is_auth_error: Callable[[httpx.Response], bool] | None = None,
         is_retryable: Callable[[httpx.Response], bool] | None = None,
+        is_final: Callable[[httpx.Response], bool] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         headers: Mapping[str, str] | None = None,
     ) -> None:
@@ -212,6 +213,8 @@ class CrmClient:
         self.slow_down_below = slow_down_below
         self.is_auth_error = is_auth_error or (lambda r: r.status_code == 401)
         self.is_retryable = is_retryable or (lambda r: False)
+        # e.g. a 429 for an exhausted DAILY budget: retrying within this run cannot help.
+        self.is_final = is_final or (lambda r: False)
         self.sleep = sleep
         self.requests = 0
 
@@ -249,6 +252,12 @@ class CrmClient:
     def _send_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         response = self._send_authenticated(method, url, **kwargs)
         status = response.status_code
+        if status >= 400 and self.is_final(response):
+            raise CrmError(
+                f"{method} {_path(url)}: HTTP {status} (not retryable now)",
+                status=status,
+                body=response.text,
+            )
         if status in RETRY_STATUSES or self.is_retryable(response):
             raise RetryableError(
                 f"{method} {_path(url)}: HTTP {status}",

@@ -139,8 +139,20 @@ def build_client(
         transport=transport,
         limits=limits_from_headers,
         is_auth_error=is_auth_error,
+        is_final=is_daily_limit,
         sleep=sleep,
     )
+
+
+def is_daily_limit(response: httpx.Response) -> bool:
+    """A 429 for the DAILY policy lasts until midnight: fail the run, let the schedule retry."""
+    if response.status_code != 429:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("policyName") == "DAILY"
 
 
 def is_auth_error(response: httpx.Response) -> bool:

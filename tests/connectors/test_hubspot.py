@@ -813,3 +813,27 @@ def test_searches_are_spaced_on_the_public_api(router: respx.MockRouter) -> None
     assert len(sleeps) == len(fake.bodies) - 1 and all(0 < s <= 0.22 for s in sleeps)
     sandbox = build_client(base_url="http://127.0.0.1:8801", credentials={"access_token": "t"})
     assert HubSpotConnector(sandbox).search_interval == 0.0
+
+
+@respx.mock
+def test_daily_limit_429_fails_at_once_instead_of_retrying() -> None:
+    from connectors.http import CrmError
+    from connectors.hubspot import build_client
+
+    waits: list[float] = []
+    route = respx.get("https://api.hubapi.com/crm/v3/owners").mock(
+        return_value=httpx.Response(
+            429,
+            json={
+                "status": "error",
+                "message": "You have reached your daily limit.",
+                "errorType": "RATE_LIMIT",
+                "policyName": "DAILY",
+                "correlationId": "x",
+            },
+        )
+    )
+    client = build_client(base_url=None, credentials={"access_token": "t"}, sleep=waits.append)
+    with pytest.raises(CrmError, match="not retryable"):
+        client.get_json("/crm/v3/owners")
+    assert route.call_count == 1 and waits == []
