@@ -160,6 +160,27 @@ class OAuth2RefreshAuth(Auth):
         return True
 
 
+def oauth_from(
+    credentials: Mapping[str, Any],
+    *,
+    token_url: str,
+    on_refresh: Callable[[dict[str, Any]], None] | None,
+    basic_client_auth: bool = False,
+) -> OAuth2RefreshAuth | None:
+    """OAuth2 refresh auth when the credentials hold ``client_id`` and ``refresh_token``."""
+    if not (credentials.get("refresh_token") and credentials.get("client_id")):
+        return None
+    return OAuth2RefreshAuth(
+        token_url=token_url,
+        client_id=str(credentials["client_id"]),
+        client_secret=str(credentials.get("client_secret") or "") or None,
+        refresh_token=str(credentials["refresh_token"]),
+        access_token=credentials.get("access_token") or None,
+        basic_client_auth=basic_client_auth,
+        on_refresh=on_refresh,
+    )
+
+
 def retry_after_seconds(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:

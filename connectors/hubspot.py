@@ -58,7 +58,7 @@ from connectors.base import (
     parse_date,
     parse_datetime,
 )
-from connectors.http import Auth, BearerAuth, CrmClient, CrmError, Limits, OAuth2RefreshAuth
+from connectors.http import Auth, BearerAuth, CrmClient, CrmError, Limits, oauth_from
 
 KIND = "hubspot"
 DEFAULT_BASE_URL = "https://api.hubapi.com"
@@ -116,19 +116,12 @@ def build_client(
     """A private-app token (``access_token``) or OAuth (``client_id``, ``client_secret``,
     ``refresh_token``[, ``access_token``]); OAuth wins when both are present."""
     base = (base_url or DEFAULT_BASE_URL).rstrip("/")
-    auth: Auth
-    if credentials.get("refresh_token") and credentials.get("client_id"):
-        auth = OAuth2RefreshAuth(
-            token_url=f"{base}/oauth/v1/token",
-            client_id=str(credentials["client_id"]),
-            client_secret=credentials.get("client_secret") or None,
-            refresh_token=str(credentials["refresh_token"]),
-            access_token=credentials.get("access_token") or None,
-            on_refresh=on_refresh,
-        )
-    elif credentials.get("access_token"):
+    auth: Auth | None = oauth_from(
+        credentials, token_url=f"{base}/oauth/v1/token", on_refresh=on_refresh
+    )
+    if auth is None and credentials.get("access_token"):
         auth = BearerAuth(str(credentials["access_token"]))
-    else:
+    if auth is None:
         raise ValueError(
             "HubSpot needs a private-app access_token, or client_id, client_secret and "
             "refresh_token"

@@ -73,7 +73,7 @@ from connectors.http import (
     CrmError,
     HeaderTokenAuth,
     Limits,
-    OAuth2RefreshAuth,
+    oauth_from,
 )
 
 log = logging.getLogger(__name__)
@@ -160,20 +160,17 @@ def build_client(
     (stored with the credentials), else ``api.pipedrive.com``.
     """
     root = _api_root(base_url or str(credentials.get("api_domain") or "") or DEFAULT_BASE_URL)
-    auth: Auth
+    auth: Auth | None = None
     if credentials.get("api_token"):
         auth = HeaderTokenAuth("x-api-token", str(credentials["api_token"]))
-    elif credentials.get("refresh_token") and credentials.get("client_id"):
-        auth = OAuth2RefreshAuth(
-            token_url=str(credentials.get("token_url") or TOKEN_URL),
-            client_id=str(credentials["client_id"]),
-            client_secret=str(credentials.get("client_secret") or ""),
-            refresh_token=str(credentials["refresh_token"]),
-            access_token=credentials.get("access_token") or None,
-            basic_client_auth=True,
-            on_refresh=on_refresh,
-        )
     else:
+        auth = oauth_from(
+            credentials,
+            token_url=str(credentials.get("token_url") or TOKEN_URL),
+            on_refresh=on_refresh,
+            basic_client_auth=True,
+        )
+    if auth is None:
         raise ValueError(
             "pipedrive credentials need api_token, or client_id, client_secret and refresh_token"
         )

@@ -41,7 +41,7 @@ from connectors.http import (
     CrmClient,
     CrmError,
     Limits,
-    OAuth2RefreshAuth,
+    oauth_from,
 )
 
 KIND = "salesforce"
@@ -124,20 +124,13 @@ def build_client(
     instance_url = base_url or credentials.get("instance_url")
     if not instance_url:
         raise ValueError("Salesforce needs the org's instance_url (https://acme.my.salesforce.com)")
-    auth: Auth
-    if credentials.get("refresh_token") and credentials.get("client_id"):
-        login_url = str(credentials.get("login_url") or DEFAULT_LOGIN_URL).rstrip("/")
-        auth = OAuth2RefreshAuth(
-            token_url=f"{login_url}/services/oauth2/token",
-            client_id=str(credentials["client_id"]),
-            client_secret=credentials.get("client_secret") or None,
-            refresh_token=str(credentials["refresh_token"]),
-            access_token=credentials.get("access_token") or None,
-            on_refresh=on_refresh,
-        )
-    elif credentials.get("access_token"):
+    login_url = str(credentials.get("login_url") or DEFAULT_LOGIN_URL).rstrip("/")
+    auth: Auth | None = oauth_from(
+        credentials, token_url=f"{login_url}/services/oauth2/token", on_refresh=on_refresh
+    )
+    if auth is None and credentials.get("access_token"):
         auth = BearerAuth(str(credentials["access_token"]))
-    else:
+    if auth is None:
         raise ValueError("Salesforce needs an access_token, or client_id and refresh_token")
     client = SalesforceClient(
         str(instance_url),
