@@ -160,6 +160,29 @@ def _to_read(
     )
 
 
+def _reads(
+    session: Session,
+    version: int,
+    rows: Sequence[PerformanceRow],
+    *,
+    names: tuple[dict[int, Rep], dict[int, str]] | None = None,
+) -> list[PerformanceRead]:
+    """Rows as API items, with names, formula inputs and ranks."""
+    reps, teams = names or _names(session)
+    values = _inputs(session, version, rows)
+    items = [
+        _to_read(
+            r,
+            reps,
+            teams,
+            values.get((r.subject_type, r.rep_id if r.rep_id is not None else r.team_id, r.period)),
+        )
+        for r in rows
+    ]
+    _rank(items)
+    return items
+
+
 def _rank(items: list[PerformanceRead]) -> None:
     """Rank reps by attainment within team and company, per metric and period (1 = best)."""
     reps = [i for i in items if i.subject_type == "rep"]
@@ -219,18 +242,7 @@ def list_performance(
     if status:
         stmt = stmt.where(PerformanceRow.status == status)
     rows = list(session.scalars(stmt))
-    reps, teams = _names(session)
-    values = _inputs(session, version, rows)
-    items = [
-        _to_read(
-            r,
-            reps,
-            teams,
-            values.get((r.subject_type, r.rep_id if r.rep_id is not None else r.team_id, r.period)),
-        )
-        for r in rows
-    ]
-    _rank(items)
+    items = _reads(session, version, rows)
     items = [
         i
         for i in items
@@ -436,17 +448,7 @@ def team_performance(
             )
         )
     )
-    values = _inputs(session, version, rows)
-    items = [
-        _to_read(
-            r,
-            reps,
-            teams,
-            values.get((r.subject_type, r.rep_id if r.rep_id is not None else r.team_id, r.period)),
-        )
-        for r in rows
-    ]
-    _rank(items)
+    items = _reads(session, version, rows, names=(reps, teams))
     rep_rows = pd.DataFrame(
         [
             {
