@@ -6,6 +6,7 @@ from app.activities.router import router as activities_router
 from app.auth.router import router as auth_router
 from app.deals.router import router as deals_router
 from app.imports.router import router as imports_router
+from app.jobs.router import router as jobs_router
 from app.performance.router import router as performance_router
 from app.reps.router import router as reps_router
 from app.sources.router import router as sources_router
@@ -19,6 +20,7 @@ api_router.include_router(targets_router, prefix="/targets", tags=["targets"])
 api_router.include_router(deals_router, prefix="/deals", tags=["records"])
 api_router.include_router(activities_router, prefix="/activities", tags=["records"])
 api_router.include_router(sources_router, prefix="/sources", tags=["sources"])
+api_router.include_router(jobs_router, prefix="/jobs", tags=["jobs"])
 api_router.include_router(imports_router, prefix="/imports", tags=["imports"])
 api_router.include_router(performance_router)
 api_router.include_router(auth_router, prefix="/api-keys", tags=["api keys"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -10,6 +13,7 @@ from app.api import api_router
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.exceptions import install_handlers
+from app.jobs.runner import JobRunner
 
 DESCRIPTION = """
 Quota Gap compares every sales rep with their targets, explains the gap, and names the skill
@@ -28,10 +32,20 @@ def create_app(
     settings: Settings | None = None,
     engine: Engine | None = None,
     session_factory: sessionmaker[Session] | None = None,
+    run_jobs_inline: bool = False,
 ) -> FastAPI:
     settings = settings or get_settings()
     engine = engine or make_engine(settings.database_url)
+    factory = session_factory or make_sessionmaker(engine)
+    jobs = JobRunner(factory, settings, inline=run_jobs_inline)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        jobs.shutdown()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Quota Gap",
         version="0.1.0",
         description=DESCRIPTION,
@@ -55,7 +69,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = session_factory or make_sessionmaker(engine)
+    app.state.sessionmaker = factory
+    app.state.jobs = jobs
     install_handlers(app)
     app.include_router(api_router)
 

@@ -4,6 +4,7 @@ from app.activities.models import Activity
 from app.auth.models import ApiKey
 from app.db import Base
 from app.deals.models import Deal, DealStageChange
+from app.jobs.models import Job, Lease
 from app.performance.models import CoachingRow, DirtyDay, MetricRow, PerformanceRow, Snapshot
 from app.reps.models import Rep, RepIdentity
 from app.sources.models import QuarantinedRecord, Source, SyncCursor, SyncRun
@@ -18,6 +19,8 @@ __all__ = [
     "Deal",
     "DealStageChange",
     "DirtyDay",
+    "Job",
+    "Lease",
     "MetricRow",
     "PerformanceRow",
     "QuarantinedRecord",

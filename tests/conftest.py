@@ -124,7 +124,10 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings, engine: Engine, session_factory: sessionmaker[Session]) -> Any:
-    return create_app(settings, engine=engine, session_factory=session_factory)
+    # Jobs run inline: background threads cannot share the test's one connection.
+    return create_app(
+        settings, engine=engine, session_factory=session_factory, run_jobs_inline=True
+    )
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import select
 
 from app.deps import (
@@ -15,8 +15,10 @@ from app.deps import (
     TargetWriterKey,
 )
 from app.exceptions import NotFoundError
+from app.jobs import service as jobs_service
+from app.jobs.schemas import JobRead
 from app.pagination import CursorParam, LimitParam
-from app.performance import compute, service
+from app.performance import service
 from app.performance.models import Snapshot
 from app.performance.schemas import (
     CoachingRead,
@@ -239,15 +241,24 @@ def leaderboard(
     )
 
 
-@router.post("/compute", response_model=SnapshotRead, tags=["performance"])
+@router.post(
+    "/compute", response_model=JobRead, status_code=status.HTTP_202_ACCEPTED, tags=["performance"]
+)
 def run_compute(
-    body: ComputeRequest, session: SessionDep, settings: SettingsDep, _: AdminKey
-) -> SnapshotRead:
-    """Recompute now: only the periods touched by changed records, or all with `full`."""
-    snap = compute.run(
-        session=session, settings=settings, as_of=body.as_of, full=body.full, trigger="api"
+    body: ComputeRequest, request: Request, session: SessionDep, _: AdminKey
+) -> JobRead:
+    """Recompute now: only the periods touched by changed records, or all with `full`.
+    Answers 202 with the job; follow it at `/api/v1/jobs/{id}`."""
+    job = jobs_service.create(
+        session=session,
+        kind="compute",
+        trigger="api",
+        params={"full": body.full, "as_of": body.as_of.isoformat() if body.as_of else None},
     )
-    return SnapshotRead.model_validate(snap)
+    session.commit()  # the job runs in its own transactions
+    request.app.state.jobs.submit(job.id)
+    session.refresh(job)
+    return JobRead.model_validate(job)
 
 
 @router.get("/snapshots", response_model=SnapshotPage, tags=["performance"])

@@ -5,6 +5,8 @@ from typing import Literal
 from fastapi import APIRouter, Request, status
 
 from app.deps import AdminKey, RecordReaderKey, SessionDep, SettingsDep
+from app.jobs import service as jobs_service
+from app.jobs.schemas import JobRead
 from app.pagination import CursorParam, LimitParam, paginate
 from app.sources import service
 from app.sources.models import QuarantinedRecord, Source, SyncRun
@@ -18,7 +20,6 @@ from app.sources.schemas import (
     SyncRunPage,
     SyncRunRead,
 )
-from app.sync import engine
 
 router = APIRouter()
 
@@ -97,17 +98,13 @@ def list_runs(
     return SyncRunPage(items=[SyncRunRead.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.post("/{source_id}/sync", response_model=SyncRunRead)
-def sync_now(
-    source_id: int, request: Request, session: SessionDep, settings: SettingsDep, _: AdminKey
-) -> SyncRunRead:
-    """Sync this source now and answer with the finished run."""
+@router.post("/{source_id}/sync", response_model=JobRead, status_code=status.HTTP_202_ACCEPTED)
+def sync_now(source_id: int, request: Request, session: SessionDep, _: AdminKey) -> JobRead:
+    """Sync this source now, then recompute what changed. Answers 202 with the job; follow
+    its stage and progress at `/api/v1/jobs/{id}`."""
     service.get(session=session, source_id=source_id)
-    session.commit()  # the engine works in its own transactions, page by page
-    run = engine.run_sync(
-        session_factory=request.app.state.sessionmaker,
-        settings=settings,
-        source_id=source_id,
-        transport=getattr(request.app.state, "crm_transport", None),
-    )
-    return SyncRunRead.model_validate(run)
+    job = jobs_service.create(session=session, kind="sync", source_id=source_id, trigger="api")
+    session.commit()  # the job works in its own transactions, page by page
+    request.app.state.jobs.submit(job.id)
+    session.refresh(job)
+    return JobRead.model_validate(job)

@@ -233,10 +233,13 @@ def test_team_rollup_and_manager_scope(client, factory, demo, session):
 
 
 def test_compute_endpoint_is_admin_only(client, factory, demo):
-    r = client.post(
-        "/api/v1/compute", json={"full": False, "as_of": str(TODAY)}, headers=factory.key("admin")
-    )
-    assert r.status_code == 200 and r.json()["kind"] == "incremental"
+    h = factory.key("admin")
+    r = client.post("/api/v1/compute", json={"full": False, "as_of": str(TODAY)}, headers=h)
+    assert r.status_code == 202
+    job = client.get(f"/api/v1/jobs/{r.json()['id']}", headers=h).json()
+    assert (job["kind"], job["status"], job["stage"]) == ("compute", "succeeded", "done")
+    snap = client.get("/api/v1/snapshots", headers=h).json()["items"][0]
+    assert snap["id"] == job["result"]["compute"]["snapshot"] and snap["kind"] == "incremental"
     assert (
         client.post("/api/v1/compute", json={}, headers=factory.key("analyst")).status_code == 403
     )
