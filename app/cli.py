@@ -46,11 +46,19 @@ def _recompute(
 
 
 def _serve(host: str | None, port: int | None, workers: int = 1) -> None:
+    import os
+
     import uvicorn
 
+    if workers > 1:
+        # Each worker would start a scheduler and run every job several times: leave the
+        # scheduler to `quotagap worker` (the lease would also stop all but one, but why try).
+        os.environ["QG_SCHEDULER_ENABLED"] = "false"
+        get_settings.cache_clear()
+        typer.echo("several workers: the scheduler is off here; run `quotagap worker` too")
     settings = get_settings()
     uvicorn.run(
-        "app.main:create_app",
+        "app.main:create_service_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
@@ -202,6 +210,17 @@ def sync(
     if recompute:
         snap = _recompute(factory, trigger="sync")
         typer.echo(f"recomputed {len(snap.periods)} periods: snapshot {snap.id}")
+
+
+@cli.command()
+def worker() -> None:
+    """Run the scheduler alone (with `QG_SCHEDULER_ENABLED=false` on the API processes).
+    Several workers may run: one leads, the others take over if it dies."""
+    from app.scheduler import Scheduler
+
+    factory = _database()
+    typer.echo("scheduler worker started; waiting for leadership")
+    Scheduler(factory, get_settings()).run_forever()
 
 
 @cli.command("sandbox-crm")

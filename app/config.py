@@ -57,6 +57,17 @@ class Settings(BaseSettings):
         default="linear", description="How expected-to-date is paced through a period."
     )
 
+    # Scheduler
+    scheduler_enabled: bool = Field(
+        default=True,
+        description="Run the scheduler inside `serve` (false: run `quotagap worker` instead).",
+    )
+    scheduler_lease_seconds: float = Field(
+        default=30.0, gt=0, description="Leadership lease; a dead leader is replaced after it."
+    )
+    scheduler_threads: int = Field(default=4, ge=1, le=64)
+    scheduler_misfire_grace_seconds: int = Field(default=300, ge=1)
+
     # Computing and keeping results
     history_months: int = Field(default=24, ge=3, le=120)
     snapshot_retention_days: int = Field(default=400, ge=1)

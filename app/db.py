@@ -73,7 +73,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling skips BEGIN before SAVEPOINTs and DDL; let
         # SQLAlchemy emit it so transactions and savepoints behave as on PostgreSQL.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
@@ -87,6 +87,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # A deferred transaction that later writes fails at once with "database is locked" when
+    # another connection is writing (SQLite refuses the upgrade to avoid a deadlock, whatever
+    # the busy timeout). Writers therefore take the write lock up front and queue on the busy
+    # timeout; read-only work (the API's GETs) keeps deferred BEGINs, which WAL never blocks.
+    read_only = conn.get_execution_options().get("read_only", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

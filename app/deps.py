@@ -22,7 +22,9 @@ def get_settings(request: Request) -> Settings:
 
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request, committed when the route returns without error."""
-    session: Session = request.app.state.sessionmaker()
+    readonly = request.method in ("GET", "HEAD")
+    factory = request.app.state.read_sessionmaker if readonly else request.app.state.sessionmaker
+    session: Session = factory()
     try:
         yield session
         session.commit()

@@ -14,6 +14,7 @@ from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.exceptions import install_handlers
 from app.jobs.runner import JobRunner
+from app.scheduler import Scheduler
 
 DESCRIPTION = """
 Quota Gap compares every sales rep with their targets, explains the gap, and names the skill
@@ -33,15 +34,22 @@ def create_app(
     engine: Engine | None = None,
     session_factory: sessionmaker[Session] | None = None,
     run_jobs_inline: bool = False,
+    start_scheduler: bool = False,
 ) -> FastAPI:
     settings = settings or get_settings()
     engine = engine or make_engine(settings.database_url)
     factory = session_factory or make_sessionmaker(engine)
     jobs = JobRunner(factory, settings, inline=run_jobs_inline)
 
+    scheduler = Scheduler(factory, settings) if start_scheduler else None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if scheduler is not None:
+            scheduler.start()
         yield
+        if scheduler is not None:
+            scheduler.stop()
         jobs.shutdown()
 
     app = FastAPI(
@@ -70,14 +78,27 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = factory
+    # GETs only read: on SQLite they must not queue behind writers (see app.db).
+    app.state.read_sessionmaker = (
+        factory
+        if session_factory is not None
+        else make_sessionmaker(engine.execution_options(read_only=True))
+    )
     app.state.jobs = jobs
     install_handlers(app)
     app.include_router(api_router)
 
     @app.get("/health", tags=["health"], summary="Liveness and database check (no auth)")
     def health() -> dict[str, str]:
-        with engine.connect() as conn:
+        with engine.execution_options(read_only=True).connect() as conn:
             conn.execute(text("SELECT 1"))
         return {"status": "ok"}
 
     return app
+
+
+def create_service_app() -> FastAPI:
+    """The app ``quotagap serve`` runs: with the scheduler, unless QG_SCHEDULER_ENABLED=false
+    (set it when a separate ``quotagap worker`` runs, or with several uvicorn workers)."""
+    settings = get_settings()
+    return create_app(settings, start_scheduler=settings.scheduler_enabled)

@@ -99,9 +99,11 @@ def run(
     job_id: int,
     transport: httpx.BaseTransport | None = None,
     sleep: Callable[[float], None] | None = None,
+    holder: str | None = None,
 ) -> Job:
-    """Run a queued job to its end (succeeded or failed) in this process."""
-    holder = leases.holder_id()
+    """Run a queued job to its end (succeeded or failed) in this process; ``holder`` names
+    the process in leases and in ``Job.worker``."""
+    holder = holder or leases.holder_id()
     with session_factory() as session:
         job = get(session=session, job_id=job_id)
         kind, source_id, params = job.kind, job.source_id, dict(job.params)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from app.schemas import Page, Schema, UTCDatetime
 
@@ -10,9 +10,23 @@ Kind = Literal["hubspot", "salesforce", "pipedrive"]
 
 
 class Schedule(Schema):
-    """When the source syncs: every N minutes, or a cron expression (UTC)."""
+    """When the source syncs: every N minutes (or seconds), or a cron expression (UTC)."""
+
+    @model_validator(mode="after")
+    def _valid_cron(self) -> Schedule:
+        if self.cron:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.cron)
+            except ValueError as exc:
+                raise ValueError(f"bad cron expression: {exc}") from exc
+        return self
 
     interval_minutes: int | None = Field(default=None, ge=1, le=7 * 24 * 60)
+    interval_seconds: int | None = Field(
+        default=None, ge=1, le=7 * 24 * 3600, description="Finer than minutes (tests, demos)."
+    )
     cron: str | None = Field(default=None, examples=["0 */2 * * *"])
 
 

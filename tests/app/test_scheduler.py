@@ -1,0 +1,160 @@
+"""The scheduler on real databases and real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from app import secrets
+from app.config import Settings
+from app.db import make_engine, make_sessionmaker, transaction
+from app.deals.models import Deal
+from app.jobs.models import Job, Lease
+from app.migrate import upgrade
+from app.performance.models import Snapshot
+from app.scheduler import LEADER_LEASE, Scheduler
+from app.sources.models import Source
+from connectors import registry
+from connectors.sandbox.common import SandboxState, ServerThread
+from tests.conftest import TEST_SECRET_KEY, _drop_postgres_database, _postgres_database
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = {"seed": 4, "teams": 1, "reps_per_team": 3, "months": 2}
+
+
+@pytest.fixture
+def fresh_url(backend, tmp_path):
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sched.db'}"
+        return
+    name = f"qg_sched_{uuid.uuid4().hex[:8]}"
+    yield _postgres_database(name)
+    _drop_postgres_database(name)
+
+
+@pytest.fixture
+def sandbox():
+    with ServerThread(
+        registry.sandbox_app("salesforce", SandboxState.seeded(**DEMO), page_size=500)
+    ) as server:
+        yield server.url
+
+
+def _setup(url: str, sandbox_url: str, schedule: dict) -> tuple:
+    engine = make_engine(url)
+    upgrade(engine)
+    settings = Settings(database_url=url, secret_key=TEST_SECRET_KEY, scheduler_lease_seconds=2)
+    factory = make_sessionmaker(engine)
+    with transaction(factory) as s:
+        source = Source(
+            kind="salesforce",
+            name="sf",
+            base_url=sandbox_url,
+            schedule=schedule,
+            credentials_encrypted=secrets.encrypt(settings, {"access_token": "sandbox-token"}),
+        )
+        s.add(source)
+        s.flush()
+        source_id = source.id
+    return engine, settings, factory, source_id
+
+
+def _wait(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def test_the_chain_runs_on_its_own_and_schedule_changes_apply(fresh_url, sandbox):
+    engine, settings, factory, source_id = _setup(fresh_url, sandbox, {"interval_seconds": 1})
+    scheduler = Scheduler(factory, settings, holder="test:1")
+    scheduler.start()
+    try:
+
+        def done() -> list[Job]:
+            with factory() as s:
+                return list(
+                    s.scalars(
+                        select(Job).where(Job.status == "succeeded", Job.trigger == "schedule")
+                    )
+                )
+
+        _wait(lambda: len(done()) >= 2)
+        job = done()[0]
+        assert (job.kind, job.source_id, job.worker) == ("sync", source_id, "test:1")
+        assert job.result["sync"]["inserted"] > 50 and job.result["compute"]["snapshot"]
+        with factory() as s:
+            assert s.scalar(select(func.count()).select_from(Deal)) > 0
+            assert s.scalar(select(func.count()).select_from(Snapshot)) >= 2
+            assert s.get(Lease, LEADER_LEASE).holder == "test:1"
+        # disabling the source through its row stops its runs at the next refresh
+        with transaction(factory) as s:
+            s.get(Source, source_id).is_enabled = False
+        time.sleep(2.5)
+        with factory() as s:
+            before = s.scalar(select(func.count()).select_from(Job))
+        time.sleep(2.5)
+        with factory() as s:
+            assert s.scalar(select(func.count()).select_from(Job)) == before
+    finally:
+        scheduler.stop()
+    with factory() as s:
+        assert s.get(Lease, LEADER_LEASE) is None  # released on a clean stop
+    engine.dispose()
+
+
+def test_a_second_scheduler_waits_and_takes_over_from_a_dead_leader(fresh_url, sandbox):
+    """Two real worker processes on one database: one leads; SIGKILL it, the other leads."""
+    engine, _, factory, _ = _setup(fresh_url, sandbox, {"interval_seconds": 1})
+    env = {
+        **os.environ,
+        "QG_DATABASE_URL": fresh_url,
+        "QG_SECRET_KEY": TEST_SECRET_KEY,
+        "QG_SCHEDULER_LEASE_SECONDS": "2",
+        "PYTHONPATH": str(ROOT),
+    }
+    command = [sys.executable, "-c", "from app.cli import main; main()", "worker"]
+    procs = [
+        subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(2)
+    ]
+    try:
+
+        def holders() -> set[str]:
+            with factory() as s:
+                return {
+                    w for w in s.scalars(select(Job.worker).where(Job.trigger == "schedule")) if w
+                }
+
+        _wait(lambda: len(holders()) >= 1, timeout=60)
+        time.sleep(3)
+        first = holders()
+        assert len(first) == 1  # only the leader runs jobs
+        leader_pid = int(next(iter(first)).rsplit(":", 1)[1])
+        leader = next(p for p in procs if p.pid == leader_pid)
+        leader.send_signal(signal.SIGKILL)
+        leader.wait(timeout=10)
+        killed_at = time.monotonic()
+        _wait(lambda: len(holders()) == 2, timeout=30)
+        took_over_in = time.monotonic() - killed_at
+        assert took_over_in < 2 + 10  # lease (2 s) + renewal + a run's start
+        with factory() as s:
+            lease = s.get(Lease, LEADER_LEASE)
+            assert lease.holder != next(iter(first))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=30)
+    engine.dispose()
