@@ -111,6 +111,18 @@ def test_the_chain_runs_on_its_own_and_schedule_changes_apply(fresh_url, sandbox
         scheduler.stop()
     with factory() as s:
         assert s.get(Lease, LEADER_LEASE) is None  # released on a clean stop
+        history = s.scalar(select(func.count()).select_from(Job))
+    # a restart keeps the schedules (they live in the sources table) and the job history
+    with transaction(factory) as s:
+        s.get(Source, source_id).is_enabled = True
+    restarted = Scheduler(factory, settings, holder="test:2")
+    restarted.start()
+    try:
+        _wait(lambda: any(j.worker == "test:2" and j.status == "succeeded" for j in done()))
+    finally:
+        restarted.stop()
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) > history
     engine.dispose()
 
 
