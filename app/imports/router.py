@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from app.deps import AdminKey, SessionDep, SettingsDep
 from app.exceptions import InvalidInputError, PayloadTooLargeError
 from app.imports import service
 from app.imports.mapping import Mapping
 from app.imports.schemas import ImportRead
+from app.jobs import service as jobs_service
 
 router = APIRouter()
 
@@ -22,6 +23,7 @@ async def _read(file: UploadFile | None, limit: int) -> bytes | None:
 
 @router.post("", response_model=ImportRead)
 async def create_import(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     _: AdminKey,
@@ -33,7 +35,8 @@ async def create_import(
 ) -> ImportRead:
     """Load CSV exports from any CRM. Bad rows are quarantined with their reason (listed in
     the answer and under the source's quarantine) unless `strict`, which answers 422 listing
-    every bad row and writes nothing. Re-importing the same files changes nothing."""
+    every bad row and writes nothing. Re-importing the same files changes nothing. The
+    periods the import touched are then recomputed by the job `compute_job_id`."""
     limit = settings.max_upload_bytes
     mapping_text = (await _read(mapping, 1_000_000) or b"").decode("utf-8", errors="replace")
     frames = {}
@@ -48,4 +51,8 @@ async def create_import(
     result = service.run_import(
         session=session, mapping=Mapping.parse_text(mapping_text), strict=strict, **frames
     )
-    return ImportRead.model_validate(result)
+    # Recompute the periods the import touched, in the background (a job like any other).
+    job = jobs_service.create(session=session, kind="compute", trigger="import")
+    session.commit()
+    request.app.state.jobs.submit(job.id)
+    return ImportRead.model_validate(result).model_copy(update={"compute_job_id": job.id})

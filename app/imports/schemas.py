@@ -20,3 +20,4 @@ class ImportRead(Schema):
     reps: ObjectResultRead | None = None
     deals: ObjectResultRead | None = None
     activities: ObjectResultRead | None = None
+    compute_job_id: int | None = None

@@ -137,6 +137,8 @@ def test_import_endpoint(client, factory):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["deals"]["inserted"] == 1 and body["deals"]["quarantined"] == 5
+    job = client.get(f"/api/v1/jobs/{body['compute_job_id']}", headers=admin).json()
+    assert (job["kind"], job["trigger"], job["status"]) == ("compute", "import", "succeeded")
     r = client.post("/api/v1/imports", files=files, data={"strict": "true"}, headers=admin)
     assert r.status_code == 422
     assert len(r.json()["error"]["details"]) == 5
