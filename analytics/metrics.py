@@ -33,11 +33,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-from analytics.periods import MISSING_INDEX, FiscalCalendar, index_label, period_index
+from analytics.periods import (
+    MISSING_INDEX,
+    FiscalCalendar,
+    index_label,
+    period_from_index,
+    period_index,
+)
 
 
 @dataclass(frozen=True)
@@ -154,26 +162,67 @@ METRIC_COLUMNS = (
     "sales_velocity",
 )
 _DAY_NS = 86_400 * 10**9
+ADDITIVE_COLUMNS = (*VALUE_COLUMNS, *COUNT_COLUMNS)
+# One slot per activity type counted on its own, and a last one for any other (or no) type.
+_TYPE_SLOT = {t: i for i, t in enumerate(ACTIVITY_METRIC_OF_TYPE)}
+_OTHER_TYPE = len(_TYPE_SLOT)
+# A (subject x period) grid up to this size is aggregated densely (np.bincount); larger ones
+# (many subjects over many weeks, say) are first compacted to the cells that occur.
+_DENSE_CELLS = 1 << 21
+_ROLLUP_KINDS = ("month", "quarter", "year")
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 class UnknownCurrencyError(ValueError):
     pass
 
 
+def _rate_lookup(
+    currency: pd.Series, rates: Mapping[str, float]
+) -> tuple[npt.NDArray[np.intp], FloatArray]:
+    """(code per row, rate per code); a missing currency has code -1. Currencies are
+    upper-cased once per distinct value, not once per row."""
+    if isinstance(currency.dtype, pd.CategoricalDtype):
+        codes = currency.cat.codes.to_numpy().astype(np.intp)
+        uniques = list(currency.cat.categories)
+    else:
+        factorized, found = pd.factorize(currency)
+        codes = np.asarray(factorized, dtype=np.intp)
+        uniques = list(found)
+    table = np.array([rates.get(str(u).upper(), np.nan) for u in uniques], dtype="float64")
+    return codes, table
+
+
+def _reporting_values(
+    amount: pd.Series,
+    currency: pd.Series,
+    rates: Mapping[str, float],
+    rows: npt.NDArray[np.intp] | None = None,
+) -> FloatArray:
+    """amount × rate(currency) of the rows at positions ``rows`` (every row when None)."""
+    codes, table = _rate_lookup(currency, rates)
+    values = amount.to_numpy(dtype="float64", na_value=np.nan)
+    if rows is not None:
+        codes, values = codes[rows], values[rows]
+    # A trailing NaN: code -1 (no currency) looks it up.
+    rate = np.append(table, np.nan)[codes]
+    missing = np.isnan(rate) & ~np.isnan(values)
+    if missing.any():
+        shown = currency if rows is None else currency.iloc[rows]
+        bad = sorted({str(c) for c in shown[missing]})
+        raise UnknownCurrencyError(f"no conversion rate for currency {', '.join(bad)}")
+    out: FloatArray = values * rate
+    return out
+
+
 def to_reporting_currency(
     amount: pd.Series, currency: pd.Series, rates: Mapping[str, float]
 ) -> pd.Series:
     """amount × rates[currency]; an unknown currency is an error, not a silent zero."""
-    codes, uniques = pd.factorize(currency.astype("string").str.upper())
-    table = np.array([rates.get(str(u), np.nan) for u in uniques], dtype="float64")
-    rate = table[codes] if len(uniques) else np.full(len(codes), np.nan)
-    rate = np.where(codes < 0, np.nan, rate)
-    values = amount.to_numpy(dtype="float64", na_value=np.nan)
-    missing = np.isnan(rate) & ~np.isnan(values)
-    if missing.any():
-        bad = sorted({str(c) for c in currency[missing]})
-        raise UnknownCurrencyError(f"no conversion rate for currency {', '.join(bad)}")
-    return pd.Series(values * rate, index=amount.index)
+    return pd.Series(_reporting_values(amount, currency, rates), index=amount.index)
 
 
 def _local(ts: pd.Series, tz: str) -> pd.Series:
@@ -182,6 +231,176 @@ def _local(ts: pd.Series, tz: str) -> pd.Series:
         local: pd.Series = ts.dt.tz_convert(tz)
         return local
     return ts
+
+
+def _wall_ns(ts: pd.Series) -> npt.NDArray[np.datetime64]:
+    """Wall-clock values (of a :func:`_local` column) as naive ``datetime64[ns]``."""
+    if isinstance(ts.dtype, pd.DatetimeTZDtype):
+        ts = ts.dt.tz_localize(None)
+    out: npt.NDArray[np.datetime64] = ts.to_numpy(dtype="datetime64[ns]")
+    return out
+
+
+# Up to this many days between the first and the last date, periods are looked up per day.
+_DAY_TABLE = 1 << 20
+
+
+def _period_index(dates: pd.Series, kind: str, cal: FiscalCalendar) -> IntArray:
+    """:func:`analytics.periods.period_index` (wall-clock date of each value), computed once
+    per distinct day of the range rather than per value: records span a few hundred days."""
+    series = dates if pd.api.types.is_datetime64_any_dtype(dates.dtype) else pd.to_datetime(dates)
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        series = series.dt.tz_localize(None)
+    days = series.to_numpy().astype("datetime64[D]")
+    missing = np.isnat(days)
+    numbers = days.view(np.int64)
+    valid = numbers[~missing] if missing.any() else numbers
+    if not len(valid):
+        return np.full(len(numbers), MISSING_INDEX, dtype=np.int64)
+    lo, hi = int(valid.min()), int(valid.max())
+    if hi - lo >= _DAY_TABLE:
+        return period_index(dates, kind, cal)
+    span = pd.Series(np.arange(lo, hi + 1, dtype=np.int64).view("datetime64[D]"))
+    table = period_index(span, kind, cal)
+    out: IntArray = table[np.where(missing, 0, numbers - lo)]
+    out[missing] = MISSING_INDEX
+    return out
+
+
+def _rows(series: pd.Series, rows: npt.NDArray[np.intp] | None) -> pd.Series:
+    """The values at positions ``rows`` (the column itself, not a copy, when None)."""
+    return series if rows is None else series.iloc[rows]
+
+
+def _cycle_days(deals: pd.DataFrame, rows: npt.NDArray[np.intp] | None, tz: str) -> FloatArray:
+    """(closed_at, else close_date) − created_at in days, in the reporting timezone's wall
+    clock (``close_date`` is a local date), NaN when either end is missing."""
+    start = _wall_ns(_local(_rows(deals["created_at"], rows), tz))
+    end = _wall_ns(pd.Series(pd.to_datetime(_rows(deals["close_date"], rows))))
+    if "closed_at" in deals:
+        closed = _wall_ns(_local(_rows(deals["closed_at"], rows), tz))
+        end = np.where(np.isnat(closed), end, closed)
+    cycle = end - start
+    days = cycle.astype(np.int64) / _DAY_NS
+    out: FloatArray = np.where(np.isnat(cycle), np.nan, days)
+    return out
+
+
+def _live_rows(frame: pd.DataFrame) -> npt.NDArray[np.intp] | None:
+    """Positions of the rows not deleted (None: every row, so nothing needs copying)."""
+    deleted = frame["is_deleted"].to_numpy(dtype=bool)
+    return np.flatnonzero(~deleted) if deleted.any() else None
+
+
+def _count(rows: npt.NDArray[np.intp] | None, frame: pd.DataFrame) -> int:
+    return len(frame) if rows is None else len(rows)
+
+
+def _take(values: npt.NDArray[Any], rows: npt.NDArray[np.intp] | None) -> npt.NDArray[Any]:
+    return values if rows is None else values[rows]
+
+
+def _type_slots(types: pd.Series) -> IntArray:
+    """Slot of each activity type in :data:`ACTIVITY_METRIC_OF_TYPE` (:data:`_OTHER_TYPE` for
+    any other or no type), looked up once per distinct type (categorical or factorized)."""
+    if isinstance(types.dtype, pd.CategoricalDtype):
+        codes = types.cat.codes.to_numpy()
+        uniques = list(types.cat.categories)
+    else:
+        codes, found = pd.factorize(types)
+        uniques = list(found)
+    # A trailing "other" slot: code -1 (no type) looks it up.
+    table = np.array([*(_TYPE_SLOT.get(u, _OTHER_TYPE) for u in uniques), _OTHER_TYPE])
+    out: IntArray = table.astype(np.int64)[codes]
+    return out
+
+
+def _group_median(cells: IntArray, values: FloatArray, size: int) -> FloatArray:
+    """Median of ``values`` per cell ``0..size-1`` (NaN values skipped; NaN for a cell with
+    none): the middle value, or the mean of the two middle ones, as pandas' group median."""
+    ok = ~np.isnan(values)
+    cells, values = cells[ok], values[ok]
+    order = np.lexsort((values, cells))
+    ordered = values[order]
+    counts = np.bincount(cells, minlength=size)
+    starts = np.cumsum(counts) - counts
+    out = np.full(size, np.nan)
+    has = counts > 0
+    n = counts[has]
+    lo = ordered[starts[has] + (n - 1) // 2]
+    hi = ordered[starts[has] + n // 2]
+    out[has] = (hi + lo) / 2
+    return out
+
+
+class _Grid:
+    """Cells (subject, period) shared by every source of one :func:`period_metrics` call.
+
+    Subjects are coded densely (an integer key's offset from its minimum when the range is
+    small, else factorized), periods by their offset from the first period; a cell is
+    ``subject * periods + period``. Sparse grids are compacted to the cells that occur.
+    """
+
+    def __init__(self, keys: list[pd.Series], periods: list[IntArray]) -> None:
+        valid = [p[p != MISSING_INDEX] for p in periods]
+        nonempty = [v for v in valid if len(v)]
+        self.first = int(min(v.min() for v in nonempty)) if nonempty else 0
+        last = int(max(v.max() for v in nonempty)) if nonempty else -1
+        self.periods = last - self.first + 1
+        self.key_codes, self.uniques = self._code_keys(keys)
+        self.cells: list[IntArray] = []
+        for codes, period in zip(self.key_codes, periods, strict=True):
+            cell = codes * self.periods + (period - self.first)
+            cell[(codes < 0) | (period == MISSING_INDEX)] = -1
+            self.cells.append(cell)
+        self.size = len(self.uniques) * max(self.periods, 0)
+        self.compact: IntArray | None = None
+        if self.size > _DENSE_CELLS:
+            flat = np.concatenate([c[c >= 0] for c in self.cells])
+            self.compact, inverse = np.unique(flat, return_inverse=True)
+            self.size = len(self.compact)
+            parts = np.split(inverse, np.cumsum([int((c >= 0).sum()) for c in self.cells])[:-1])
+            for cell, part in zip(self.cells, parts, strict=True):
+                cell[cell >= 0] = part
+
+    @staticmethod
+    def _code_keys(keys: list[pd.Series]) -> tuple[list[IntArray], Any]:
+        arrays = [k.to_numpy() for k in keys]
+        total = sum(len(a) for a in arrays)
+        if all(a.dtype.kind in "iu" for a in arrays) and total:
+            lo = min(int(a.min()) for a in arrays if len(a))
+            hi = max(int(a.max()) for a in arrays if len(a))
+            if hi - lo < max(total, 1 << 16):
+                dtype = np.result_type(*(a.dtype for a in arrays))
+                return [a.astype(np.int64) - lo for a in arrays], np.arange(lo, hi + 1, dtype=dtype)
+        combined = pd.concat(keys, ignore_index=True) if keys else pd.Series([], dtype=object)
+        codes, uniques = pd.factorize(combined)
+        bounds = np.cumsum([len(a) for a in arrays])[:-1]
+        return [np.asarray(c, dtype=np.int64) for c in np.split(codes, bounds)], uniques
+
+    def count(self, source: int, mask: BoolArray | None = None) -> IntArray:
+        cell = self.cells[source]
+        keep = cell >= 0 if mask is None else (cell >= 0) & mask
+        out: IntArray = np.bincount(cell[keep], minlength=self.size).astype(np.int64)
+        return out
+
+    def total(self, source: int, weights: FloatArray) -> FloatArray:
+        cell = self.cells[source]
+        keep = cell >= 0
+        return cast(FloatArray, np.bincount(cell[keep], weights=weights[keep], minlength=self.size))
+
+    def frame(self, key: str, present: BoolArray, columns: dict[str, npt.NDArray[Any]]) -> Any:
+        at = np.flatnonzero(present)
+        cell = at if self.compact is None else self.compact[at]
+        subject, period = np.divmod(cell, self.periods) if self.periods > 0 else (cell, cell)
+        keys = self.uniques.take(subject) if len(subject) else self.uniques[:0]
+        return pd.DataFrame(
+            {
+                key: keys,
+                "period_index": (period + self.first).astype(np.int64),
+                **{name: values[at] for name, values in columns.items()},
+            }
+        )
 
 
 def period_metrics(
@@ -197,97 +416,91 @@ def period_metrics(
     """One row per (``key``, period) with data, and every metric of the module docstring.
 
     ``key`` is the grouping column present on both frames: ``rep_id``, or a ``team_id`` that a
-    caller added (one row per record and team it rolls up to) to get pooled team figures.
+    caller added (one row per record and team it rolls up to) to get pooled team figures
+    (:func:`rollup_metrics` gets the same from the per-rep rows without duplicating records).
     Columns: ``key, period, period_index`` then :data:`METRIC_COLUMNS`.
+
+    Vectorised: records are never copied (index positions of the live rows), codes
+    (currency, status, activity type) are looked up once per distinct value (categorical
+    columns as they come), and every aggregate is one ``np.bincount`` over (subject, period)
+    cells.
     """
-    parts: list[pd.DataFrame] = []
-    live = deals[~deals["is_deleted"].to_numpy(dtype=bool)]
-    if len(live):
-        value = to_reporting_currency(live["amount"], live["currency"], rates).fillna(0.0)
-        status = live["status"].to_numpy()
-        closed_idx = period_index(live["close_date"], kind, cal)
-        won = status == "won"
-        lost = status == "lost"
-        closed = (won | lost) & (closed_idx != MISSING_INDEX)
-        created_at = _local(live["created_at"], tz)
-        end = pd.to_datetime(live["close_date"])
-        if "closed_at" in live:
-            local_closed = _local(live["closed_at"], tz)
-            if isinstance(local_closed.dtype, pd.DatetimeTZDtype):
-                local_closed = local_closed.dt.tz_localize(None)
-            end = local_closed.where(local_closed.notna(), end)
-        start = (
-            created_at.dt.tz_localize(None)
-            if isinstance(created_at.dtype, pd.DatetimeTZDtype)
-            else created_at
+    live = _live_rows(deals)
+    n_live = _count(live, deals)
+    acts = _live_rows(activities)
+    n_acts = _count(acts, activities)
+    if not n_live and not n_acts:
+        empty = pd.DataFrame(index=pd.MultiIndex.from_arrays([[], []], names=[key, "period_index"]))
+        return _finish(empty.reset_index(), key, kind)
+
+    keys: list[pd.Series] = []
+    periods: list[IntArray] = []
+    if n_live:
+        status = _rows(deals["status"], live)
+        won = status.eq("won").to_numpy(dtype=bool, na_value=False)
+        lost = status.eq("lost").to_numpy(dtype=bool, na_value=False)
+        closed_idx = _period_index(_rows(deals["close_date"], live), kind, cal)
+        closed_idx = np.where(won | lost, closed_idx, MISSING_INDEX)
+        created_idx = _period_index(_local(_rows(deals["created_at"], live), tz), kind, cal)
+        deal_keys = _rows(deals[key], live)
+        keys += [deal_keys, deal_keys]
+        periods += [closed_idx, created_idx]
+    if n_acts:
+        idx = _period_index(_local(_rows(activities["occurred_at"], acts), tz), kind, cal)
+        keys.append(_rows(activities[key], acts))
+        periods.append(idx)
+    grid = _Grid(keys, periods)
+
+    columns: dict[str, npt.NDArray[Any]] = {}
+    present = np.zeros(grid.size, dtype=bool)
+    if n_live:
+        value = _reporting_values(deals["amount"], deals["currency"], rates, live)
+        value = np.where(np.isnan(value), 0.0, value)
+        closed_rows = grid.count(0)
+        present |= closed_rows > 0
+        columns["won_revenue"] = grid.total(0, np.where(won, value, 0.0))
+        columns["closed_value"] = grid.total(0, value)
+        columns["won_deals"] = grid.count(0, won)
+        columns["lost_deals"] = grid.count(0, lost)
+        won_at = np.flatnonzero(won & (grid.cells[0] >= 0))
+        live_won = won_at if live is None else live[won_at]
+        columns["sales_cycle_days"] = _group_median(
+            grid.cells[0][won_at], _cycle_days(deals, live_won, tz), grid.size
         )
-        cycle = end.to_numpy(dtype="datetime64[ns]") - start.to_numpy(dtype="datetime64[ns]")
-        cycle_days = cycle.astype("timedelta64[ns]").astype(np.int64) / _DAY_NS
-        cycle_days = np.where(np.isnat(cycle), np.nan, cycle_days)
-        keys = live[key].to_numpy()
-        closed_frame = pd.DataFrame(
-            {
-                key: keys[closed],
-                "period_index": closed_idx[closed],
-                "won_revenue": np.where(won, value, 0.0)[closed],
-                "closed_value": value.to_numpy()[closed],
-                "won_deals": won[closed].astype(np.int64),
-                "lost_deals": lost[closed].astype(np.int64),
-                "cycle": np.where(won, cycle_days, np.nan)[closed],
-            }
-        )
-        grouped = closed_frame.groupby([key, "period_index"], sort=False)
-        agg = grouped[["won_revenue", "closed_value", "won_deals", "lost_deals"]].sum()
-        agg["sales_cycle_days"] = grouped["cycle"].median()
-        parts.append(agg)
-        created_idx = period_index(created_at, kind, cal)
-        has_created = created_idx != MISSING_INDEX
-        created_frame = pd.DataFrame(
-            {
-                key: keys[has_created],
-                "period_index": created_idx[has_created],
-                "pipeline_created": value.to_numpy()[has_created],
-            }
-        )
-        g = created_frame.groupby([key, "period_index"], sort=False)["pipeline_created"]
-        parts.append(pd.DataFrame({"pipeline_created": g.sum(), "opportunities": g.size()}))
-    acts = activities[~activities["is_deleted"].to_numpy(dtype=bool)]
-    if len(acts):
-        idx = period_index(_local(acts["occurred_at"], tz), kind, cal)
-        ok = idx != MISSING_INDEX
-        type_codes = (
-            acts["type"]
-            .map({t: i for i, t in enumerate(ACTIVITY_METRIC_OF_TYPE)})
-            .to_numpy(dtype="float64", na_value=np.nan)
-        )
-        frame = pd.DataFrame(
-            {key: acts[key].to_numpy()[ok], "period_index": idx[ok], "t": type_codes[ok]}
-        )
-        counts = frame.groupby([key, "period_index", "t"], sort=False).size().unstack("t")
-        # Without this the columns axis stays named "t" and leaks into the result frame.
-        counts.columns.name = None
-        counts = counts.rename(
-            columns={float(i): m for i, m in enumerate(ACTIVITY_METRIC_OF_TYPE.values())}
-        )
-        counts["activities"] = frame.groupby([key, "period_index"], sort=False).size()
-        parts.append(counts)
-    out = (
-        pd.concat(parts, axis=1)
-        if parts
-        else pd.DataFrame(index=pd.MultiIndex.from_arrays([[], []], names=[key, "period_index"]))
-    )
-    return _finish(out.reset_index(), key, kind)
+        columns["opportunities"] = grid.count(1)
+        columns["pipeline_created"] = grid.total(1, value)
+        present |= columns["opportunities"] > 0
+    if n_acts:
+        source = len(periods) - 1
+        cell = grid.cells[source]
+        keep = cell >= 0
+        slots = _type_slots(activities["type"])
+        slot = _take(slots, acts)[keep]
+        by_type = np.bincount(
+            cell[keep] * (_OTHER_TYPE + 1) + slot, minlength=grid.size * (_OTHER_TYPE + 1)
+        ).reshape(grid.size, _OTHER_TYPE + 1)
+        # A cell with only other-type activities gets no activity figures (and no row of its
+        # own), as a type pivot would; "activities" counts every type of a cell that has one.
+        typed = by_type[:, :_OTHER_TYPE].sum(axis=1) > 0
+        present |= typed
+        columns["activities"] = np.where(typed, by_type.sum(axis=1), 0).astype(np.int64)
+        for i, name in enumerate(ACTIVITY_METRIC_OF_TYPE.values()):
+            columns[name] = by_type[:, i].astype(np.int64)
+    return _finish(grid.frame(key, present, columns), key, kind)
 
 
-def _finish(out: pd.DataFrame, key: str, kind: str) -> pd.DataFrame:
-    for col in (*COUNT_COLUMNS, *VALUE_COLUMNS):
-        if col not in out:
-            out[col] = 0
-    counts = [c for c in COUNT_COLUMNS if c != "closed_deals"]
-    out[counts] = out[counts].fillna(0).astype("int64")
-    out[list(VALUE_COLUMNS)] = out[list(VALUE_COLUMNS)].fillna(0.0).astype("float64")
-    if "sales_cycle_days" not in out:
-        out["sales_cycle_days"] = np.nan
+def finish_ratios(out: pd.DataFrame) -> pd.DataFrame:
+    """Derive, in place, the columns that are not sums (and return ``out``):
+
+    * ``closed_deals``   = won_deals + lost_deals
+    * ``win_rate``       = won_deals / closed_deals        (NaN when closed_deals = 0)
+    * ``win_rate_value`` = won_revenue / closed_value      (NaN when closed_value <= 0)
+    * ``avg_deal_size``  = won_revenue / won_deals         (NaN when won_deals = 0)
+    * ``sales_velocity`` = opportunities × win_rate × avg_deal_size / sales_cycle_days
+      (NaN when sales_cycle_days is NaN or <= 0)
+
+    ``sales_cycle_days`` is a median, not derivable from sums: it must be present.
+    """
     out["closed_deals"] = out["won_deals"] + out["lost_deals"]
     # Ratios of nothing are undefined (NaN), never 0: a rep with no closed deals has no win rate.
     out["win_rate"] = out["won_deals"] / out["closed_deals"].where(out["closed_deals"] > 0)
@@ -299,10 +512,146 @@ def _finish(out: pd.DataFrame, key: str, kind: str) -> pd.DataFrame:
         * out["avg_deal_size"]
         / out["sales_cycle_days"].where(out["sales_cycle_days"] > 0)
     )
+    return out
+
+
+def _finish(out: pd.DataFrame, key: str, kind: str) -> pd.DataFrame:
+    for col in (*COUNT_COLUMNS, *VALUE_COLUMNS):
+        if col not in out:
+            out[col] = 0
+    counts = [c for c in COUNT_COLUMNS if c != "closed_deals"]
+    out[counts] = out[counts].fillna(0).astype("int64")
+    out[list(VALUE_COLUMNS)] = out[list(VALUE_COLUMNS)].fillna(0.0).astype("float64")
+    if "sales_cycle_days" not in out:
+        out["sales_cycle_days"] = np.nan
+    finish_ratios(out)
     labels = {i: index_label(kind, i) for i in pd.unique(out["period_index"])}
     out.insert(1, "period", out["period_index"].map(labels).astype("object"))
     out = out[[key, "period", "period_index", *METRIC_COLUMNS]]
     return out.sort_values([key, "period_index"], ignore_index=True)
+
+
+# ------------------------------------------------------------------------------ roll-ups
+
+
+def month_to_period(
+    month_index: npt.ArrayLike, kind: str, cal: FiscalCalendar = FiscalCalendar()
+) -> IntArray:
+    """Index of the ``kind`` (month, quarter or year) period containing each fiscal month.
+
+    Fiscal quarters and years are unions of whole fiscal months in both calendar kinds, so
+    a record's quarter is the quarter of its month: month index m maps to the period that
+    contains the month's first day.
+    """
+    if kind not in _ROLLUP_KINDS:
+        raise ValueError(f"months roll up to {_ROLLUP_KINDS}, not {kind!r}")
+    months = np.asarray(month_index, dtype=np.int64)
+    if kind == "month" or not len(months):
+        return months.copy()
+    distinct, inverse = np.unique(months, return_inverse=True)
+    starts = pd.Series(
+        pd.to_datetime([period_from_index("month", int(m), cal).start for m in distinct])
+    )
+    out: IntArray = period_index(starts, kind, cal)[inverse]
+    return out
+
+
+def won_cycles(
+    deals: pd.DataFrame,
+    *,
+    kind: str,
+    cal: FiscalCalendar,
+    tz: str = "UTC",
+    key: str = "rep_id",
+) -> pd.DataFrame:
+    """The deal-level input of ``sales_cycle_days``: one row per live won deal whose
+    ``close_date`` is in a period, ``key, period_index, cycle_days`` with
+    cycle_days = (closed_at, else close_date) − created_at in days (reporting timezone)."""
+    live = _live_rows(deals)
+    won = _rows(deals["status"], live).eq("won").to_numpy(dtype=bool, na_value=False)
+    idx = _period_index(_rows(deals["close_date"], live), kind, cal)
+    picked = np.flatnonzero(won & (idx != MISSING_INDEX))
+    rows = picked if live is None else live[picked]
+    return pd.DataFrame(
+        {
+            key: deals[key].to_numpy()[rows],
+            "period_index": idx[picked].astype(np.int64),
+            "cycle_days": _cycle_days(deals, rows, tz),
+        }
+    )
+
+
+def cycle_medians(won: pd.DataFrame, *, key: str = "rep_id") -> pd.DataFrame:
+    """``sales_cycle_days`` per (``key``, period) of a :func:`won_cycles` frame (possibly
+    re-keyed or re-periodised): median of cycle_days over the group's deals, NaN skipped.
+    Columns: ``key, period_index, sales_cycle_days``."""
+    grouped = won.groupby([key, "period_index"], sort=True)["cycle_days"].median()
+    return grouped.rename("sales_cycle_days").reset_index()
+
+
+def _sum_rows(rows: pd.DataFrame, key: str, kind: str, cycles: pd.DataFrame | None) -> pd.DataFrame:
+    """Σ of the additive columns per (key, period_index), medians joined, ratios derived."""
+    sums = rows.groupby([key, "period_index"], sort=True)[list(ADDITIVE_COLUMNS)].sum()
+    out = sums.reset_index()
+    if cycles is not None and len(out):
+        out = out.merge(
+            cycles[[key, "period_index", "sales_cycle_days"]],
+            on=[key, "period_index"],
+            how="left",
+        )
+    return _finish(out, key, kind)
+
+
+def rollup_metrics(
+    metrics: pd.DataFrame,
+    mapping: pd.DataFrame,
+    *,
+    kind: str,
+    key: str = "rep_id",
+    to_key: str = "team_id",
+    cycles: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Pooled figures of groups of subjects (teams of reps) from the subjects' own rows.
+
+    ``metrics`` is a :func:`period_metrics` frame keyed by ``key``; ``mapping`` has one row
+    per (``key``, ``to_key``) pair (a rep may count for several teams: its own and every team
+    above it). Per (``to_key``, period), for each additive column c (:data:`ADDITIVE_COLUMNS`):
+
+        c(group, P) = Σ c(subject, P) over the subjects mapped to the group
+
+    then the ratios are derived from those sums as :func:`period_metrics` does
+    (:func:`finish_ratios`). A median does not roll up: ``sales_cycle_days`` comes from
+    ``cycles`` (:func:`cycle_medians` of the group's won deals, keyed by ``to_key``), NaN
+    without. This equals :func:`period_metrics` on frames that carry one row per record and
+    group, without duplicating any record. Columns as :func:`period_metrics`, keyed by
+    ``to_key``.
+    """
+    pairs = mapping[[key, to_key]]
+    rows = metrics[[key, "period_index", *ADDITIVE_COLUMNS]].merge(pairs, on=key, how="inner")
+    return _sum_rows(rows.drop(columns=key), to_key, kind, cycles)
+
+
+def rollup_periods(
+    monthly: pd.DataFrame,
+    *,
+    kind: str,
+    cal: FiscalCalendar,
+    key: str = "rep_id",
+    cycles: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Quarter or year figures from a monthly :func:`period_metrics` frame.
+
+    Per (``key``, period P of ``kind``), for each additive column c:
+
+        c(key, P) = Σ c(key, m) over the fiscal months m of P    (:func:`month_to_period`)
+
+    then the ratios as :func:`period_metrics` (:func:`finish_ratios`); ``sales_cycle_days``
+    comes from ``cycles`` (:func:`cycle_medians` of :func:`won_cycles` mapped to ``kind``),
+    NaN without. Equals ``period_metrics(kind=kind)`` on the records of ``monthly``.
+    """
+    rows = monthly[[key, "period_index", *ADDITIVE_COLUMNS]].copy()
+    rows["period_index"] = month_to_period(rows["period_index"].to_numpy(), kind, cal)
+    return _sum_rows(rows, key, kind, cycles)
 
 
 def additive_actuals(

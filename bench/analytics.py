@@ -41,6 +41,7 @@ import io
 import math
 import os
 import pstats
+import re
 import resource
 import shutil
 import sqlite3
@@ -71,7 +72,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 import app.models  # noqa: E402, F401  (every model, so foreign keys resolve)
 from analytics.metrics import period_metrics  # noqa: E402
-from app import frames, ingest  # noqa: E402
+from app import ingest  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.db import make_engine, make_sessionmaker, transaction  # noqa: E402
 from app.deals.models import Deal  # noqa: E402
@@ -566,6 +567,9 @@ def settings_for(url: str, months: int) -> Settings:
 # --------------------------------------------------------------------------------------
 
 
+MONTH_LABEL = re.compile(r"[0-9]{4}-[0-9]{2}")
+
+
 def _peak_rss_bytes() -> int:
     """This process's peak RSS. ``VmHWM`` is the high-water mark of the current address space;
     ``ru_maxrss`` would not do in a spawned child: Linux carries the forking parent's peak
@@ -602,6 +606,7 @@ def compute_job(url: str, months: int, full: bool, profile_top: int) -> dict[str
             "activities": snap.details["activities"],
             "dirty_days": snap.details["dirty_days"],
             "periods": len(snap.periods),
+            "first_month": min(p for p in snap.periods if MONTH_LABEL.fullmatch(p)),
         }
     if profiler:
         profiler.disable()
@@ -626,7 +631,8 @@ def run_compute(url: str, months: int, *, full: bool, profile_top: int) -> dict[
 def print_compute(label: str, r: dict[str, Any]) -> None:
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in r["timings"].items())
     print(
-        f"{label}: {r['total']:.2f} s ({r['kind']}; {r['periods']} periods, "
+        f"{label}: {r['total']:.2f} s ({r['kind']}; {r['periods']} periods from "
+        f"{r['first_month']}, "
         f"{r['dirty_days']} dirty days, {r['deals']:,} deals + {r['activities']:,} activities "
         f"loaded, {r['rows_written']:,} rows written)"
     )
@@ -670,13 +676,11 @@ CORE = ("won_revenue", "won_deals", "activities")
 
 
 def load_frames(engine: Engine, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The deals and activities frames a full compute loads (same bounds)."""
+    """The deals and activities frames a full compute loads (same bounds, same columns)."""
     with Session(engine) as session:
         scope = compute._scope(session, settings, as_of=AS_OF, full=True)
-        conn = session.connection()
-        deals = frames.deals_frame(conn, since=scope.data_start, until=scope.data_end)
-        acts = frames.activities_frame(conn, since=scope.data_start, until=scope.data_end)
-    return deals, acts
+        f = compute.load(session, scope)
+    return f.deals, f.activities
 
 
 def best_of(repeat: int, fn: Callable[[], pd.DataFrame]) -> tuple[float, pd.DataFrame]:
@@ -925,6 +929,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # progress shows in a redirected log
     print(
         f"Quota Gap compute benchmark: {args.reps:,} reps, {args.deals:,} deals, "
         f"{args.activities:,} activities, {args.months} months to {AS_OF}, seed {args.seed}, "
@@ -970,7 +976,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             secs, updated = change_deals(
                 engine, data, recent=recent, n=args.changes, seed=args.seed, source_id=source_id
             )
-            print(f"upserted {updated:,} {label} deals in {secs:.2f} s")
+            print(f"read and upserted {updated:,} {label} deals in {secs:.2f} s")
             r = run_compute(db.url, args.months, full=False, profile_top=args.profile)
             print_compute(f"incremental ({label})", r)
             incremental[label] = r

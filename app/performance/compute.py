@@ -10,18 +10,37 @@ closes periods) to the same end; figures outside that scope cannot have changed.
 from __future__ import annotations
 
 import time as clock
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from analytics import drivers, gaps, trends
-from analytics.metrics import METRIC_COLUMNS, period_metrics, to_reporting_currency
-from analytics.periods import Period, period_from_index, period_of, periods_between, shift
+from analytics.metrics import (
+    METRIC_COLUMNS,
+    cycle_medians,
+    month_to_period,
+    period_metrics,
+    rollup_metrics,
+    rollup_periods,
+    to_reporting_currency,
+    won_cycles,
+)
+from analytics.periods import (
+    FiscalCalendar,
+    Period,
+    period_from_index,
+    period_of,
+    periods_between,
+    shift,
+)
 from app import frames
 from app.config import Settings
 from app.performance import versioning
@@ -99,6 +118,19 @@ def _by_team(frame: pd.DataFrame, membership: pd.DataFrame) -> pd.DataFrame:
     return frame.merge(membership, on="rep_id", how="inner")
 
 
+def _due(deals: pd.DataFrame, as_of: date) -> npt.NDArray[np.bool_]:
+    """Open, live deals with a close date on or after ``as_of``: a superset of the deals
+    :func:`analytics.gaps.open_pipeline` counts in any period."""
+    close = pd.to_datetime(deals["close_date"]).to_numpy(dtype="datetime64[D]")
+    out: npt.NDArray[np.bool_] = (
+        deals["status"].eq("open").to_numpy(dtype=bool, na_value=False)
+        & ~deals["is_deleted"].to_numpy(dtype=bool)
+        & ~np.isnat(close)
+        & (close >= np.datetime64(as_of, "D"))
+    )
+    return out
+
+
 @dataclass
 class Frames:
     deals: pd.DataFrame
@@ -109,13 +141,40 @@ class Frames:
     membership: pd.DataFrame
 
 
+# The columns the job reads (the frames' other columns are for other callers).
+DEAL_COLUMNS = (
+    "rep_id",
+    "amount",
+    "currency",
+    "status",
+    "probability",
+    "created_at",
+    "close_date",
+    "closed_at",
+    "is_deleted",
+)
+ACTIVITY_COLUMNS = ("rep_id", "type", "occurred_at", "is_deleted")
+
+
 def load(session: Session, scope: Scope) -> Frames:
     conn = session.connection()
     reps = frames.reps_frame(conn)
     teams = frames.teams_frame(conn)
     return Frames(
-        deals=frames.deals_frame(conn, since=scope.data_start, until=scope.data_end),
-        activities=frames.activities_frame(conn, since=scope.data_start, until=scope.data_end),
+        deals=frames.deals_frame(
+            conn,
+            since=scope.data_start,
+            until=scope.data_end,
+            columns=DEAL_COLUMNS,
+            categorical=True,
+        ),
+        activities=frames.activities_frame(
+            conn,
+            since=scope.data_start,
+            until=scope.data_end,
+            columns=ACTIVITY_COLUMNS,
+            categorical=True,
+        ),
         reps=reps,
         teams=teams,
         targets=frames.targets_frame(conn, periods=scope.labels),
@@ -123,21 +182,52 @@ def load(session: Session, scope: Scope) -> Frames:
     )
 
 
-def _metrics(f: Frames, settings: Settings, kind: str) -> pd.DataFrame:
-    """Rep and team metrics for one period kind, with subject_type / subject_id."""
-    common: dict[str, Any] = {
-        "kind": kind,
-        "cal": settings.calendar,
-        "rates": settings.currency_rates,
-        "tz": settings.timezone,
-    }
-    rep = period_metrics(f.deals, f.activities, key="rep_id", **common)
-    team = period_metrics(
-        _by_team(f.deals, f.membership),
-        _by_team(f.activities, f.membership),
-        key="team_id",
-        **common,
+def _all_metrics(f: Frames, settings: Settings) -> dict[str, pd.DataFrame]:
+    """Rep and team metrics of every period kind, with subject_type / subject_id.
+
+    One pass over the records: the monthly rep figures. Everything else is rolled up from
+    them (quarters and years are unions of fiscal months; a team pools its members' rows,
+    see :func:`rollup_metrics`), except the median sales cycle, which takes the won deals
+    of each quarter, year and team (a small frame) rather than the members' medians.
+    """
+    cal = settings.calendar
+    rep_month = period_metrics(
+        f.deals,
+        f.activities,
+        kind="month",
+        cal=cal,
+        rates=settings.currency_rates,
+        tz=settings.timezone,
+        key="rep_id",
     )
+    rep_won = won_cycles(f.deals, kind="month", cal=cal, tz=settings.timezone, key="rep_id")
+    team_won = rep_won.merge(f.membership, on="rep_id", how="inner").drop(columns="rep_id")
+    out: dict[str, pd.DataFrame] = {}
+    for kind in KINDS:
+        rep_cycles = cycle_medians(_won_in(rep_won, kind, cal), key="rep_id")
+        team_cycles = cycle_medians(_won_in(team_won, kind, cal), key="team_id")
+        rep = (
+            rep_month
+            if kind == "month"
+            else rollup_periods(rep_month, kind=kind, cal=cal, key="rep_id", cycles=rep_cycles)
+        )
+        team = rollup_metrics(
+            rep, f.membership, kind=kind, key="rep_id", to_key="team_id", cycles=team_cycles
+        )
+        out[kind] = _with_subjects(rep, team, settings, kind)
+    return out
+
+
+def _won_in(won: pd.DataFrame, kind: str, cal: FiscalCalendar) -> pd.DataFrame:
+    """A monthly :func:`won_cycles` frame with its periods mapped to ``kind``."""
+    if kind == "month":
+        return won
+    return won.assign(period_index=month_to_period(won["period_index"].to_numpy(), kind, cal))
+
+
+def _with_subjects(
+    rep: pd.DataFrame, team: pd.DataFrame, settings: Settings, kind: str
+) -> pd.DataFrame:
     rep = rep.rename(columns={"rep_id": "subject_id"}).assign(subject_type="rep")
     team = team.rename(columns={"team_id": "subject_id"}).assign(subject_type="team")
     out = pd.concat([rep, team], ignore_index=True).assign(period_kind=kind)
@@ -175,17 +265,20 @@ def run(
     cal = settings.calendar
 
     t = clock.perf_counter()
-    metrics = {kind: _metrics(f, settings, kind) for kind in KINDS}
+    metrics = _all_metrics(f, settings)
     timings["metrics"] = clock.perf_counter() - t
 
     t = clock.perf_counter()
     in_scope = {kind: {p.label for p in scope.periods[kind]} for kind in KINDS}
     all_periods = [p for ps in scope.periods.values() for p in ps]
+    # Only open deals due from as_of on can count (open_pipeline's own rule): the team
+    # merge then copies those few rather than every deal.
+    due = f.deals[_due(f.deals, as_of)]
     rep_pipeline = gaps.open_pipeline(
-        f.deals, periods=all_periods, as_of=as_of, rates=settings.currency_rates, key="rep_id"
+        due, periods=all_periods, as_of=as_of, rates=settings.currency_rates, key="rep_id"
     )
     team_pipeline = gaps.open_pipeline(
-        _by_team(f.deals, f.membership),
+        _by_team(due, f.membership),
         periods=all_periods,
         as_of=as_of,
         rates=settings.currency_rates,
@@ -292,7 +385,14 @@ def _seasonal_shares(session: Session, settings: Settings, f: Frames, as_of: dat
     """Each team's learned booking curve, from two years of its won deals; a rep is paced on
     their team's curve (one rep's own history is too thin to learn a shape from)."""
     since = as_of - timedelta(days=2 * 366 + 92)
-    won = frames.deals_frame(session.connection(), since=since, until=as_of, status="won")
+    won = frames.deals_frame(
+        session.connection(),
+        since=since,
+        until=as_of,
+        status="won",
+        columns=("rep_id", "amount", "currency", "close_date", "is_deleted"),
+        categorical=True,
+    )
     won = won[~won["is_deleted"]]
     won = won.assign(
         value=to_reporting_currency(won["amount"], won["currency"], settings.currency_rates)
@@ -346,39 +446,67 @@ def _with_streaks(session: Session, rows: pd.DataFrame, scope: Scope) -> pd.Data
     return rows
 
 
+def _clean_columns(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, list[Any]]:
+    """Each column's values as ``versioning.clean`` makes them (numpy -> Python, NaN -> None),
+    as ``clean(record.get(column))`` over ``frame.to_dict("records")`` would give them, but
+    converted a column at a time (``tolist``) rather than value by value."""
+    n = len(frame)
+    out: dict[str, list[Any]] = {}
+    for name in columns:
+        if name not in frame:
+            out[name] = [None] * n
+            continue
+        series = frame[name]
+        kind = series.dtype.kind if isinstance(series.dtype, np.dtype) else "O"
+        if kind == "f":
+            array = series.to_numpy()
+            values = array.tolist()
+            for i in np.flatnonzero(np.isnan(array)).tolist():
+                values[i] = None
+        elif kind in "iub":
+            values = series.tolist()
+        else:  # objects and extension types: to_dict boxes a missing pd.NA as None
+            values = [None if v is pd.NA else versioning.clean(v) for v in series.tolist()]
+        out[name] = values
+    return out
+
+
+def _records(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
 def _performance_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
     cols = [
         c.key
         for c in PerformanceRow.__table__.columns
         if c.key not in {"id", "valid_from", "valid_to", "details"}
     ]
-    out = []
-    for r in rows.to_dict("records"):
-        row = {c: versioning.clean(r.get(c)) for c in cols}
-        for c in ("rep_id", "team_id", "target_id"):
-            row[c] = None if row[c] is None or pd.isna(row[c]) else int(row[c])
-        for c in ("period_start", "period_end"):
-            row[c] = pd.Timestamp(row[c]).date()
-        row["consecutive_misses"] = int(row["consecutive_misses"] or 0)
+    values = _clean_columns(rows, cols)
+    for c in ("rep_id", "team_id", "target_id"):
+        values[c] = [None if v is None or pd.isna(v) else int(v) for v in values[c]]
+    for c in ("period_start", "period_end"):
+        days = {v: pd.Timestamp(v).date() for v in set(values[c])}
+        values[c] = [days[v] for v in values[c]]
+    values["consecutive_misses"] = [int(v or 0) for v in values["consecutive_misses"]]
+    out = _records(values)
+    for row in out:
         row["details"] = {}
-        out.append(row)
     return out
 
 
 def _metric_rows(actuals: pd.DataFrame) -> list[dict[str, Any]]:
-    out = []
-    for r in actuals.to_dict("records"):
-        out.append(
-            {
-                "subject_type": r["subject_type"],
-                "subject_id": int(r["subject_id"]),
-                "period": r["period"],
-                "period_kind": r["period_kind"],
-                "period_start": r["period_start"],
-                "values": versioning.clean({c: r[c] for c in METRIC_COLUMNS}),
-            }
-        )
-    return out
+    metric_values = _records(_clean_columns(actuals, METRIC_COLUMNS))
+    return _records(
+        {
+            "subject_type": actuals["subject_type"].tolist(),
+            "subject_id": [int(v) for v in actuals["subject_id"].tolist()],
+            "period": actuals["period"].tolist(),
+            "period_kind": actuals["period_kind"].tolist(),
+            "period_start": actuals["period_start"].tolist(),
+            "values": metric_values,
+        }
+    )
 
 
 def _coaching(
@@ -394,22 +522,25 @@ def _coaching(
         )
         table = drivers.driver_table(rep_metrics, reps, config=config)
         table = table[table["period"].isin(in_scope[kind])]
-        for r in table.to_dict("records"):
-            focus = r.get("coaching_focus")
-            out.append(
+        names = [str(c) for c in table.columns]
+        values = _clean_columns(table, names)
+        fixed = {"rep_id", "period", "coaching_focus", "focus_reason"}
+        driver_values = _records({k: v for k, v in values.items() if k not in fixed})
+        if not driver_values:  # no driver columns at all: one empty dict per row
+            driver_values = [{} for _ in range(len(table))]
+        out.extend(
+            _records(
                 {
-                    "rep_id": int(r["rep_id"]),
-                    "period": r["period"],
-                    "period_kind": kind,
-                    "coaching_focus": None if focus is None or pd.isna(focus) else str(focus),
-                    "focus_reason": versioning.clean(r.get("focus_reason")),
-                    "drivers": versioning.clean(
-                        {
-                            k: v
-                            for k, v in r.items()
-                            if k not in {"rep_id", "period", "coaching_focus", "focus_reason"}
-                        }
-                    ),
+                    "rep_id": [int(v) for v in table["rep_id"].tolist()],
+                    "period": table["period"].tolist(),
+                    "period_kind": [kind] * len(table),
+                    "coaching_focus": [
+                        None if focus is None or pd.isna(focus) else str(focus)
+                        for focus in values["coaching_focus"]
+                    ],
+                    "focus_reason": values["focus_reason"],
+                    "drivers": driver_values,
                 }
             )
+        )
     return out
