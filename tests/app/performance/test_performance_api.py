@@ -13,6 +13,7 @@ from app.demo.load import load_demo
 from app.performance import compute
 from app.performance.models import PerformanceRow, Snapshot
 from app.reps.models import Rep
+from connectors.base import DEAL_FIELDS
 
 TODAY = date(2026, 11, 18)
 
@@ -116,27 +117,7 @@ def test_incremental_recompute_touches_only_changed_periods(
             Deal.close_date <= date(2026, 3, 31),
         )
     )
-    record = {
-        c: getattr(deal, c)
-        for c in (
-            "external_id",
-            "rep_id",
-            "owner_external_id",
-            "name",
-            "account",
-            "amount",
-            "currency",
-            "stage",
-            "pipeline",
-            "probability",
-            "status",
-            "created_at",
-            "close_date",
-            "closed_at",
-            "source_modified_at",
-            "is_deleted",
-        )
-    }
+    record = {c: getattr(deal, c) for c in (*DEAL_FIELDS, "rep_id")}
     record["is_deleted"] = True  # a deleted deal stops counting
     ingest.upsert_records(session, Deal, deal.source_id, [record])
     snap = compute.run(session=session, settings=settings, as_of=TODAY)
