@@ -555,7 +555,9 @@ def _cell(result: SizeResult, db: str) -> str:
     r = result.syncs.get(db)
     if r is None:
         return "-"
-    return f"{r.rate:,.0f}" if r.figures["status"] == "succeeded" else "failed"
+    if r.figures["status"] != "succeeded":
+        return "failed"
+    return f"{r.rate:,.0f} [{_rate(r.records, r.figures['cpu_s'])}]"
 
 
 def _find(results: list[SizeResult], kind: str, target: int, db: str) -> SyncResult | None:
@@ -567,11 +569,12 @@ def _find(results: list[SizeResult], kind: str, target: int, db: str) -> SyncRes
 
 def print_rates(results: list[SizeResult], dbs: Sequence[str]) -> None:
     print("\nrecords/s end to end (records = owners + deals + activities)")
-    header = f"  {'kind':<11}{'records':>11}" + "".join(f"{db:>13}" for db in dbs)
+    print("  [records per CPU-second of the sync process: its rate if the CRM answered at once]")
+    header = f"  {'kind':<11}{'records':>11}" + "".join(f"{db:>22}" for db in dbs)
     print(header + f"{'fetch only':>13}")
     for r in results:
         fetch = _rate(r.size.records, r.fetch["wall_s"]) if r.fetch else "-"
-        cells = "".join(f"{_cell(r, db):>13}" for db in dbs)
+        cells = "".join(f"{_cell(r, db):>22}" for db in dbs)
         print(f"  {r.kind:<11}{r.size.records:>11,}{cells}{fetch:>13}")
 
 
