@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from app.activities.router import router as activities_router
+from app.alerts.router import alerts_router, rules_router
 from app.auth.router import router as auth_router
 from app.deals.router import router as deals_router
 from app.imports.router import router as imports_router
@@ -12,6 +13,7 @@ from app.reps.router import router as reps_router
 from app.sources.router import router as sources_router
 from app.targets.router import router as targets_router
 from app.teams.router import router as teams_router
+from app.webhooks.router import router as webhooks_router
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(reps_router, prefix="/reps", tags=["reps"])
@@ -23,4 +25,7 @@ api_router.include_router(sources_router, prefix="/sources", tags=["sources"])
 api_router.include_router(jobs_router, prefix="/jobs", tags=["jobs"])
 api_router.include_router(imports_router, prefix="/imports", tags=["imports"])
 api_router.include_router(performance_router)
+api_router.include_router(rules_router, prefix="/alert-rules", tags=["alerts"])
+api_router.include_router(alerts_router, prefix="/alerts", tags=["alerts"])
+api_router.include_router(webhooks_router, prefix="/webhooks", tags=["webhooks"])
 api_router.include_router(auth_router, prefix="/api-keys", tags=["api keys"])

@@ -72,6 +72,33 @@ class Settings(BaseSettings):
     history_months: int = Field(default=24, ge=3, le=120)
     snapshot_retention_days: int = Field(default=400, ge=1)
 
+    # Alerts and webhooks
+    alert_lookback_periods: int = Field(
+        default=1,
+        ge=0,
+        le=24,
+        description="Besides the current period, how many past periods alerts look at "
+        "(so a period that just closed raises its missed targets, not two years of history).",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=15.0, gt=0, le=60, description="A delivery succeeds on a 2xx within this."
+    )
+    webhook_retry_schedule_seconds: list[float] = Field(
+        default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+        min_length=1,
+        description="Delay before each attempt (the first is immediate); then the delivery fails.",
+    )
+    webhook_disable_after_days: float = Field(
+        default=5.0, gt=0, description="An endpoint failing for this long is disabled."
+    )
+    webhook_dispatch_interval_seconds: float = Field(default=2.0, gt=0)
+    webhook_senders: int = Field(default=4, ge=1, le=64, description="Concurrent sends.")
+    webhook_allow_private_destinations: bool = Field(
+        default=False,
+        description="Allow webhook URLs on loopback, private or link-local addresses "
+        "(off: a webhook must not become a way into the internal network).",
+    )
+
     # API limits
     max_page_size: int = 500
     max_upload_bytes: int = 20 * 1024 * 1024

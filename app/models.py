@@ -1,6 +1,7 @@
 """Every ORM model, imported once so ``Base.metadata`` is complete (Alembic, tests)."""
 
 from app.activities.models import Activity
+from app.alerts.models import Alert, AlertRule
 from app.auth.models import ApiKey
 from app.db import Base
 from app.deals.models import Deal, DealStageChange
@@ -10,14 +11,18 @@ from app.reps.models import Rep, RepIdentity
 from app.sources.models import QuarantinedRecord, Source, SyncCursor, SyncRun
 from app.targets.models import Target
 from app.teams.models import Team
+from app.webhooks.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "Activity",
+    "Alert",
+    "AlertRule",
     "ApiKey",
     "Base",
     "CoachingRow",
     "Deal",
     "DealStageChange",
+    "DeliveryAttempt",
     "DirtyDay",
     "Job",
     "Lease",
@@ -32,4 +37,6 @@ __all__ = [
     "SyncRun",
     "Target",
     "Team",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

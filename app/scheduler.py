@@ -13,6 +13,7 @@
 * A source that keeps failing backs off: after N failures in a row its runs are skipped
   until ``min(interval x 2^N, 1 day)`` has passed since the last one.
 * A daily job recomputes, which closes finished periods (their final missed/achieved).
+* Every few seconds the leader sends the webhook deliveries that are due (the outbox).
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ from app.db import transaction, utcnow
 from app.jobs import leases
 from app.jobs import service as jobs_service
 from app.sources.models import Source, SyncRun
+from app.webhooks.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
 LEADER_LEASE = "scheduler"
 CLOSE_PERIODS_JOB = "close-periods"
+DELIVER_WEBHOOKS_JOB = "deliver-webhooks"
 
 
 def trigger_for(schedule: dict[str, Any]) -> IntervalTrigger | CronTrigger | None:
@@ -67,6 +70,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._aps: BackgroundScheduler | None = None
         self._signature: tuple[Any, ...] | None = None
+        self._dispatcher: Dispatcher | None = None
 
     @property
     def is_leader(self) -> bool:
@@ -135,6 +139,12 @@ class Scheduler:
         self._aps.add_job(
             self._close_periods, CronTrigger(hour=0, minute=15, timezone=UTC), id=CLOSE_PERIODS_JOB
         )
+        self._dispatcher = Dispatcher(self.session_factory, self.settings)
+        self._aps.add_job(
+            self._dispatcher.run_once,
+            IntervalTrigger(seconds=self.settings.webhook_dispatch_interval_seconds, timezone=UTC),
+            id=DELIVER_WEBHOOKS_JOB,
+        )
         self._signature = None
         self._aps.start()
 
@@ -143,6 +153,9 @@ class Scheduler:
             log.info("scheduler %s is no longer the leader", self.holder)
             self._aps.shutdown(wait=True)
             self._aps = None
+        if self._dispatcher is not None:
+            self._dispatcher.close()
+            self._dispatcher = None
 
     def _refresh(self) -> None:
         """Rebuild the per-source jobs when a schedule, or the set of sources, changed."""

@@ -1,4 +1,4 @@
-"""Jobs: the sync chain of a source (sync, then recompute) and computes, run and recorded.
+"""Jobs: the sync chain of a source (sync, recompute, alerts) and computes, run and recorded.
 
 A job is written ``queued``, then run by the process that owns it: the scheduler's leader,
 the API process for a manual run, or the CLI. Each stage and its progress are committed as
@@ -150,6 +150,7 @@ def _compute_stage(
     params: dict[str, Any],
 ) -> dict[str, Any]:
     """One compute at a time: snapshots are versions, and two writers would interleave."""
+    from app.alerts import evaluate
     from app.performance import compute
 
     with transaction(factory) as session:
@@ -165,12 +166,25 @@ def _compute_stage(
                 as_of=date.fromisoformat(params["as_of"]) if params.get("as_of") else None,
                 trigger=f"job:{job_id}",
             )
-            return {
+            computed = {
                 "snapshot": snap.id,
                 "periods": len(snap.periods),
                 "rows_written": snap.rows_written,
                 "duration_ms": snap.duration_ms,
             }
+        # Still under the compute lease: two evaluations of one snapshot must not race.
+        _update(factory, job_id, stage="alerts")
+        with transaction(factory) as session:
+            found = evaluate.evaluate(session=session, settings=settings)
+        return {
+            **computed,
+            "alerts": {
+                "rules": found.rules,
+                "candidates": found.candidates,
+                "created": len(found.alerts),
+                "deliveries": found.deliveries,
+            },
+        }
     finally:
         with transaction(factory) as session:
             leases.release(session, COMPUTE_LEASE, holder)

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from app.alerts.models import RULE_EVENTS
+from app.schemas import Page, Schema, UTCDatetime
+
+RuleEvent = Literal[
+    "target.missed",
+    "target.at_risk",
+    "rep.persistent_underperformance",
+    "team.wide_gap",
+    "deal.big_win",
+    "crm.hygiene",
+]
+PeriodKind = Literal["month", "quarter", "year"]
+assert set(RuleEvent.__args__) == set(RULE_EVENTS)  # type: ignore[attr-defined]
+
+# What each rule type reads from ``params``, with its default (documented in docs/alerts.md).
+PARAM_DEFAULTS: dict[str, dict[str, float]] = {
+    "target.missed": {},
+    "target.at_risk": {"pace_below": 0.8, "min_elapsed": 0.25},
+    "rep.persistent_underperformance": {"consecutive_misses": 3},
+    "team.wide_gap": {"share_below": 0.5, "min_reps": 3},
+    "deal.big_win": {"top_percentile": 95.0},  # and optionally min_amount
+    "crm.hygiene": {"stale_deals": 5},  # and optionally past_due_deals
+}
+OPTIONAL_PARAMS = {"deal.big_win": {"min_amount"}, "crm.hygiene": {"past_due_deals"}}
+
+
+class AlertRuleBase(Schema):
+    name: str = Field(min_length=1, max_length=200, examples=["Missed monthly quota"])
+    event_type: RuleEvent
+    is_enabled: bool = True
+    team_ids: list[int] = Field(
+        default_factory=list, description="Only these teams and their sub-teams; empty: all."
+    )
+    metrics: list[str] = Field(
+        default_factory=list, description="Only these metrics (target rules); empty: all."
+    )
+    period_kinds: list[PeriodKind] = Field(
+        default_factory=list, description="Period kinds to watch; empty: month."
+    )
+    params: dict[str, float] = Field(
+        default_factory=dict,
+        description="Thresholds of the rule type, e.g. {'pace_below': 0.8, 'min_elapsed': 0.25} "
+        "for target.at_risk; omitted ones take their defaults.",
+        examples=[{"pace_below": 0.8, "min_elapsed": 0.25}],
+    )
+
+
+def check_params(event_type: str, params: dict[str, float]) -> dict[str, float]:
+    allowed = set(PARAM_DEFAULTS[event_type]) | OPTIONAL_PARAMS.get(event_type, set())
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ValueError(
+            f"unknown params for {event_type}: {', '.join(unknown)} "
+            f"(allowed: {', '.join(sorted(allowed)) or 'none'})"
+        )
+    if any(v < 0 for v in params.values()):
+        raise ValueError("params must not be negative")
+    return {**PARAM_DEFAULTS[event_type], **params}
+
+
+class AlertRuleCreate(AlertRuleBase):
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        event_type = info.data.get("event_type")
+        return check_params(event_type, v) if event_type else v
+
+
+class AlertRuleUpdate(Schema):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    is_enabled: bool | None = None
+    team_ids: list[int] | None = None
+    metrics: list[str] | None = None
+    period_kinds: list[PeriodKind] | None = None
+    params: dict[str, float] | None = None
+
+
+class AlertRuleRead(AlertRuleBase):
+    id: int
+    created_at: UTCDatetime
+    updated_at: UTCDatetime
+
+
+class AlertRulePage(Page[AlertRuleRead]):
+    pass
+
+
+class AlertRead(Schema):
+    id: int
+    event_id: str = Field(description="Stable id; the webhook-id of its deliveries.")
+    event_type: str
+    rule_id: int | None
+    subject_type: str
+    subject_id: int
+    rep_id: int | None
+    team_id: int | None
+    metric: str | None
+    period: str | None
+    status: str | None
+    summary: str
+    data: dict[str, Any] = Field(description="The numbers behind the alert and their sources.")
+    snapshot_id: int | None
+    created_at: UTCDatetime
+
+
+class AlertPage(Page[AlertRead]):
+    pass

@@ -1,0 +1,331 @@
+"""Webhook endpoints, their deliveries (the outbox), and where a webhook may point."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import secrets as stdlib_secrets
+import socket
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from app import secrets
+from app.alerts.models import RULE_EVENTS, Alert
+from app.config import Settings
+from app.db import utcnow
+from app.exceptions import InvalidInputError, NotFoundError
+from app.teams import service as teams_service
+from app.teams.models import Team
+from app.webhooks.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
+from app.webhooks.schemas import AttemptRead, DeliveryRead, WebhookCreate, WebhookUpdate
+
+SLACK_ICONS = {
+    "target.missed": ":red_circle:",
+    "target.at_risk": ":warning:",
+    "rep.persistent_underperformance": ":rotating_light:",
+    "team.wide_gap": ":busts_in_silhouette:",
+    "deal.big_win": ":trophy:",
+    "crm.hygiene": ":broom:",
+    "alert.delivery_exhausted": ":x:",
+    "webhook.test": ":wave:",
+}
+
+
+# -- destinations
+
+
+def _refused(address: str) -> str | None:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    for label, flag in (
+        ("loopback", ip.is_loopback),
+        ("private", ip.is_private),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("reserved", ip.is_reserved),
+        ("unspecified", ip.is_unspecified),
+    ):
+        if flag:
+            return label
+    return None
+
+
+def check_destination(url: str, *, settings: Settings, resolve: bool = True) -> None:
+    """Refuse URLs that point into the service's own network (SSRF), unless allowed.
+
+    At creation an unresolvable host is accepted (DNS may not know it yet); at send time
+    (``resolve=True`` and a lookup failure) the attempt fails. Every address the name resolves
+    to must be public, so a name with one public and one private address is refused.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInputError(
+            "webhook URL must be http(s) with a host",
+            details=[{"field": "url", "message": "not an http(s) URL"}],
+        )
+    if settings.webhook_allow_private_destinations:
+        return
+    host = parts.hostname
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        if not resolve:
+            return
+        try:
+            infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
+        except OSError:
+            return
+        addresses = [str(info[4][0]) for info in infos]
+    for address in addresses:
+        why = _refused(address)
+        if why:
+            raise InvalidInputError(
+                f"webhook URL resolves to a {why} address ({address}); "
+                "set QG_WEBHOOK_ALLOW_PRIVATE_DESTINATIONS=true to allow it",
+                details=[{"field": "url", "message": f"{why} address refused"}],
+            )
+
+
+# -- endpoints
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(stdlib_secrets.token_bytes(32)).decode()
+
+
+def secret_of(settings: Settings, endpoint: WebhookEndpoint) -> str:
+    return str(secrets.decrypt(settings, endpoint.secret_encrypted)["secret"])
+
+
+def get(*, session: Session, webhook_id: int) -> WebhookEndpoint:
+    endpoint = session.get(WebhookEndpoint, webhook_id)
+    if endpoint is None:
+        raise NotFoundError(f"webhook {webhook_id} not found")
+    return endpoint
+
+
+def query() -> Select[WebhookEndpoint]:
+    return select(WebhookEndpoint)
+
+
+def _check_teams(session: Session, team_ids: Sequence[int]) -> None:
+    known = set(session.scalars(select(Team.id).where(Team.id.in_(team_ids))))
+    missing = sorted(set(team_ids) - known)
+    if missing:
+        raise InvalidInputError(
+            f"unknown teams: {missing}",
+            details=[{"field": "team_ids", "message": f"no team {t}"} for t in missing],
+        )
+
+
+def create(
+    *, session: Session, settings: Settings, webhook_in: WebhookCreate
+) -> tuple[WebhookEndpoint, str]:
+    """The endpoint and its secret: the only time the secret leaves the service."""
+    url = str(webhook_in.url)
+    check_destination(url, settings=settings, resolve=False)
+    _check_teams(session, webhook_in.team_ids)
+    secret = new_secret()
+    endpoint = WebhookEndpoint(
+        url=url,
+        description=webhook_in.description,
+        event_types=webhook_in.event_types,
+        team_ids=webhook_in.team_ids,
+        format=webhook_in.format,
+        secret_encrypted=secrets.encrypt(settings, {"secret": secret}),
+    )
+    session.add(endpoint)
+    session.flush()
+    return endpoint, secret
+
+
+def update(
+    *, session: Session, settings: Settings, endpoint: WebhookEndpoint, webhook_in: WebhookUpdate
+) -> WebhookEndpoint:
+    values = webhook_in.model_dump(exclude_unset=True)
+    if values.get("url") is not None:
+        values["url"] = str(values["url"])
+        check_destination(values["url"], settings=settings, resolve=False)
+    if values.get("team_ids"):
+        _check_teams(session, values["team_ids"])
+    for name, value in values.items():
+        if value is not None:
+            setattr(endpoint, name, value)
+    if values.get("is_enabled"):
+        endpoint.disabled_reason, endpoint.disabled_at, endpoint.failing_since = None, None, None
+    session.flush()
+    return endpoint
+
+
+def rotate_secret(*, session: Session, settings: Settings, endpoint: WebhookEndpoint) -> str:
+    secret = new_secret()
+    endpoint.secret_encrypted = secrets.encrypt(settings, {"secret": secret})
+    session.flush()
+    return secret
+
+
+def disable(endpoint: WebhookEndpoint, reason: str, now: datetime) -> None:
+    endpoint.is_enabled, endpoint.disabled_reason, endpoint.disabled_at = False, reason, now
+
+
+# -- payloads and the outbox
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def alert_payload(alert: Alert) -> dict[str, Any]:
+    """The Standard Webhooks envelope: ``type``, ``timestamp`` and the alert as ``data``."""
+    return {
+        "type": alert.event_type,
+        "timestamp": _iso(alert.created_at),
+        "data": {
+            "alert_id": alert.id,
+            "event_id": alert.event_id,
+            "rule_id": alert.rule_id,
+            "subject_type": alert.subject_type,
+            "subject_id": alert.subject_id,
+            "rep_id": alert.rep_id,
+            "team_id": alert.team_id,
+            "metric": alert.metric,
+            "period": alert.period,
+            "status": alert.status,
+            "summary": alert.summary,
+            **alert.data,
+        },
+    }
+
+
+def render(endpoint_format: str, payload: dict[str, Any]) -> str:
+    if endpoint_format == "slack":
+        icon = SLACK_ICONS.get(payload["type"], ":bell:")
+        text = f"{icon} *{payload['type']}*: {payload['data'].get('summary', '')}"
+        return json.dumps({"text": text}, ensure_ascii=False)
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _wants(endpoint: WebhookEndpoint, event_type: str) -> bool:
+    # '*' covers the alert types, not the service's own events (a test ping, a failure).
+    return event_type in endpoint.event_types or (
+        "*" in endpoint.event_types and event_type in RULE_EVENTS
+    )
+
+
+def enqueue(
+    *,
+    session: Session,
+    settings: Settings,
+    alerts: Sequence[Alert],
+    exclude_endpoint: int | None = None,
+) -> int:
+    """Write one pending delivery per (alert, subscribed endpoint), in the caller's
+    transaction: the alert and its deliveries commit together or not at all."""
+    if not alerts:
+        return 0
+    endpoints = [
+        e
+        for e in session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.is_enabled.is_(True))
+            .order_by(WebhookEndpoint.id)
+        )
+        if e.id != exclude_endpoint
+    ]
+    if not endpoints:
+        return 0
+    edges = list(session.execute(select(Team.id, Team.parent_id)).tuples())
+    scopes = {
+        e.id: teams_service.descendants(roots=e.team_ids, edges=edges) if e.team_ids else None
+        for e in endpoints
+    }
+    now = utcnow()
+    count = 0
+    for alert in alerts:
+        payload = alert_payload(alert)
+        for e in endpoints:
+            scope = scopes[e.id]
+            if not _wants(e, alert.event_type) or (
+                scope is not None and alert.team_id not in scope
+            ):
+                continue
+            session.add(
+                WebhookDelivery(
+                    endpoint_id=e.id,
+                    alert_id=alert.id,
+                    message_id=alert.event_id,
+                    event_type=alert.event_type,
+                    body=render(e.format, payload),
+                    next_attempt_at=now,
+                )
+            )
+            count += 1
+    session.flush()
+    return count
+
+
+def enqueue_test(*, session: Session, endpoint: WebhookEndpoint) -> WebhookDelivery:
+    now = utcnow()
+    message_id = "msg_test_" + stdlib_secrets.token_hex(12)
+    payload = {
+        "type": "webhook.test",
+        "timestamp": _iso(now),
+        "data": {"event_id": message_id, "summary": "Test event from Quota Gap."},
+    }
+    delivery = WebhookDelivery(
+        endpoint_id=endpoint.id,
+        message_id=message_id,
+        event_type="webhook.test",
+        body=render(endpoint.format, payload),
+        next_attempt_at=now,
+    )
+    session.add(delivery)
+    session.flush()
+    return delivery
+
+
+def deliveries_query(*, webhook_id: int, status: str | None) -> Select[WebhookDelivery]:
+    stmt = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == webhook_id)
+    if status:
+        stmt = stmt.where(WebhookDelivery.status == status)
+    return stmt
+
+
+def delivery_reads(session: Session, deliveries: Sequence[WebhookDelivery]) -> list[DeliveryRead]:
+    ids = [d.id for d in deliveries]
+    attempts: dict[int, list[DeliveryAttempt]] = {}
+    for a in session.scalars(
+        select(DeliveryAttempt)
+        .where(DeliveryAttempt.delivery_id.in_(ids))
+        .order_by(DeliveryAttempt.id)
+    ):
+        attempts.setdefault(a.delivery_id, []).append(a)
+    return [
+        DeliveryRead.model_validate(d).model_copy(
+            update={"attempt_log": [AttemptRead.model_validate(a) for a in attempts.get(d.id, [])]}
+        )
+        for d in deliveries
+    ]
+
+
+def get_delivery(*, session: Session, webhook_id: int, delivery_id: int) -> WebhookDelivery:
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.endpoint_id != webhook_id:
+        raise NotFoundError(f"delivery {delivery_id} of webhook {webhook_id} not found")
+    return delivery
+
+
+def retry(*, session: Session, settings: Settings, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send again now. A delivery that had failed gets one more attempt, not a new schedule."""
+    if delivery.status == "failed":
+        delivery.attempts = min(delivery.attempts, len(settings.webhook_retry_schedule_seconds) - 1)
+    delivery.status, delivery.next_attempt_at, delivery.locked_until = "pending", utcnow(), None
+    session.flush()
+    return delivery
