@@ -9,13 +9,18 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from analytics.periods import parse_period
+from app import secrets
 from app.activities.models import Activity
+from app.alerts.models import AlertRule
 from app.auth import service as auth_service
+from app.config import Settings
 from app.deals.models import Deal
 from app.reps.models import Rep
 from app.sources.models import Source
 from app.targets.models import Target
 from app.teams.models import Team
+from app.webhooks import service as webhooks_service
+from app.webhooks.models import WebhookEndpoint
 
 _seq = itertools.count(1)
 
@@ -85,3 +90,21 @@ class Factory:
         """Authorization headers for a fresh key of that role."""
         _, token = auth_service.create(session=self.session, role=role, rep_id=rep_id, **kw)
         return {"Authorization": f"Bearer {token}"}
+
+    def alert_rule(self, event_type: str = "target.missed", **kw: Any) -> AlertRule:
+        return self._add(AlertRule(**{"name": event_type, "event_type": event_type, **kw}))
+
+    def webhook(self, settings: Settings, url: str, **kw: Any) -> tuple[WebhookEndpoint, str]:
+        """An endpoint (stored as the API stores it) and its signing secret."""
+        secret = webhooks_service.new_secret()
+        endpoint = self._add(
+            WebhookEndpoint(
+                **{
+                    "url": url,
+                    "event_types": ["*"],
+                    "secret_encrypted": secrets.encrypt(settings, {"secret": secret}),
+                    **kw,
+                }
+            )
+        )
+        return endpoint, secret
