@@ -32,7 +32,7 @@ from app.alerts.models import Alert, AlertRule
 from app.alerts.schemas import check_params
 from app.config import Settings
 from app.performance import versioning
-from app.performance.models import CoachingRow, PerformanceRow
+from app.performance.models import CoachingRow, PerformanceRow, Snapshot
 from app.reps.models import Rep
 from app.teams import service as teams_service
 from app.teams.models import Team
@@ -435,9 +435,11 @@ RULES = {
 
 
 def evaluate(*, session: Session, settings: Settings, today: date | None = None) -> Result:
-    """Raise the alerts the latest snapshot calls for, with their deliveries, once each."""
-    from app.performance.compute import today as local_today
+    """Raise the alerts the latest snapshot calls for, with their deliveries, once each.
 
+    ``today`` defaults to the snapshot's own ``as_of``: alerts judge the figures at the date
+    they were computed for.
+    """
     rules = list(
         session.scalars(
             select(AlertRule).where(AlertRule.is_enabled.is_(True)).order_by(AlertRule.id)
@@ -450,7 +452,7 @@ def evaluate(*, session: Session, settings: Settings, today: date | None = None)
         session=session,
         settings=settings,
         version=version,
-        today=today or local_today(settings),
+        today=today or session.get(Snapshot, version).as_of,  # type: ignore[union-attr]
         reps={r.id: r for r in session.scalars(select(Rep))},
         teams={t.id: t for t in session.scalars(select(Team))},
     )

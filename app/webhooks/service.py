@@ -241,7 +241,7 @@ def enqueue(
     ]
     if not endpoints:
         return 0
-    edges = list(session.execute(select(Team.id, Team.parent_id)).tuples())
+    edges = [(t, p) for t, p in session.execute(select(Team.id, Team.parent_id))]
     scopes = {
         e.id: teams_service.descendants(roots=e.team_ids, edges=edges) if e.team_ids else None
         for e in endpoints
