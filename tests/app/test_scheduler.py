@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -11,9 +12,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI, Request
 from sqlalchemy import func, select
+from standardwebhooks.webhooks import Webhook
 
 from app import secrets
+from app.alerts.models import Alert, AlertRule
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker, transaction
 from app.deals.models import Deal
@@ -22,6 +26,7 @@ from app.migrate import upgrade
 from app.performance.models import Snapshot
 from app.scheduler import LEADER_LEASE, Scheduler
 from app.sources.models import Source
+from app.webhooks.models import WebhookEndpoint
 from connectors import registry
 from connectors.sandbox.common import SandboxState, ServerThread
 from tests.conftest import TEST_SECRET_KEY, _drop_postgres_database, _postgres_database
@@ -48,10 +53,37 @@ def sandbox():
         yield server.url
 
 
+@pytest.fixture
+def receiver():
+    """A webhook receiver on loopback that verifies every signature."""
+    got: list[tuple[str, dict]] = []
+    app = FastAPI()
+
+    @app.post("/hook")
+    async def hook(request: Request) -> dict:
+        body = (await request.body()).decode()
+        got.append(
+            (request.headers["webhook-id"], Webhook(SECRET).verify(body, dict(request.headers)))
+        )
+        return {}
+
+    with ServerThread(app) as server:
+        yield server.url + "/hook", got
+
+
+SECRET = "whsec_" + base64.b64encode(b"scheduler-test-secret-0123456789").decode()
+
+
 def _setup(url: str, sandbox_url: str, schedule: dict) -> tuple:
     engine = make_engine(url)
     upgrade(engine)
-    settings = Settings(database_url=url, secret_key=TEST_SECRET_KEY, scheduler_lease_seconds=2)
+    settings = Settings(
+        database_url=url,
+        secret_key=TEST_SECRET_KEY,
+        scheduler_lease_seconds=2,
+        webhook_dispatch_interval_seconds=0.2,
+        webhook_allow_private_destinations=True,
+    )
     factory = make_sessionmaker(engine)
     with transaction(factory) as s:
         source = Source(
@@ -76,8 +108,19 @@ def _wait(predicate, timeout: float = 30.0) -> None:
     raise AssertionError("timed out")
 
 
-def test_the_chain_runs_on_its_own_and_schedule_changes_apply(fresh_url, sandbox):
+def test_the_chain_runs_on_its_own_and_schedule_changes_apply(fresh_url, sandbox, receiver):
     engine, settings, factory, source_id = _setup(fresh_url, sandbox, {"interval_seconds": 1})
+    hook_url, received = receiver
+    with transaction(factory) as s:
+        # Every won deal of this month or the last is a "big win": the chain must raise some.
+        s.add(AlertRule(name="wins", event_type="deal.big_win", params={"min_amount": 1}))
+        s.add(
+            WebhookEndpoint(
+                url=hook_url,
+                event_types=["deal.big_win"],
+                secret_encrypted=secrets.encrypt(settings, {"secret": SECRET}),
+            )
+        )
     scheduler = Scheduler(factory, settings, holder="test:1")
     scheduler.start()
     try:
@@ -86,7 +129,9 @@ def test_the_chain_runs_on_its_own_and_schedule_changes_apply(fresh_url, sandbox
             with factory() as s:
                 return list(
                     s.scalars(
-                        select(Job).where(Job.status == "succeeded", Job.trigger == "schedule")
+                        select(Job)
+                        .where(Job.status == "succeeded", Job.trigger == "schedule")
+                        .order_by(Job.id)
                     )
                 )
 
@@ -94,6 +139,15 @@ def test_the_chain_runs_on_its_own_and_schedule_changes_apply(fresh_url, sandbox
         job = done()[0]
         assert (job.kind, job.source_id, job.worker) == ("sync", source_id, "test:1")
         assert job.result["sync"]["inserted"] > 50 and job.result["compute"]["snapshot"]
+        # sync -> compute -> alerts: the first run raised the wins, later runs nothing new
+        assert job.result["compute"]["alerts"]["created"] > 0
+        assert done()[1].result["compute"]["alerts"]["created"] == 0
+        with factory() as s:
+            event_ids = set(s.scalars(select(Alert.event_id)))
+        assert len(event_ids) == job.result["compute"]["alerts"]["created"]
+        # ... and the leader's dispatcher delivered each, signed, under the alert's id
+        _wait(lambda: {i for i, _ in received} >= event_ids)
+        assert all(body["type"] == "deal.big_win" for _, body in received)
         with factory() as s:
             assert s.scalar(select(func.count()).select_from(Deal)) > 0
             assert s.scalar(select(func.count()).select_from(Snapshot)) >= 2
