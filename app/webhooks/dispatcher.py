@@ -301,8 +301,14 @@ class Dispatcher:
         if delivery.event_type in ("alert.delivery_exhausted", "webhook.test"):
             return  # no event about a failed failure notice, nor about a test ping
         key = f"exhausted|{delivery.id}|{delivery.message_id}"
+        event_id = "alrt_" + hashlib.sha256(key.encode()).hexdigest()[:32]
+        if session.scalar(select(Alert.id).where(Alert.event_id == event_id)) is not None:
+            # Given up on again after a manual retry: the event was raised the first time (a
+            # second insert would break the unique event_id, roll back the attempt and leave
+            # the delivery to be re-sent every time its claim ran out).
+            return
         alert = Alert(
-            event_id="alrt_" + hashlib.sha256(key.encode()).hexdigest()[:32],
+            event_id=event_id,
             event_type="alert.delivery_exhausted",
             subject_type="delivery",
             subject_id=delivery.id,

@@ -51,10 +51,25 @@ def _refused(address: str) -> str | None:
         ("multicast", ip.is_multicast),
         ("reserved", ip.is_reserved),
         ("unspecified", ip.is_unspecified),
+        # Shared (carrier-grade NAT, 100.64/10), documentation, benchmarking ranges...
+        ("non-public", not ip.is_global),
     ):
         if flag:
             return label
     return None
+
+
+def _literal_address(host: str) -> str | None:
+    """The address a host names without DNS: an IP literal, or a numeric IPv4 form that
+    resolvers accept (``127.1``, ``2130706433``, ``0x7f.0.0.1``)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        return str(ipaddress.IPv4Address(socket.inet_aton(host)))
+    except OSError:
+        return None
 
 
 def check_destination(url: str, *, settings: Settings, resolve: bool = True) -> None:
@@ -72,10 +87,13 @@ def check_destination(url: str, *, settings: Settings, resolve: bool = True) -> 
         )
     if settings.webhook_allow_private_destinations:
         return
-    host = parts.hostname
-    try:
-        addresses = [str(ipaddress.ip_address(host))]
-    except ValueError:
+    host = parts.hostname.rstrip(".").lower()
+    literal = _literal_address(host)
+    if literal is not None:
+        addresses = [literal]
+    elif host == "localhost" or host.endswith(".localhost"):
+        addresses = ["127.0.0.1"]  # RFC 6761: always loopback, whatever DNS says
+    else:
         if not resolve:
             return
         try:
@@ -323,9 +341,9 @@ def get_delivery(*, session: Session, webhook_id: int, delivery_id: int) -> Webh
 
 
 def retry(*, session: Session, settings: Settings, delivery: WebhookDelivery) -> WebhookDelivery:
-    """Send again now. A delivery that had failed gets one more attempt, not a new schedule."""
-    if delivery.status == "failed":
-        delivery.attempts = min(delivery.attempts, len(settings.webhook_retry_schedule_seconds) - 1)
+    """Send again now. A delivery that had failed gets one more attempt, not a new schedule:
+    its ``attempts`` already cover the schedule, so one more failure fails it again (and
+    ``attempts`` keeps counting the attempts really made)."""
     delivery.status, delivery.next_attempt_at, delivery.locked_until = "pending", utcnow(), None
     session.flush()
     return delivery
