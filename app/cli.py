@@ -14,7 +14,7 @@ from app.config import get_settings
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from app.performance.models import Snapshot
+    from app.jobs.models import Job
 
 cli = typer.Typer(
     help="Quota Gap: sales performance against target.",
@@ -33,16 +33,101 @@ def _database() -> sessionmaker[Session]:
     return make_sessionmaker(engine)
 
 
-def _recompute(
-    factory: sessionmaker[Session], *, trigger: str, full: bool = False, as_of: date | None = None
-) -> Snapshot:
+def _run_job(
+    factory: sessionmaker[Session],
+    *,
+    kind: str,
+    source_id: int | None = None,
+    params: dict[str, Any] | None = None,
+) -> Job:
+    """Run a job here as the API or the scheduler would (recorded in the job history, the
+    whole chain: sync, compute, alerts), with a progress bar fed from the job's own row."""
+    import threading
+
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
     from app.db import transaction
-    from app.performance import compute as compute_job
+    from app.jobs import service as jobs_service
 
     with transaction(factory) as session:
-        return compute_job.run(
-            session=session, settings=get_settings(), full=full, as_of=as_of, trigger=trigger
+        job_id = jobs_service.create(
+            session=session, kind=kind, source_id=source_id, trigger="cli", params=params
+        ).id
+    done: list[Job] = []
+    runner = threading.Thread(
+        target=lambda: done.append(
+            jobs_service.run(session_factory=factory, settings=get_settings(), job_id=job_id)
+        ),
+        name="job",
+    )
+    runner.start()
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description:<8}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%  {task.fields[detail]}"),
+    )
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(kind, total=None, detail="")
+        while runner.is_alive():
+            runner.join(0.25)
+            with factory() as session:
+                job = jobs_service.get(session=session, job_id=job_id)
+                stage, progress = job.stage or job.status, dict(job.progress)
+            percent = progress.get("percent")
+            detail = (
+                f"{progress.get('records', 0):,} records, {progress.get('pages', 0):,} pages"
+                if stage == "sync"
+                else ""
+            )
+            bar.update(
+                task,
+                description=stage,
+                total=100 if percent is not None else None,
+                completed=percent or 0,
+                detail=detail,
+            )
+        bar.update(task, total=100, completed=100, description="done")
+    if not done:
+        raise typer.Exit(1)
+    return done[0]
+
+
+def _print_result(job: Job) -> None:
+    result = job.result
+    if "sync" in result:
+        r = result["sync"]
+        typer.echo(
+            f"sync run {r['run']} {r['status']}: {r['fetched']} fetched, {r['inserted']} "
+            f"inserted, {r['updated']} updated, {r['deleted']} deleted, "
+            f"{r['quarantined']} quarantined, {r['pages']} pages"
         )
+    if "compute" in result:
+        c = result["compute"]
+        typer.echo(
+            f"snapshot {c['snapshot']}: {c['periods']} periods, {c['rows_written']} rows "
+            f"changed in {c['duration_ms']} ms"
+        )
+        if "alerts" in c:
+            a = c["alerts"]
+            typer.echo(
+                f"alerts: {a['created']} new from {a['rules']} rules, "
+                f"{a['deliveries']} webhook deliveries queued"
+            )
+    if job.status != "succeeded":
+        typer.echo(f"job {job.id} failed: {job.error}", err=True)
+        raise typer.Exit(1)
+
+
+def _recompute(
+    factory: sessionmaker[Session], *, full: bool = False, as_of: date | None = None
+) -> Job:
+    params: dict[str, Any] = {"full": full}
+    if as_of is not None:
+        params["as_of"] = as_of.isoformat()
+    job = _run_job(factory, kind="compute", params=params)
+    _print_result(job)
+    return job
 
 
 def _serve(host: str | None, port: int | None, workers: int = 1) -> None:
@@ -155,8 +240,7 @@ def import_(
         for err in part.errors[:10]:
             typer.echo(f"  row {err['row']}: {err['message']}")
     if recompute:
-        snap = _recompute(factory, trigger="import")
-        typer.echo(f"recomputed {len(snap.periods)} periods: snapshot {snap.id}")
+        _recompute(factory)
 
 
 @cli.command()
@@ -164,52 +248,22 @@ def compute(
     full: Annotated[bool, typer.Option(help="Recompute every period, not only dirty ones")] = False,
     as_of: Annotated[str | None, typer.Option(help="Compute as if today were YYYY-MM-DD")] = None,
 ) -> None:
-    """Compute gaps, pacing and coaching into a new snapshot."""
-    snap = _recompute(
-        _database(),
-        trigger="cli",
-        full=full,
-        as_of=date.fromisoformat(as_of) if as_of else None,
-    )
-    typer.echo(
-        f"snapshot {snap.id} ({snap.kind}, as of {snap.as_of}): {len(snap.periods)} periods, "
-        f"{snap.rows_written} rows changed in {snap.duration_ms} ms"
-    )
+    """Compute gaps, pacing and coaching into a new snapshot, then evaluate the alert rules."""
+    _recompute(_database(), full=full, as_of=date.fromisoformat(as_of) if as_of else None)
 
 
 @cli.command()
 def sync(
     source_id: Annotated[int, typer.Argument(help="The source to sync (see GET /api/v1/sources)")],
     recompute: Annotated[
-        bool, typer.Option("--compute/--no-compute", help="Recompute the touched periods after")
+        bool,
+        typer.Option("--compute/--no-compute", help="Recompute the touched periods (and alerts)"),
     ] = True,
 ) -> None:
-    """Sync one CRM source now, page by page, then recompute what changed."""
-    from app.sync import engine as sync_engine
-
+    """Sync one CRM source now, page by page, then recompute what changed and raise alerts."""
     factory = _database()
-
-    def progress(run: Any) -> None:
-        typer.echo(
-            f"\r  page {run.pages}: {run.fetched} fetched, {run.inserted} new, "
-            f"{run.updated} updated, {run.quarantined} quarantined",
-            nl=False,
-        )
-
-    run = sync_engine.run_sync(
-        session_factory=factory, settings=get_settings(), source_id=source_id, on_page=progress
-    )
-    typer.echo("")
-    typer.echo(
-        f"run {run.id} {run.status}: {run.fetched} fetched, {run.inserted} inserted, "
-        f"{run.updated} updated, {run.deleted} deleted, {run.quarantined} quarantined"
-    )
-    if run.status != "succeeded":
-        typer.echo(f"error: {run.error}", err=True)
-        raise typer.Exit(1)
-    if recompute:
-        snap = _recompute(factory, trigger="sync")
-        typer.echo(f"recomputed {len(snap.periods)} periods: snapshot {snap.id}")
+    job = _run_job(factory, kind="sync", source_id=source_id, params={"compute": recompute})
+    _print_result(job)
 
 
 @cli.command()
@@ -258,6 +312,7 @@ def demo(
 ) -> None:
     """Realistic demo data (18 months up to today) through the whole path: a sandbox CRM,
     a sync, the gaps computed, the API served. Prints an admin key."""
+    from app.alerts import service as alerts_service
     from app.auth import service as auth_service
     from app.db import transaction
     from app.demo.load import load_demo, sandbox_source
@@ -266,6 +321,7 @@ def demo(
     factory = _database()
     with transaction(factory) as session:
         summary = load_demo(session=session, seed=seed, records=not via_crm)
+        alerts_service.default_rules(session=session)
     sandbox = None
     if via_crm:
         from app.sync import engine as sync_engine
@@ -282,7 +338,7 @@ def demo(
             f"sync {run.status}: {run.fetched} records in {run.pages} pages, "
             f"{run.inserted} new, {run.quarantined} quarantined"
         )
-    _recompute(factory, trigger="demo", full=True)
+    _recompute(factory, full=True)
     with transaction(factory) as session:
         _, token = auth_service.create(session=session, role="admin", name="demo")
     port = port or settings.port

@@ -32,6 +32,29 @@ def create_rule(*, session: Session, rule_in: AlertRuleCreate) -> AlertRule:
     return rule
 
 
+DEFAULT_RULES: tuple[tuple[str, str, dict[str, float]], ...] = (
+    ("Missed target", "target.missed", {}),
+    ("Behind pace", "target.at_risk", {}),
+    ("Three misses in a row", "rep.persistent_underperformance", {}),
+    ("Most of a team below target", "team.wide_gap", {}),
+    ("Big win", "deal.big_win", {}),
+    ("Stale open deals", "crm.hygiene", {}),
+)
+
+
+def default_rules(*, session: Session) -> list[AlertRule]:
+    """One rule of each type with default thresholds, unless rules exist (the demo)."""
+    if session.scalar(select(AlertRule.id).limit(1)) is not None:
+        return []
+    rules = [
+        AlertRule(name=name, event_type=event_type, params=check_params(event_type, params))
+        for name, event_type, params in DEFAULT_RULES
+    ]
+    session.add_all(rules)
+    session.flush()
+    return rules
+
+
 def get_rule(*, session: Session, rule_id: int) -> AlertRule:
     rule = session.get(AlertRule, rule_id)
     if rule is None:

@@ -124,7 +124,8 @@ def run(
             )
             if result["sync"]["status"] != "succeeded":
                 raise RuntimeError(result["sync"]["error"] or "sync failed")
-        result["compute"] = _compute_stage(session_factory, settings, job_id, holder, params)
+        if params.get("compute", True):
+            result["compute"] = _compute_stage(session_factory, settings, job_id, holder, params)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:2000]
         log.warning("job %s failed: %s", job_id, error)
