@@ -53,7 +53,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
+        return self.error is None and self.status_code is not None and 200 <= self.status_code < 300
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -177,12 +177,26 @@ class Dispatcher:
                 endpoint = session.get(WebhookEndpoint, delivery.endpoint_id) if delivery else None
                 if delivery is None or endpoint is None:
                     return
+                if not endpoint.is_enabled or delivery.status != "pending":
+                    # Disabled since the claim (a 410 earlier in this round): not sent; the
+                    # delivery waits, unclaimed, for the endpoint to be enabled again.
+                    self._release(session, delivery_id)
+                    return
                 url, body, message_id = endpoint.url, delivery.body, delivery.message_id
                 secret = service.secret_of(self.settings, endpoint)
             outcome = self._send(url, secret, message_id, body)
             self._record(delivery_id, outcome)
         except Exception:  # one bad delivery must not stop the others; its claim expires
             log.exception("webhook delivery %s could not be processed", delivery_id)
+
+    @staticmethod
+    def _release(session: Session, delivery_id: int) -> None:
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id)
+            .values(locked_until=None)
+        )
+        session.commit()
 
     def _send(self, url: str, secret: str, message_id: str, body: str) -> Outcome:
         started = time.monotonic()
@@ -199,25 +213,31 @@ class Dispatcher:
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": signature,
         }
+        limit = self.settings.webhook_timeout_seconds
+        # httpx's timeout bounds each read, not the whole exchange: a receiver trickling its
+        # answer could hold a sender far past it. The answer must be complete within it.
+        deadline = time.monotonic() + limit
+        kept = bytearray()
         try:
-            response = self.client.post(url, content=body.encode(), headers=headers)
+            with self.client.stream("POST", url, content=body.encode(), headers=headers) as r:
+                code, retry_header = r.status_code, r.headers.get("retry-after")
+                for chunk in r.iter_bytes():
+                    kept += chunk[: MAX_RESPONSE_KEPT - len(kept)]
+                    if time.monotonic() > deadline:
+                        break
         except httpx.TimeoutException:
-            error = f"timeout after {self.settings.webhook_timeout_seconds:g} s"
-            return Outcome(None, error, None, self._ms(started))
+            return Outcome(None, f"timeout after {limit:g} s", None, self._ms(started))
         except httpx.HTTPError as exc:
             return Outcome(None, f"{type(exc).__name__}: {exc}"[:500], None, self._ms(started))
-        code = response.status_code
-        retry_after = (
-            _retry_after(response.headers.get("retry-after"))
-            if code in RETRY_AFTER_STATUSES
-            else None
-        )
+        text = kept.decode("utf-8", "replace")
+        if time.monotonic() > deadline:
+            error = f"timeout after {limit:g} s (HTTP {code} not complete in time)"
+            return Outcome(code, error, text, self._ms(started))
+        retry_after = _retry_after(retry_header) if code in RETRY_AFTER_STATUSES else None
         failure: str | None = None
         if not 200 <= code < 300:
             failure = f"HTTP {code}" + (" (redirects are failures)" if 300 <= code < 400 else "")
-        return Outcome(
-            code, failure, response.text[:MAX_RESPONSE_KEPT], self._ms(started), retry_after
-        )
+        return Outcome(code, failure, text, self._ms(started), retry_after)
 
     @staticmethod
     def _ms(started: float) -> int:

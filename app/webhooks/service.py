@@ -248,6 +248,7 @@ def enqueue(
     transaction: the alert and its deliveries commit together or not at all."""
     if not alerts:
         return 0
+    session.flush()  # the alerts' ids and created_at go into the payloads
     endpoints = [
         e
         for e in session.scalars(
@@ -269,7 +270,9 @@ def enqueue(
     for alert in alerts:
         payload = alert_payload(alert)
         for e in endpoints:
-            scope = scopes[e.id]
+            # A team filter narrows the alerts about teams and reps; the service's own events
+            # (a delivery given up on) concern no team and reach whoever subscribed to them.
+            scope = scopes[e.id] if alert.event_type in RULE_EVENTS else None
             if not _wants(e, alert.event_type) or (
                 scope is not None and alert.team_id not in scope
             ):

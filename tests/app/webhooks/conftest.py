@@ -4,6 +4,7 @@ import itertools
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
@@ -13,6 +14,7 @@ from app.config import Settings
 from app.db import utcnow
 from app.webhooks import service as webhooks_service
 from tests.app.webhooks.receiver import Receiver
+from tests.conftest import _drop_postgres_database, _postgres_database
 
 _subjects = itertools.count(1)
 
@@ -82,3 +84,15 @@ def raise_alerts(
     session.flush()
     webhooks_service.enqueue(session=session, settings=settings, alerts=alerts)
     return alerts
+
+
+@pytest.fixture
+def fresh_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database of its own (file SQLite or a new PostgreSQL database), for tests whose
+    processes or threads need real connections and real commits."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'webhooks.db'}"
+        return
+    name = f"qg_webhooks_{uuid.uuid4().hex[:8]}"
+    yield _postgres_database(name)
+    _drop_postgres_database(name)

@@ -22,12 +22,14 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 @dataclass
 class Answer:
-    """What the receiver does with one request: wait ``sleep`` seconds, then answer."""
+    """What the receiver does with one request: wait ``sleep`` seconds, then answer; with
+    ``trickle``, send the body one byte at a time, that many seconds apart."""
 
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: str = "ok"
     sleep: float = 0.0
+    trickle: float = 0.0
 
 
 @dataclass
@@ -161,6 +163,12 @@ class Receiver:
                 handler.send_header(name, value)
             handler.send_header("content-length", str(len(payload)))
             handler.end_headers()
-            handler.wfile.write(payload)
+            if answer.trickle:
+                for i in range(len(payload)):
+                    handler.wfile.write(payload[i : i + 1])
+                    handler.wfile.flush()
+                    time.sleep(answer.trickle)
+            else:
+                handler.wfile.write(payload)
         except OSError:  # the sender gave up (timeout) and closed the connection
             pass
