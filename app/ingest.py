@@ -11,10 +11,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import String, Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from app.activities.models import Activity
@@ -68,14 +69,10 @@ def upsert_records(
     for i in range(0, len(items), BATCH):
         chunk = items[i : i + BATCH]
         cols = [model.id, model.external_id, *(getattr(model, f) for f in fields)]
+        wanted = [r["external_id"] for r in chunk]
         existing = {
             row.external_id: row
-            for row in session.execute(
-                select(*cols).where(
-                    model.source_id == source_id,
-                    model.external_id.in_([r["external_id"] for r in chunk]),
-                )
-            )
+            for row in session.execute(_existing(session, model, cols, source_id, wanted))
         }
         now = utcnow()
         new = [
@@ -98,8 +95,9 @@ def upsert_records(
             else:
                 counts.unchanged += 1
         if new:
-            # render_nulls keeps rows with None values in one batch (else one INSERT per shape).
-            session.execute(insert(model).execution_options(render_nulls=True), new)
+            # Core, not the ORM's bulk insert: the rows are plain dicts already, and the ORM's
+            # per-row bookkeeping cost more than the INSERT itself.
+            session.execute(insert(cast(Table, model.__table__)), new)
         if changed:
             session.execute(update(model), changed)
         counts.inserted += len(new)
@@ -113,6 +111,31 @@ def upsert_records(
             unanalyzed = 0
     mark_dirty(session, dirty)
     return counts
+
+
+def _existing(
+    session: Session,
+    model: type[Deal] | type[Activity],
+    cols: list[Any],
+    source_id: int,
+    external_ids: list[str],
+) -> Any:
+    """The stored rows among ``external_ids``, as a query."""
+    if session.get_bind().dialect.name != "postgresql":
+        return select(*cols).where(
+            model.source_id == source_id, model.external_id.in_(external_ids)
+        )
+    # PostgreSQL plans an IN list from the table's statistics, which a load outdates at once:
+    # believing the source has few rows, it reads all of them and filters by the list (0.7 s
+    # per 1,000 ids at 30k rows, growing with the table). Joined as a set, the ids probe the
+    # unique index one by one whatever the statistics say.
+    ids = func.unnest(bindparam("external_ids", external_ids, type_=ARRAY(String)))
+    wanted = ids.table_valued("external_id").render_derived(name="wanted")
+    return (
+        select(*cols)
+        .join(wanted, model.external_id == wanted.c.external_id)
+        .where(model.source_id == source_id)
+    )
 
 
 def _collect_days(out: set[date], record: dict[str, Any], fields: Sequence[str]) -> None:
