@@ -1,7 +1,8 @@
 """Mounts every domain router under /api/v1."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from app import caching
 from app.activities.router import router as activities_router
 from app.alerts.router import alerts_router, rules_router
 from app.auth.router import router as auth_router
@@ -15,7 +16,8 @@ from app.targets.router import router as targets_router
 from app.teams.router import router as teams_router
 from app.webhooks.router import router as webhooks_router
 
-api_router = APIRouter(prefix="/api/v1")
+# Every GET gets ETag/Last-Modified and answers 304 when the client is current.
+api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(caching.conditional)])
 api_router.include_router(reps_router, prefix="/reps", tags=["reps"])
 api_router.include_router(teams_router, prefix="/teams", tags=["teams"])
 api_router.include_router(targets_router, prefix="/targets", tags=["targets"])

@@ -99,6 +99,14 @@ class Settings(BaseSettings):
         "(off: a webhook must not become a way into the internal network).",
     )
 
+    # Polling
+    cache_max_age_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=86400,
+        description="Cache-Control max-age of read answers (less when a source syncs more often).",
+    )
+
     # API limits
     max_page_size: int = 500
     max_upload_bytes: int = 20 * 1024 * 1024

@@ -66,6 +66,8 @@ def utcnow() -> datetime:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    from app import versions  # it maps onto Base, defined here
+
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -75,8 +77,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # pysqlite's own transaction handling skips BEGIN before SAVEPOINTs and DDL; let
         # SQLAlchemy emit it so transactions and savepoints behave as on PostgreSQL.
         event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    versions.install(engine)  # every write bumps its data version (ETags, app.caching)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

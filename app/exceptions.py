@@ -3,6 +3,7 @@
 The tree (the HTTP status each maps to in brackets)::
 
     QuotaGapError                 [500]
+    ├── NotModified               [304]  a conditional GET whose copy is current (no body)
     ├── NotFoundError             [404]  no such record, or not visible to the caller
     ├── ConflictError             [409]  the write clashes with existing data
     ├── InvalidInputError         [422]  well-formed request, wrong content; ``details`` lists
@@ -27,7 +28,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,15 @@ class QuotaGapError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details or []
+
+
+class NotModified(QuotaGapError):
+    status_code = 304
+    code = "not_modified"
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        super().__init__("not modified")
+        self.headers = headers
 
 
 class NotFoundError(QuotaGapError):
@@ -83,7 +93,9 @@ def error_body(code: str, message: str, details: list[Any] | None = None) -> dic
 
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(QuotaGapError)
-    async def _domain(_: Request, exc: QuotaGapError) -> JSONResponse:
+    async def _domain(_: Request, exc: QuotaGapError) -> Response:
+        if isinstance(exc, NotModified):
+            return Response(status_code=304, headers=exc.headers)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return JSONResponse(
             error_body(exc.code, exc.message, exc.details),

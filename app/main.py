@@ -13,6 +13,8 @@ from app.api import api_router
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.exceptions import install_handlers
+from app.exports import CSVExportMiddleware
+from app.exports import document as document_csv
 from app.jobs.runner import JobRunner
 from app.scheduler import Scheduler
 
@@ -86,6 +88,8 @@ def create_app(
     )
     app.state.jobs = jobs
     install_handlers(app)
+    app.add_middleware(CSVExportMiddleware)
+    document_csv(app)
     app.include_router(api_router)
 
     @app.get("/health", tags=["health"], summary="Liveness and database check (no auth)")

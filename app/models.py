@@ -11,6 +11,7 @@ from app.reps.models import Rep, RepIdentity
 from app.sources.models import QuarantinedRecord, Source, SyncCursor, SyncRun
 from app.targets.models import Target
 from app.teams.models import Team
+from app.versions import DataVersion
 from app.webhooks.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "ApiKey",
     "Base",
     "CoachingRow",
+    "DataVersion",
     "Deal",
     "DealStageChange",
     "DeliveryAttempt",

@@ -28,6 +28,7 @@ from app.performance.schemas import (
     SnapshotPage,
     SnapshotRead,
     Status,
+    SummaryRead,
     TeamPerformanceRead,
 )
 
@@ -213,6 +214,28 @@ def team_performance(
         principal=principal,
         team_id=team_id,
         period=period,
+        as_of=as_of,
+    )
+
+
+@router.get("/summary", response_model=SummaryRead, tags=["performance"])
+def summary(
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: MetricsReaderKey,
+    period: PeriodParam = None,
+    metric: str = "won_revenue",
+    as_of: AsOf = None,
+) -> SummaryRead:
+    """A compact wallboard payload: totals, attainment distribution, team rollups, who is at
+    risk (largest gap first, with coaching focus) and each source's last sync. Poll it with
+    `If-None-Match`: it answers 304 until a sync or compute changes it."""
+    return service.summary(
+        session=session,
+        settings=settings,
+        principal=principal,
+        period=period,
+        metric=metric,
         as_of=as_of,
     )
 

@@ -122,3 +122,57 @@ class TeamPerformanceRead(Schema):
     rollup: list[dict[str, Any]]
     rows: list[PerformanceRead]
     snapshot: int | None
+
+
+class SummaryTeam(Schema):
+    team_id: int
+    team_name: str
+    reps: int
+    actual: float | None
+    target: float | None
+    attainment: float | None
+    reps_below_target: int
+    share_below_target: float | None
+    team_wide_gap: bool
+
+
+class SummaryRep(Schema):
+    rep_id: int
+    rep_name: str
+    team_id: int | None
+    status: str
+    actual: float | None
+    target: float | None
+    gap: float | None
+    attainment: float | None
+    pace_gap: float | None
+    projected: float | None
+    coaching_focus: str | None
+
+
+class SummarySource(Schema):
+    source_id: int
+    name: str
+    kind: str
+    last_success_at: UTCDatetime | None
+    last_error: str | None
+    consecutive_failures: int
+
+
+class SummaryRead(Schema):
+    """A wallboard's worth of figures for one period and metric, from one snapshot."""
+
+    period: str
+    metric: str
+    snapshot: int | None
+    computed_at: UTCDatetime | None
+    totals: dict[str, float | int | None] = Field(
+        description="Over the visible reps with a target: actual, target, attainment (Σ actual "
+        "/ Σ target), reps, reps_with_target, reps_below_target."
+    )
+    attainment_distribution: dict[str, int] = Field(
+        description="Reps per attainment band: <50%, 50-80%, 80-100%, 100-120%, >=120%, no target."
+    )
+    teams: list[SummaryTeam]
+    at_risk: list[SummaryRep] = Field(description="Reps at risk or missed, largest gap first.")
+    sources: list[SummarySource]

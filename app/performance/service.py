@@ -26,6 +26,10 @@ from app.performance.schemas import (
     LeaderboardRead,
     PerformanceRead,
     SnapshotRead,
+    SummaryRead,
+    SummaryRep,
+    SummarySource,
+    SummaryTeam,
     TeamPerformanceRead,
 )
 from app.periods import parse
@@ -678,3 +682,156 @@ def hygiene_report(
             )
         )
     return {"as_of": str(as_of), "items": items}
+
+
+BANDS = ((0.5, "<50%"), (0.8, "50-80%"), (1.0, "80-100%"), (1.2, "100-120%"))
+
+
+def _band(attainment: float | None) -> str:
+    if attainment is None:
+        return "no target"
+    return next((label for upper, label in BANDS if attainment < upper), ">=120%")
+
+
+def summary(
+    *,
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    period: str | None,
+    metric: str,
+    as_of: date | None,
+) -> SummaryRead:
+    """One period and metric for a wallboard: totals, the attainment spread, each team's
+    rollup, who is at risk, and how fresh each source is."""
+    from app.sources.models import Source
+
+    label = parse(period, settings.calendar).label if period else default_period(settings)
+    version = version_for(session, as_of)
+    sources = [
+        SummarySource(
+            source_id=s.id,
+            name=s.name,
+            kind=s.kind,
+            last_success_at=s.last_success_at,
+            last_error=s.last_error,
+            consecutive_failures=s.consecutive_failures,
+        )
+        for s in session.scalars(select(Source).order_by(Source.id))
+    ]
+    bands = dict.fromkeys([label for _, label in BANDS] + [">=120%", "no target"], 0)
+    empty = SummaryRead(
+        period=label,
+        metric=metric,
+        snapshot=version,
+        computed_at=None,
+        totals={},
+        attainment_distribution=bands,
+        teams=[],
+        at_risk=[],
+        sources=sources,
+    )
+    if version is None:
+        return empty
+    snap = session.get(Snapshot, version)
+    reps, teams = _names(session)
+    rows = [
+        r
+        for r in session.scalars(
+            select(PerformanceRow).where(
+                versioning.visible(PerformanceRow, version),
+                PerformanceRow.period == label,
+                PerformanceRow.metric == metric,
+                PerformanceRow.subject_type == "rep",
+            )
+        )
+        if principal.can_see_rep(r.rep_id)
+    ]
+    focus = {
+        rep_id: f
+        for rep_id, f in session.execute(
+            select(CoachingRow.rep_id, CoachingRow.coaching_focus).where(
+                versioning.visible(CoachingRow, version), CoachingRow.period == label
+            )
+        )
+    }
+    for r in rows:
+        bands[_band(r.attainment if r.target else None)] += 1
+    with_target = [r for r in rows if r.target]
+    actual = sum(r.actual or 0.0 for r in with_target)
+    target = sum(r.target or 0.0 for r in with_target)
+    below = [r for r in with_target if r.status in rollups.BELOW_STATUSES]
+    frame = pd.DataFrame(
+        [
+            {
+                "rep_id": r.rep_id,
+                "team_id": reps[r.rep_id].team_id if r.rep_id in reps else None,
+                "metric": r.metric,
+                "period": r.period,
+                "actual": r.actual,
+                "target": r.target,
+                "attainment": r.attainment,
+                "status": r.status,
+            }
+            for r in rows
+        ],
+        columns=[
+            "rep_id",
+            "team_id",
+            "metric",
+            "period",
+            "actual",
+            "target",
+            "attainment",
+            "status",
+        ],
+    )
+    for col in ("actual", "target", "attainment"):
+        frame[col] = frame[col].astype("float64")
+    rolled = rollups.rollup(frame, by="team_id", below_by="status") if len(frame) else frame
+    team_rows = [
+        SummaryTeam(
+            team_id=int(t["team_id"]),
+            team_name=teams.get(int(t["team_id"]), ""),
+            reps=int(t["reps"]),
+            actual=_float_or_none(t["actual"]),
+            target=_float_or_none(t["target"]),
+            attainment=_float_or_none(t["attainment"]),
+            reps_below_target=int(t["reps_below_target"]),
+            share_below_target=_float_or_none(t["share_below_target"]),
+            team_wide_gap=bool(t["team_wide_gap"]),
+        )
+        for t in (rolled.to_dict("records") if len(frame) else [])
+    ]
+    at_risk = sorted(below, key=lambda r: -(r.gap or 0.0))
+    return empty.model_copy(
+        update={
+            "computed_at": snap.computed_at if snap else None,
+            "totals": {
+                "actual": actual,
+                "target": target,
+                "attainment": actual / target if target else None,
+                "reps": len(rows),
+                "reps_with_target": len(with_target),
+                "reps_below_target": len(below),
+            },
+            "attainment_distribution": bands,
+            "teams": team_rows,
+            "at_risk": [
+                SummaryRep(
+                    rep_id=r.rep_id or 0,
+                    rep_name=reps[r.rep_id].name if r.rep_id in reps else "",
+                    team_id=reps[r.rep_id].team_id if r.rep_id in reps else None,
+                    status=r.status,
+                    actual=r.actual,
+                    target=r.target,
+                    gap=r.gap,
+                    attainment=r.attainment,
+                    pace_gap=r.pace_gap,
+                    projected=r.projected,
+                    coaching_focus=focus.get(r.rep_id or 0),
+                )
+                for r in at_risk
+            ],
+        }
+    )
