@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.api import api_router
 from app.config import Settings, get_settings
+from app.dashboard.router import router as dashboard_router
 from app.db import make_engine, make_sessionmaker
 from app.exceptions import install_handlers
 from app.exports import CSVExportMiddleware
@@ -91,6 +92,7 @@ def create_app(
     app.add_middleware(CSVExportMiddleware)
     document_csv(app)
     app.include_router(api_router)
+    app.include_router(dashboard_router)  # HTML at /dashboard, outside the OpenAPI schema
 
     @app.get("/health", tags=["health"], summary="Liveness and database check (no auth)")
     def health() -> dict[str, str]:
