@@ -654,6 +654,63 @@ def rollup_periods(
     return _sum_rows(rows, key, kind, cycles)
 
 
+# The columns of a period_metrics row that deals decide, and those activities decide.
+DEAL_PART = ("won_revenue", "closed_value", "pipeline_created", *COUNT_COLUMNS[:4])
+ACTIVITY_PART = COUNT_COLUMNS[4:]
+
+
+def patch_metrics(
+    base: pd.DataFrame,
+    *,
+    deals: pd.DataFrame,
+    deals_stale: npt.ArrayLike,
+    activities: pd.DataFrame,
+    activities_stale: npt.ArrayLike,
+    kind: str,
+    key: str = "rep_id",
+) -> pd.DataFrame:
+    """A :func:`period_metrics` frame with some cells' deal or activity figures replaced.
+
+    ``base`` is a :func:`period_metrics` frame (stored figures); ``deals_stale`` and
+    ``activities_stale`` flag its rows (cells) whose deal figures (:data:`DEAL_PART` and
+    ``sales_cycle_days``), or activity figures (:data:`ACTIVITY_PART`), are out of date.
+    ``deals`` and ``activities`` are :func:`period_metrics` frames of exactly the stale cells
+    (of deals only and of activities only: a stale cell without a row there has none of
+    those records now). Per cell (``key``, period):
+
+        deal figures     = deals' row if the cell's deal figures are stale, else base's
+        activity figures = activities' row if stale, else base's
+
+    then the ratios as :func:`period_metrics` (:func:`finish_ratios`). A cell keeps a row
+    when it has closed deals, opportunities or activities, as in :func:`period_metrics`.
+    Equals ``period_metrics`` on the records when the fresh frames and the kept base figures
+    are those of the records.
+    """
+    cell = [key, "period_index"]
+    deal_stale = np.asarray(deals_stale, dtype=bool)
+    activity_stale = np.asarray(activities_stale, dtype=bool)
+    deal_rows = pd.concat(
+        [
+            base.loc[~deal_stale, [*cell, *DEAL_PART, "sales_cycle_days"]],
+            deals[[*cell, *DEAL_PART, "sales_cycle_days"]],
+        ],
+        ignore_index=True,
+    )
+    activity_rows = pd.concat(
+        [base.loc[~activity_stale, [*cell, *ACTIVITY_PART]], activities[[*cell, *ACTIVITY_PART]]],
+        ignore_index=True,
+    )
+    rows = pd.concat(
+        [deal_rows.drop(columns="sales_cycle_days"), activity_rows], ignore_index=True
+    ).fillna({c: 0 for c in ADDITIVE_COLUMNS})
+    for col in ADDITIVE_COLUMNS:
+        if col not in rows:
+            rows[col] = 0
+    out = _sum_rows(rows, key, kind, deal_rows[[*cell, "sales_cycle_days"]])
+    present = (out["closed_deals"] + out["opportunities"] + out["activities"]) > 0
+    return out[present.to_numpy()].reset_index(drop=True)
+
+
 def additive_actuals(
     deals: pd.DataFrame,
     activities: pd.DataFrame,

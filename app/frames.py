@@ -357,16 +357,30 @@ def _bound(conn: Connection, value: date) -> Any:
     return value.isoformat()
 
 
+def _in_reps(reps: Sequence[int] | None) -> list[tuple[str, list[Any]]]:
+    if reps is None:
+        return []
+    ids = sorted({int(r) for r in reps})
+    return [(f"rep_id IN ({', '.join('?' * len(ids))})" if ids else "1 = 0", ids)]
+
+
 def deals_frame(
     conn: Connection,
     *,
     since: date | None = None,
     until: date | None = None,
     status: str | None = None,
+    reps: Sequence[int] | None = None,
+    closing: tuple[date, date] | None = None,
+    closing_or_created: tuple[date, date] | None = None,
     columns: Sequence[str] | None = None,
     categorical: bool = False,
 ) -> pd.DataFrame:
     """Deals created or closing within [since, until] (every deal when unbounded).
+
+    Narrower selections, each optional: ``status``; ``reps`` (only these rep ids);
+    ``closing`` (``close_date`` within [lo, hi]); ``closing_or_created`` (``close_date``
+    within [lo, hi], or ``created_at`` from lo's UTC midnight to hi's end).
 
     ``columns``: only these (of ``deal_id, external_id, rep_id, amount, currency, status,
     stage, probability, created_at, close_date, closed_at, is_deleted``); ``categorical``:
@@ -375,6 +389,7 @@ def deals_frame(
     where: list[tuple[str, list[Any]]] = [("rep_id IS NOT NULL", [])]
     if status is not None:
         where.append(("status = ?", [status]))
+    where += _in_reps(reps)
     if since is not None:
         where.append(
             (
@@ -387,6 +402,22 @@ def deals_frame(
         where.append(
             ("close_date <= ? OR created_at < ?", [_bound(conn, until), _bound(conn, after)])
         )
+    if closing is not None:
+        lo, hi = closing
+        where.append(("close_date >= ? AND close_date <= ?", [_bound(conn, lo), _bound(conn, hi)]))
+    if closing_or_created is not None:
+        lo, hi = closing_or_created
+        where.append(
+            (
+                "close_date >= ? AND close_date <= ? OR created_at >= ? AND created_at < ?",
+                [
+                    _bound(conn, lo),
+                    _bound(conn, hi),
+                    _bound(conn, _start(lo)),
+                    _bound(conn, _start(hi + timedelta(days=1))),
+                ],
+            )
+        )
     selected = _select(DEAL_COLUMNS, columns, "deals")
     return _read(conn, "deals", selected, where, categorical)
 
@@ -396,15 +427,18 @@ def activities_frame(
     *,
     since: date | None = None,
     until: date | None = None,
+    reps: Sequence[int] | None = None,
     columns: Sequence[str] | None = None,
     categorical: bool = False,
 ) -> pd.DataFrame:
-    """Activities that occurred within [since, until] (every one when unbounded).
+    """Activities that occurred within [since, until] (every one when unbounded), of the
+    ``reps`` only when given.
 
     ``columns``: only these (of ``activity_id, rep_id, type, occurred_at, deal_external_id,
     is_deleted``); ``categorical``: ``type`` as ``category``.
     """
     where: list[tuple[str, list[Any]]] = [("rep_id IS NOT NULL", [])]
+    where += _in_reps(reps)
     if since is not None:
         where.append(("occurred_at >= ?", [_bound(conn, _start(since))]))
     if until is not None:

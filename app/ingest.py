@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from app.activities.models import Activity
 from app.db import utcnow
 from app.deals.models import Deal
-from app.performance.models import DirtyDay
+from app.performance.models import ANY_REP, DirtyDay
 from app.sources.models import QuarantinedRecord
 
 BATCH = 1000
@@ -61,7 +61,7 @@ def upsert_records(
     """
     counts = UpsertCounts()
     unanalyzed = 0
-    dirty: set[date] = set()
+    dirty: set[tuple[date, int]] = set()
     date_fields = [f for f in DATE_FIELDS[model] if not records or f in records[0]]
     latest = {r["external_id"]: r for r in records}
     items = list(latest.values())
@@ -84,14 +84,15 @@ def upsert_records(
         for r in chunk:
             old = existing.get(r["external_id"])
             if old is None:
-                _collect_days(dirty, r, date_fields)
+                _collect_days(dirty, r, date_fields, _rep_of(r, fields))
                 counts.deleted += bool(r.get("is_deleted"))
                 continue
             if any(_differs(getattr(old, f), r[f]) for f in fields):
                 changed.append({**r, "id": old.id, "synced_at": now})
                 counts.deleted += bool(r.get("is_deleted")) and not getattr(old, "is_deleted", True)
-                _collect_days(dirty, r, date_fields)
-                _collect_days(dirty, {f: getattr(old, f) for f in date_fields}, date_fields)
+                _collect_days(dirty, r, date_fields, _rep_of(r, fields))
+                before = {f: getattr(old, f) for f in {*date_fields, "rep_id"} & {*fields}}
+                _collect_days(dirty, before, date_fields, _rep_of(before, fields))
             else:
                 counts.unchanged += 1
         if new:
@@ -109,8 +110,17 @@ def upsert_records(
             # PostgreSQL's own advice for bulk loads: ANALYZE (it sees our uncommitted rows).
             session.execute(text(f"ANALYZE {model.__tablename__}"))
             unanalyzed = 0
-    mark_dirty(session, dirty)
+    mark_dirty(session, dirty, kind="deal" if model is Deal else "activity")
     return counts
+
+
+def _rep_of(record: dict[str, Any], fields: Sequence[str]) -> int | None:
+    """The rep whose figures the record counts in: None for none (a record without a rep
+    counts nowhere), ANY_REP when the record does not say."""
+    if "rep_id" not in fields:
+        return ANY_REP
+    rep = record.get("rep_id")
+    return None if rep is None or pd.isna(rep) else int(rep)
 
 
 def _existing(
@@ -138,21 +148,34 @@ def _existing(
     )
 
 
-def _collect_days(out: set[date], record: dict[str, Any], fields: Sequence[str]) -> None:
+def _collect_days(
+    out: set[tuple[date, int]], record: dict[str, Any], fields: Sequence[str], rep: int | None
+) -> None:
+    if rep is None:
+        return
     for field in fields:
         value = record.get(field)
         if isinstance(value, datetime):
-            out.add(value.astimezone(UTC).date())
+            out.add((value.astimezone(UTC).date(), rep))
         elif isinstance(value, date):
-            out.add(value)
+            out.add((value, rep))
 
 
-def mark_dirty(session: Session, days: set[date]) -> None:
-    """Remember the days whose figures changed, for the next incremental recompute."""
-    if not days:
+def mark_dirty(session: Session, cells: set[tuple[date, int]], *, kind: str) -> None:
+    """Remember the (day, rep) cells of ``kind`` (``deal`` or ``activity``) whose figures
+    changed, for the next incremental recompute; ``rep`` ANY_REP stands for every rep."""
+    if not cells:
         return
-    present = set(session.scalars(select(DirtyDay.day).where(DirtyDay.day.in_(days))))
-    missing = [{"day": d} for d in sorted(days - present)]
+    days = {d for d, _ in cells}
+    present = {
+        (d, r)
+        for d, r in session.execute(
+            select(DirtyDay.day, DirtyDay.rep_id).where(
+                DirtyDay.kind == kind, DirtyDay.day.in_(days)
+            )
+        )
+    }
+    missing = [{"day": d, "kind": kind, "rep_id": r} for d, r in sorted(cells - present)]
     if missing:
         session.execute(insert(DirtyDay), missing)
 

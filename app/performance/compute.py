@@ -5,6 +5,16 @@ before ``as_of`` to the end of the current fiscal year. An incremental compute c
 periods from the earliest day marked dirty by a sync or import (or, at least, from the
 period containing the previous snapshot's ``as_of``, since time passing moves pacing and
 closes periods) to the same end; figures outside that scope cannot have changed.
+
+Within its scope an incremental compute reads only the records of the dirty cells: the
+(deal or activity, rep, month) cells a sync or import marked (``DirtyDay``, a day either
+side), and every month the stored rows do not cover. Every other monthly figure of a rep is
+the stored ``MetricRow`` of that month, which is what the records would give again. Quarter
+and year figures are rolled up from the months as in a full compute; their median sales
+cycle, which does not roll up, is read again from the won deals of the periods holding a
+dirty deal cell and taken from the stored rows elsewhere. Each snapshot records the months
+its stored monthly rows cover and the settings they were computed with (``details``): when
+those settings change, the next incremental compute reads every record of its data window.
 """
 
 from __future__ import annotations
@@ -19,14 +29,16 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from analytics import drivers, gaps, trends
 from analytics.metrics import (
+    ADDITIVE_COLUMNS,
     METRIC_COLUMNS,
     cycle_medians,
     month_to_period,
+    patch_metrics,
     period_metrics,
     rollup_metrics,
     rollup_periods,
@@ -37,6 +49,7 @@ from analytics.periods import (
     FiscalCalendar,
     Period,
     period_from_index,
+    period_index,
     period_of,
     periods_between,
     shift,
@@ -45,6 +58,7 @@ from app import frames
 from app.config import Settings
 from app.performance import versioning
 from app.performance.models import (
+    ANY_REP,
     CoachingRow,
     DirtyDay,
     MetricRow,
@@ -64,6 +78,13 @@ class Scope:
     data_start: date
     data_end: date
     dirty_days: list[date] = field(default_factory=list)
+    # (day, "deal" | "activity", rep id or ANY_REP), as marked by app.ingest.
+    dirty: list[tuple[date, str, int]] = field(default_factory=list)
+    # Month indices [first, last] whose stored rep rows are current (None: read records).
+    stored: tuple[int, int] | None = None
+    # The first month the figures in scope depend on (drivers' lookback, win rates).
+    need_start: date | None = None
+    horizon: int = 0
 
     @property
     def labels(self) -> list[str]:
@@ -74,20 +95,44 @@ def today(settings: Settings) -> date:
     return datetime.now(ZoneInfo(settings.timezone)).date()
 
 
+def _basis(settings: Settings) -> dict[str, Any]:
+    """The settings stored monthly figures depend on: other ones make them stale."""
+    return {
+        "calendar": repr(settings.calendar),
+        "timezone": settings.timezone,
+        "rates": {str(k).upper(): float(v) for k, v in sorted(settings.currency_rates.items())},
+    }
+
+
+def _month_index(d: date, cal: FiscalCalendar) -> int:
+    return int(period_index(pd.Series([pd.Timestamp(d)]), "month", cal)[0])
+
+
 def _scope(session: Session, settings: Settings, *, as_of: date, full: bool) -> Scope:
     cal = settings.calendar
     end = period_of(as_of, "year", cal).end
     horizon = period_of(as_of, "month", cal)
     horizon = shift(horizon, -settings.history_months + 1, cal)
-    dirty = sorted(session.scalars(select(DirtyDay.day)))
+    dirty = sorted(
+        {
+            (d, k, r)
+            for d, k, r in session.execute(select(DirtyDay.day, DirtyDay.kind, DirtyDay.rep_id))
+        }
+    )
+    days = sorted({d for d, _, _ in dirty})
     last = session.scalar(
         select(Snapshot).where(Snapshot.status == "complete").order_by(Snapshot.id.desc())
     )
     start = horizon.start
+    stored: tuple[int, int] | None = None
     if not full and last is not None:
         # A day either side: timestamps are marked by UTC day but counted by local day.
-        candidates = [d - timedelta(days=1) for d in dirty] + [min(last.as_of, as_of)]
+        candidates = [d - timedelta(days=1) for d in days] + [min(last.as_of, as_of)]
         start = max(horizon.start, min(candidates))
+        details = last.details or {}
+        months = details.get("stored_months")
+        if months and details.get("basis") == _basis(settings):
+            stored = (int(months[0]), int(months[1]))
     periods = {kind: periods_between(start, end, kind, cal) for kind in KINDS}
     first = min(p.start for ps in periods.values() for p in ps)
     win_rate_start = shift(period_of(as_of, "month", cal), -WIN_RATE_MONTHS, cal).start
@@ -95,7 +140,33 @@ def _scope(session: Session, settings: Settings, *, as_of: date, full: bool) -> 
         shift(period_of(first, "month", cal), -DRIVER_LOOKBACK_MONTHS, cal).start,
         win_rate_start,
     )
-    return Scope(periods=periods, data_start=data_start, data_end=end, dirty_days=dirty)
+    # Month drivers pool 15 months up to the month, quarter drivers 5 quarters.
+    need_start = min(
+        shift(periods["month"][0], -(DRIVER_LOOKBACK_MONTHS - 1), cal).start,
+        shift(periods["quarter"][0], -(DRIVER_LOOKBACK_MONTHS // 3 - 1), cal).start,
+        win_rate_start,
+    )
+    return Scope(
+        periods=periods,
+        data_start=data_start,
+        data_end=end,
+        dirty_days=days,
+        dirty=dirty,
+        stored=stored,
+        need_start=need_start,
+        horizon=_month_index(horizon.start, cal),
+    )
+
+
+def _stored_months(scope: Scope, cal: FiscalCalendar) -> list[int]:
+    """The months whose rep rows are current once this compute is written: those in scope,
+    and those stored before that adjoin them, from the history horizon on (rows before it
+    are never recomputed, so a later change there would not reach them)."""
+    months = scope.periods["month"]
+    lo, hi = _month_index(months[0].start, cal), _month_index(months[-1].start, cal)
+    if scope.stored is not None and scope.stored[1] >= lo - 1 and scope.stored[0] <= hi + 1:
+        lo, hi = min(lo, scope.stored[0]), max(hi, scope.stored[1])
+    return [max(lo, scope.horizon), hi]
 
 
 def _membership(reps: pd.DataFrame, teams: pd.DataFrame) -> pd.DataFrame:
@@ -182,14 +253,72 @@ def load(session: Session, scope: Scope) -> Frames:
     )
 
 
-def _all_metrics(f: Frames, settings: Settings) -> dict[str, pd.DataFrame]:
+Cycles = dict[str, tuple[pd.DataFrame, pd.DataFrame]]
+
+
+@dataclass
+class Inputs:
+    """What the stages after loading need: the org, the targets, every rep's monthly figures
+    over the data window, the median sales cycles of quarters and years (and of team
+    months), and the open deals that can count as pipeline."""
+
+    reps: pd.DataFrame
+    teams: pd.DataFrame
+    targets: pd.DataFrame
+    membership: pd.DataFrame
+    rep_month: pd.DataFrame
+    cycles: Cycles
+    due: pd.DataFrame
+    deals: int = 0  # records read
+    activities: int = 0
+
+
+def _cycles(rep_won: pd.DataFrame, membership: pd.DataFrame, cal: FiscalCalendar) -> Cycles:
+    """(rep, team) median sales cycles per period of each kind, from monthly won cycles."""
+    team_won = rep_won.merge(membership, on="rep_id", how="inner").drop(columns="rep_id")
+    return {
+        kind: (
+            cycle_medians(_won_in(rep_won, kind, cal), key="rep_id"),
+            cycle_medians(_won_in(team_won, kind, cal), key="team_id"),
+        )
+        for kind in KINDS
+    }
+
+
+def _metrics_from(
+    rep_month: pd.DataFrame, cycles: Cycles, membership: pd.DataFrame, settings: Settings
+) -> dict[str, pd.DataFrame]:
     """Rep and team metrics of every period kind, with subject_type / subject_id.
 
-    One pass over the records: the monthly rep figures. Everything else is rolled up from
-    them (quarters and years are unions of fiscal months; a team pools its members' rows,
-    see :func:`rollup_metrics`), except the median sales cycle, which takes the won deals
-    of each quarter, year and team (a small frame) rather than the members' medians.
+    From the monthly rep figures: quarters and years are unions of fiscal months; a team
+    pools its members' rows (see :func:`rollup_metrics`), except the median sales cycle,
+    which comes from ``cycles`` (the won deals of each quarter, year and team) rather than
+    the members' medians.
     """
+    cal = settings.calendar
+    out: dict[str, pd.DataFrame] = {}
+    for kind in KINDS:
+        rep_cycles, team_cycles = cycles[kind]
+        rep = (
+            rep_month
+            if kind == "month"
+            else rollup_periods(rep_month, kind=kind, cal=cal, key="rep_id", cycles=rep_cycles)
+        )
+        team = rollup_metrics(
+            rep, membership, kind=kind, key="rep_id", to_key="team_id", cycles=team_cycles
+        )
+        out[kind] = _with_subjects(rep, team, settings, kind)
+    return out
+
+
+def _all_metrics(f: Frames, settings: Settings) -> dict[str, pd.DataFrame]:
+    """:func:`_metrics_from` the records of ``f``: one pass over them for the monthly rep
+    figures, and their won deals for the cycles."""
+    i = _from_records(f, settings, as_of=None)
+    return _metrics_from(i.rep_month, i.cycles, i.membership, settings)
+
+
+def _from_records(f: Frames, settings: Settings, as_of: date | None) -> Inputs:
     cal = settings.calendar
     rep_month = period_metrics(
         f.deals,
@@ -201,20 +330,284 @@ def _all_metrics(f: Frames, settings: Settings) -> dict[str, pd.DataFrame]:
         key="rep_id",
     )
     rep_won = won_cycles(f.deals, kind="month", cal=cal, tz=settings.timezone, key="rep_id")
-    team_won = rep_won.merge(f.membership, on="rep_id", how="inner").drop(columns="rep_id")
-    out: dict[str, pd.DataFrame] = {}
+    due = f.deals.iloc[:0] if as_of is None else f.deals[_due(f.deals, as_of)]
+    return Inputs(
+        reps=f.reps,
+        teams=f.teams,
+        targets=f.targets,
+        membership=f.membership,
+        rep_month=rep_month,
+        cycles=_cycles(rep_won, f.membership, cal),
+        due=due,
+        deals=len(f.deals),
+        activities=len(f.activities),
+    )
+
+
+# A (rep, month) cell as one integer; reps and months are far below 2**31.
+_CELL = 1 << 31
+_EVERY_REP = -1
+
+
+def _cell_codes(reps: npt.ArrayLike, months: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    out: npt.NDArray[np.int64] = np.asarray(months, dtype=np.int64) * _CELL + np.asarray(
+        reps, dtype=np.int64
+    )
+    return out
+
+
+@dataclass
+class _Dirty:
+    """The stale cells of one record kind: month index -> rep ids (None: every rep)."""
+
+    months: dict[int, set[int] | None] = field(default_factory=dict)
+
+    def add(self, month: int, rep: int) -> None:
+        if rep == ANY_REP:
+            self.months[month] = None
+            return
+        reps = self.months.setdefault(month, set())
+        if reps is not None:
+            reps.add(rep)
+
+    def stale(self, frame: pd.DataFrame) -> npt.NDArray[np.bool_]:
+        """Which rows (cells) of a monthly ``rep_id, period_index`` frame are stale."""
+        months = frame["period_index"].to_numpy(dtype=np.int64)
+        every = [m for m, reps in self.months.items() if reps is None]
+        pairs = [m * _CELL + r for m, reps in self.months.items() if reps for r in reps]
+        out: npt.NDArray[np.bool_] = np.isin(months, every) | np.isin(
+            _cell_codes(frame["rep_id"].to_numpy(), months), pairs
+        )
+        return out
+
+    def runs(self) -> list[tuple[int, int, set[int] | None]]:
+        """(first month, last month, reps): consecutive every-rep months in one run."""
+        out: list[tuple[int, int, set[int] | None]] = []
+        for m in sorted(self.months):
+            reps = self.months[m]
+            if reps is None and out and out[-1][2] is None and out[-1][1] == m - 1:
+                out[-1] = (out[-1][0], m, None)
+            else:
+                out.append((m, m, reps))
+        return out
+
+
+_NO_DEALS = pd.DataFrame(
+    {
+        "rep_id": pd.Series(dtype="int64"),
+        "amount": pd.Series(dtype="float64"),
+        "currency": pd.Series(dtype=object),
+        "status": pd.Series(dtype=object),
+        "created_at": pd.Series(dtype="datetime64[us, UTC]"),
+        "close_date": pd.Series(dtype="datetime64[ns]"),
+        "closed_at": pd.Series(dtype="datetime64[us, UTC]"),
+        "is_deleted": pd.Series(dtype=bool),
+    }
+)
+_NO_ACTIVITIES = pd.DataFrame(
+    {
+        "rep_id": pd.Series(dtype="int64"),
+        "type": pd.Series(dtype=object),
+        "occurred_at": pd.Series(dtype="datetime64[us, UTC]"),
+        "is_deleted": pd.Series(dtype=bool),
+    }
+)
+
+
+def _stored_rows(
+    session: Session, labels: Sequence[str], columns: Sequence[str], subject: str | None
+) -> pd.DataFrame:
+    """Head MetricRows of these periods: subject_type, subject_id, period and ``columns``
+    (read out of the JSON by the database, not parsed here row by row)."""
+    if not labels:
+        return pd.DataFrame(columns=["subject_type", "subject_id", "period", *columns])
+    stmt = select(
+        MetricRow.subject_type,
+        MetricRow.subject_id,
+        MetricRow.period,
+        *(MetricRow.values[c].as_float().label(c) for c in columns),
+    ).where(MetricRow.valid_to.is_(None), MetricRow.period.in_(list(labels)))
+    if subject is not None:
+        stmt = stmt.where(MetricRow.subject_type == subject)
+    rows = session.execute(stmt).all()
+    frame = pd.DataFrame(rows, columns=["subject_type", "subject_id", "period", *columns])
+    for c in columns:
+        frame[c] = frame[c].astype("float64")
+    return frame
+
+
+def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date) -> Inputs:
+    """The inputs of an incremental compute: stored monthly rows, patched with the records
+    of the dirty cells (see the module docstring)."""
+    assert scope.stored is not None and scope.need_start is not None
+    cal, tz, rates = settings.calendar, settings.timezone, settings.currency_rates
+    conn = session.connection()
+    reps = frames.reps_frame(conn)
+    teams = frames.teams_frame(conn)
+    membership = _membership(reps, teams)
+    months = periods_between(scope.need_start, scope.data_end, "month", cal)
+    index = {p.label: _month_index(p.start, cal) for p in months}
+    by_index = {i: p for p, i in zip(months, index.values(), strict=True)}
+    lo, hi = min(index.values()), max(index.values())
+    covered = {i for i in index.values() if scope.stored[0] <= i <= scope.stored[1]}
+
+    dirty = {"deal": _Dirty(), "activity": _Dirty()}
+    if scope.dirty:
+        days = pd.Series(
+            [pd.Timestamp(d + timedelta(days=k)) for d, _, _ in scope.dirty for k in (-1, 0, 1)]
+        )
+        marked = period_index(days, "month", cal).reshape(-1, 3)
+        for (_, kind, rep), month_of in zip(scope.dirty, marked.tolist(), strict=True):
+            for m in set(month_of):
+                if lo <= m <= hi and kind in dirty:
+                    dirty[kind].add(m, rep)
+    for m in set(index.values()) - covered:
+        dirty["deal"].add(m, ANY_REP)
+        dirty["activity"].add(m, ANY_REP)
+
+    metric_cols = [*ADDITIVE_COLUMNS, "sales_cycle_days"]
+    base = _stored_rows(
+        session, [p.label for p in months if index[p.label] in covered], metric_cols, "rep"
+    )
+    base = base.rename(columns={"subject_id": "rep_id"}).drop(columns="subject_type")
+    base["period_index"] = base["period"].map(index).astype("int64")
+    base["rep_id"] = base["rep_id"].astype("int64")
+
+    n_deals = n_activities = 0
+    fresh_deals: list[pd.DataFrame] = []
+    for first, last, rep_ids in dirty["deal"].runs():
+        p0, p1 = by_index[first], by_index[last]
+        d = frames.deals_frame(
+            conn,
+            reps=None if rep_ids is None else sorted(rep_ids),
+            closing_or_created=(p0.start - timedelta(days=1), p1.end + timedelta(days=1)),
+            columns=DEAL_COLUMNS,
+            categorical=True,
+        )
+        n_deals += len(d)
+        part = period_metrics(
+            d, _NO_ACTIVITIES, kind="month", cal=cal, rates=rates, tz=tz, key="rep_id"
+        )
+        keep = part["period_index"].between(first, last)
+        if rep_ids is not None:
+            keep &= part["rep_id"].isin(rep_ids)
+        fresh_deals.append(part[keep])
+    fresh_activities: list[pd.DataFrame] = []
+    for first, last, rep_ids in dirty["activity"].runs():
+        p0, p1 = by_index[first], by_index[last]
+        a = frames.activities_frame(
+            conn,
+            since=p0.start - timedelta(days=1),
+            until=p1.end + timedelta(days=1),
+            reps=None if rep_ids is None else sorted(rep_ids),
+            columns=ACTIVITY_COLUMNS,
+            categorical=True,
+        )
+        n_activities += len(a)
+        part = period_metrics(_NO_DEALS, a, kind="month", cal=cal, rates=rates, tz=tz, key="rep_id")
+        keep = part["period_index"].between(first, last)
+        if rep_ids is not None:
+            keep &= part["rep_id"].isin(rep_ids)
+        fresh_activities.append(part[keep])
+    empty = period_metrics(
+        _NO_DEALS, _NO_ACTIVITIES, kind="month", cal=cal, rates=rates, tz=tz, key="rep_id"
+    )
+    rep_month = patch_metrics(
+        base,
+        deals=pd.concat([empty, *fresh_deals], ignore_index=True),
+        deals_stale=dirty["deal"].stale(base),
+        activities=pd.concat([empty, *fresh_activities], ignore_index=True),
+        activities_stale=dirty["activity"].stale(base),
+        kind="month",
+    )
+
+    # Median sales cycles: read again for the periods holding a stale deal cell (or a month
+    # not stored), taken from the stored rows for the others.
+    stale_months = set(dirty["deal"].months)
+    first_quarter = scope.periods["quarter"][0]
+    wanted = {
+        "month": scope.periods["month"],
+        "quarter": periods_between(
+            shift(first_quarter, -(DRIVER_LOOKBACK_MONTHS // 3 - 1), cal).start,
+            scope.data_end,
+            "quarter",
+            cal,
+        ),
+        "year": scope.periods["year"],
+    }
+    fresh: dict[str, set[int]] = {}
+    kept: dict[str, dict[str, int]] = {}
+    ranges: list[tuple[date, date]] = []
+    for kind, periods in wanted.items():
+        fresh[kind], kept[kind] = set(), {}
+        for p in periods:
+            i = int(period_index(pd.Series([pd.Timestamp(p.start)]), kind, cal)[0])
+            inside = {m for m in range(_month_index(p.start, cal), _month_index(p.end, cal) + 1)}
+            if inside & stale_months or not inside <= covered:
+                fresh[kind].add(i)
+                ranges.append((p.start, p.end))
+            else:
+                kept[kind][p.label] = i
+    won_parts = [
+        frames.deals_frame(
+            conn,
+            status="won",
+            closing=(a, b),
+            columns=("rep_id", "status", "created_at", "close_date", "closed_at", "is_deleted"),
+            categorical=True,
+        )
+        for a, b in _merged(ranges)
+    ]
+    n_deals += sum(len(w) for w in won_parts)
+    won = pd.concat(won_parts, ignore_index=True) if won_parts else _NO_DEALS
+    computed = _cycles(won_cycles(won, kind="month", cal=cal, tz=tz, key="rep_id"), membership, cal)
+    stored_cycles = _stored_rows(
+        session, [label for k in kept.values() for label in k], ["sales_cycle_days"], None
+    )
+    cycles: Cycles = {}
     for kind in KINDS:
-        rep_cycles = cycle_medians(_won_in(rep_won, kind, cal), key="rep_id")
-        team_cycles = cycle_medians(_won_in(team_won, kind, cal), key="team_id")
-        rep = (
-            rep_month
-            if kind == "month"
-            else rollup_periods(rep_month, kind=kind, cal=cal, key="rep_id", cycles=rep_cycles)
-        )
-        team = rollup_metrics(
-            rep, f.membership, kind=kind, key="rep_id", to_key="team_id", cycles=team_cycles
-        )
-        out[kind] = _with_subjects(rep, team, settings, kind)
+        pair = []
+        for subject, key in (("rep", "rep_id"), ("team", "team_id")):
+            new = computed[kind][0 if subject == "rep" else 1]
+            new = new[new["period_index"].isin(fresh[kind])]
+            old = stored_cycles[
+                (stored_cycles["subject_type"] == subject)
+                & stored_cycles["period"].isin(kept[kind])
+            ]
+            old = pd.DataFrame(
+                {
+                    key: old["subject_id"].astype("int64"),
+                    "period_index": old["period"].map(kept[kind]).astype("int64"),
+                    "sales_cycle_days": old["sales_cycle_days"],
+                }
+            )
+            pair.append(pd.concat([new, old], ignore_index=True))
+        cycles[kind] = (pair[0], pair[1])
+
+    due = frames.deals_frame(
+        conn, status="open", closing=(as_of, scope.data_end), columns=DEAL_COLUMNS, categorical=True
+    )
+    n_deals += len(due)
+    return Inputs(
+        reps=reps,
+        teams=teams,
+        targets=frames.targets_frame(conn, periods=scope.labels),
+        membership=membership,
+        rep_month=rep_month,
+        cycles=cycles,
+        due=due[_due(due, as_of)],
+        deals=n_deals,
+        activities=n_activities,
+    )
+
+
+def _merged(ranges: list[tuple[date, date]]) -> list[tuple[date, date]]:
+    out: list[tuple[date, date]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1] + timedelta(days=1):
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
     return out
 
 
@@ -260,12 +653,16 @@ def run(
     )
     session.add(snapshot)
     session.flush()
-    f = load(session, scope)
+    if scope.stored is None:
+        inputs = _from_records(load(session, scope), settings, as_of)
+    else:
+        inputs = _from_stored(session, scope, settings, as_of)
+    f = inputs
     timings: dict[str, float] = {"load": clock.perf_counter() - started}
     cal = settings.calendar
 
     t = clock.perf_counter()
-    metrics = _all_metrics(f, settings)
+    metrics = _metrics_from(inputs.rep_month, inputs.cycles, inputs.membership, settings)
     timings["metrics"] = clock.perf_counter() - t
 
     t = clock.perf_counter()
@@ -273,7 +670,7 @@ def run(
     all_periods = [p for ps in scope.periods.values() for p in ps]
     # Only open deals due from as_of on can count (open_pipeline's own rule): the team
     # merge then copies those few rather than every deal.
-    due = f.deals[_due(f.deals, as_of)]
+    due = inputs.due
     rep_pipeline = gaps.open_pipeline(
         due, periods=all_periods, as_of=as_of, rates=settings.currency_rates, key="rep_id"
     )
@@ -324,26 +721,30 @@ def run(
     timings["gaps"] = clock.perf_counter() - t
 
     t = clock.perf_counter()
-    coaching = _coaching(metrics, f.reps, in_scope)
+    coaching = _coaching_table(metrics, f.reps, in_scope)
     timings["drivers"] = clock.perf_counter() - t
 
     t = clock.perf_counter()
     version = snapshot.id
-    scope_filter_perf = PerformanceRow.period.in_(scope.labels)
+    perf_key = ("subject_type", "rep_id", "team_id", "metric", "period")
     written = versioning.write(
         session,
         PerformanceRow,
         version=version,
-        key=("subject_type", "rep_id", "team_id", "metric", "period"),
-        rows=_performance_rows(gap_rows),
-        scope=scope_filter_perf,
+        key=perf_key,
+        frame=gap_rows,
+        fields=[c for c in _PERFORMANCE_FIELDS if c in gap_rows and c not in perf_key],
+        build=_performance_rows,
+        scope=PerformanceRow.period.in_(scope.labels),
     )
     written += versioning.write(
         session,
         MetricRow,
         version=version,
         key=("subject_type", "subject_id", "period"),
-        rows=_metric_rows(actuals),
+        frame=actuals,
+        fields=["period_kind", "period_start", *METRIC_COLUMNS],
+        build=_metric_rows,
         scope=MetricRow.period.in_(scope.labels),
     )
     written += versioning.write(
@@ -351,11 +752,20 @@ def run(
         CoachingRow,
         version=version,
         key=("rep_id", "period"),
-        rows=coaching,
+        frame=coaching,
+        fields=[c for c in coaching.columns if c not in ("rep_id", "period")],
+        build=_coaching_rows,
         scope=CoachingRow.period.in_(scope.labels),
     )
-    if scope.dirty_days:
-        session.execute(delete(DirtyDay).where(DirtyDay.day.in_(scope.dirty_days)))
+    if scope.dirty:
+        cells = [(d, k, r) for d, k, r in scope.dirty]
+        for i in range(0, len(cells), 300):
+            part = cells[i : i + 300]
+            session.execute(
+                delete(DirtyDay).where(
+                    tuple_(DirtyDay.day, DirtyDay.kind, DirtyDay.rep_id).in_(part)
+                )
+            )
     keep = session.scalar(
         select(Snapshot.id)
         .where(
@@ -373,15 +783,17 @@ def run(
     snapshot.duration_ms = int((clock.perf_counter() - started) * 1000)
     snapshot.details = {
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "deals": len(f.deals),
-        "activities": len(f.activities),
+        "deals": inputs.deals,
+        "activities": inputs.activities,
         "dirty_days": len(scope.dirty_days),
+        "stored_months": _stored_months(scope, cal),
+        "basis": _basis(settings),
     }
     session.flush()
     return snapshot
 
 
-def _seasonal_shares(session: Session, settings: Settings, f: Frames, as_of: date) -> pd.DataFrame:
+def _seasonal_shares(session: Session, settings: Settings, f: Inputs, as_of: date) -> pd.DataFrame:
     """Each team's learned booking curve, from two years of its won deals; a rep is paced on
     their team's curve (one rep's own history is too thin to learn a shape from)."""
     since = as_of - timedelta(days=2 * 366 + 92)
@@ -476,13 +888,15 @@ def _records(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
+_PERFORMANCE_FIELDS = [
+    c.key
+    for c in PerformanceRow.__table__.columns
+    if c.key not in {"id", "valid_from", "valid_to", "digest", "details"}
+]
+
+
 def _performance_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    cols = [
-        c.key
-        for c in PerformanceRow.__table__.columns
-        if c.key not in {"id", "valid_from", "valid_to", "details"}
-    ]
-    values = _clean_columns(rows, cols)
+    values = _clean_columns(rows, _PERFORMANCE_FIELDS)
     for c in ("rep_id", "team_id", "target_id"):
         values[c] = [None if v is None or pd.isna(v) else int(v) for v in values[c]]
     for c in ("period_start", "period_end"):
@@ -509,10 +923,11 @@ def _metric_rows(actuals: pd.DataFrame) -> list[dict[str, Any]]:
     )
 
 
-def _coaching(
+def _coaching_table(
     metrics: dict[str, pd.DataFrame], reps: pd.DataFrame, in_scope: dict[str, set[str]]
-) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+) -> pd.DataFrame:
+    """The driver tables of the months and quarters in scope, with ``period_kind``."""
+    tables: list[pd.DataFrame] = []
     for kind in ("month", "quarter"):
         m = metrics[kind]
         rep_metrics = m[m["subject_type"] == "rep"].rename(columns={"subject_id": "rep_id"})
@@ -522,25 +937,27 @@ def _coaching(
         )
         table = drivers.driver_table(rep_metrics, reps, config=config)
         table = table[table["period"].isin(in_scope[kind])]
-        names = [str(c) for c in table.columns]
-        values = _clean_columns(table, names)
-        fixed = {"rep_id", "period", "coaching_focus", "focus_reason"}
-        driver_values = _records({k: v for k, v in values.items() if k not in fixed})
-        if not driver_values:  # no driver columns at all: one empty dict per row
-            driver_values = [{} for _ in range(len(table))]
-        out.extend(
-            _records(
-                {
-                    "rep_id": [int(v) for v in table["rep_id"].tolist()],
-                    "period": table["period"].tolist(),
-                    "period_kind": [kind] * len(table),
-                    "coaching_focus": [
-                        None if focus is None or pd.isna(focus) else str(focus)
-                        for focus in values["coaching_focus"]
-                    ],
-                    "focus_reason": values["focus_reason"],
-                    "drivers": driver_values,
-                }
-            )
-        )
-    return out
+        tables.append(table.assign(period_kind=kind))
+    return pd.concat(tables, ignore_index=True)
+
+
+def _coaching_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    names = [str(c) for c in table.columns if c != "period_kind"]
+    values = _clean_columns(table, names)
+    fixed = {"rep_id", "period", "coaching_focus", "focus_reason"}
+    driver_values = _records({k: v for k, v in values.items() if k not in fixed})
+    if not driver_values:  # no driver columns at all: one empty dict per row
+        driver_values = [{} for _ in range(len(table))]
+    return _records(
+        {
+            "rep_id": [int(v) for v in table["rep_id"].tolist()],
+            "period": table["period"].tolist(),
+            "period_kind": table["period_kind"].tolist(),
+            "coaching_focus": [
+                None if focus is None or pd.isna(focus) else str(focus)
+                for focus in values["coaching_focus"]
+            ],
+            "focus_reason": values["focus_reason"],
+            "drivers": driver_values,
+        }
+    )

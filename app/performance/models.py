@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
@@ -37,6 +37,9 @@ class Snapshot(Base):
 class _Versioned:
     valid_from: Mapped[int] = mapped_column(Integer)
     valid_to: Mapped[int | None] = mapped_column(Integer)
+    # A hash of the row's content (``versioning.digests``): a recompute compares it, not the
+    # stored values, to find the rows that changed. Null never matches (the row is rewritten).
+    digest: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class PerformanceRow(_Versioned, Base):
@@ -115,15 +118,24 @@ class CoachingRow(_Versioned, Base):
     drivers: Mapped[dict[str, Any]] = mapped_column()
 
 
-class DirtyDay(Base):
-    """A UTC day whose records changed since the last compute, written with the records.
+ANY_REP = 0
 
-    Incremental recompute turns these into the periods (of every kind) to recompute; both
-    the old and the new dates of a changed record are marked, so a deal whose close date
-    moved from October to November makes both months dirty.
+
+class DirtyDay(Base):
+    """A UTC day whose records of one kind (``deal`` or ``activity``) and one rep changed
+    since the last compute, written with the records.
+
+    Incremental recompute turns these into the periods (of every kind) to recompute, and
+    reads again only the records of the dirty (kind, rep, month) cells, taking every other
+    monthly figure from the stored rows. Both the old and the new dates and reps of a changed
+    record are marked, so a deal whose close date moved from October to November makes both
+    months dirty. ``rep_id`` is :data:`ANY_REP` (0) when the rep is not known: every rep's
+    figures of that day are then read again.
     """
 
     __tablename__ = "dirty_days"
 
     day: Mapped[date] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    rep_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     marked_at: Mapped[datetime] = mapped_column(default=utcnow)

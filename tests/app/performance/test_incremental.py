@@ -1,0 +1,172 @@
+"""An incremental recompute, which reads only the records of the dirty cells and takes every
+other monthly figure from the stored rows, gives the rows a full recompute gives."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from app import ingest
+from app.activities.models import Activity
+from app.deals.models import Deal
+from app.demo.generator import DemoConfig
+from app.demo.load import load_demo
+from app.performance import compute, versioning
+from app.performance.models import CoachingRow, DirtyDay, MetricRow, PerformanceRow
+from connectors.base import ACTIVITY_FIELDS, DEAL_FIELDS
+
+TODAY = date(2026, 11, 18)
+
+
+def _records(session: Any, model: Any, fields: tuple[str, ...], rows: list[Any]) -> list[dict]:
+    return [{f: getattr(r, f) for f in (*fields, "rep_id", "is_deleted")} for r in rows]
+
+
+def _deals_closing(session: Any, month: tuple[int, int], status: str, n: int) -> list[Deal]:
+    first = date(*month, 1)
+    last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    return list(
+        session.scalars(
+            select(Deal)
+            .where(Deal.status == status, Deal.close_date.between(first, last))
+            .order_by(Deal.id)
+            .limit(n)
+        )
+    )
+
+
+def _plant_changes(session: Any) -> None:
+    """Changes in a few months, of every kind a sync brings."""
+    source_id = session.scalar(select(Deal.source_id).limit(1))
+    reps = sorted({r for r in session.scalars(select(Deal.rep_id).distinct()) if r})
+    deals: list[dict[str, Any]] = []
+    # March: an amount revised, a won deal lost, one deleted.
+    march = _records(session, Deal, DEAL_FIELDS, _deals_closing(session, (2026, 3), "won", 3))
+    march[0]["amount"] = float(march[0]["amount"]) * 1.7
+    march[1].update(status="lost", stage="Closed Lost", probability=0.0)
+    march[2]["is_deleted"] = True
+    deals += march
+    # July: a close date moved to September, a deal handed to another rep.
+    july = _records(session, Deal, DEAL_FIELDS, _deals_closing(session, (2026, 7), "won", 2))
+    moved = july[0]["closed_at"] or datetime(2026, 7, 15, tzinfo=UTC)
+    july[0].update(close_date=date(2026, 9, 3), closed_at=moved.replace(month=9, day=3))
+    july[1]["rep_id"] = next(r for r in reps if r != july[1]["rep_id"])
+    deals += july
+    # A new deal won late on the last day of August (UTC), in another currency.
+    deals.append(
+        {
+            "external_id": "PLANTED-1",
+            "rep_id": reps[0],
+            "amount": 4321.5,
+            "currency": "EUR",
+            "stage": "Closed Won",
+            "status": "won",
+            "probability": 1.0,
+            "created_at": datetime(2026, 6, 30, 23, 30, tzinfo=UTC),
+            "close_date": date(2026, 8, 31),
+            "closed_at": datetime(2026, 8, 31, 23, 45, tzinfo=UTC),
+            "is_deleted": False,
+        }
+    )
+    ingest.upsert_records(session, Deal, source_id, deals)
+    # Activities: new ones in May, one deleted in October.
+    activities = [
+        {
+            "external_id": f"PLANTED-A{i}",
+            "rep_id": reps[i % len(reps)],
+            "type": ("call", "email", "meeting", "sms")[i % 4],
+            "occurred_at": datetime(2026, 5, 1 + i, 9, tzinfo=UTC),
+            "is_deleted": False,
+        }
+        for i in range(6)
+    ]
+    october = session.scalars(
+        select(Activity)
+        .where(Activity.occurred_at >= datetime(2026, 10, 1, tzinfo=UTC))
+        .order_by(Activity.id)
+        .limit(1)
+    ).one()
+    gone = _records(session, Activity, ACTIVITY_FIELDS, [october])
+    gone[0]["is_deleted"] = True
+    ingest.upsert_records(session, Activity, source_id, activities)
+    ingest.upsert_records(session, Activity, october.source_id, gone)
+
+
+_SKIP = {"id", "valid_from", "valid_to", "digest"}
+
+
+def _visible(session: Any, model: Any, version: int, periods: list[str]) -> dict[tuple, dict]:
+    key = {
+        PerformanceRow: ("subject_type", "rep_id", "team_id", "metric", "period"),
+        MetricRow: ("subject_type", "subject_id", "period"),
+        CoachingRow: ("rep_id", "period"),
+    }[model]
+    rows = session.scalars(
+        select(model).where(versioning.visible(model, version), model.period.in_(periods))
+    )
+    out = {}
+    for r in rows:
+        values = {c.key: getattr(r, c.key) for c in model.__table__.columns if c.key not in _SKIP}
+        out[tuple(values[k] for k in key)] = values
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, float) and isinstance(b, int | float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    return bool(a == b)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"timezone": "America/New_York", "fiscal_year_start_month": 2}],
+)
+def test_incremental_equals_full_row_for_row(session, settings, overrides):
+    tuned = settings.model_copy(update=overrides)
+    load_demo(
+        session=session, config=DemoConfig(seed=7, today=TODAY, teams=3, reps_per_team=4, months=15)
+    )
+    compute.run(session=session, settings=tuned, as_of=TODAY, full=True)
+    _plant_changes(session)
+    marked = set(session.scalars(select(DirtyDay.kind)))
+    assert marked == {"deal", "activity"}
+
+    inc = compute.run(session=session, settings=tuned, as_of=TODAY)
+    assert inc.kind == "incremental" and inc.rows_written > 0
+    assert session.scalar(select(DirtyDay.day).limit(1)) is None
+    total_deals = session.scalar(select(Deal.id).order_by(Deal.id.desc()).limit(1))
+    assert inc.details["deals"] < total_deals  # only the dirty cells' records were read
+
+    full = compute.run(session=session, settings=tuned, as_of=TODAY, full=True)
+    for model in (PerformanceRow, MetricRow, CoachingRow):
+        ours = _visible(session, model, inc.id, inc.periods)
+        theirs = _visible(session, model, full.id, inc.periods)
+        assert ours.keys() == theirs.keys(), model.__name__
+        bad = [k for k in ours if not _same(ours[k], theirs[k])]
+        assert not bad, (model.__name__, bad[:3], [(ours[k], theirs[k]) for k in bad[:1]])
+    # The full compute found nothing in scope to rewrite.
+    for model in (PerformanceRow, MetricRow, CoachingRow):
+        rewritten = session.scalars(
+            select(model.id).where(model.valid_from == full.id, model.period.in_(inc.periods))
+        ).all()
+        assert rewritten == [], model.__name__
+
+
+def test_settings_change_reads_every_record(session, settings):
+    load_demo(
+        session=session, config=DemoConfig(seed=7, today=TODAY, teams=2, reps_per_team=3, months=15)
+    )
+    first = compute.run(session=session, settings=settings, as_of=TODAY, full=True)
+    again = compute.run(session=session, settings=settings, as_of=TODAY)
+    assert again.details["activities"] == 0  # nothing dirty: stored rows only
+    rates = {**settings.currency_rates, "EUR": 2.0}
+    changed = compute.run(
+        session=session, settings=settings.model_copy(update={"currency_rates": rates}), as_of=TODAY
+    )
+    assert changed.details["activities"] == first.details["activities"] > 0
