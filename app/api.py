@@ -2,9 +2,11 @@
 
 from fastapi import APIRouter, Depends
 
-from app import caching
+from app import caching, limits
 from app.activities.router import router as activities_router
 from app.alerts.router import alerts_router, rules_router
+from app.audit import service as audit_service
+from app.audit.router import router as audit_router
 from app.auth.router import router as auth_router
 from app.deals.router import router as deals_router
 from app.imports.router import router as imports_router
@@ -16,8 +18,16 @@ from app.targets.router import router as targets_router
 from app.teams.router import router as teams_router
 from app.webhooks.router import router as webhooks_router
 
-# Every GET gets ETag/Last-Modified and answers 304 when the client is current.
-api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(caching.conditional)])
+# For every route, in order: the key's rate limit; the key as the actor of any change (the
+# audit log); for GETs, ETag/Last-Modified and a 304 when the client is current.
+api_router = APIRouter(
+    prefix="/api/v1",
+    dependencies=[
+        Depends(limits.rate_limit),
+        Depends(audit_service.bind),
+        Depends(caching.conditional),
+    ],
+)
 api_router.include_router(reps_router, prefix="/reps", tags=["reps"])
 api_router.include_router(teams_router, prefix="/teams", tags=["teams"])
 api_router.include_router(targets_router, prefix="/targets", tags=["targets"])
@@ -31,3 +41,4 @@ api_router.include_router(rules_router, prefix="/alert-rules", tags=["alerts"])
 api_router.include_router(alerts_router, prefix="/alerts", tags=["alerts"])
 api_router.include_router(webhooks_router, prefix="/webhooks", tags=["webhooks"])
 api_router.include_router(auth_router, prefix="/api-keys", tags=["api keys"])
+api_router.include_router(audit_router, prefix="/audit", tags=["audit"])

@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     # API limits
     max_page_size: int = 500
     max_upload_bytes: int = 20 * 1024 * 1024
+    max_json_bytes: int = Field(default=10 * 1024 * 1024, description="Largest JSON body.")
+    rate_limit_per_minute: float = Field(
+        default=1200, ge=0, description="Requests per minute per API key (0: no limit)."
+    )
+    rate_limit_burst: int = Field(default=300, ge=1, description="Requests a key may burst.")
     max_csv_rows: int = 200_000
 
     @field_validator("reporting_currency")

@@ -10,6 +10,7 @@ The tree (the HTTP status each maps to in brackets)::
     │   │                                each problem with the field (or CSV row) it concerns
     │   └── PeriodInputError      [422]  a period label that does not parse
     ├── PayloadTooLargeError      [413]
+    ├── RateLimitedError          [429]  the key's request rate is exceeded (with Retry-After)
     ├── AuthenticationError       [401]  missing, unknown, revoked or expired API key
     └── PermissionDeniedError     [403]  the key's role may not do this
 
@@ -77,6 +78,15 @@ class PayloadTooLargeError(QuotaGapError):
     code = "payload_too_large"
 
 
+class RateLimitedError(QuotaGapError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class AuthenticationError(QuotaGapError):
     status_code = 401
     code = "unauthenticated"
@@ -97,6 +107,8 @@ def install_handlers(app: FastAPI) -> None:
         if isinstance(exc, NotModified):
             return Response(status_code=304, headers=exc.headers)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if isinstance(exc, RateLimitedError):
+            headers = exc.headers
         return JSONResponse(
             error_body(exc.code, exc.message, exc.details),
             status_code=exc.status_code,

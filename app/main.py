@@ -17,6 +17,7 @@ from app.exceptions import install_handlers
 from app.exports import CSVExportMiddleware
 from app.exports import document as document_csv
 from app.jobs.runner import JobRunner
+from app.limits import BodyLimitMiddleware
 from app.scheduler import Scheduler
 
 DESCRIPTION = """
@@ -90,6 +91,11 @@ def create_app(
     app.state.jobs = jobs
     install_handlers(app)
     app.add_middleware(CSVExportMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_json_bytes=settings.max_json_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     document_csv(app)
     app.include_router(api_router)
     app.include_router(dashboard_router)  # HTML at /dashboard, outside the OpenAPI schema

@@ -2,6 +2,7 @@
 
 from app.activities.models import Activity
 from app.alerts.models import Alert, AlertRule
+from app.audit.models import AuditEntry
 from app.auth.models import ApiKey
 from app.db import Base
 from app.deals.models import Deal, DealStageChange
@@ -19,6 +20,7 @@ __all__ = [
     "Alert",
     "AlertRule",
     "ApiKey",
+    "AuditEntry",
     "Base",
     "CoachingRow",
     "DataVersion",

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter
+
+from app.audit import service
+from app.audit.models import AuditEntry
+from app.audit.schemas import AuditPage, AuditRead
+from app.deps import AdminKey, SessionDep
+from app.pagination import CursorParam, LimitParam, paginate
+
+router = APIRouter()
+
+
+@router.get("", response_model=AuditPage)
+def list_audit(
+    session: SessionDep,
+    _: AdminKey,
+    entity_type: Literal["target", "source", "alert_rule", "webhook", "api_key"] | None = None,
+    entity_id: int | None = None,
+    actor_key_id: int | None = None,
+    since: datetime | None = None,
+    cursor: CursorParam = None,
+    limit: LimitParam = 100,
+) -> AuditPage:
+    """Every change to targets, sources, alert rules, webhooks and API keys: who, when, what,
+    before and after (secrets redacted), oldest first."""
+    stmt = service.query(
+        entity_type=entity_type, entity_id=entity_id, actor_key_id=actor_key_id, since=since
+    )
+    rows, next_cursor = paginate(session, stmt, AuditEntry.id, cursor=cursor, limit=limit)
+    return AuditPage(items=[AuditRead.model_validate(r) for r in rows], next_cursor=next_cursor)
