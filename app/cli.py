@@ -194,6 +194,99 @@ def create_api_key(
     typer.echo(token)
 
 
+@cli.command("list-api-keys")
+def list_api_keys() -> None:
+    """List API keys (id, role, name, prefix, expiry, revocation); never the keys themselves."""
+    from app.auth import service as auth_service
+
+    factory = _database()
+    with factory() as session:
+        for key in auth_service.list_keys(session=session):
+            state = (
+                f"revoked {key.revoked_at:%Y-%m-%d}"
+                if key.revoked_at
+                else f"expires {key.expires_at:%Y-%m-%d %H:%M}"
+                if key.expires_at
+                else "active"
+            )
+            typer.echo(f"#{key.id:<5} {key.role:<8} {key.prefix}...  {key.name}  ({state})")
+
+
+@cli.command("revoke-api-key")
+def revoke_api_key(key_id: Annotated[int, typer.Argument(help="The key's id")]) -> None:
+    """Revoke a key at once."""
+    from app.auth import service as auth_service
+    from app.db import transaction
+
+    with transaction(_database()) as session:
+        key = auth_service.revoke(session=session, key_id=key_id)
+        typer.echo(f"revoked {key.role} key #{key.id} ({key.prefix}...)")
+
+
+@cli.command("rotate-api-key")
+def rotate_api_key(
+    key_id: Annotated[int, typer.Argument(help="The key to replace")],
+    grace_hours: Annotated[
+        float, typer.Option(help="Keep the old key working this long (0: revoke now)")
+    ] = 0,
+) -> None:
+    """Replace a key with a new one of the same role and scope; print the new key once."""
+    from datetime import timedelta
+
+    from app.auth import service as auth_service
+    from app.auth.models import ApiKey
+    from app.db import transaction, utcnow
+
+    with transaction(_database()) as session:
+        old = session.get(ApiKey, key_id)
+        if old is None or old.revoked_at is not None:
+            typer.echo(f"error: no active API key #{key_id}", err=True)
+            raise typer.Exit(2)
+        key, token = auth_service.create(
+            session=session,
+            role=old.role,
+            name=old.name,
+            rep_id=old.rep_id,
+            expires_at=old.expires_at,
+        )
+        if grace_hours:
+            until = utcnow() + timedelta(hours=grace_hours)
+            old.expires_at = min(old.expires_at, until) if old.expires_at else until
+            typer.echo(f"key #{key_id} keeps working until {old.expires_at:%Y-%m-%d %H:%M} UTC")
+        else:
+            auth_service.revoke(session=session, key_id=key_id)
+            typer.echo(f"key #{key_id} revoked")
+        typer.echo(f"new {key.role} key #{key.id} ({key.prefix}...). Store it now:")
+    typer.echo(token)
+
+
+@cli.command("rotate-secrets")
+def rotate_secrets() -> None:
+    """Re-encrypt every stored secret (CRM credentials, OAuth tokens, webhook secrets) under the
+    first key of QG_SECRET_KEY. Rotation: put the new key first (`new,old`), run this, then
+    drop the old key."""
+    from sqlalchemy import select
+
+    from app import secrets
+    from app.db import transaction
+    from app.sources.models import Source
+    from app.webhooks.models import WebhookEndpoint
+
+    settings = get_settings()
+    with transaction(_database()) as session:
+        sources = hooks = 0
+        for source in session.scalars(select(Source)):
+            if source.credentials_encrypted:
+                source.credentials_encrypted = secrets.rotate(
+                    settings, source.credentials_encrypted
+                )
+                sources += 1
+        for hook in session.scalars(select(WebhookEndpoint)):
+            hook.secret_encrypted = secrets.rotate(settings, hook.secret_encrypted)
+            hooks += 1
+    typer.echo(f"re-encrypted the credentials of {sources} sources and {hooks} webhook secrets")
+
+
 @cli.command("import")
 def import_(
     mapping: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Mapping YAML")],

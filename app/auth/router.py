@@ -1,10 +1,16 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
 
 from app.auth import service
+from app.auth.models import ApiKey
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPage, ApiKeyRead
+from app.db import utcnow
 from app.deps import AdminKey, SessionDep
+from app.exceptions import ConflictError, NotFoundError
 
 router = APIRouter()
 
@@ -27,3 +33,32 @@ def list_keys(session: SessionDep, _: AdminKey) -> ApiKeyPage:
 def revoke_key(key_id: int, session: SessionDep, _: AdminKey) -> ApiKeyRead:
     """Revoke a key at once; requests with it get 401 from now on."""
     return ApiKeyRead.model_validate(service.revoke(session=session, key_id=key_id))
+
+
+@router.post("/{key_id}/rotate", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)
+def rotate_key(
+    key_id: int,
+    session: SessionDep,
+    _: AdminKey,
+    grace_hours: Annotated[
+        float,
+        Query(ge=0, le=168, description="Keep the old key working this long (0: revoke now)."),
+    ] = 0,
+) -> ApiKeyCreated:
+    """Replace a key with a new one of the same role, scope, name and expiry. The new key is
+    in this answer only; the old one is revoked now or expires after ``grace_hours``."""
+    old = session.get(ApiKey, key_id)
+    if old is None:
+        raise NotFoundError(f"API key {key_id} not found")
+    if old.revoked_at is not None:
+        raise ConflictError(f"API key {key_id} is revoked; create a new one instead")
+    key, token = service.create(
+        session=session, role=old.role, name=old.name, rep_id=old.rep_id, expires_at=old.expires_at
+    )
+    if grace_hours:
+        until = utcnow() + timedelta(hours=grace_hours)
+        old.expires_at = min(old.expires_at, until) if old.expires_at else until
+    else:
+        service.revoke(session=session, key_id=key_id)
+    session.flush()
+    return ApiKeyCreated(**ApiKeyRead.model_validate(key).model_dump(), key=token)
