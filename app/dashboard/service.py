@@ -23,7 +23,7 @@ from app.config import Settings
 from app.exceptions import NotFoundError
 from app.performance import compute, versioning
 from app.performance import service as performance
-from app.performance.models import PerformanceRow
+from app.performance.models import PerformanceRow, Snapshot
 from app.performance.schemas import (
     CoachingRead,
     LeaderboardRead,
@@ -161,10 +161,12 @@ def _pace(item: PerformanceRead) -> float | None:
 
 
 def period_choices(session: Session, settings: Settings, version: int | None) -> list[PeriodChoice]:
-    """The periods with figures in the snapshot, up to the current one, newest first."""
+    """The periods with figures in the snapshot, up to the one it was computed in (or today's,
+    whichever is later), newest first."""
     if version is None:
         return []
-    today = compute.today(settings)
+    snap = session.get(Snapshot, version)
+    today = max(compute.today(settings), snap.as_of) if snap else compute.today(settings)
     rows = session.execute(
         select(PerformanceRow.period, PerformanceRow.period_kind, PerformanceRow.period_start)
         .where(
