@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -510,3 +511,32 @@ def test_two_dispatchers_racing_never_send_a_delivery_twice(fresh_url, receiver)
         attempts = s.scalar(select(func.count()).select_from(DeliveryAttempt))
     assert statuses == {"succeeded"} and attempts == 60
     engine.dispose()
+
+
+def test_secrets_and_signatures_are_never_logged(
+    caplog, client, factory, session, session_factory, loopback_settings, receiver, clock
+):
+    caplog.set_level(logging.DEBUG)  # every logger, httpx and httpcore included
+    admin = factory.key("admin")
+    created = client.post(
+        "/api/v1/webhooks",
+        json={"url": receiver.url("/a"), "event_types": ["*"]},
+        headers=admin,
+    ).json()
+    receiver.add("/a", created["secret"])
+    rotated = client.post(f"/api/v1/webhooks/{created['id']}/rotate-secret", headers=admin)
+    receiver.add("/a", rotated.json()["secret"])
+    raise_alerts(session, loopback_settings, 2)
+    receiver.script("/a", 500, Answer(429, headers={"Retry-After": "1"}))
+    with Dispatcher(session_factory, loopback_settings, clock=clock) as dispatcher:
+        dispatcher.run_once()
+        clock.advance(10)
+        dispatcher.run_once()
+    assert len(receiver.received) == 4 and all(r.verified for r in receiver.received)
+    assert "webhook delivery" in caplog.text  # the failures were logged...
+    for secret in (created["secret"], rotated.json()["secret"]):
+        assert secret.removeprefix("whsec_") not in caplog.text  # ...without any secret
+    for r in receiver.received:
+        assert r.headers["webhook-signature"].split(",", 1)[1] not in caplog.text
+    deliveries = client.get(f"/api/v1/webhooks/{created['id']}/deliveries", headers=admin)
+    assert rotated.json()["secret"].removeprefix("whsec_") not in deliveries.text
