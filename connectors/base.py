@@ -160,6 +160,19 @@ def parse_datetime(value: Any, field_name: str, *, required: bool = False) -> da
         if required:
             raise RecordError(f"missing {field_name}")
         return None
+    if type(value) is str and value[:1].isdigit() and not value.isdigit():
+        # The common case, ISO-8601 as CRMs send it: Python 3.11 parses "Z" and "+0000"
+        # itself. Anything it refuses takes the tolerant path below.
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            elif parsed.utcoffset():
+                parsed = parsed.astimezone(UTC)
+            return _plausible(parsed, field_name)
     try:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return _plausible(datetime.fromtimestamp(float(value) / 1000, UTC), field_name)
@@ -224,7 +237,9 @@ def clean_text(value: Any, limit: int = 500) -> str | None:
     """Names from CRMs may carry markup or control characters: keep printable plain text."""
     if value is None:
         return None
-    text = "".join(ch for ch in str(value) if ch.isprintable())
+    text = str(value)
+    if not text.isprintable():  # rare: checked whole first, in C
+        text = "".join(ch for ch in text if ch.isprintable())
     text = text.replace("<", "‹").replace(">", "›").strip()
     return text[:limit] or None
 

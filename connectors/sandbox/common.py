@@ -73,6 +73,8 @@ class SandboxState:
     tokens: set[str] = field(default_factory=lambda: {"sandbox-token"})
     refresh_tokens: set[str] = field(default_factory=lambda: {"sandbox-refresh"})
     issued: int = 0
+    # Bumped whenever records change, so servers may cache what they derive from them.
+    version: int = 0
 
     def token_ok(self, authorization: str | None) -> bool:
         """Accepts ``Bearer <token>`` or a bare token (API-token headers)."""
@@ -113,6 +115,7 @@ class SandboxState:
                 deals["amount"].iloc[chosen].to_numpy() * 1.1
             ).round(2)
             deals.loc[deals.index[chosen], "modified_at"] = now
+            self.version += 1
             return [str(x) for x in deals["external_id"].iloc[chosen]]
 
     def page_served(self) -> None:
