@@ -7,7 +7,6 @@ from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import select
 
 from app.deps import (
-    AdminKey,
     MetricsReaderKey,
     RecordReaderKey,
     SessionDep,
@@ -268,7 +267,7 @@ def leaderboard(
     "/compute", response_model=JobRead, status_code=status.HTTP_202_ACCEPTED, tags=["performance"]
 )
 def run_compute(
-    body: ComputeRequest, request: Request, session: SessionDep, _: AdminKey
+    body: ComputeRequest, request: Request, session: SessionDep, _: TargetWriterKey
 ) -> JobRead:
     """Recompute now: only the periods touched by changed records, or all with `full`.
     Answers 202 with the job; follow it at `/api/v1/jobs/{id}`."""
