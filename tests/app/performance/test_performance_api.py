@@ -222,7 +222,7 @@ def test_compute_endpoint_is_admin_only(client, factory, demo):
     snap = client.get("/api/v1/snapshots", headers=h).json()["items"][0]
     assert snap["id"] == job["result"]["compute"]["snapshot"] and snap["kind"] == "incremental"
     assert (
-        client.post("/api/v1/compute", json={}, headers=factory.key("analyst")).status_code == 403
+        client.post("/api/v1/compute", json={}, headers=factory.key("viewer")).status_code == 403
     )
 
 
