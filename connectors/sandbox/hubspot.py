@@ -409,6 +409,18 @@ def create_app(state: SandboxState, *, page_size: int = 100) -> FastAPI:
         out: Ints = order[start:end].astype(np.int64)
         return out
 
+    # object type -> (data version, live rows, their ids, property columns read so far). Every
+    # search filters all live rows; reading and converting their columns for every page made
+    # a full read quadratic, so they are kept until the records change.
+    live: dict[str, tuple[int, Ints, Ints, dict[str, Ints]]] = {}
+
+    def live_rows(object_type: str) -> tuple[Ints, Ints, dict[str, Ints]]:
+        entry = live.get(object_type)
+        if entry is None or entry[0] != state.version:
+            rows, ids = tables[object_type].rows_where(archived=False)
+            entry = live[object_type] = (state.version, rows, ids, {})
+        return entry[1], entry[2], entry[3]
+
     @app.post("/crm/v3/objects/{object_type}/search")
     async def search(object_type: str, request: Request) -> Response:
         if (refused := denied(request)) is not None:
@@ -425,8 +437,7 @@ def create_app(state: SandboxState, *, page_size: int = 100) -> FastAPI:
                     f"Paging beyond {SEARCH_CAP} results is not supported (after={offset})"
                 )
             limit = max(1, min(int(body.get("limit") or 10), SEARCH_MAX, page_size))
-            rows, ids = tables[object_type].rows_where(archived=False)
-            cache: dict[str, Ints] = {}
+            rows, ids, cache = live_rows(object_type)
             keep = matches(object_type, rows, ids, body.get("filterGroups"), cache)
             rows, ids = rows[keep], ids[keep]
             sorts = body.get("sorts") or [{"propertyName": "hs_object_id"}]
