@@ -26,10 +26,21 @@ to coach.
 
 **Authentication**: every endpoint except `/health` needs an API key in the `Authorization`
 header: `Authorization: Bearer qg_...`. Create one with `quotagap create-api-key --role admin`
-(or `quotagap demo`, which prints one). Roles: `admin` (everything), `analyst` (read all,
-write targets), `manager` (read own team tree), `viewer` (read metrics).
+(or `quotagap demo`, which prints one). In this page, press **Authorize** and paste the key.
+Roles: `admin` (everything), `analyst` (read all; write targets, alert rules and webhooks;
+recompute), `manager` (read own team tree), `viewer` (read metrics).
+
+**Polling**: every GET answers with `ETag` and `Last-Modified`; send them back as
+`If-None-Match` / `If-Modified-Since` and an unchanged answer is a `304` with no body.
+
+**CSV**: every GET under `/api/v1` also answers `text/csv` (`?format=csv` or
+`Accept: text/csv`); the next page's cursor is in the `X-Next-Cursor` and `Link` headers.
+
+**Limits**: requests per minute per key (429 with `Retry-After`), body size (413).
 
 **Errors** share one shape: `{"error": {"code", "message", "details"}}`.
+
+Every figure is defined in `docs/metrics.md`; alerts and webhooks in `docs/alerts.md`.
 """
 
 
@@ -76,7 +87,19 @@ def create_app(
                 "description": "Gaps, pacing, coaching focus, rankings; "
                 "every figure comes from a named snapshot and is defined in docs/metrics.md.",
             },
+            {"name": "jobs", "description": "Runs of the pipeline: stage, progress, outcome."},
+            {
+                "name": "alerts",
+                "description": "Alert rules and the alerts they raised, each with its numbers.",
+            },
+            {
+                "name": "webhooks",
+                "description": "Endpoints that receive signed alerts; deliveries and attempts.",
+            },
             {"name": "api keys", "description": "Keys and roles (admin only)."},
+            {"name": "audit", "description": "Every change to configuration (admin only)."},
+            {"name": "operations", "description": "Prometheus metrics."},
+            {"name": "health", "description": "Liveness (no key)."},
         ],
     )
     app.state.settings = settings
@@ -102,6 +125,7 @@ def create_app(
 
     @app.get("/health", tags=["health"], summary="Liveness and database check (no auth)")
     def health() -> dict[str, str]:
+        """Liveness and a database round trip; no key needed (load balancers, probes)."""
         with engine.execution_options(read_only=True).connect() as conn:
             conn.execute(text("SELECT 1"))
         return {"status": "ok"}

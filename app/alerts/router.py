@@ -36,6 +36,7 @@ def list_rules(
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> AlertRulePage:
+    """Alert rules with their thresholds and scopes."""
     rows, next_cursor = paginate(
         session,
         service.rules_query(event_type=event_type),
@@ -50,6 +51,7 @@ def list_rules(
 
 @rules_router.get("/{rule_id}", response_model=AlertRuleRead)
 def read_rule(rule_id: int, session: SessionDep, _: RecordReaderKey) -> AlertRuleRead:
+    """One alert rule."""
     return AlertRuleRead.model_validate(service.get_rule(session=session, rule_id=rule_id))
 
 
@@ -57,6 +59,7 @@ def read_rule(rule_id: int, session: SessionDep, _: RecordReaderKey) -> AlertRul
 def update_rule(
     rule_id: int, rule_in: AlertRuleUpdate, session: SessionDep, _: TargetWriterKey
 ) -> AlertRuleRead:
+    """Change a rule's name, thresholds, scopes or enabled flag; omitted fields stay."""
     rule = service.get_rule(session=session, rule_id=rule_id)
     return AlertRuleRead.model_validate(
         service.update_rule(session=session, rule=rule, rule_in=rule_in)
@@ -109,6 +112,7 @@ def list_alerts(
 
 @alerts_router.get("/{alert_id}", response_model=AlertRead)
 def read_alert(alert_id: int, session: SessionDep, principal: RecordReaderKey) -> AlertRead:
+    """One alert with the numbers behind it and links to their sources."""
     return AlertRead.model_validate(
         service.get_alert(session=session, principal=principal, alert_id=alert_id)
     )

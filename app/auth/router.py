@@ -24,6 +24,7 @@ def create_key(key_in: ApiKeyCreate, session: SessionDep, _: AdminKey) -> ApiKey
 
 @router.get("", response_model=ApiKeyPage)
 def list_keys(session: SessionDep, _: AdminKey) -> ApiKeyPage:
+    """API keys with role, scope, expiry and revocation; never the keys themselves."""
     return ApiKeyPage(
         items=[ApiKeyRead.model_validate(k) for k in service.list_keys(session=session)]
     )

@@ -37,6 +37,8 @@ def list_reps(
 
 @router.get("/{rep_id}", response_model=RepRead)
 def read_rep(rep_id: int, session: SessionDep, principal: MetricsReaderKey) -> RepRead:
+    """One person: team, manager, start date and CRM identities (a manager's key sees their own
+    team tree only)."""
     if not principal.can_see_rep(rep_id):
         raise NotFoundError(f"rep {rep_id} not found")
     return RepRead.model_validate(service.get(session=session, rep_id=rep_id))

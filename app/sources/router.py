@@ -44,6 +44,8 @@ def list_sources(
 
 @router.get("/{source_id}", response_model=SourceRead)
 def read_source(source_id: int, session: SessionDep, _: RecordReaderKey) -> SourceRead:
+    """One CRM connection with its sync health: last success, last error, failures in a row, last
+    run. Credentials are never returned."""
     return service.to_read(session, service.get(session=session, source_id=source_id))
 
 
@@ -55,6 +57,7 @@ def update_source(
     settings: SettingsDep,
     _: AdminKey,
 ) -> SourceRead:
+    """Change a source's name, schedule, base URL, enabled flag or credentials (write-only)."""
     source = service.get(session=session, source_id=source_id)
     service.update(session=session, settings=settings, source=source, source_in=source_in)
     return service.to_read(session, source)
@@ -91,6 +94,8 @@ def list_runs(
     cursor: CursorParam = None,
     limit: LimitParam = 50,
 ) -> SyncRunPage:
+    """Sync runs of a source, newest first: counts fetched, inserted, updated, deleted and
+    quarantined, pages, duration and error."""
     service.get(session=session, source_id=source_id)
     rows, next_cursor = paginate(
         session, service.runs_query(source_id=source_id), SyncRun.id, cursor=cursor, limit=limit

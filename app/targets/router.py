@@ -57,6 +57,7 @@ def list_targets(
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> TargetPage:
+    """Targets, filtered by rep, team, metric or period (a manager sees their team tree's)."""
     stmt = service.query(
         rep_id=rep_id,
         team_id=team_id,
@@ -121,6 +122,7 @@ def suggest_targets(
 
 @router.get("/{target_id}", response_model=TargetRead)
 def read_target(target_id: int, session: SessionDep, principal: MetricsReaderKey) -> TargetRead:
+    """One target (404 for a manager outside its team tree)."""
     target = service.get(session=session, target_id=target_id)
     if not (
         principal.can_see_rep(target.rep_id)
@@ -135,6 +137,7 @@ def read_target(target_id: int, session: SessionDep, principal: MetricsReaderKey
 def update_target(
     target_id: int, target_in: TargetUpdate, session: SessionDep, _: TargetWriterKey
 ) -> TargetRead:
+    """Change a target's value; the figures follow at the next compute."""
     target = service.get(session=session, target_id=target_id)
     target.value = target_in.value
     session.flush()
@@ -143,4 +146,5 @@ def update_target(
 
 @router.delete("/{target_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_target(target_id: int, session: SessionDep, _: TargetWriterKey) -> None:
+    """Delete a target; the figures follow at the next compute."""
     session.delete(service.get(session=session, target_id=target_id))

@@ -37,6 +37,7 @@ def create_webhook(
 def list_webhooks(
     session: SessionDep, _: TargetWriterKey, cursor: CursorParam = None, limit: LimitParam = 100
 ) -> WebhookPage:
+    """Webhook endpoints with their health (never their secrets)."""
     rows, next_cursor = paginate(
         session, service.query(), WebhookEndpoint.id, cursor=cursor, limit=limit
     )
@@ -67,6 +68,7 @@ def update_webhook(
 
 @router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_webhook(webhook_id: int, session: SessionDep, _: TargetWriterKey) -> Response:
+    """Delete an endpoint and its pending deliveries."""
     session.delete(service.get(session=session, webhook_id=webhook_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
