@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from app.alerts.models import RULE_EVENTS
 from app.schemas import Page, Schema, UTCDatetime
@@ -73,6 +73,10 @@ class AlertRuleCreate(AlertRuleBase):
 
 
 class AlertRuleUpdate(Schema):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"params": {"pace_below": 0.7}, "is_enabled": True}]}
+    )
+
     name: str | None = Field(default=None, min_length=1, max_length=200)
     is_enabled: bool | None = None
     team_ids: list[int] | None = None

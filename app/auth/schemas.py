@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from app.schemas import Page, Schema, UTCDatetime
 
@@ -10,6 +10,14 @@ Role = Literal["admin", "analyst", "manager", "viewer"]
 
 
 class ApiKeyCreate(Schema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"role": "viewer", "name": "wall TV", "expires_at": "2027-06-30T00:00:00Z"}
+            ]
+        }
+    )
+
     role: Role
     name: str = Field(default="", max_length=200)
     rep_id: int | None = Field(default=None, description="Required for role manager.")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from app.schemas import Schema, UTCDatetime
 
@@ -27,6 +27,8 @@ class SnapshotPage(Schema):
 
 
 class ComputeRequest(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"full": False}]})
+
     full: bool = Field(default=False, description="Recompute every period, not only dirty ones.")
     as_of: date | None = Field(default=None, description="Compute as if today were this date.")
 

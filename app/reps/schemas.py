@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from pydantic import EmailStr, Field
+from pydantic import ConfigDict, EmailStr, Field
 
 from app.schemas import Page, Schema, UTCDatetime
 
@@ -25,6 +25,12 @@ class RepBase(Schema):
 
 class RepUpdate(Schema):
     """What sales ops may change on a rep; the rest comes from the CRMs."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"team_id": 3, "manager_id": 7, "start_date": "2026-09-01"}]
+        }
+    )
 
     email: EmailStr | None = None
     team_id: int | None = None

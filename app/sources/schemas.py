@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from app.schemas import Page, Schema, UTCDatetime
 
@@ -61,6 +61,10 @@ class SourceCreate(SourceBase):
 
 
 class SourceUpdate(Schema):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"schedule": {"interval_minutes": 15}, "is_enabled": True}]}
+    )
+
     name: str | None = Field(default=None, min_length=1, max_length=200)
     base_url: str | None = None
     credentials: dict[str, Any] | None = None

@@ -28,6 +28,8 @@ class TargetCreate(TargetBase):
 
 
 class TargetUpdate(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"value": 275000}]})
+
     value: float = Field(ge=0)
 
 
@@ -55,6 +57,24 @@ class BulkTargetItem(TargetCreate):
 
 
 class BulkTargets(Schema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "rep_id": 12,
+                            "metric": "won_revenue",
+                            "period": "2026-Q4",
+                            "value": 250000,
+                        },
+                        {"team_id": 3, "metric": "won_deals", "period": "2026-11", "value": 40},
+                    ]
+                }
+            ]
+        }
+    )
+
     items: list[BulkTargetItem] = Field(max_length=50_000)
 
 

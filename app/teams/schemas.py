@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from app.schemas import Page, Schema, UTCDatetime
 
@@ -12,10 +12,16 @@ class TeamBase(Schema):
 
 
 class TeamCreate(TeamBase):
-    pass
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "Enterprise East", "manager_id": 7, "parent_id": 1}]
+        }
+    )
 
 
 class TeamUpdate(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"manager_id": 9}]})
+
     name: str | None = Field(default=None, min_length=1, max_length=200)
     manager_id: int | None = None
     parent_id: int | None = None

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AnyHttpUrl, Field, field_validator
+from pydantic import AnyHttpUrl, ConfigDict, Field, field_validator
 
 from app.alerts.models import EVENT_TYPES
 from app.schemas import Page, Schema, UTCDatetime
@@ -42,6 +42,12 @@ class WebhookCreate(WebhookBase):
 
 
 class WebhookUpdate(Schema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"event_types": ["target.missed", "deal.big_win"], "is_enabled": True}]
+        }
+    )
+
     url: AnyHttpUrl | None = None
     description: str | None = Field(default=None, max_length=500)
     event_types: list[str] | None = Field(default=None, min_length=1)
