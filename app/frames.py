@@ -370,6 +370,7 @@ def deals_frame(
     since: date | None = None,
     until: date | None = None,
     status: str | None = None,
+    deleted: bool | None = None,
     reps: Sequence[int] | None = None,
     closing: tuple[date, date] | None = None,
     closing_or_created: tuple[date, date] | None = None,
@@ -378,9 +379,9 @@ def deals_frame(
 ) -> pd.DataFrame:
     """Deals created or closing within [since, until] (every deal when unbounded).
 
-    Narrower selections, each optional: ``status``; ``reps`` (only these rep ids);
-    ``closing`` (``close_date`` within [lo, hi]); ``closing_or_created`` (``close_date``
-    within [lo, hi], or ``created_at`` from lo's UTC midnight to hi's end).
+    Narrower selections, each optional: ``status``; ``deleted`` (the flag); ``reps`` (only
+    these rep ids); ``closing`` (``close_date`` within [lo, hi]); ``closing_or_created``
+    (``close_date`` within [lo, hi], or ``created_at`` from lo's UTC midnight to hi's end).
 
     ``columns``: only these (of ``deal_id, external_id, rep_id, amount, currency, status,
     stage, probability, created_at, close_date, closed_at, is_deleted``); ``categorical``:
@@ -389,6 +390,8 @@ def deals_frame(
     where: list[tuple[str, list[Any]]] = [("rep_id IS NOT NULL", [])]
     if status is not None:
         where.append(("status = ?", [status]))
+    if deleted is not None:
+        where.append(("is_deleted = ?", [deleted]))
     where += _in_reps(reps)
     if since is not None:
         where.append(

@@ -225,6 +225,16 @@ DEAL_COLUMNS = (
     "is_deleted",
 )
 ACTIVITY_COLUMNS = ("rep_id", "type", "occurred_at", "is_deleted")
+# What open_pipeline (and _due) read of a deal.
+PIPELINE_COLUMNS = (
+    "rep_id",
+    "amount",
+    "currency",
+    "status",
+    "probability",
+    "close_date",
+    "is_deleted",
+)
 
 
 def load(session: Session, scope: Scope) -> Frames:
@@ -552,14 +562,18 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
         frames.deals_frame(
             conn,
             status="won",
+            deleted=False,
             closing=(a, b),
-            columns=("rep_id", "status", "created_at", "close_date", "closed_at", "is_deleted"),
-            categorical=True,
+            columns=("rep_id", "created_at", "close_date", "closed_at"),
         )
         for a, b in _merged(ranges)
     ]
     n_deals += sum(len(w) for w in won_parts)
-    won = pd.concat(won_parts, ignore_index=True) if won_parts else _NO_DEALS
+    won = (
+        pd.concat(won_parts, ignore_index=True).assign(status="won", is_deleted=False)
+        if won_parts
+        else _NO_DEALS
+    )
     computed = _cycles(won_cycles(won, kind="month", cal=cal, tz=tz, key="rep_id"), membership, cal)
     stored_cycles = _stored_rows(
         session, [label for k in kept.values() for label in k], ["sales_cycle_days"], None
@@ -585,7 +599,12 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
         cycles[kind] = (pair[0], pair[1])
 
     due = frames.deals_frame(
-        conn, status="open", closing=(as_of, scope.data_end), columns=DEAL_COLUMNS, categorical=True
+        conn,
+        status="open",
+        deleted=False,
+        closing=(as_of, scope.data_end),
+        columns=PIPELINE_COLUMNS,
+        categorical=True,
     )
     n_deals += len(due)
     return Inputs(

@@ -61,9 +61,10 @@ def _hashable(series: pd.Series) -> npt.NDArray[Any]:
     1e-10 relative, so float noise between two computations of the same figure does not
     count as a change; anything else as its text, None when missing."""
     dtype = series.dtype
+    inferred = pd.api.types.infer_dtype(series, skipna=True)
     if isinstance(dtype, np.dtype) and dtype.kind == "O":
         # Numbers held as objects (a column assembled from several frames) are numbers.
-        numeric = pd.api.types.infer_dtype(series, skipna=True) in _NUMERIC_INFERRED
+        numeric = inferred in _NUMERIC_INFERRED
     else:
         numeric = pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
     if numeric:
@@ -71,9 +72,18 @@ def _hashable(series: pd.Series) -> npt.NDArray[Any]:
         values[np.isnan(values)] = np.nan  # one NaN bit pattern
         out: npt.NDArray[Any] = (values.view(np.uint64) & _QUANTUM).view(np.float64)
         return out
-    objects = series.to_numpy(dtype=object)
     missing = pd.isna(series).to_numpy()
-    text = np.array([str(clean(v)) for v in objects], dtype=object)
+    if inferred in ("string", "empty"):
+        text = series.to_numpy(dtype=object, copy=True)
+    else:
+        texts: dict[Any, str] = {}
+        text = np.array(
+            [
+                texts[v] if v in texts else texts.setdefault(v, str(clean(v)))
+                for v in series.tolist()
+            ],
+            dtype=object,
+        )
     text[missing] = None
     return text
 
@@ -89,18 +99,17 @@ def digests(frame: pd.DataFrame, columns: Sequence[str]) -> npt.NDArray[np.int64
     return hashed
 
 
-def _key_values(values: list[Any]) -> list[Any]:
+def _key_values(series: pd.Series) -> list[Any]:
     """Key values as the database returns them: ints for ids, None for missing."""
-    out: list[Any] = []
-    for v in values:
-        v = clean(v)
-        if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-            out.append(None)
-        elif isinstance(v, float) and v.is_integer():
-            out.append(int(v))
-        else:
-            out.append(v)
-    return out
+    missing = pd.isna(series).to_numpy()
+    if pd.api.types.is_numeric_dtype(series.dtype) or (
+        series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) == "integer"
+    ):
+        numbers = series.to_numpy(dtype="float64", na_value=np.nan)
+        ints = np.where(missing, 0, numbers).astype(np.int64).tolist()
+        return [None if m else v for v, m in zip(ints, missing.tolist(), strict=True)]
+    values = series.to_numpy(dtype=object)
+    return [None if m else v for v, m in zip(values.tolist(), missing.tolist(), strict=True)]
 
 
 def write(
@@ -124,7 +133,7 @@ def write(
     and head rows no longer produced are closed.
     """
     digest = digests(frame, [*key, *fields])
-    keys = list(zip(*(_key_values(frame[k].tolist()) for k in key), strict=True))
+    keys = list(zip(*(_key_values(frame[k]) for k in key), strict=True))
     cols = [model.id, model.digest, *(getattr(model, k) for k in key)]
     head = {
         tuple(r[2:]): (r[0], r[1])
