@@ -221,9 +221,7 @@ def test_compute_endpoint_is_admin_only(client, factory, demo):
     assert (job["kind"], job["status"], job["stage"]) == ("compute", "succeeded", "done")
     snap = client.get("/api/v1/snapshots", headers=h).json()["items"][0]
     assert snap["id"] == job["result"]["compute"]["snapshot"] and snap["kind"] == "incremental"
-    assert (
-        client.post("/api/v1/compute", json={}, headers=factory.key("viewer")).status_code == 403
-    )
+    assert client.post("/api/v1/compute", json={}, headers=factory.key("viewer")).status_code == 403
 
 
 def test_trend_wins_and_hygiene(client, factory, demo, session):
