@@ -14,11 +14,12 @@ Guarantees (whatever the CRM):
 
 Throughput: a sync mostly waits, on the CRM for the next page and on the database to write the
 last one. A reader thread (``_Prefetch``) therefore fetches and maps pages ahead of the writer,
-within a bounded number of records, and the writer stores the pages that are waiting together
-in one transaction (``_coalesce``): fewer, larger transactions than the CRM's page size allows
-(HubSpot's search pages hold 200 records), with the same all-or-nothing guarantee, since the
-cursor stored is the last page's. Only the writer touches the database; the reader's one
-database write (rotated OAuth tokens) takes the same lock as the writer's transactions.
+within a bounded number of records, and the writer stores consecutive pages together, about
+``COALESCE_RECORDS`` per transaction (``_coalesce``): fewer, larger transactions than the
+CRM's page size allows (HubSpot's search pages hold 200 records), with the same all-or-nothing
+guarantee, since the cursor stored is the last page's. Only the writer touches the database;
+the reader's one database write (rotated OAuth tokens) takes the same lock as the writer's
+transactions.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ OBJECT_TYPE = {"owners": "owner", "deals": "deal", "activities": "activity"}
 # Records the reader may hold ahead of the writer (bounds memory whatever the page size), and
 # the most one transaction stores: large enough to amortise a transaction's fixed queries,
 # small enough that a kill loses little work.
-PREFETCH_RECORDS = 4000
+PREFETCH_RECORDS = 8000
 COALESCE_RECORDS = 4000
 
 
@@ -251,32 +252,41 @@ class _Prefetch:
             return True
 
     def batches(self, limit: int) -> Iterator[list[Page]]:
-        """The pages waiting (at least one, at most ``limit`` records unless one page is more)."""
+        """Consecutive pages of about ``limit`` records (fewer at the end of the stream or
+        before an error; a single page may be more).
+
+        The writer waits for a full batch rather than storing whatever is ready: the reader
+        goes on meanwhile, so waiting costs nothing, while small transactions would cost the
+        writer more per record exactly when it is behind.
+        """
         while True:
             batch: list[Page] = []
             size = 0
             failed: _Failed | None = None
-            ended = False
+            ended = full = False
             with self._ready:
-                while not self._items:
-                    self._ready.wait()
-                while self._items:
-                    head = self._items[0]
-                    if isinstance(head, Page):
-                        n = len(head.records) + len(head.rejects)
-                        if batch and size + n > limit:
+                while not (ended or full or failed):
+                    while not self._items:
+                        self._ready.wait()
+                    while self._items:
+                        head = self._items[0]
+                        if isinstance(head, Page):
+                            n = len(head.records) + len(head.rejects)
+                            if batch and size + n > limit:
+                                full = True
+                                break
+                            batch.append(head)
+                            size += n
+                            self._held -= n
+                        elif head is None:
+                            ended = True
+                        else:
+                            failed = head
+                        self._items.pop(0)
+                        if ended or failed:
                             break
-                        batch.append(head)
-                        size += n
-                        self._held -= n
-                    elif head is None:
-                        ended = True
-                    else:
-                        failed = head
-                    self._items.pop(0)
-                    if head is None or failed is not None:
-                        break
-                self._ready.notify_all()
+                    full = full or size >= limit
+                    self._ready.notify_all()
             if batch:
                 yield batch
             if failed is not None:
