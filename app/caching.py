@@ -3,24 +3,33 @@
 A GET's ``ETag`` hashes the versions (:mod:`app.versions`) of the scopes its route reads, the
 caller's key (a manager sees other rows than an admin), the path, the query and the negotiated
 format. A request whose ``If-None-Match`` (or ``If-Modified-Since``) matches is answered 304 by
-a dependency that runs before the route: nothing is recomputed, queried or serialised.
+a dependency that runs before the route: nothing is recomputed, queried or serialised. The
+reporting date is part of the tag too: "the current month" and pacing move at midnight.
+
+The versions come from the statement that authenticated the key (:mod:`app.deps`), so a
+current client costs one database round trip, and the check runs on the event loop.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from zoneinfo import ZoneInfo
 
 from fastapi import Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
-from app.deps import CurrentKey, SessionDep, SettingsDep
+from app.deps import INEXACT, VERSIONS, CurrentKey, SessionDep, SettingsDep
 from app.exceptions import NotModified
 from app.exports import wants_csv
-from app.versions import SCOPES, read_versions
+from app.versions import SCOPES, Versions, read_versions, unrecorded
 
 # Path prefix (under /api/v1) -> the scopes its answers depend on. Longest prefix wins.
 ROUTE_SCOPES: dict[str, tuple[str, ...]] = {
@@ -44,9 +53,12 @@ ROUTE_SCOPES: dict[str, tuple[str, ...]] = {
 }
 
 
+_PREFIXES = sorted(ROUTE_SCOPES, key=len, reverse=True)
+
+
 def scopes_for(path: str) -> tuple[str, ...]:
     rest = path.removeprefix("/api/v1")
-    for prefix in sorted(ROUTE_SCOPES, key=len, reverse=True):
+    for prefix in _PREFIXES:
         if rest == prefix or rest.startswith(prefix + "/"):
             return ROUTE_SCOPES[prefix]
     return SCOPES
@@ -63,7 +75,7 @@ def http_date(value: datetime) -> str:
     return format_datetime(value.astimezone(UTC).replace(microsecond=0), usegmt=True)
 
 
-def conditional(
+async def conditional(
     request: Request,
     response: Response,
     session: SessionDep,
@@ -74,25 +86,39 @@ def conditional(
     if request.method not in ("GET", "HEAD"):
         return
     scopes = scopes_for(request.url.path)
-    versions = read_versions(session)
+    stashed: Versions | None = session.info.pop(VERSIONS, None)
+    exact = not session.info.pop(INEXACT, False)
+    if stashed is None:
+        versions, exact = await run_in_threadpool(_read_versions, session)
+    else:
+        versions = stashed
     stamp = ",".join(f"{s}:{versions.get(s, (0, None))[0]}" for s in scopes)
-    negotiated = (
-        "csv" if wants_csv(request.url.query, request.headers.get("accept", "")) else "json"
-    )
+    path, query = request.url.path, request.url.query
+    negotiated = "csv" if wants_csv(query, request.headers.get("accept", "")) else "json"
+    day = datetime.now(ZoneInfo(settings.timezone)).date()
     digest = hashlib.blake2b(
-        f"{stamp}|{principal.key_id}|{request.url.path}|{request.url.query}|{negotiated}".encode(),
+        f"{stamp}|{day}|{principal.key_id}|{path}|{query}|{negotiated}".encode(),
         digest_size=12,
     ).hexdigest()
     etag = f'"{digest}"'
     changed = [versions[s][1] for s in scopes if s in versions]
     last_modified = max(changed).replace(microsecond=0) if changed else None
+    cached_max_age = _cached_max_age(request, versions)
+    max_age = (
+        cached_max_age
+        if cached_max_age is not None
+        else await run_in_threadpool(_max_age, request, session, settings, versions)
+    )
     headers = {
         "ETag": etag,
-        "Cache-Control": cache_control(scopes, _max_age(request, session, settings, versions)),
+        "Cache-Control": cache_control(scopes, max_age),
         "Vary": "Authorization, Cookie, Accept",
     }
     if last_modified is not None:
         headers["Last-Modified"] = http_date(last_modified)
+    if not exact:
+        response.headers.update(headers)
+        return
     if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None:
         if _matches(if_none_match, etag):
@@ -104,21 +130,41 @@ def conditional(
             since = None
         if since is not None and since.tzinfo is not None and last_modified <= since:
             raise NotModified(headers)
+    representations: RepresentationCache | None = request.scope.get(_CACHE)
+    if representations is not None and request.method == "GET":
+        hit = representations.get(etag)
+        if hit is not None:
+            # Answered from memory: the 304 below becomes this 200 in RepresentationCache.
+            request.scope[_HIT] = hit
+            raise NotModified(headers)
+        request.scope[_STORE] = etag
     response.headers.update(headers)
+
+
+def _read_versions(session: Session) -> tuple[Versions, bool]:
+    return read_versions(session), not unrecorded(session)
+
+
+def _cached_max_age(request: Request, versions: Versions) -> int | None:
+    config_version = versions.get("config", (0, None))[0]
+    cached = getattr(request.app.state, "cache_max_age", None)
+    if cached is not None and cached[0] == config_version:
+        return int(cached[1])
+    return None
 
 
 def _max_age(
     request: Request,
     session: Session,
     settings: Settings,
-    versions: dict[str, tuple[int, datetime]],
+    versions: Versions,
 ) -> int:
     """``QG_CACHE_MAX_AGE_SECONDS``, or less when a source syncs more often than that: a
     client need not ask again before the next scheduled sync could have changed anything."""
     config_version = versions.get("config", (0, None))[0]
-    cached = getattr(request.app.state, "cache_max_age", None)
-    if cached is not None and cached[0] == config_version:
-        return int(cached[1])
+    cached = _cached_max_age(request, versions)
+    if cached is not None:
+        return cached
     from app.scheduler import trigger_for
     from app.sources.models import Source
 
@@ -132,6 +178,120 @@ def _max_age(
             max_age = min(max_age, int(interval.total_seconds()))
     request.app.state.cache_max_age = (config_version, max_age)
     return max_age
+
+
+# -- the representation cache
+
+_CACHE = "qg.representations"
+_HIT = "qg.representation_hit"
+_STORE = "qg.representation_etag"
+# Headers that come fresh from `conditional` on every answer, never from the cache.
+_VALIDATORS = frozenset({b"etag", b"cache-control", b"vary", b"last-modified"})
+
+
+@dataclass(frozen=True)
+class Representation:
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+
+
+class RepresentationCache:
+    """The last GET answers (200) by ETag, served again without running their route.
+
+    An ETag names one representation exactly: the data versions of the scopes the route
+    reads, the reporting date, the caller's key, the path, the query and the format. So an
+    answer stored under it stays right for as long as a request computes the same ETag; a
+    write bumps a version, the new ETag misses, and the route runs again. Authentication,
+    the rate limit and the ETag itself are computed for every request as before (the cache
+    is consulted by :func:`conditional`, after them). A pure ASGI middleware, LRU, bounded in
+    entries and bytes; bodies above ``max_body`` are not kept.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        prefix: str = "/api/v1",
+        max_entries: int = 512,
+        max_bytes: int = 64 * 2**20,
+        max_body: int = 4 * 2**20,
+    ) -> None:
+        self.app = app
+        self.prefix = prefix
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_body = max_body
+        self._entries: OrderedDict[str, Representation] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, etag: str) -> Representation | None:
+        entry = self._entries.get(etag)
+        if entry is not None:
+            self._entries.move_to_end(etag)
+        return entry
+
+    def put(self, etag: str, entry: Representation) -> None:
+        old = self._entries.pop(etag, None)
+        if old is not None:
+            self._bytes -= len(old.body)
+        self._entries[etag] = entry
+        self._bytes += len(entry.body)
+        while self._entries and (
+            len(self._entries) > self.max_entries or self._bytes > self.max_bytes
+        ):
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= len(evicted.body)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or not scope["path"].startswith(self.prefix)
+        ):
+            await self.app(scope, receive, send)
+            return
+        scope[_CACHE] = self
+        start: Message | None = None
+        body = bytearray()
+        replaced = False
+
+        async def capture(message: Message) -> None:
+            nonlocal start, replaced
+            if message["type"] == "http.response.start":
+                hit: Representation | None = scope.get(_HIT)
+                if hit is not None and message["status"] == 304:
+                    fresh = [(k, v) for k, v in message["headers"] if k.lower() in _VALIDATORS]
+                    replaced = True
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 200,
+                            "headers": [*hit.headers, *fresh],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": hit.body})
+                    return
+                if message["status"] == 200 and scope.get(_STORE):
+                    start = message
+            elif message["type"] == "http.response.body":
+                if replaced:
+                    return  # the 304's empty body: the cached one went out instead
+                if start is not None:
+                    body.extend(message.get("body", b""))
+                    if len(body) > self.max_body:
+                        start = None
+                        body.clear()
+                    elif not message.get("more_body", False):
+                        kept = tuple(
+                            (k, v) for k, v in start["headers"] if k.lower() not in _VALIDATORS
+                        )
+                        self.put(scope[_STORE], Representation(kept, bytes(body)))
+            await send(message)
+
+        await self.app(scope, receive, capture)
 
 
 def cache_control(scopes: tuple[str, ...], max_age: int) -> str:

@@ -1,38 +1,97 @@
-"""The dependencies every router shares, as ``Annotated`` aliases."""
+"""The dependencies every router shares, as ``Annotated`` aliases.
+
+FastAPI runs a plain ``def`` dependency in the thread pool, one hop per dependency, and a
+polling GET answered 304 did little else than hop. So the dependencies here are ``async``:
+settings and role checks run on the event loop, and so does the one short statement that
+authenticates the key and reads the data versions (:func:`app.auth.service.identify`), when
+a pooled connection is free (a checkout that could wait goes to a thread).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+import anyio
+from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import QueuePool
+from starlette.concurrency import run_in_threadpool
 
 from app.auth import service as auth_service
 from app.auth.service import Principal
 from app.config import Settings
 from app.exceptions import AuthenticationError, PermissionDeniedError
+from app.versions import unrecorded
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
+# The versions read with the key (app.auth.service.identify), for app.caching.conditional,
+# and whether they are exact for this connection (app.versions.unrecorded).
+VERSIONS = "qg_request_versions"
+INEXACT = "qg_request_versions_inexact"
+
+
+def _session_slots(app: FastAPI) -> anyio.Semaphore | None:
+    """At most as many request sessions at once as the connection pool holds.
+
+    A request holds its connection across several thread-pool hops (dependencies, route,
+    commit). With more requests than connections, the thread pool could fill with requests
+    blocked on the pool while the holders wait for a thread: every request then stalls until
+    the pool's 30 s timeout. Waiting here, on the event loop, holds neither.
+    """
+    state = app.state
+    slots: anyio.Semaphore | bool | None = getattr(state, "session_slots", False)
+    if slots is False:
+        pool = getattr(getattr(state, "engine", None), "pool", None)
+        slots = None
+        if isinstance(pool, QueuePool) and pool._max_overflow >= 0:
+            slots = anyio.Semaphore(max(1, pool.size() + pool._max_overflow))
+        state.session_slots = slots
+    return slots if isinstance(slots, anyio.Semaphore) else None
+
+
+def _finish(session: Session, ok: bool) -> None:
+    try:
+        if ok:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """One transaction per request, committed when the route returns without error."""
     readonly = request.method in ("GET", "HEAD")
     factory = request.app.state.read_sessionmaker if readonly else request.app.state.sessionmaker
-    session: Session = factory()
+    slots = _session_slots(request.app)
+    if slots is not None:
+        await slots.acquire()
     try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+        session: Session = factory()
+        ok = False
+        try:
+            yield session
+            ok = True
+        finally:
+            session.info.pop(VERSIONS, None)
+            session.info.pop(INEXACT, None)
+            with anyio.CancelScope(shield=True):
+                if readonly:
+                    # Ending a read transaction is one short statement: no thread hop.
+                    _finish(session, ok)
+                else:
+                    await run_in_threadpool(_finish, session, ok)
     finally:
-        session.close()
+        if slots is not None:
+            slots.release()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -46,21 +105,45 @@ _bearer = HTTPBearer(
 )
 
 
-def current_principal(
+def _identify(session: Session, token: str) -> Principal:
+    principal, versions = auth_service.identify(session=session, token=token)
+    session.info[VERSIONS] = versions
+    session.info[INEXACT] = unrecorded(session)
+    return principal
+
+
+async def current_principal(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The caller's key, read afresh on every request (revocation applies at once)."""
     if credentials is None or not credentials.credentials:
         raise AuthenticationError("missing API key: send Authorization: Bearer <key>")
-    key = auth_service.authenticate(session=session, token=credentials.credentials)
-    return auth_service.principal_for(session=session, key=key)
+    if _connection_at_hand(session):
+        return _identify(session, credentials.credentials)
+    principal: Principal = await run_in_threadpool(_identify, session, credentials.credentials)
+    return principal
+
+
+def _connection_at_hand(session: Session) -> bool:
+    """Whether the session's first statement can run on the event loop without waiting.
+
+    A thread hop costs more than the statement itself (one indexed row and the four version
+    rows: tens of microseconds on SQLite, one round trip on PostgreSQL). The loop must never
+    wait for the pool, though: a checkout that could wait goes to a thread.
+    """
+    bind = session.get_bind()
+    if not isinstance(bind, Engine):
+        return True  # bound to a connection (tests): there is no pool to wait for
+    pool = bind.pool
+    return isinstance(pool, QueuePool) and pool.checkedin() > 0
 
 
 CurrentKey = Annotated[Principal, Depends(current_principal)]
 
 
-def require_roles(*roles: str) -> Callable[[Principal], Principal]:
-    def check(principal: CurrentKey) -> Principal:
+def require_roles(*roles: str) -> Callable[[Principal], Any]:
+    async def check(principal: CurrentKey) -> Principal:
         if principal.role not in roles:
             raise PermissionDeniedError(
                 f"role {principal.role!r} may not do this (needs {' or '.join(roles)})"

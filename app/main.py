@@ -10,6 +10,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api import api_router
+from app.caching import RepresentationCache
 from app.config import Settings, get_settings
 from app.dashboard.router import router as dashboard_router
 from app.db import make_engine, make_sessionmaker
@@ -119,6 +120,8 @@ def create_app(
         max_json_bytes=settings.max_json_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )
+    # Outermost of the three: an unchanged GET is answered from memory (app.caching).
+    app.add_middleware(RepresentationCache)
     document_csv(app)
     app.include_router(api_router)
     app.include_router(dashboard_router)  # HTML at /dashboard, outside the OpenAPI schema

@@ -110,7 +110,20 @@ def _bump(session: Session) -> None:
     )
 
 
-def read_versions(session: Session) -> dict[str, tuple[int, datetime]]:
+Versions = dict[str, tuple[int, datetime]]
+
+
+def unrecorded(session: Session) -> bool:
+    """Whether this session's connection sees writes of its own that no version counts yet.
+
+    Never at the start of a request on a pooled connection (a commit or rollback clears
+    them); a connection shared with uncommitted work (tests) can. The versions then do not
+    describe what a read sees, so nothing may be answered from them (no 304, no cache).
+    """
+    return bool(session.connection().info.get(_TOUCHED))
+
+
+def read_versions(session: Session) -> Versions:
     return {
         scope: (version, changed_at)
         for scope, version, changed_at in session.execute(
