@@ -107,6 +107,13 @@ class Settings(BaseSettings):
         description="Cache-Control max-age of read answers (less when a source syncs more often).",
     )
 
+    # Monitoring
+    metrics_business_gauges: bool = Field(
+        default=False,
+        description="Also export attainment per rep and team on /metrics (names and figures "
+        "reach whoever reads the Prometheus server).",
+    )
+
     # API limits
     max_page_size: int = 500
     max_upload_bytes: int = 20 * 1024 * 1024

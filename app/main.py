@@ -20,6 +20,7 @@ from app.exports import document as document_csv
 from app.jobs.runner import JobRunner
 from app.limits import BodyLimitMiddleware
 from app.scheduler import Scheduler
+from app.telemetry import install as install_telemetry
 
 DESCRIPTION = """
 Quota Gap compares every sales rep with their targets, explains the gap, and names the skill
@@ -133,6 +134,8 @@ def create_app(
             conn.execute(text("SELECT 1"))
         return {"status": "ok"}
 
+    # Last, so its timing covers every other middleware: GET /metrics and HTTP latency.
+    install_telemetry(app)
     return app
 
 
