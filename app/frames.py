@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 
 from app.activities.models import ACTIVITY_TYPES
 from app.deals.models import DEAL_STATUSES
@@ -475,9 +475,14 @@ def teams_frame(conn: Connection) -> pd.DataFrame:
 
 def targets_frame(conn: Connection, *, periods: list[str] | None = None) -> pd.DataFrame:
     sql = "SELECT id AS target_id, rep_id, team_id, metric, period, value FROM targets"
-    frame = pd.read_sql_query(text(sql), conn)
     if periods is not None:
-        frame = frame[frame["period"].isin(periods)]
+        # Filtered by the database: an incremental compute wants a few of many periods.
+        stmt = text(sql + " WHERE period IN :periods").bindparams(
+            bindparam("periods", expanding=True)
+        )
+        frame = pd.read_sql_query(stmt, conn, params={"periods": list(periods) or [""]})
+    else:
+        frame = pd.read_sql_query(text(sql), conn)
     frame["rep_id"] = frame["rep_id"].astype("Int64")
     frame["team_id"] = frame["team_id"].astype("Int64")
     frame["value"] = frame["value"].astype("float64")

@@ -85,6 +85,7 @@ class Scope:
     # The first month the figures in scope depend on (drivers' lookback, win rates).
     need_start: date | None = None
     horizon: int = 0
+    previous: dict[str, Any] = field(default_factory=dict)  # the last snapshot's details
 
     @property
     def labels(self) -> list[str]:
@@ -155,6 +156,7 @@ def _scope(session: Session, settings: Settings, *, as_of: date, full: bool) -> 
         stored=stored,
         need_start=need_start,
         horizon=_month_index(horizon.start, cal),
+        previous=dict(last.details or {}) if last is not None else {},
     )
 
 
@@ -281,6 +283,7 @@ class Inputs:
     due: pd.DataFrame
     deals: int = 0  # records read
     activities: int = 0
+    timings: dict[str, float] = field(default_factory=dict)  # parts of the load stage
 
 
 def _cycles(rep_won: pd.DataFrame, membership: pd.DataFrame, cal: FiscalCalendar) -> Cycles:
@@ -476,6 +479,8 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
         dirty["activity"].add(m, ANY_REP)
 
     metric_cols = [*ADDITIVE_COLUMNS, "sales_cycle_days"]
+    timings: dict[str, float] = {}
+    t = clock.perf_counter()
     base = _stored_rows(
         session, [p.label for p in months if index[p.label] in covered], metric_cols, "rep"
     )
@@ -483,6 +488,8 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
     base["period_index"] = base["period"].map(index).astype("int64")
     base["rep_id"] = base["rep_id"].astype("int64")
 
+    timings["stored"] = clock.perf_counter() - t
+    t = clock.perf_counter()
     n_deals = n_activities = 0
     fresh_deals: list[pd.DataFrame] = []
     for first, last, rep_ids in dirty["deal"].runs():
@@ -531,6 +538,8 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
         kind="month",
     )
 
+    timings["cells"] = clock.perf_counter() - t
+    t = clock.perf_counter()
     # Median sales cycles: read again for the periods holding a stale deal cell (or a month
     # not stored), taken from the stored rows for the others.
     stale_months = set(dirty["deal"].months)
@@ -598,6 +607,8 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
             pair.append(pd.concat([new, old], ignore_index=True))
         cycles[kind] = (pair[0], pair[1])
 
+    timings["cycles"] = clock.perf_counter() - t
+    t = clock.perf_counter()
     due = frames.deals_frame(
         conn,
         status="open",
@@ -607,6 +618,7 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
         categorical=True,
     )
     n_deals += len(due)
+    timings["pipeline"] = clock.perf_counter() - t
     return Inputs(
         reps=reps,
         teams=teams,
@@ -617,6 +629,7 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
         due=due[_due(due, as_of)],
         deals=n_deals,
         activities=n_activities,
+        timings=timings,
     )
 
 
@@ -678,6 +691,7 @@ def run(
         inputs = _from_stored(session, scope, settings, as_of)
     f = inputs
     timings: dict[str, float] = {"load": clock.perf_counter() - started}
+    timings.update({f"load.{k}": v for k, v in inputs.timings.items()})
     cal = settings.calendar
 
     t = clock.perf_counter()
@@ -756,6 +770,7 @@ def run(
         build=_performance_rows,
         scope=PerformanceRow.period.in_(scope.labels),
     )
+    timings["write.performance"] = clock.perf_counter() - t
     written += versioning.write(
         session,
         MetricRow,
@@ -766,6 +781,7 @@ def run(
         build=_metric_rows,
         scope=MetricRow.period.in_(scope.labels),
     )
+    timings["write.metrics"] = clock.perf_counter() - t - timings["write.performance"]
     written += versioning.write(
         session,
         CoachingRow,
@@ -793,7 +809,9 @@ def run(
         )
         .order_by(Snapshot.id)
     )
-    if keep is not None:
+    # Rows closed since the last purge have valid_to above its point: purging to the same
+    # point again would find nothing (and scan the tables to find it).
+    if keep is not None and scope.previous.get("purged_to") != keep:
         versioning.purge(session, keep_from_version=keep)
     timings["write"] = clock.perf_counter() - t
 
@@ -807,6 +825,7 @@ def run(
         "dirty_days": len(scope.dirty_days),
         "stored_months": _stored_months(scope, cal),
         "basis": _basis(settings),
+        "purged_to": keep,
     }
     session.flush()
     return snapshot
