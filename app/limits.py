@@ -52,8 +52,9 @@ class RateLimiter:
 LIMITER = RateLimiter()
 
 
-def rate_limit(principal: CurrentKey, settings: SettingsDep) -> None:
-    """Router dependency: 429 with Retry-After once a key exceeds its rate."""
+async def rate_limit(principal: CurrentKey, settings: SettingsDep) -> None:
+    """Router dependency: 429 with Retry-After once a key exceeds its rate. Async: it does
+    no I/O, and a sync dependency would cost a thread-pool hop on every request."""
     if settings.rate_limit_per_minute <= 0:
         return
     wait = LIMITER.take(principal.key_id, settings.rate_limit_per_minute, settings.rate_limit_burst)

@@ -155,6 +155,7 @@ def query(
     return stmt
 
 
-def bind(session: SessionDep, principal: CurrentKey) -> None:
-    """Router dependency: changes made in this request are logged as this key's."""
+async def bind(session: SessionDep, principal: CurrentKey) -> None:
+    """Router dependency: changes made in this request are logged as this key's. Async: no
+    I/O here, so no thread-pool hop."""
     bind_actor(session, principal)
