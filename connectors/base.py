@@ -85,6 +85,9 @@ class Page:
     rejects: list[Reject] = field(default_factory=list)
     cursor: str | None = None
     fetched: int = 0
+    # How many records the CRM says the stream's query matches, where it says (Salesforce's
+    # totalSize): lets a job show a percentage.
+    total: int | None = None
 
 
 class Stream(ABC):

@@ -203,6 +203,7 @@ class _Query:
         self.url: str | None = path
         self.params: dict[str, str] | None = {"q": query}
         self.buffer: deque[Any] = deque()
+        self.total: int | None = None  # the query's totalSize, from its first answer
 
     @property
     def done(self) -> bool:
@@ -214,6 +215,8 @@ class _Query:
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):
             raise CrmError(f"GET {self.url}: unexpected query response", body=str(body))
         self.buffer.extend(body["records"])
+        if self.total is None and isinstance(body.get("totalSize"), int):
+            self.total = body["totalSize"]
         if body.get("done", True):
             self.url = None
             return
@@ -251,13 +254,20 @@ def merged_pages(
     each network fetch, so pages follow the server's batches.
     """
     out: list[Any] = []
+
+    def page() -> Page:
+        mapped = _map(out, mapper)
+        totals = [q.total for q in queries]
+        mapped.total = sum(t for t in totals if t is not None) if None not in totals else None
+        return mapped
+
     while True:
         for query in queries:
             # Every unfinished query needs a record in hand before the smallest can be picked
             # (a batch may be empty without being the last).
             while not query.buffer and not query.done:
                 if out:
-                    yield _map(out, mapper)
+                    yield page()
                     out = []
                 query.fetch()
         live = [q for q in queries if q.buffer]
@@ -266,7 +276,7 @@ def merged_pages(
         first = live[0] if len(live) == 1 else min(live, key=lambda q: q.head_stamp())
         out.append(first.buffer.popleft())
     if out:
-        yield _map(out, mapper)
+        yield page()
 
 
 def _map(raw: list[Any], mapper: Callable[[dict[str, Any]], dict[str, Any]]) -> Page:

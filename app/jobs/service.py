@@ -191,6 +191,26 @@ def _compute_stage(
             leases.release(session, COMPUTE_LEASE, holder)
 
 
+def sync_percent(details: dict[str, Any]) -> float | None:
+    """How far a sync is, where the CRM says how many records its queries match.
+
+    Streams run one after the other: percent = 100 x (finished streams + the current stream's
+    fetched / total) / streams. None while the current stream's total is unknown (HubSpot and
+    Pipedrive do not say; Salesforce's ``totalSize`` does).
+    """
+    fetched: dict[str, int] = details.get("streams", {})
+    totals: dict[str, int] = details.get("totals", {})
+    count = int(details.get("stream_count") or 0)
+    if not fetched or not count:
+        return None
+    current = list(fetched)[-1]
+    total = totals.get(current)
+    if total is None:
+        return None
+    share = min(1.0, fetched[current] / total) if total else 1.0
+    return round(100.0 * (len(fetched) - 1 + share) / count, 1)
+
+
 def _sync_stage(
     factory: sessionmaker[Session],
     settings: Settings,
@@ -223,6 +243,8 @@ def _sync_stage(
                         "updated": run.updated,
                         "quarantined": run.quarantined,
                         "streams": run.details.get("streams", {}),
+                        "totals": run.details.get("totals", {}),
+                        "percent": sync_percent(run.details),
                     }
                 )
             )

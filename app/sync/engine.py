@@ -121,7 +121,12 @@ def run_sync(
             sleep=sleep,
         )
         try:
-            for stream in connector.streams():
+            streams = list(connector.streams())
+            with db_lock, transaction(session_factory) as session:
+                current = session.get(SyncRun, run_id)
+                assert current is not None
+                current.details = {**current.details, "stream_count": len(streams)}
+            for stream in streams:
                 _sync_stream(
                     session_factory,
                     source_id,
@@ -195,7 +200,10 @@ def _sync_stream(
                 run.pages += len(batch)
                 progress = dict(run.details.get("streams", {}))
                 progress[stream_name] = progress.get(stream_name, 0) + page.fetched
-                run.details = {**run.details, "streams": progress}
+                totals = dict(run.details.get("totals", {}))
+                if page.total is not None:
+                    totals.setdefault(stream_name, page.total)
+                run.details = {**run.details, "streams": progress, "totals": totals}
             if on_page is not None:
                 on_page(run)
     finally:
@@ -333,6 +341,7 @@ def _coalesce(batch: list[Page]) -> Page:
         rejects=rejects,
         cursor=iso(max(cursors)) if cursors else None,
         fetched=fetched,
+        total=next((p.total for p in batch if p.total is not None), None),
     )
 
 

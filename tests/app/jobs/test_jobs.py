@@ -65,6 +65,9 @@ def test_manual_sync_job_runs_the_chain(client, factory, session, settings, sand
     assert (job["status"], job["stage"], job["kind"]) == ("succeeded", "done", "sync"), job
     assert job["progress"]["records"] == job["result"]["sync"]["fetched"] > 100
     assert job["progress"]["pages"] >= 3
+    # Salesforce says how many records each query matches: the job counts to 100%.
+    assert job["progress"]["percent"] == 100.0
+    assert job["progress"]["totals"] == job["progress"]["streams"]
     assert job["result"]["compute"]["snapshot"] >= 1
     assert job["started_at"] and job["finished_at"] >= job["started_at"]
     listed = client.get("/api/v1/jobs", params={"source_id": source.id}, headers=h).json()
@@ -124,3 +127,13 @@ def test_background_jobs_with_real_threads(tmp_path, sandbox):
     with factory() as s:
         assert s.get(Job, job["id"]).result["sync"]["inserted"] > 100
     engine.dispose()
+
+
+def test_sync_percent_counts_finished_streams_and_the_current_one():
+    details = {"stream_count": 3, "streams": {"owners": 10, "deals": 50}, "totals": {}}
+    assert service.sync_percent(details) is None  # the current stream's size is unknown
+    details["totals"] = {"owners": 10, "deals": 200}
+    assert service.sync_percent(details) == round(100 * (1 + 50 / 200) / 3, 1)
+    details["streams"]["deals"] = 250  # records changed while paging: never over 100
+    assert service.sync_percent(details) == round(100 * 2 / 3, 1)
+    assert service.sync_percent({"stream_count": 3, "streams": {}}) is None
