@@ -32,8 +32,34 @@ from app.reps import service as reps_service
 from app.reps.models import Rep
 from app.sources.models import Source, SyncRun
 from app.teams import service as teams_service
+from connectors.base import clean_text
 
 MAX_AMOUNT = 1e12
+# Dates outside these years are refused, as the CRM connectors refuse them.
+PLAUSIBLE_YEARS = (1990, 2100)
+
+
+# Column widths of what an import stores (ids and names longer than these cannot be stored).
+ID_LENGTH = 200
+NAME_LENGTH = 200
+
+
+def _clean(limit: int) -> Any:
+    """Names may carry markup or control characters (NUL cannot even be stored): keep
+    printable plain text, as the CRM connectors do, cut to the column's width."""
+    return lambda value: clean_text(value, limit) or ""
+
+
+def _bad_id(values: pd.Series) -> pd.Series:
+    """Ids that cannot be stored as they are: too long, or holding control characters."""
+    return (values.str.len() > ID_LENGTH) | values.map(
+        lambda v: any(not ch.isprintable() for ch in v)
+    )
+
+
+def _storable(value: object) -> str:
+    # PostgreSQL text and JSON cannot hold NUL; the quarantine keeps everything else as is.
+    return str(value).replace("\x00", "\ufffd")
 
 
 @dataclass
@@ -147,12 +173,13 @@ def _import_reps(
 ) -> ObjectResult:
     """People and teams. Managers named in the file become reps with role ``manager``."""
     out = ObjectResult(rows=len(frame))
-    names = evaluate(frame, m.name)
+    names = evaluate(frame, m.name).map(_clean(NAME_LENGTH))
     emails = evaluate(frame, m.email)
-    managers = evaluate(frame, m.manager)
+    managers = evaluate(frame, m.manager).map(_clean(NAME_LENGTH))
     manager_emails = evaluate(frame, m.manager_email)
-    teams = evaluate(frame, m.team)
-    parents = evaluate(frame, m.parent_team)
+    teams = evaluate(frame, m.team).map(_clean(NAME_LENGTH))
+    parents = evaluate(frame, m.parent_team).map(_clean(NAME_LENGTH))
+    bad_email = _bad_id(emails) | _bad_id(manager_emails)
     starts = _dates(evaluate(frame, m.start_date), mapping.date_format)
     active = evaluate(frame, m.active).str.lower()
     before = session.scalar(select(Rep.id).order_by(Rep.id.desc()).limit(1)) or 0
@@ -161,6 +188,10 @@ def _import_reps(
         row_no = int(i) + 1
         if not names[i]:
             out.errors.append({"row": row_no, "field": m.name, "message": "missing name"})
+            continue
+        if bad_email[i]:
+            message = f"bad email {emails[i]!r} or manager email {manager_emails[i]!r}"
+            out.errors.append({"row": row_no, "field": m.email, "message": message})
             continue
         rep = _person(session, source, mapping, names[i], emails[i], role="rep")
         new_agents += rep.id > before
@@ -208,19 +239,71 @@ def _person(
     return rep
 
 
+def _parse(values: pd.Series, fmt: str | None) -> pd.Series:
+    """Parse a column; unparseable non-empty values become NaT and are reported by the caller.
+
+    The result is naive when no value carries a UTC offset and UTC-aware when any does (a
+    column mixing offsets, or offsets and none, is parsed value by value; naive values are
+    then marked with the ``NaT``-free wall clock they were written in, see ``_timestamps``).
+    """
+    blanked = values.where(values != "")
+    try:
+        parsed = pd.to_datetime(blanked, format=fmt or "ISO8601", errors="coerce")
+    except (ValueError, TypeError):
+        # Mixed offsets, or offsets and naive values, in one column.
+        return pd.Series([_parse_one(v, fmt) for v in blanked], index=values.index, dtype=object)
+    # Year 1 or 9999 is a typo or a placeholder, not a deal date (and overflows time zones).
+    plausible = parsed.dt.year.between(*PLAUSIBLE_YEARS)
+    return parsed.where(plausible | parsed.isna())
+
+
+def _parse_one(value: object, fmt: str | None) -> pd.Timestamp | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        stamp = pd.to_datetime(value, format=fmt or "ISO8601")
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if pd.isna(stamp) or not PLAUSIBLE_YEARS[0] <= stamp.year <= PLAUSIBLE_YEARS[1]:
+        return None
+    return stamp
+
+
 def _dates(values: pd.Series, fmt: str | None) -> pd.Series:
-    """Parse dates; unparseable non-empty values become NaT and are reported by the caller."""
-    if fmt:
-        return pd.to_datetime(values.where(values != ""), format=fmt, errors="coerce")
-    return pd.to_datetime(values.where(values != ""), errors="coerce", format="ISO8601")
+    """Calendar dates (naive midnight timestamps, NaT when unparseable). A value written with
+    a UTC offset keeps the date it was written with."""
+    parsed = _parse(values, fmt)
+    if parsed.dtype == object:
+        parsed = pd.to_datetime(
+            parsed.map(lambda t: None if t is None else t.tz_localize(None)), errors="coerce"
+        )
+    elif parsed.dt.tz is not None:
+        parsed = parsed.dt.tz_localize(None)
+    dates: pd.Series = parsed.dt.normalize()
+    return dates
 
 
 def _timestamps(values: pd.Series, fmt: str | None, tz: str) -> pd.Series:
-    parsed = _dates(values, fmt)
+    """Instants in UTC: naive values are in the mapping's timezone, others carry an offset."""
+    parsed = _parse(values, fmt)
+    if parsed.dtype == object:
+        mixed: pd.Series = pd.to_datetime(
+            parsed.map(lambda t: None if t is None else _to_utc(t, tz)), utc=True, errors="coerce"
+        )
+        return mixed
     if parsed.dt.tz is None:
         parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
     utc: pd.Series = parsed.dt.tz_convert("UTC")
     return utc
+
+
+def _to_utc(stamp: pd.Timestamp, tz: str) -> pd.Timestamp | None:
+    if stamp.tzinfo is None:
+        local = stamp.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        if not isinstance(local, pd.Timestamp):
+            return None  # a wall-clock time that does not exist (or is ambiguous) there
+        stamp = local
+    return stamp.tz_convert("UTC")
 
 
 class _Problems:
@@ -278,6 +361,7 @@ def _import_deals(
     rep_id = _owners(session, mapping, source, owner)
 
     p.flag(ext == "", "missing id")
+    p.flag(_bad_id(ext), "id too long or with control characters " + ext.map(repr))
     p.flag(ext.duplicated(keep="last"), "duplicate id in file (a later row wins)")
     p.flag(owner == "", "missing owner")
     p.flag(rep_id.isna(), "unknown owner " + owner.map(repr))
@@ -309,12 +393,12 @@ def _import_deals(
             "external_id": ext,
             "rep_id": rep_id.astype("Int64"),
             "owner_external_id": owner,
-            "name": evaluate(frame, m.name).str.strip().replace("", None),
-            "account": evaluate(frame, m.account).replace("", None),
+            "name": evaluate(frame, m.name).map(_clean(500)).replace("", None),
+            "account": evaluate(frame, m.account).map(_clean(500)).replace("", None),
             "amount": amount,
             "currency": currency,
             "stage": stage,
-            "pipeline": evaluate(frame, m.pipeline).replace("", None),
+            "pipeline": evaluate(frame, m.pipeline).map(_clean(200)).replace("", None),
             "probability": prob.where(status == "open", (status == "won").astype(float)),
             "status": status,
             "created_at": created,
@@ -344,11 +428,14 @@ def _import_activities(
     occurred = _timestamps(occurred_raw, mapping.date_format, mapping.timezone)
     modified = _timestamps(evaluate(frame, m.modified), mapping.date_format, mapping.timezone)
     rep_id = _owners(session, mapping, source, owner)
+    deal_ids = evaluate(frame, m.deal_id)
     p.flag(ext == "", "missing id")
+    p.flag(_bad_id(ext), "id too long or with control characters " + ext.map(repr))
     p.flag(ext.duplicated(keep="last"), "duplicate id in file (a later row wins)")
     p.flag(owner == "", "missing owner")
     p.flag(rep_id.isna(), "unknown owner " + owner.map(repr))
     p.flag(kind.isna(), "unknown activity type " + raw_type.map(repr))
+    p.flag(_bad_id(deal_ids), "deal id too long or with control characters " + deal_ids.map(repr))
     p.flag(occurred.isna(), "bad or missing date " + occurred_raw.map(repr))
     records = pd.DataFrame(
         {
@@ -356,9 +443,9 @@ def _import_activities(
             "rep_id": rep_id.astype("Int64"),
             "owner_external_id": owner,
             "type": kind,
-            "subject": evaluate(frame, m.subject).replace("", None),
+            "subject": evaluate(frame, m.subject).map(_clean(500)).replace("", None),
             "occurred_at": occurred,
-            "deal_external_id": evaluate(frame, m.deal_id).replace("", None),
+            "deal_external_id": deal_ids.replace("", None),
             "source_modified_at": modified,
             "is_deleted": False,
         }
@@ -405,10 +492,17 @@ def _quarantine(
 ) -> None:
     items = [
         (
-            e.get("external_id"),
-            e["message"],
-            {k: str(v) for k, v in frame.loc[e["row"] - 1].items()},
+            _quarantine_id(e.get("external_id")),
+            _storable(e["message"]),
+            {_storable(k): _storable(v) for k, v in frame.loc[e["row"] - 1].items()},
         )
         for e in errors
     ]
     ingest.quarantine(session, source.id, object_type, items)
+
+
+def _quarantine_id(external_id: str | None) -> str | None:
+    # An id that cannot be stored is kept in the payload; the record is keyed by its content.
+    if not external_id or len(external_id) > ID_LENGTH:
+        return None
+    return None if any(not ch.isprintable() for ch in external_id) else external_id
