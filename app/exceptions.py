@@ -30,6 +30,8 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from psycopg.errors import NumericValueOutOfRange
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -101,7 +103,91 @@ def error_body(code: str, message: str, details: list[Any] | None = None) -> dic
     return {"error": {"code": code, "message": message, "details": details or []}}
 
 
+# The error shape, as the OpenAPI schema documents it for every error answer.
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string", "examples": ["not_found"]},
+                "message": {"type": "string"},
+                "details": {
+                    "type": "array",
+                    "items": {"type": "object"},
+                    "description": "Each problem, with the field (or CSV row) it concerns.",
+                },
+            },
+        }
+    },
+}
+_ERROR_DESCRIPTIONS = {
+    "400": "A body that cannot be parsed (not JSON, broken multipart)",
+    "401": "Missing, unknown, revoked or expired API key",
+    "403": "The key's role may not do this",
+    "404": "No such record (named in the path or the request), or not visible to the caller",
+    "409": "The write clashes with existing data",
+    "413": "An upload is too large",
+    "422": "Invalid input; `details` names each field",
+}
+
+
+def _error_response(code: str) -> dict[str, Any]:
+    return {
+        "description": _ERROR_DESCRIPTIONS[code],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI schema say what errors look like and which an operation can answer.
+
+    FastAPI documents a 422 ``HTTPValidationError`` (``{"detail": [...]}``) that this API never
+    sends: every error has the one shape above. Authenticated operations can also answer 401,
+    403 and 404 (a record the path or the request names), writes 409, bodies that do not parse
+    400, uploads 413.
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Error"] = ERROR_SCHEMA
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            codes: set[str] = {"422"} if method != "get" or operation.get("parameters") else set()
+            if "422" in operation["responses"]:
+                codes.add("422")
+            if operation.get("security"):
+                codes |= {"401", "403", "404"}
+            if "{" in path:
+                codes.add("404")
+            if method in {"post", "put", "patch", "delete"}:
+                codes.add("409")
+            body = operation.get("requestBody", {}).get("content", {})
+            if body:
+                codes.add("400")
+            if "multipart/form-data" in body:
+                codes.add("413")
+            for code in sorted(codes):
+                operation["responses"][code] = _error_response(code)
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    return schema
+
+
 def install_handlers(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        app.openapi_schema = document_errors(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.exception_handler(QuotaGapError)
     async def _domain(_: Request, exc: QuotaGapError) -> Response:
         if isinstance(exc, NotModified):
@@ -133,14 +219,34 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
         return JSONResponse(
             error_body(code, str(exc.detail)),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
 
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DBAPIError)
+    async def _out_of_range_number(_: Request, exc: Exception) -> JSONResponse:
+        if not _out_of_range(exc):
+            raise exc  # any other database error is unexpected: see below
+        # A number beyond the database's integers (an id of 2**70): bad input, not a 500.
+        return JSONResponse(
+            error_body("invalid_input", "a number in the request is out of range"),
+            status_code=422,
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
+
+
+def _out_of_range(exc: Exception) -> bool:
+    """SQLite cannot bind an int beyond 64 bits; PostgreSQL refuses it as out of range."""
+    if isinstance(exc, OverflowError):
+        return "SQLite INTEGER" in str(exc)
+    return isinstance(exc, DBAPIError) and isinstance(exc.orig, NumericValueOutOfRange)

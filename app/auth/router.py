@@ -11,6 +11,7 @@ from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPage, ApiKeyRead
 from app.db import utcnow
 from app.deps import AdminKey, SessionDep
 from app.exceptions import ConflictError, NotFoundError
+from app.reps import service as reps_service
 
 router = APIRouter()
 
@@ -18,7 +19,16 @@ router = APIRouter()
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
 def create_key(key_in: ApiKeyCreate, session: SessionDep, _: AdminKey) -> ApiKeyCreated:
     """Create an API key. The key is in this answer only; Quota Gap keeps just its hash."""
-    key, token = service.create(session=session, **key_in.model_dump())
+    if key_in.rep_id is not None:
+        reps_service.get(session=session, rep_id=key_in.rep_id)  # 404, not a broken reference
+    # Not model_dump(): it would serialise expires_at to a string.
+    key, token = service.create(
+        session=session,
+        role=key_in.role,
+        name=key_in.name,
+        rep_id=key_in.rep_id,
+        expires_at=key_in.expires_at,
+    )
     return ApiKeyCreated(**ApiKeyRead.model_validate(key).model_dump(), key=token)
 
 
