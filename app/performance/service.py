@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from sqlalchemy import select
@@ -57,8 +58,24 @@ def default_period(settings: Settings, kind: str = "month") -> str:
     return period_of(today(settings), kind, settings.calendar).label
 
 
-def _names(session: Session) -> tuple[dict[int, Rep], dict[int, str]]:
-    reps = {r.id: r for r in session.scalars(select(Rep))}
+class RepName(NamedTuple):
+    id: int
+    name: str
+    team_id: int | None
+    manager_id: int | None
+    role: str
+    is_active: bool
+
+
+def _names(session: Session) -> tuple[dict[int, RepName], dict[int, str]]:
+    """Who is who, as plain rows: the ORM's Rep (with its team, manager and identities) costs
+    more to load than most answers cost to compute."""
+    reps = {
+        r.id: RepName(*r)
+        for r in session.execute(
+            select(Rep.id, Rep.name, Rep.team_id, Rep.manager_id, Rep.role, Rep.is_active)
+        )
+    }
     teams = {team_id: name for team_id, name in session.execute(select(Team.id, Team.name))}
     return reps, teams
 
@@ -110,16 +127,24 @@ def _inputs(session: Session, version: int, rows: Sequence[PerformanceRow]) -> d
     periods = {r.period for r in rows}
     if not periods:
         return {}
+    subjects = {r.rep_id if r.rep_id is not None else r.team_id for r in rows}
     metric_rows = session.execute(
         select(
             MetricRow.subject_type, MetricRow.subject_id, MetricRow.period, MetricRow.values
-        ).where(versioning.visible(MetricRow, version), MetricRow.period.in_(periods))
+        ).where(
+            versioning.visible(MetricRow, version),
+            MetricRow.period.in_(periods),
+            MetricRow.subject_id.in_(subjects),
+        )
     ).all()
     return {(m.subject_type, m.subject_id, m.period): m.values for m in metric_rows}
 
 
 def _to_read(
-    row: PerformanceRow, reps: dict[int, Rep], teams: dict[int, str], values: dict[str, Any] | None
+    row: PerformanceRow,
+    reps: dict[int, RepName],
+    teams: dict[int, str],
+    values: dict[str, Any] | None,
 ) -> PerformanceRead:
     rep = reps.get(row.rep_id) if row.rep_id is not None else None
     team_id = rep.team_id if rep is not None else row.team_id
@@ -169,7 +194,7 @@ def _reads(
     version: int,
     rows: Sequence[PerformanceRow],
     *,
-    names: tuple[dict[int, Rep], dict[int, str]] | None = None,
+    names: tuple[dict[int, RepName], dict[int, str]] | None = None,
 ) -> list[PerformanceRead]:
     """Rows as API items, with names, formula inputs and ranks."""
     reps, teams = names or _names(session)
@@ -188,23 +213,33 @@ def _reads(
 
 
 def _rank(items: list[PerformanceRead]) -> None:
-    """Rank reps by attainment within team and company, per metric and period (1 = best)."""
-    reps = [i for i in items if i.subject_type == "rep"]
-    if not reps:
-        return
-    frame = pd.DataFrame(
-        {
-            "team_id": [r.team_id for r in reps],
-            "period": [f"{r.period}/{r.metric}" for r in reps],
-            "attainment": pd.array([r.attainment for r in reps], dtype="Float64").astype("float64"),
-        }
-    )
-    ranked = trends.ranks(frame, metric="attainment", higher_is_better=True)
-    for item, r in zip(reps, ranked.to_dict("records"), strict=True):
-        item.rank_in_company = _int_or_none(r["rank_in_company"])
-        item.rank_in_team = _int_or_none(r["rank_in_team"])
-        pct = _float_or_none(r["percentile_in_company"])
-        item.percentile_in_company = None if pct is None else round(pct, 1)
+    """Rank reps by attainment within team and company, per metric and period (1 = best).
+
+    Same definitions as :func:`analytics.trends.ranks` (rank = 1 + rows strictly better,
+    ties share the better rank; percentile = 100 x (n - rank) / (n - 1), 100 when n = 1), in
+    plain Python: an answer ranks a few hundred rows, where pandas' fixed costs dominate.
+    """
+    groups: dict[tuple[Any, ...], list[tuple[float, PerformanceRead]]] = {}
+    for item in items:
+        value = item.attainment
+        if item.subject_type != "rep" or value is None or math.isnan(value):
+            continue
+        groups.setdefault(("company", item.period, item.metric), []).append((value, item))
+        if item.team_id is not None:
+            team_key = ("team", item.period, item.metric, item.team_id)
+            groups.setdefault(team_key, []).append((value, item))
+    for key, members in groups.items():
+        first: dict[float, int] = {}
+        for index, value in enumerate(sorted((v for v, _ in members), reverse=True)):
+            first.setdefault(value, index + 1)
+        n = len(members)
+        for value, m in members:
+            rank = first[value]
+            if key[0] == "team":
+                m.rank_in_team = rank
+            else:
+                m.rank_in_company = rank
+                m.percentile_in_company = round(100.0 * (n - rank) / (n - 1) if n > 1 else 100.0, 1)
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -510,7 +545,9 @@ def team_performance(
     )
 
 
-def _company_rows(session: Session, version: int, label: str, reps: dict[int, Rep]) -> pd.DataFrame:
+def _company_rows(
+    session: Session, version: int, label: str, reps: dict[int, RepName]
+) -> pd.DataFrame:
     """Every rep's attainment in the period, with their own team, for the variance split."""
     rows = session.execute(
         select(
