@@ -478,7 +478,8 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
         dirty["deal"].add(m, ANY_REP)
         dirty["activity"].add(m, ANY_REP)
 
-    metric_cols = [*ADDITIVE_COLUMNS, "sales_cycle_days"]
+    # closed_deals is won + lost: not read back.
+    metric_cols = [*(c for c in ADDITIVE_COLUMNS if c != "closed_deals"), "sales_cycle_days"]
     timings: dict[str, float] = {}
     t = clock.perf_counter()
     base = _stored_rows(
@@ -487,6 +488,7 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
     base = base.rename(columns={"subject_id": "rep_id"}).drop(columns="subject_type")
     base["period_index"] = base["period"].map(index).astype("int64")
     base["rep_id"] = base["rep_id"].astype("int64")
+    base["closed_deals"] = base["won_deals"] + base["lost_deals"]
 
     timings["stored"] = clock.perf_counter() - t
     t = clock.perf_counter()
@@ -498,7 +500,7 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
             conn,
             reps=None if rep_ids is None else sorted(rep_ids),
             closing_or_created=(p0.start - timedelta(days=1), p1.end + timedelta(days=1)),
-            columns=DEAL_COLUMNS,
+            columns=[c for c in DEAL_COLUMNS if c != "probability"],
             categorical=True,
         )
         n_deals += len(d)
@@ -685,16 +687,18 @@ def run(
     )
     session.add(snapshot)
     session.flush()
-    if scope.stored is None:
-        inputs = _from_records(load(session, scope), settings, as_of)
-    else:
-        inputs = _from_stored(session, scope, settings, as_of)
-    f = inputs
+    records = load(session, scope) if scope.stored is None else None
+    inputs = _from_stored(session, scope, settings, as_of) if records is None else None
     timings: dict[str, float] = {"load": clock.perf_counter() - started}
-    timings.update({f"load.{k}": v for k, v in inputs.timings.items()})
     cal = settings.calendar
 
     t = clock.perf_counter()
+    if inputs is None:  # the one pass over the records is the metrics stage's, as before
+        assert records is not None
+        inputs = _from_records(records, settings, as_of)
+        del records
+    timings.update({f"load.{k}": v for k, v in inputs.timings.items()})
+    f = inputs
     metrics = _metrics_from(inputs.rep_month, inputs.cycles, inputs.membership, settings)
     timings["metrics"] = clock.perf_counter() - t
 
@@ -750,7 +754,7 @@ def run(
         config=config,
         shares=shares,
     )
-    gap_rows = _with_streaks(session, gap_rows, scope)
+    gap_rows = _with_streaks(session, gap_rows, scope, cal)
     timings["gaps"] = clock.perf_counter() - t
 
     t = clock.perf_counter()
@@ -872,28 +876,55 @@ def _subjects(rep: pd.DataFrame, team: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _with_streaks(session: Session, rows: pd.DataFrame, scope: Scope) -> pd.DataFrame:
-    """consecutive_misses per row, counting the stored statuses of the periods before scope."""
+def _with_streaks(
+    session: Session, rows: pd.DataFrame, scope: Scope, cal: FiscalCalendar
+) -> pd.DataFrame:
+    """consecutive_misses per row, continuing the runs stored for the periods before scope."""
     rows = rows.copy()
     if rows.empty:
         return rows.assign(consecutive_misses=pd.Series(dtype="int64"))
     cols = ["subject_type", "rep_id", "team_id", "metric", "period", "status"]
-    # Every stored period outside the scope: a run can pass through months that an
-    # incremental compute does not revisit.
-    prior = pd.DataFrame(
-        session.execute(
-            select(*(getattr(PerformanceRow, c) for c in cols)).where(
-                PerformanceRow.valid_to.is_(None), PerformanceRow.period.not_in(scope.labels)
-            )
-        ).all(),
-        columns=cols,
-    )
+    prior = _prior_runs(session, scope, cal, cols)
     history = pd.concat([prior, rows[cols]], ignore_index=True)
     for col in ("rep_id", "team_id"):
         history[col] = history[col].astype("Int64")
     streak = trends.misses_by_period(history, key=["subject_type", "rep_id", "team_id"])
     rows["consecutive_misses"] = streak.to_numpy()[len(prior) :]
     return rows
+
+
+def _prior_runs(
+    session: Session, scope: Scope, cal: FiscalCalendar, cols: list[str]
+) -> pd.DataFrame:
+    """The stored rows of the period just before the scope, of each kind, a missed one
+    preceded by the missed periods of its stored run: the history a run into the scope
+    continues, without reading every stored period (a run is broken by any other row, or
+    by a period without one)."""
+    before = {kind: shift(ps[0], -1, cal) for kind, ps in scope.periods.items() if ps}
+    stored = pd.DataFrame(
+        session.execute(
+            select(
+                *(getattr(PerformanceRow, c) for c in cols), PerformanceRow.consecutive_misses
+            ).where(
+                PerformanceRow.valid_to.is_(None),
+                PerformanceRow.period.in_([p.label for p in before.values()]),
+            )
+        ).all(),
+        columns=[*cols, "run"],
+    )
+    if stored.empty:
+        return stored[cols]
+    missed = stored["status"].eq("missed").to_numpy(dtype=bool)
+    run = stored["run"].fillna(0).to_numpy(dtype=np.int64)
+    copies = np.where(missed, np.maximum(run, 1), 1)
+    longest = int(copies.max())
+    back = {p.label: [shift(p, -j, cal).label for j in range(longest)] for p in before.values()}
+    out = stored.loc[stored.index.repeat(copies), cols].reset_index(drop=True)
+    ends = np.cumsum(copies)
+    # Position of each copy from its row's last one: 0 is the period just before the scope.
+    step = ends[np.repeat(np.arange(len(copies)), copies)] - 1 - np.arange(int(ends[-1]))
+    out["period"] = [back[label][k] for label, k in zip(out["period"], step.tolist(), strict=True)]
+    return out
 
 
 def _clean_columns(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, list[Any]]:

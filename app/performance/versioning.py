@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import ColumnElement, Table, and_, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.performance.models import CoachingRow, MetricRow, PerformanceRow, Snapshot
@@ -112,6 +112,21 @@ def _key_values(series: pd.Series) -> list[Any]:
     return [None if m else v for v, m in zip(values.tolist(), missing.tolist(), strict=True)]
 
 
+def _raw_rows(session: Session, stmt: Select[Any]) -> list[tuple[Any, ...]]:
+    """The rows of a query of plain columns (ids, text, integers) as the driver's tuples:
+    SQLAlchemy's Row objects cost more than the query itself for a scope's head rows."""
+    session.flush()  # as session.execute would: the driver must see pending ORM changes
+    conn = session.connection()
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(compiled))
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+    finally:
+        cursor.close()
+    return rows
+
+
 def write(
     session: Session,
     model: VersionedModel,
@@ -137,7 +152,7 @@ def write(
     cols = [model.id, model.digest, *(getattr(model, k) for k in key)]
     head = {
         tuple(r[2:]): (r[0], r[1])
-        for r in session.execute(select(*cols).where(scope, model.valid_to.is_(None)))
+        for r in _raw_rows(session, select(*cols).where(scope, model.valid_to.is_(None)))
     }
     changed = np.zeros(len(frame), dtype=bool)
     closes: list[int] = []
