@@ -186,11 +186,31 @@ def _differs(old: Any, new: Any) -> bool:
     return bool(old != new)
 
 
+def _usable_id(external_id: str | None) -> str | None:
+    ok = external_id and len(external_id) <= 200 and external_id.isprintable()
+    return external_id if ok else None
+
+
 def record_key(external_id: str | None, payload: dict[str, Any]) -> str:
-    if external_id:
-        return external_id[:200]
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
-    return "sha256:" + digest.hexdigest()[:56]
+    """The quarantine key: the record's id, or a hash of its payload (and of an id that is no
+    usable key: too long, or holding control characters)."""
+    usable = _usable_id(external_id)
+    if usable:
+        return usable
+    raw = json.dumps([external_id, payload], sort_keys=True, default=str)
+    return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()[:56]
+
+
+def _storable(value: Any) -> Any:
+    """Hostile payloads are kept as received, except NUL, which PostgreSQL text and JSONB
+    refuse: it becomes U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
 
 
 def quarantine(
@@ -222,10 +242,10 @@ def quarantine(
             {
                 "source_id": source_id,
                 "object_type": object_type,
-                "external_id": by_key[k][0],
+                "external_id": _usable_id(by_key[k][0]),
                 "record_key": k,
-                "reason": by_key[k][1],
-                "payload": by_key[k][2],
+                "reason": _storable(by_key[k][1]),
+                "payload": _storable(by_key[k][2]),
                 "created_at": now,
                 "last_seen_at": now,
             }
@@ -235,8 +255,8 @@ def quarantine(
         seen = [
             {
                 "id": existing[k],
-                "reason": by_key[k][1],
-                "payload": by_key[k][2],
+                "reason": _storable(by_key[k][1]),
+                "payload": _storable(by_key[k][2]),
                 "last_seen_at": now,
             }
             for k in chunk

@@ -247,6 +247,39 @@ def clean_text(value: Any, limit: int = 500) -> str | None:
     return text[:limit] or None
 
 
+MAX_ID_LENGTH = 200
+
+
+def record_id(value: Any, field_name: str, *, required: bool = False) -> str | None:
+    """A CRM id or reference as text: printable, at most 200 characters, or a RecordError.
+
+    Ids become keys and foreign keys; a NUL byte (PostgreSQL refuses it in text) or a
+    megabyte-long "id" must not get that far. Numbers are accepted (Pipedrive sends them),
+    booleans, lists and objects are not.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise RecordError(f"missing {field_name}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise RecordError(f"bad {field_name}: {type(value).__name__}")
+    text = str(value).strip()
+    if len(text) > MAX_ID_LENGTH or not text.isprintable():
+        raise RecordError(f"bad {field_name}: not a printable id of at most {MAX_ID_LENGTH}")
+    return text
+
+
+def email_address(value: Any) -> str | None:
+    """Lower-cased (people are matched across CRMs by email), or None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    if not text or len(text) > 320 or not text.isprintable() or " " in text:
+        return None
+    local, at, domain = text.rpartition("@")
+    return text if at and local and "." in domain else None
+
+
 def currency_code(value: Any, default: str = "USD") -> str:
     code = str(value or default).strip().upper()
     if len(code) != 3 or not code.isalpha():

@@ -51,12 +51,14 @@ from connectors.base import (
     Stream,
     clean_text,
     currency_code,
+    email_address,
     iso,
     map_page,
     parse_amount,
     parse_bool,
     parse_date,
     parse_datetime,
+    record_id,
 )
 from connectors.http import Auth, BearerAuth, CrmClient, CrmError, Limits, oauth_from
 
@@ -243,9 +245,9 @@ def _properties(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _required(value: Any, name: str) -> str:
-    if value is None or str(value).strip() == "":
-        raise RecordError(f"missing {name}")
-    return str(value).strip()
+    text = record_id(value, name, required=True)
+    assert text is not None
+    return text
 
 
 def modified_at(raw: Any) -> datetime | None:
@@ -271,9 +273,10 @@ def map_owner(raw: dict[str, Any]) -> dict[str, Any]:
     if kind != "PERSON":
         # Queues own records too, but they are not people a quota belongs to.
         raise RecordError(f"owner type {kind} is not a person")
-    email = str(raw.get("email") or "").strip().lower() or None
+    email = email_address(raw.get("email"))
     name = " ".join(str(raw.get(k) or "").strip() for k in ("firstName", "lastName")).strip()
-    teams = [t for t in raw.get("teams") or [] if isinstance(t, dict)]
+    listed = raw.get("teams")
+    teams = [t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else []
     primary = next((t for t in teams if parse_bool(t.get("primary", False))), None)
     team = primary or (teams[0] if teams else None)
     return {
@@ -369,7 +372,9 @@ def deal_of(raw: dict[str, Any]) -> str | None:
     deals = associations.get("deals") if isinstance(associations, dict) else None
     results = deals.get("results") if isinstance(deals, dict) else None
     ids = [
-        str(d["id"]) for d in results or [] if isinstance(d, dict) and d.get("id") not in (None, "")
+        ref
+        for d in (results if isinstance(results, list) else [])
+        if isinstance(d, dict) and (ref := record_id(d.get("id"), "associated deal id"))
     ]
     return min(ids, key=lambda d: (len(d), d)) if ids else None
 

@@ -61,6 +61,7 @@ from connectors.base import (
     Stream,
     clean_text,
     currency_code,
+    email_address,
     map_page,
     parse_amount,
     parse_bool,
@@ -207,9 +208,10 @@ def _ref(value: Any, field_name: str) -> str | None:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     text = str(value).strip()
-    if text.isdigit():
+    # ASCII digits only: "²" and "١٢" pass str.isdigit() but are no Pipedrive id.
+    if text.isascii() and text.isdigit() and len(text) <= 20:
         return str(int(text))
-    raise RecordError(f"bad {field_name}: {value!r}")
+    raise RecordError(f"bad {field_name}: {value!r}"[:300])
 
 
 def _safe_ref(value: Any) -> str | None:
@@ -316,7 +318,7 @@ class Catalog:
 
 def map_owner(raw: dict[str, Any]) -> dict[str, Any]:
     external_id = _ext_id(raw.get("id"))
-    email = str(raw.get("email") or "").strip().lower() or None
+    email = email_address(raw.get("email"))
     is_deleted = parse_bool(raw.get("is_deleted", False))
     return {
         "external_id": external_id,

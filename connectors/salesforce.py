@@ -29,11 +29,13 @@ from connectors.base import (
     Stream,
     clean_text,
     currency_code,
+    email_address,
     map_page,
     parse_amount,
     parse_bool,
     parse_date,
     parse_datetime,
+    record_id,
 )
 from connectors.http import (
     Auth,
@@ -287,10 +289,9 @@ def _map(raw: list[Any], mapper: Callable[[dict[str, Any]], dict[str, Any]]) -> 
 
 
 def _required(raw: dict[str, Any], name: str) -> str:
-    value = raw.get(name)
-    if value is None or str(value).strip() == "":
-        raise RecordError(f"missing {name}")
-    return str(value).strip()
+    text = record_id(raw.get(name), name, required=True)
+    assert text is not None
+    return text
 
 
 def _modstamp(raw: dict[str, Any]) -> datetime:
@@ -311,9 +312,9 @@ def map_owner(raw: dict[str, Any]) -> dict[str, Any]:
         "external_id": _required(raw, "Id"),
         "name": clean_text(raw.get("Name"), 200),
         # Lower-cased: the same person is matched across CRMs by email.
-        "email": str(email).strip().lower() if email else None,
+        "email": email_address(email),
         "is_active": parse_bool(raw.get("IsActive", True)),
-        "manager_external_id": raw.get("ManagerId") or None,
+        "manager_external_id": record_id(raw.get("ManagerId"), "ManagerId"),
         # Salesforce has no sales-team field on User; teams come from the manager hierarchy.
         "team_name": None,
     }
@@ -408,7 +409,7 @@ def map_activity(raw: dict[str, Any]) -> dict[str, Any]:
             occurred = _date_at_noon(due)
     else:
         raise RecordError(f"not a Task or Event: {obj or 'unknown object'}")
-    what = str(raw.get("WhatId") or "")
+    what = record_id(raw.get("WhatId"), "WhatId") or ""
     return {
         "external_id": _required(raw, "Id"),
         "owner_external_id": _required(raw, "OwnerId"),

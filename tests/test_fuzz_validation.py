@@ -796,3 +796,27 @@ def test_csv_rep_import_loads_or_quarantines_every_row(
             assert key in ids, f"row {i} was neither loaded nor quarantined: {row!r}"
 
     _in_savepoint(session, body)
+
+
+@FUZZ
+@given(_page(HS_ACTIVITY), st.sampled_from(sorted(hubspot.ACTIVITY_OBJECTS)))
+def test_hubspot_activities(raws: list[Any], object_type: str) -> None:
+    _check_page(raws, hubspot.activity_mapper(object_type), hubspot._id_of)
+
+
+@FUZZ
+@given(_page(HS_OWNER))
+def test_hubspot_owners(raws: list[Any]) -> None:
+    _check_page(raws, hubspot.map_owner, hubspot._id_of)
+
+
+@FUZZ
+@given(_page(SF_USER, "Id"))
+def test_salesforce_owners(raws: list[Any]) -> None:
+    _check_page(raws, salesforce.map_owner, lambda r: r.get("Id"))
+
+
+@FUZZ
+@given(_page(PD_USER))
+def test_pipedrive_owners(raws: list[Any]) -> None:
+    _check_page(raws, pipedrive.map_owner, pipedrive._id_of)
