@@ -180,7 +180,8 @@ def _import_reps(
     teams = evaluate(frame, m.team).map(_clean(NAME_LENGTH))
     parents = evaluate(frame, m.parent_team).map(_clean(NAME_LENGTH))
     bad_email = _bad_id(emails) | _bad_id(manager_emails)
-    starts = _dates(evaluate(frame, m.start_date), mapping.date_format)
+    raw_starts = evaluate(frame, m.start_date)
+    starts = _dates(raw_starts, mapping.date_format)
     active = evaluate(frame, m.active).str.lower()
     before = session.scalar(select(Rep.id).order_by(Rep.id.desc()).limit(1)) or 0
     new_agents = 0
@@ -192,6 +193,10 @@ def _import_reps(
         if bad_email[i]:
             message = f"bad email {emails[i]!r} or manager email {manager_emails[i]!r}"
             out.errors.append({"row": row_no, "field": m.email, "message": message})
+            continue
+        if m.start_date and pd.isna(starts[i]) and str(raw_starts[i]).strip():
+            message = f"bad start date {raw_starts[i]!r}"[:300]
+            out.errors.append({"row": row_no, "field": m.start_date, "message": message})
             continue
         rep = _person(session, source, mapping, names[i], emails[i], role="rep")
         new_agents += rep.id > before

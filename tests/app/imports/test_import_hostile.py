@@ -11,6 +11,7 @@ from app.deals.models import Deal
 from app.imports import service
 from app.imports.mapping import Mapping
 from app.reps import service as reps_service
+from app.reps.models import Rep
 from app.sources.models import QuarantinedRecord
 
 MAPPING = Mapping.model_validate(
@@ -94,3 +95,29 @@ def test_unstorable_ids_are_quarantined_and_names_cleaned(session):
     ).all()
     assert len(kept) == 2
     assert {q.payload["id"] for q in kept} == {long_id, "N\ufffdL"}
+
+
+def test_an_unreadable_start_date_is_quarantined_not_ignored(session):
+    mapping = Mapping.model_validate(
+        {
+            "source": "hostile-reps",
+            "reps": {"name": "name", "email": "email", "start_date": "start"},
+        }
+    )
+    body = (
+        "name,email,start\n"
+        "Ann,ann@example.com,2026-03-01\n"
+        "Bob,bob@example.com,the first of never\n"
+        "Cy,cy@example.com,\n"
+    )
+    frame = service.read_csv(body.encode(), name="reps", max_rows=100)
+    result = service.run_import(session=session, mapping=mapping, reps=frame)
+    assert (result.reps.rows, result.reps.quarantined) == (3, 1)
+    (error,) = result.reps.errors
+    assert error["row"] == 2 and "bad start date" in error["message"]
+    names = set(session.scalars(select(Rep.name)))
+    assert {"Ann", "Cy"} <= names and "Bob" not in names
+    reason = session.scalar(
+        select(QuarantinedRecord.reason).where(QuarantinedRecord.object_type == "rep")
+    )
+    assert reason is not None and "start date" in reason
