@@ -37,12 +37,12 @@ def create(
             f"unknown role {role!r}",
             details=[{"field": "role", "message": f"one of {', '.join(ROLES)}"}],
         )
-    if role == "manager":
-        if rep_id is None:
-            raise InvalidInputError(
-                "a manager key belongs to the manager's rep record",
-                details=[{"field": "rep_id", "message": "required for role manager"}],
-            )
+    if role == "manager" and rep_id is None:
+        raise InvalidInputError(
+            "a manager key belongs to the manager's rep record",
+            details=[{"field": "rep_id", "message": "required for role manager"}],
+        )
+    if rep_id is not None:  # any role: a key must not point at nobody
         reps_service.get(session=session, rep_id=rep_id)
     token = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
