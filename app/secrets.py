@@ -64,3 +64,13 @@ def decrypt(settings: Settings, token: str | None) -> dict[str, Any]:
 def rotate(settings: Settings, token: str) -> str:
     """Re-encrypt under the first (newest) key."""
     return _fernet(settings).rotate(token.encode()).decode()
+
+
+def derived_key(settings: Settings, purpose: str) -> bytes:
+    """A key for ``purpose`` (e.g. signing ETags) derived from the newest secret key: stable
+    across processes and restarts, useless for decrypting anything."""
+    import hashlib
+
+    return hashlib.blake2b(
+        _keys(settings)[0], digest_size=32, person=purpose.encode()[:16]
+    ).digest()

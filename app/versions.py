@@ -99,6 +99,9 @@ def touch(session: Session, *scopes: str) -> None:
 def _bump(session: Session) -> None:
     if not session.in_transaction():
         return
+    # before_commit runs before the commit's own flush: flush first, or changes still
+    # pending in the session would be written after the bump and never counted.
+    session.flush()
     conn = session.connection()
     touched = conn.info.pop(_TOUCHED, None)
     if not touched:

@@ -8,6 +8,7 @@ from datetime import date
 
 from sqlalchemy import select
 
+from app.alerts.models import Alert
 from app.performance import compute
 from app.versions import DataVersion
 
@@ -179,3 +180,80 @@ def test_summary_for_a_wallboard(client, factory, session, settings):
         headers={**h, "If-None-Match": r.headers["etag"]},
     )
     assert again.status_code == 304
+
+
+def test_if_none_match_star_never_skips_the_checks(client, factory, session):
+    viewer = factory.key("viewer")
+    session.commit()
+    # Without "*", a 304 can only answer a tag the key was once given for that very URL.
+    r = client.get("/api/v1/api-keys", headers={**viewer, "If-None-Match": "*"})
+    assert r.status_code == 403
+    r = client.get("/api/v1/reps/987654", headers={**viewer, "If-None-Match": "*"})
+    assert r.status_code == 404
+
+
+def test_the_fast_304_checks_the_key_afresh(client, factory, session, settings):
+    from app.auth import service as auth_service
+
+    _setup(factory, session, settings)
+    key, token = auth_service.create(session=session, role="viewer")
+    session.commit()
+    h = {"Authorization": f"Bearer {token}"}
+    url = "/api/v1/summary?period=2026-02"
+    etag = client.get(url, headers=h).headers["etag"]
+    assert client.get(url, headers={**h, "If-None-Match": etag}).status_code == 304
+    auth_service.revoke(session=session, key_id=key.id)
+    session.commit()
+    r = client.get(url, headers={**h, "If-None-Match": etag})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
+
+
+def test_a_change_left_for_the_commit_to_flush_still_counts(client, factory, session):
+    rep = factory.rep(name="Ann")
+    h = factory.key("viewer")
+    session.commit()
+    first = client.get(f"/api/v1/reps/{rep.id}", headers=h)
+    rep.name = "Ann Lee"  # not flushed: the commit writes it
+    session.commit()
+    again = client.get(
+        f"/api/v1/reps/{rep.id}", headers={**h, "If-None-Match": first.headers["etag"]}
+    )
+    assert again.status_code == 200 and again.json()["name"] == "Ann Lee"
+
+
+def test_a_managers_tag_follows_their_team_tree(client, factory, session, settings):
+    boss = factory.rep(role="manager")
+    north = factory.team(name="North", manager_id=boss.id)
+    ann = factory.rep(name="Ann", team_id=north.id)
+    south = factory.team(name="South")
+    bob = factory.rep(name="Bob", team_id=south.id)
+    session.add_all(
+        [
+            Alert(
+                event_id=f"alrt_{r.id}",
+                event_type="target.missed",
+                subject_type="rep",
+                subject_id=r.id,
+                rep_id=r.id,
+                team_id=r.team_id,
+                summary=r.name,
+            )
+            for r in (ann, bob)
+        ]
+    )
+    h = factory.key("manager", rep_id=boss.id)
+    session.commit()
+    first = client.get("/api/v1/alerts", headers=h)
+    assert [a["summary"] for a in first.json()["items"]] == ["Ann"]
+    assert (
+        client.get(
+            "/api/v1/alerts", headers={**h, "If-None-Match": first.headers["etag"]}
+        ).status_code
+        == 304
+    )
+    # Bob joins North: no alert changed, but what this manager may see did.
+    bob.team_id = north.id
+    session.commit()
+    again = client.get("/api/v1/alerts", headers={**h, "If-None-Match": first.headers["etag"]})
+    assert again.status_code == 200
+    assert [a["summary"] for a in again.json()["items"]] == ["Ann", "Bob"]
