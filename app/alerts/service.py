@@ -11,21 +11,11 @@ from app.alerts.models import Alert, AlertRule
 from app.alerts.schemas import AlertRuleCreate, AlertRuleUpdate, check_params
 from app.auth.service import Principal
 from app.exceptions import InvalidInputError, NotFoundError
-from app.teams.models import Team
-
-
-def _check_teams(session: Session, team_ids: list[int]) -> None:
-    known = set(session.scalars(select(Team.id).where(Team.id.in_(team_ids))))
-    missing = sorted(set(team_ids) - known)
-    if missing:
-        raise InvalidInputError(
-            f"unknown teams: {missing}",
-            details=[{"field": "team_ids", "message": f"no team {t}"} for t in missing],
-        )
+from app.teams import service as teams_service
 
 
 def create_rule(*, session: Session, rule_in: AlertRuleCreate) -> AlertRule:
-    _check_teams(session, rule_in.team_ids)
+    teams_service.check_exist(session=session, team_ids=rule_in.team_ids)
     rule = AlertRule(**rule_in.model_dump())
     session.add(rule)
     session.flush()
@@ -65,7 +55,7 @@ def get_rule(*, session: Session, rule_id: int) -> AlertRule:
 def update_rule(*, session: Session, rule: AlertRule, rule_in: AlertRuleUpdate) -> AlertRule:
     values = {k: v for k, v in rule_in.model_dump(exclude_unset=True).items() if v is not None}
     if "team_ids" in values:
-        _check_teams(session, values["team_ids"])
+        teams_service.check_exist(session=session, team_ids=values["team_ids"])
     if "params" in values:
         try:
             values["params"] = check_params(rule.event_type, values["params"])

@@ -9,7 +9,16 @@ from app.exceptions import ConflictError, InvalidInputError, NotFoundError
 from app.teams.models import Team
 from app.teams.schemas import TeamCreate, TeamUpdate
 
-__all__ = ["Team", "create", "descendants", "get", "get_or_create", "query", "update"]
+__all__ = [
+    "Team",
+    "check_exist",
+    "create",
+    "descendants",
+    "get",
+    "get_or_create",
+    "query",
+    "update",
+]
 
 
 def get(*, session: Session, team_id: int) -> Team:
@@ -24,6 +33,18 @@ def query(*, visible_ids: frozenset[int] | None = None) -> Select[Team]:
     if visible_ids is not None:
         stmt = stmt.where(Team.id.in_(visible_ids))
     return stmt
+
+
+def check_exist(*, session: Session, team_ids: Iterable[int], field: str = "team_ids") -> None:
+    """422 naming ``field`` when any of the ids is no team (rule and webhook scopes)."""
+    wanted = set(team_ids)
+    known = set(session.scalars(select(Team.id).where(Team.id.in_(wanted))))
+    missing = sorted(wanted - known)
+    if missing:
+        raise InvalidInputError(
+            f"unknown teams: {missing}",
+            details=[{"field": field, "message": f"no team {t}"} for t in missing],
+        )
 
 
 def get_or_create(*, session: Session, name: str) -> Team:

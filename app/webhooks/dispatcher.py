@@ -35,6 +35,7 @@ from app.db import transaction, utcnow
 from app.exceptions import InvalidInputError
 from app.webhooks import service
 from app.webhooks.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
+from connectors.http import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +55,6 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.error is None and self.status_code is not None and 200 <= self.status_code < 300
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        from email.utils import parsedate_to_datetime
-
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class Dispatcher:
@@ -233,7 +218,7 @@ class Dispatcher:
         if time.monotonic() > deadline:
             error = f"timeout after {limit:g} s (HTTP {code} not complete in time)"
             return Outcome(code, error, text, self._ms(started))
-        retry_after = _retry_after(retry_header) if code in RETRY_AFTER_STATUSES else None
+        retry_after = parse_retry_after(retry_header) if code in RETRY_AFTER_STATUSES else None
         failure: str | None = None
         if not 200 <= code < 300:
             failure = f"HTTP {code}" + (" (redirects are failures)" if 300 <= code < 400 else "")

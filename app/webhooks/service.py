@@ -133,23 +133,13 @@ def query() -> Select[WebhookEndpoint]:
     return select(WebhookEndpoint)
 
 
-def _check_teams(session: Session, team_ids: Sequence[int]) -> None:
-    known = set(session.scalars(select(Team.id).where(Team.id.in_(team_ids))))
-    missing = sorted(set(team_ids) - known)
-    if missing:
-        raise InvalidInputError(
-            f"unknown teams: {missing}",
-            details=[{"field": "team_ids", "message": f"no team {t}"} for t in missing],
-        )
-
-
 def create(
     *, session: Session, settings: Settings, webhook_in: WebhookCreate
 ) -> tuple[WebhookEndpoint, str]:
     """The endpoint and its secret: the only time the secret leaves the service."""
     url = str(webhook_in.url)
     check_destination(url, settings=settings, resolve=False)
-    _check_teams(session, webhook_in.team_ids)
+    teams_service.check_exist(session=session, team_ids=webhook_in.team_ids)
     secret = new_secret()
     endpoint = WebhookEndpoint(
         url=url,
@@ -172,7 +162,7 @@ def update(
         values["url"] = str(values["url"])
         check_destination(values["url"], settings=settings, resolve=False)
     if values.get("team_ids"):
-        _check_teams(session, values["team_ids"])
+        teams_service.check_exist(session=session, team_ids=values["team_ids"])
     for name, value in values.items():
         if value is not None:
             setattr(endpoint, name, value)
