@@ -488,36 +488,15 @@ def team_performance(
         )
     )
     items = _reads(session, version, rows, names=(reps, teams))
-    rep_rows = pd.DataFrame(
+    rep_rows = _rollup_frame(
         [
-            {
-                "rep_id": i.rep_id,
-                "team_id": team_id,
-                "metric": i.metric,
-                "period": i.period,
-                "actual": i.actual,
-                "target": i.target,
-                "attainment": i.attainment,
-                "status": i.status,
-            }
+            (i.rep_id, team_id, i.metric, i.period, i.actual, i.target, i.attainment, i.status)
             for i in items
             if i.subject_type == "rep"
-        ],
-        columns=[
-            "rep_id",
-            "team_id",
-            "metric",
-            "period",
-            "actual",
-            "target",
-            "attainment",
-            "status",
-        ],
+        ]
     )
     summary: list[dict[str, Any]] = []
     if not rep_rows.empty:
-        for col in ("actual", "target", "attainment"):
-            rep_rows[col] = rep_rows[col].astype("float64")
         # A running period is judged on status (at risk / missed), a finished one on attainment.
         running = any(i.status in ("on_track", "at_risk") for i in items)
         rolled = rollups.rollup(
@@ -543,6 +522,18 @@ def team_performance(
         rows=visible_items,
         snapshot=version,
     )
+
+
+ROLLUP_INPUT = ("rep_id", "team_id", "metric", "period", "actual", "target", "attainment", "status")
+
+
+def _rollup_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """Rep rows as :func:`analytics.rollups.rollup` reads them (figures as float64, NaN for
+    a missing one)."""
+    frame = pd.DataFrame(rows, columns=list(ROLLUP_INPUT))
+    for col in ("actual", "target", "attainment"):
+        frame[col] = frame[col].astype("float64")
+    return frame
 
 
 def _company_rows(
@@ -798,33 +789,21 @@ def summary(
     actual = sum(r.actual or 0.0 for r in with_target)
     target = sum(r.target or 0.0 for r in with_target)
     below = [r for r in with_target if r.status in rollups.BELOW_STATUSES]
-    frame = pd.DataFrame(
+    frame = _rollup_frame(
         [
-            {
-                "rep_id": r.rep_id,
-                "team_id": reps[r.rep_id].team_id if r.rep_id in reps else None,
-                "metric": r.metric,
-                "period": r.period,
-                "actual": r.actual,
-                "target": r.target,
-                "attainment": r.attainment,
-                "status": r.status,
-            }
+            (
+                r.rep_id,
+                reps[r.rep_id].team_id if r.rep_id in reps else None,
+                r.metric,
+                r.period,
+                r.actual,
+                r.target,
+                r.attainment,
+                r.status,
+            )
             for r in rows
-        ],
-        columns=[
-            "rep_id",
-            "team_id",
-            "metric",
-            "period",
-            "actual",
-            "target",
-            "attainment",
-            "status",
-        ],
+        ]
     )
-    for col in ("actual", "target", "attainment"):
-        frame[col] = frame[col].astype("float64")
     rolled = rollups.rollup(frame, by="team_id", below_by="status") if len(frame) else frame
     team_rows = [
         SummaryTeam(
