@@ -65,6 +65,17 @@ class Factory:
         }
         return self._add(Deal(**{**defaults, **kw}))
 
+    def won(self, rep: Rep, amount: float, day: date, **kw: Any) -> Deal:
+        """A deal created on the 1st of ``day``'s month and won on ``day``."""
+        return self.deal(
+            rep_id=rep.id,
+            amount=amount,
+            created_at=datetime(day.year, day.month, 1, tzinfo=UTC),
+            close_date=day,
+            closed_at=datetime(day.year, day.month, day.day, tzinfo=UTC),
+            **kw,
+        )
+
     def activity(self, **kw: Any) -> Activity:
         n = next(_seq)
         defaults: dict[str, Any] = {

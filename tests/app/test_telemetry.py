@@ -246,16 +246,6 @@ def test_webhook_gauges_count_the_outbox(client, factory, session, settings, fix
 AS_OF = date(2026, 11, 15)
 
 
-def _won(factory, rep, amount: float, day: date) -> None:
-    factory.deal(
-        rep_id=rep.id,
-        amount=amount,
-        created_at=datetime(day.year, day.month, 1, tzinfo=UTC),
-        close_date=day,
-        closed_at=datetime(day.year, day.month, day.day, tzinfo=UTC),
-    )
-
-
 @pytest.fixture
 def north(factory, session, settings):
     """Team North: Ann has won 6,000 and Bob 12,000 of 10,000 each in November 2026, the
@@ -267,9 +257,9 @@ def north(factory, session, settings):
         for month in ("2026-10", "2026-11"):
             factory.target(rep_id=rep.id, period=month, value=10_000)
     factory.target(team_id=north.id, period="2026-11", value=20_000)
-    _won(factory, ann, 9_000, date(2026, 10, 20))
-    _won(factory, ann, 6_000, date(2026, 11, 3))
-    _won(factory, bob, 12_000, date(2026, 11, 4))
+    factory.won(ann, 9_000, date(2026, 10, 20))
+    factory.won(ann, 6_000, date(2026, 11, 3))
+    factory.won(bob, 12_000, date(2026, 11, 4))
     snapshot = compute.run(session=session, settings=settings, as_of=AS_OF, full=True)
     return {"team": north, "Ann": ann, "Bob": bob, "snapshot": snapshot}
 

@@ -24,16 +24,6 @@ from app.webhooks.models import WebhookDelivery
 AS_OF = date(2026, 11, 15)
 
 
-def _won(factory, rep, amount: float, day: date) -> None:
-    factory.deal(
-        rep_id=rep.id,
-        amount=amount,
-        created_at=datetime(day.year, day.month, 1, tzinfo=UTC),
-        close_date=day,
-        closed_at=datetime(day.year, day.month, day.day, tzinfo=UTC),
-    )
-
-
 @pytest.fixture
 def team(factory, session, settings):
     mo = factory.rep(name="Mo", role="manager")
@@ -44,15 +34,15 @@ def team(factory, session, settings):
     for month in ("2026-08", "2026-09", "2026-10", "2026-11"):
         for rep in reps.values():
             factory.target(rep_id=rep.id, period=month, value=10_000)
-    _won(factory, reps["Ann"], 12_000, date(2026, 10, 20))
-    _won(factory, reps["Bob"], 3_000, date(2026, 10, 20))
-    _won(factory, reps["Cy"], 2_000, date(2026, 10, 20))
+    factory.won(reps["Ann"], 12_000, date(2026, 10, 20))
+    factory.won(reps["Bob"], 3_000, date(2026, 10, 20))
+    factory.won(reps["Cy"], 2_000, date(2026, 10, 20))
     for month in (8, 9):
-        _won(factory, reps["Bob"], 1_000, date(2026, month, 10))
-        _won(factory, reps["Ann"], 11_000, date(2026, month, 10))
-        _won(factory, reps["Cy"], 11_000, date(2026, month, 10))
-    _won(factory, reps["Ann"], 6_000, date(2026, 11, 3))
-    _won(factory, reps["Bob"], 1_000, date(2026, 11, 3))
+        factory.won(reps["Bob"], 1_000, date(2026, month, 10))
+        factory.won(reps["Ann"], 11_000, date(2026, month, 10))
+        factory.won(reps["Cy"], 11_000, date(2026, month, 10))
+    factory.won(reps["Ann"], 6_000, date(2026, 11, 3))
+    factory.won(reps["Bob"], 1_000, date(2026, 11, 3))
     for i in range(6):
         factory.deal(
             rep_id=reps["Cy"].id,
