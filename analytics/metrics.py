@@ -566,14 +566,17 @@ def won_cycles(
 ) -> pd.DataFrame:
     """The deal-level input of ``sales_cycle_days``: one row per live won deal whose
     ``close_date`` is in a period, ``key, period_index, cycle_days`` with
-    cycle_days = (closed_at, else close_date) − created_at in days (reporting timezone)."""
+    cycle_days = (closed_at, else close_date) − created_at in days (reporting timezone);
+    first a ``deal_id`` column too when ``deals`` has one."""
     live = _live_rows(deals)
     won = _rows(deals["status"], live).eq("won").to_numpy(dtype=bool, na_value=False)
     idx = _period_index(_rows(deals["close_date"], live), kind, cal)
     picked = np.flatnonzero(won & (idx != MISSING_INDEX))
     rows = picked if live is None else live[picked]
+    ids = {"deal_id": deals["deal_id"].to_numpy()[rows]} if "deal_id" in deals else {}
     return pd.DataFrame(
         {
+            **ids,
             key: deals[key].to_numpy()[rows],
             "period_index": idx[picked].astype(np.int64),
             "cycle_days": _cycle_days(deals, rows, tz),
@@ -709,6 +712,59 @@ def patch_metrics(
     out = _sum_rows(rows, key, kind, deal_rows[[*cell, "sales_cycle_days"]])
     present = (out["closed_deals"] + out["opportunities"] + out["activities"]) > 0
     return out[present.to_numpy()].reset_index(drop=True)
+
+
+def shift_metrics(
+    base: pd.DataFrame,
+    *,
+    added: pd.DataFrame,
+    removed: pd.DataFrame,
+    cycles: pd.DataFrame,
+    kind: str,
+    key: str = "rep_id",
+) -> pd.DataFrame:
+    """A :func:`period_metrics` frame after some records changed, without its other records.
+
+    ``added`` and ``removed`` are :func:`period_metrics` frames of the changed records as
+    they are now and as ``base`` counted them. Per cell (``key``, period):
+
+        additive figures = base + added − removed
+        sales_cycle_days = ``cycles``' figure for a cell of ``added`` or ``removed`` (a
+                           median does not shift: the caller takes it from the won deals
+                           the cell has now; NaN when it has none), else base's
+
+    A sum is exactly 0 once nothing it counts is left (no drift from adding and taking back
+    the same amounts); then the ratios as :func:`period_metrics` (:func:`finish_ratios`),
+    and a cell keeps a row while it has closed deals, opportunities or activities. Equals
+    ``period_metrics`` on the records, up to float rounding, when ``base`` does.
+    """
+    cell = [key, "period_index"]
+    counts = [c for c in ADDITIVE_COLUMNS if c != "closed_deals"]
+    # (An empty frame's key column may be of objects: it must not make the keys objects.)
+    changes = [f for f in (added, removed) if len(f)]
+    if not changes:
+        return base
+    touched = pd.concat([f[cell] for f in changes], ignore_index=True).drop_duplicates()
+    # Only the touched cells are summed again; the others pass through as they are.
+    hit = pd.MultiIndex.from_frame(base[cell]).isin(pd.MultiIndex.from_frame(touched))
+    parts = [
+        base.loc[hit, [*cell, *counts]],
+        added[[*cell, *counts]],
+        removed[[*cell, *counts]].assign(**{c: -removed[c] for c in counts}),
+    ]
+    signed = pd.concat([p for p in parts if len(p)], ignore_index=True)
+    out = signed.groupby(cell, sort=True)[counts].sum().reset_index()
+    for value, count in (
+        ("won_revenue", "won_deals"),
+        ("pipeline_created", "opportunities"),
+    ):
+        out.loc[out[count] == 0, value] = 0.0
+    out.loc[out["won_deals"] + out["lost_deals"] == 0, "closed_value"] = 0.0
+    median = touched.merge(cycles[[*cell, "sales_cycle_days"]], on=cell, how="left")
+    out = _finish(out.merge(median, on=cell, how="left"), key, kind)
+    present = (out["closed_deals"] + out["opportunities"] + out["activities"]) > 0
+    merged = pd.concat([base[~hit], out[present.to_numpy()]], ignore_index=True)
+    return merged.sort_values(cell, ignore_index=True)
 
 
 def additive_actuals(

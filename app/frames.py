@@ -374,6 +374,7 @@ def deals_frame(
     reps: Sequence[int] | None = None,
     closing: tuple[date, date] | None = None,
     closing_or_created: tuple[date, date] | None = None,
+    changed: bool = False,
     columns: Sequence[str] | None = None,
     categorical: bool = False,
 ) -> pd.DataFrame:
@@ -381,7 +382,8 @@ def deals_frame(
 
     Narrower selections, each optional: ``status``; ``deleted`` (the flag); ``reps`` (only
     these rep ids); ``closing`` (``close_date`` within [lo, hi]); ``closing_or_created``
-    (``close_date`` within [lo, hi], or ``created_at`` from lo's UTC midnight to hi's end).
+    (``close_date`` within [lo, hi], or ``created_at`` from lo's UTC midnight to hi's end);
+    ``changed`` (only deals with a ``deal_changes`` row: changed since the last compute).
 
     ``columns``: only these (of ``deal_id, external_id, rep_id, amount, currency, status,
     stage, probability, created_at, close_date, closed_at, is_deleted``); ``categorical``:
@@ -421,8 +423,36 @@ def deals_frame(
                 ],
             )
         )
+    if changed:
+        # Driven by the few changes, each probing the (source_id, external_id) index: as a
+        # row-value IN, SQLite walks every deal of the source instead.
+        where.append(
+            (
+                "id IN (SELECT d.id FROM deal_changes c JOIN deals d"
+                " ON d.source_id = c.source_id AND d.external_id = c.external_id)",
+                [],
+            )
+        )
     selected = _select(DEAL_COLUMNS, columns, "deals")
     return _read(conn, "deals", selected, where, categorical)
+
+
+# A deal_changes row names its deal's id deal_id; its other columns are the deal's.
+_BEFORE_COLUMNS = tuple(
+    _Column("deal_id", "deal_id", "int") if c.name == "deal_id" else c
+    for c in DEAL_COLUMNS
+    if c.name not in ("external_id", "stage", "probability")
+)
+
+
+def deal_befores_frame(
+    conn: Connection, *, columns: Sequence[str] | None = None, categorical: bool = False
+) -> pd.DataFrame:
+    """The before images of the changed deals (``deal_changes`` of deals that existed at the
+    last compute, with a rep), as :func:`deals_frame` gives deals."""
+    where: list[tuple[str, list[Any]]] = [("existed = ?", [True]), ("rep_id IS NOT NULL", [])]
+    selected = _select(_BEFORE_COLUMNS, columns, "deal_changes")
+    return _read(conn, "deal_changes", selected, where, categorical)
 
 
 def activities_frame(

@@ -16,12 +16,14 @@ from typing import Any, cast
 import pandas as pd
 from sqlalchemy import String, Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.activities.models import Activity
 from app.db import utcnow
 from app.deals.models import Deal
-from app.performance.models import ANY_REP, DirtyDay
+from app.performance.models import ANY_REP, DealChange, DirtyDay
 from app.sources.models import QuarantinedRecord
 
 BATCH = 1000
@@ -31,6 +33,17 @@ DATE_FIELDS: dict[type[Any], tuple[str, ...]] = {
     Activity: ("occurred_at",),
 }
 ANALYZE_AFTER = 10_000
+# The fields of a deal that decide its figures: a DealChange keeps them as they were.
+BEFORE_FIELDS = (
+    "rep_id",
+    "amount",
+    "currency",
+    "status",
+    "created_at",
+    "close_date",
+    "closed_at",
+    "is_deleted",
+)
 
 
 @dataclass
@@ -66,9 +79,11 @@ def upsert_records(
     latest = {r["external_id"]: r for r in records}
     items = list(latest.values())
     fields = [k for k in items[0] if k != "external_id"] if items else []
+    tracked = model is Deal
+    read = [*fields, *(f for f in BEFORE_FIELDS if tracked and f not in fields)]
     for i in range(0, len(items), BATCH):
         chunk = items[i : i + BATCH]
-        cols = [model.id, model.external_id, *(getattr(model, f) for f in fields)]
+        cols = [model.id, model.external_id, *(getattr(model, f) for f in read)]
         wanted = [r["external_id"] for r in chunk]
         existing = {
             row.external_id: row
@@ -81,14 +96,23 @@ def upsert_records(
             if r["external_id"] not in existing
         ]
         changed = []
+        befores: dict[str, dict[str, Any]] = {}
         for r in chunk:
             old = existing.get(r["external_id"])
             if old is None:
                 _collect_days(dirty, r, date_fields, _rep_of(r, fields))
                 counts.deleted += bool(r.get("is_deleted"))
+                if tracked:
+                    befores[r["external_id"]] = {"existed": False}
                 continue
             if any(_differs(getattr(old, f), r[f]) for f in fields):
                 changed.append({**r, "id": old.id, "synced_at": now})
+                if tracked:
+                    befores[r["external_id"]] = {
+                        "existed": True,
+                        "deal_id": old.id,
+                        **{f: getattr(old, f) for f in BEFORE_FIELDS},
+                    }
                 counts.deleted += bool(r.get("is_deleted")) and not getattr(old, "is_deleted", True)
                 _collect_days(dirty, r, date_fields, _rep_of(r, fields))
                 before = {f: getattr(old, f) for f in {*date_fields, "rep_id"} & {*fields}}
@@ -101,6 +125,7 @@ def upsert_records(
             session.execute(insert(cast(Table, model.__table__)), new)
         if changed:
             session.execute(update(model), changed)
+        record_changes(session, source_id, befores)
         counts.inserted += len(new)
         counts.updated += len(changed)
         unanalyzed += len(new)
@@ -178,6 +203,34 @@ def mark_dirty(session: Session, cells: set[tuple[date, int]], *, kind: str) -> 
     missing = [{"day": d, "kind": kind, "rep_id": r} for d, r in sorted(cells - present)]
     if missing:
         session.execute(insert(DirtyDay), missing)
+
+
+def record_changes(session: Session, source_id: int, befores: dict[str, dict[str, Any]]) -> None:
+    """A DealChange for each deal (by external id) without one: the first change since the
+    last compute keeps its before image (see DealChange)."""
+    if not befores:
+        return
+    now = utcnow()
+    rows = [
+        {**dict.fromkeys(("deal_id", *BEFORE_FIELDS)), **before}
+        | {"source_id": source_id, "external_id": external_id, "marked_at": now}
+        for external_id, before in befores.items()
+    ]
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        into = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        session.execute(into(DealChange).on_conflict_do_nothing(), rows)
+        return
+    present = set(
+        session.scalars(
+            select(DealChange.external_id).where(
+                DealChange.source_id == source_id, DealChange.external_id.in_(list(befores))
+            )
+        )
+    )
+    missing = [r for r in rows if r["external_id"] not in present]
+    if missing:
+        session.execute(insert(DealChange), missing)
 
 
 def _differs(old: Any, new: Any) -> bool:

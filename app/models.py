@@ -7,7 +7,15 @@ from app.auth.models import ApiKey
 from app.db import Base
 from app.deals.models import Deal, DealStageChange
 from app.jobs.models import Job, Lease
-from app.performance.models import CoachingRow, DirtyDay, MetricRow, PerformanceRow, Snapshot
+from app.performance.models import (
+    CoachingRow,
+    ComputeState,
+    DealChange,
+    DirtyDay,
+    MetricRow,
+    PerformanceRow,
+    Snapshot,
+)
 from app.reps.models import Rep, RepIdentity
 from app.sources.models import QuarantinedRecord, Source, SyncCursor, SyncRun
 from app.targets.models import Target
@@ -23,8 +31,10 @@ __all__ = [
     "AuditEntry",
     "Base",
     "CoachingRow",
+    "ComputeState",
     "DataVersion",
     "Deal",
+    "DealChange",
     "DealStageChange",
     "DeliveryAttempt",
     "DirtyDay",

@@ -19,6 +19,7 @@ those settings change, the next incremental compute reads every record of its da
 
 from __future__ import annotations
 
+import io
 import time as clock
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,12 +30,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, insert, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from analytics import drivers, gaps, trends
 from analytics.metrics import (
-    ADDITIVE_COLUMNS,
     METRIC_COLUMNS,
     cycle_medians,
     month_to_period,
@@ -42,12 +42,14 @@ from analytics.metrics import (
     period_metrics,
     rollup_metrics,
     rollup_periods,
+    shift_metrics,
     to_reporting_currency,
     won_cycles,
 )
 from analytics.periods import (
     FiscalCalendar,
     Period,
+    index_label,
     period_from_index,
     period_index,
     period_of,
@@ -60,6 +62,8 @@ from app.performance import versioning
 from app.performance.models import (
     ANY_REP,
     CoachingRow,
+    ComputeState,
+    DealChange,
     DirtyDay,
     MetricRow,
     PerformanceRow,
@@ -132,7 +136,9 @@ def _scope(session: Session, settings: Settings, *, as_of: date, full: bool) -> 
         start = max(horizon.start, min(candidates))
         details = last.details or {}
         months = details.get("stored_months")
-        if months and details.get("basis") == _basis(settings):
+        states = dict(session.execute(select(ComputeState.name, ComputeState.snapshot_id)).all())
+        current = all(states.get(name) == last.id for name in STATE)
+        if months and current and details.get("basis") == _basis(settings):
             stored = (int(months[0]), int(months[1]))
     periods = {kind: periods_between(start, end, kind, cal) for kind in KINDS}
     first = min(p.start for ps in periods.values() for p in ps)
@@ -160,15 +166,21 @@ def _scope(session: Session, settings: Settings, *, as_of: date, full: bool) -> 
     )
 
 
-def _stored_months(scope: Scope, cal: FiscalCalendar) -> list[int]:
-    """The months whose rep rows are current once this compute is written: those in scope,
-    and those stored before that adjoin them, from the history horizon on (rows before it
-    are never recomputed, so a later change there would not reach them)."""
-    months = scope.periods["month"]
-    lo, hi = _month_index(months[0].start, cal), _month_index(months[-1].start, cal)
-    if scope.stored is not None and scope.stored[1] >= lo - 1 and scope.stored[0] <= hi + 1:
-        lo, hi = min(lo, scope.stored[0]), max(hi, scope.stored[1])
-    return [max(lo, scope.horizon), hi]
+def _stored_months(scope: Scope, cal: FiscalCalendar) -> tuple[int, int]:
+    """The months the state is exact for once this compute is written.
+
+    Records path: the months it read whole, those of the data window but its first (read
+    from UTC midnight, which a timezone west of UTC puts in the month before). Stored path:
+    those the state held and the window read or patched, when they adjoin (every change is
+    applied to every month the state holds). Either way not before the data window of a
+    compute starting at the history horizon: no compute will ask for older months."""
+    window = (_month_index(scope.data_start, cal) + 1, _month_index(scope.data_end, cal))
+    if scope.stored is not None:
+        assert scope.need_start is not None
+        window = (_month_index(scope.need_start, cal), window[1])
+        if scope.stored[1] >= window[0] - 1 and scope.stored[0] <= window[1] + 1:
+            window = (min(window[0], scope.stored[0]), max(window[1], scope.stored[1]))
+    return max(window[0], scope.horizon - DRIVER_LOOKBACK_MONTHS), window[1]
 
 
 def _membership(reps: pd.DataFrame, teams: pd.DataFrame) -> pd.DataFrame:
@@ -216,6 +228,7 @@ class Frames:
 
 # The columns the job reads (the frames' other columns are for other callers).
 DEAL_COLUMNS = (
+    "deal_id",
     "rep_id",
     "amount",
     "currency",
@@ -281,6 +294,8 @@ class Inputs:
     rep_month: pd.DataFrame
     cycles: Cycles
     due: pd.DataFrame
+    # The state the next incremental compute starts from (see ComputeState).
+    state: dict[str, pd.DataFrame] = field(default_factory=dict)
     deals: int = 0  # records read
     activities: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # parts of the load stage
@@ -350,8 +365,9 @@ def _from_records(f: Frames, settings: Settings, as_of: date | None) -> Inputs:
         targets=f.targets,
         membership=f.membership,
         rep_month=rep_month,
-        cycles=_cycles(rep_won, f.membership, cal),
+        cycles=_cycles(rep_won.drop(columns="deal_id", errors="ignore"), f.membership, cal),
         due=due,
+        state={"rep_month": rep_month, "won": rep_won},
         deals=len(f.deals),
         activities=len(f.activities),
     )
@@ -427,31 +443,51 @@ _NO_ACTIVITIES = pd.DataFrame(
 )
 
 
-def _stored_rows(
-    session: Session, labels: Sequence[str], columns: Sequence[str], subject: str | None
-) -> pd.DataFrame:
-    """Head MetricRows of these periods: subject_type, subject_id, period and ``columns``
-    (read out of the JSON by the database, not parsed here row by row)."""
-    if not labels:
-        return pd.DataFrame(columns=["subject_type", "subject_id", "period", *columns])
-    stmt = select(
-        MetricRow.subject_type,
-        MetricRow.subject_id,
-        MetricRow.period,
-        *(MetricRow.values[c].as_float().label(c) for c in columns),
-    ).where(MetricRow.valid_to.is_(None), MetricRow.period.in_(list(labels)))
-    if subject is not None:
-        stmt = stmt.where(MetricRow.subject_type == subject)
-    rows = session.execute(stmt).all()
-    frame = pd.DataFrame(rows, columns=["subject_type", "subject_id", "period", *columns])
-    for c in columns:
-        frame[c] = frame[c].astype("float64")
-    return frame
+STATE = ("rep_month", "won")
+
+
+def _save_state(session: Session, snapshot_id: int, state: dict[str, pd.DataFrame]) -> None:
+    """Replace the ComputeState rows: each frame's columns as one ``numpy.savez`` archive."""
+    session.execute(delete(ComputeState))
+    rows = []
+    for name in STATE:
+        frame = state[name]
+        buffer = io.BytesIO()
+        # Labels are derived again on load; an empty frame's columns may be objects.
+        arrays: dict[str, Any] = {
+            str(c): pd.to_numeric(frame[c]).to_numpy() for c in frame.columns if c != "period"
+        }
+        np.savez(buffer, **arrays)
+        rows.append({"name": name, "snapshot_id": snapshot_id, "data": buffer.getvalue()})
+    session.execute(insert(ComputeState), rows)
+
+
+def _load_state(session: Session) -> dict[str, pd.DataFrame]:
+    out: dict[str, pd.DataFrame] = {}
+    for name, data in session.execute(select(ComputeState.name, ComputeState.data)):
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            out[name] = pd.DataFrame({c: archive[c] for c in archive.files})
+        for c in ("deal_id", "rep_id", "period_index"):
+            if c in out[name]:
+                out[name][c] = out[name][c].astype(np.int64)
+    months = out["rep_month"]
+    labels = {i: index_label("month", i) for i in pd.unique(months["period_index"])}
+    months.insert(1, "period", months["period_index"].map(labels).astype(object))
+    return out
+
+
+def _in_months(frame: pd.DataFrame, months: set[int]) -> npt.NDArray[np.bool_]:
+    return frame["period_index"].isin(months).to_numpy()
+
+
+# What a deal's figures depend on: period_metrics and won_cycles read these.
+DELTA_COLUMNS = [c for c in DEAL_COLUMNS if c != "probability"]
 
 
 def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date) -> Inputs:
-    """The inputs of an incremental compute: stored monthly rows, patched with the records
-    of the dirty cells (see the module docstring)."""
+    """The inputs of an incremental compute: the stored state (ComputeState), shifted by the
+    deals changed since (DealChange) and patched with the records of the dirty activity cells
+    and of the months the state does not hold (see the module docstring)."""
     assert scope.stored is not None and scope.need_start is not None
     cal, tz, rates = settings.calendar, settings.timezone, settings.currency_rates
     conn = session.connection()
@@ -459,11 +495,19 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
     teams = frames.teams_frame(conn)
     membership = _membership(reps, teams)
     months = periods_between(scope.need_start, scope.data_end, "month", cal)
-    index = {p.label: _month_index(p.start, cal) for p in months}
-    by_index = {i: p for p, i in zip(months, index.values(), strict=True)}
-    lo, hi = min(index.values()), max(index.values())
-    covered = {i for i in index.values() if scope.stored[0] <= i <= scope.stored[1]}
+    window = {_month_index(p.start, cal) for p in months}
+    lo, hi = min(window), max(window)
+    held = set(range(scope.stored[0], scope.stored[1] + 1))
+    by_index = {i: period_from_index("month", i, cal) for i in window | held}
 
+    timings: dict[str, float] = {}
+    t = clock.perf_counter()
+    state = _load_state(session)
+    base = state["rep_month"][_in_months(state["rep_month"], held)]
+    timings["state"] = clock.perf_counter() - t
+
+    # Cells read again from the records: every rep's, in the window's months the state does
+    # not hold; the marked ones of activities (deals shift by their changes instead).
     dirty = {"deal": _Dirty(), "activity": _Dirty()}
     if scope.dirty:
         days = pd.Series(
@@ -472,45 +516,31 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
         marked = period_index(days, "month", cal).reshape(-1, 3)
         for (_, kind, rep), month_of in zip(scope.dirty, marked.tolist(), strict=True):
             for m in set(month_of):
-                if lo <= m <= hi and kind in dirty:
+                if m in by_index and kind == "activity":
                     dirty[kind].add(m, rep)
-    for m in set(index.values()) - covered:
+    for m in window - held:
         dirty["deal"].add(m, ANY_REP)
         dirty["activity"].add(m, ANY_REP)
 
-    # closed_deals is won + lost: not read back.
-    metric_cols = [*(c for c in ADDITIVE_COLUMNS if c != "closed_deals"), "sales_cycle_days"]
-    timings: dict[str, float] = {}
-    t = clock.perf_counter()
-    base = _stored_rows(
-        session, [p.label for p in months if index[p.label] in covered], metric_cols, "rep"
-    )
-    base = base.rename(columns={"subject_id": "rep_id"}).drop(columns="subject_type")
-    base["period_index"] = base["period"].map(index).astype("int64")
-    base["rep_id"] = base["rep_id"].astype("int64")
-    base["closed_deals"] = base["won_deals"] + base["lost_deals"]
-
-    timings["stored"] = clock.perf_counter() - t
     t = clock.perf_counter()
     n_deals = n_activities = 0
     fresh_deals: list[pd.DataFrame] = []
-    for first, last, rep_ids in dirty["deal"].runs():
+    fresh_won: list[pd.DataFrame] = []
+    for first, last, _ in dirty["deal"].runs():  # every rep's
         p0, p1 = by_index[first], by_index[last]
         d = frames.deals_frame(
             conn,
-            reps=None if rep_ids is None else sorted(rep_ids),
             closing_or_created=(p0.start - timedelta(days=1), p1.end + timedelta(days=1)),
-            columns=[c for c in DEAL_COLUMNS if c != "probability"],
+            columns=DELTA_COLUMNS,
             categorical=True,
         )
         n_deals += len(d)
         part = period_metrics(
             d, _NO_ACTIVITIES, kind="month", cal=cal, rates=rates, tz=tz, key="rep_id"
         )
-        keep = part["period_index"].between(first, last)
-        if rep_ids is not None:
-            keep &= part["rep_id"].isin(rep_ids)
-        fresh_deals.append(part[keep])
+        fresh_deals.append(part[part["period_index"].between(first, last)])
+        won = won_cycles(d, kind="month", cal=cal, tz=tz, key="rep_id")
+        fresh_won.append(won[won["period_index"].between(first, last)])
     fresh_activities: list[pd.DataFrame] = []
     for first, last, rep_ids in dirty["activity"].runs():
         p0, p1 = by_index[first], by_index[last]
@@ -528,88 +558,65 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
         if rep_ids is not None:
             keep &= part["rep_id"].isin(rep_ids)
         fresh_activities.append(part[keep])
-    empty = period_metrics(
-        _NO_DEALS, _NO_ACTIVITIES, kind="month", cal=cal, rates=rates, tz=tz, key="rep_id"
+    rep_month = base
+    if dirty["deal"].months or dirty["activity"].months:
+        empty = period_metrics(
+            _NO_DEALS, _NO_ACTIVITIES, kind="month", cal=cal, rates=rates, tz=tz, key="rep_id"
+        )
+        rep_month = patch_metrics(
+            base,
+            deals=pd.concat([empty, *fresh_deals], ignore_index=True),
+            deals_stale=dirty["deal"].stale(base),
+            activities=pd.concat([empty, *fresh_activities], ignore_index=True),
+            activities_stale=dirty["activity"].stale(base),
+            kind="month",
+        )
+    timings["cells"] = clock.perf_counter() - t
+
+    # Changed deals: out with what the state counted of them, in with what they are now,
+    # in the months the state holds (the others were read whole above).
+    t = clock.perf_counter()
+    before = frames.deal_befores_frame(conn, columns=DELTA_COLUMNS, categorical=True)
+    after = frames.deals_frame(conn, changed=True, columns=DELTA_COLUMNS, categorical=True)
+    n_deals += len(before) + len(after)
+
+    def counted(deals: pd.DataFrame) -> pd.DataFrame:
+        part = period_metrics(
+            deals, _NO_ACTIVITIES, kind="month", cal=cal, rates=rates, tz=tz, key="rep_id"
+        )
+        return part[_in_months(part, held)]
+
+    changed_ids = np.union1d(before["deal_id"].to_numpy(), after["deal_id"].to_numpy())
+    old_won = state["won"]
+    won_after = won_cycles(after, kind="month", cal=cal, tz=tz, key="rep_id")
+    won = pd.concat(
+        [
+            old_won[~old_won["deal_id"].isin(changed_ids) & _in_months(old_won, held)],
+            won_after[_in_months(won_after, held)],
+            *fresh_won,
+        ],
+        ignore_index=True,
     )
-    rep_month = patch_metrics(
-        base,
-        deals=pd.concat([empty, *fresh_deals], ignore_index=True),
-        deals_stale=dirty["deal"].stale(base),
-        activities=pd.concat([empty, *fresh_activities], ignore_index=True),
-        activities_stale=dirty["activity"].stale(base),
+    added, removed = counted(after), counted(before)
+    touched = pd.concat([added, removed])[["rep_id", "period_index"]].drop_duplicates()
+    in_touched = won.merge(touched, on=["rep_id", "period_index"], how="inner")
+    rep_month = shift_metrics(
+        rep_month,
+        added=added,
+        removed=removed,
+        cycles=cycle_medians(in_touched, key="rep_id"),
         kind="month",
     )
+    timings["changes"] = clock.perf_counter() - t
 
-    timings["cells"] = clock.perf_counter() - t
+    # Quarter, year and team medians: from the won deals of the periods wanted.
     t = clock.perf_counter()
-    # Median sales cycles: read again for the periods holding a stale deal cell (or a month
-    # not stored), taken from the stored rows for the others.
-    stale_months = set(dirty["deal"].months)
-    first_quarter = scope.periods["quarter"][0]
-    wanted = {
-        "month": scope.periods["month"],
-        "quarter": periods_between(
-            shift(first_quarter, -(DRIVER_LOOKBACK_MONTHS // 3 - 1), cal).start,
-            scope.data_end,
-            "quarter",
-            cal,
-        ),
-        "year": scope.periods["year"],
-    }
-    fresh: dict[str, set[int]] = {}
-    kept: dict[str, dict[str, int]] = {}
-    ranges: list[tuple[date, date]] = []
-    for kind, periods in wanted.items():
-        fresh[kind], kept[kind] = set(), {}
-        for p in periods:
-            i = int(period_index(pd.Series([pd.Timestamp(p.start)]), kind, cal)[0])
-            inside = {m for m in range(_month_index(p.start, cal), _month_index(p.end, cal) + 1)}
-            if inside & stale_months or not inside <= covered:
-                fresh[kind].add(i)
-                ranges.append((p.start, p.end))
-            else:
-                kept[kind][p.label] = i
-    won_parts = [
-        frames.deals_frame(
-            conn,
-            status="won",
-            deleted=False,
-            closing=(a, b),
-            columns=("rep_id", "created_at", "close_date", "closed_at"),
-        )
-        for a, b in _merged(ranges)
-    ]
-    n_deals += sum(len(w) for w in won_parts)
-    won = (
-        pd.concat(won_parts, ignore_index=True).assign(status="won", is_deleted=False)
-        if won_parts
-        else _NO_DEALS
-    )
-    computed = _cycles(won_cycles(won, kind="month", cal=cal, tz=tz, key="rep_id"), membership, cal)
-    stored_cycles = _stored_rows(
-        session, [label for k in kept.values() for label in k], ["sales_cycle_days"], None
-    )
-    cycles: Cycles = {}
-    for kind in KINDS:
-        pair = []
-        for subject, key in (("rep", "rep_id"), ("team", "team_id")):
-            new = computed[kind][0 if subject == "rep" else 1]
-            new = new[new["period_index"].isin(fresh[kind])]
-            old = stored_cycles[
-                (stored_cycles["subject_type"] == subject)
-                & stored_cycles["period"].isin(kept[kind])
-            ]
-            old = pd.DataFrame(
-                {
-                    key: old["subject_id"].astype("int64"),
-                    "period_index": old["period"].map(kept[kind]).astype("int64"),
-                    "sales_cycle_days": old["sales_cycle_days"],
-                }
-            )
-            pair.append(pd.concat([new, old], ignore_index=True))
-        cycles[kind] = (pair[0], pair[1])
-
+    first_quarter = shift(scope.periods["quarter"][0], -(DRIVER_LOOKBACK_MONTHS // 3 - 1), cal)
+    since = min(first_quarter.start, *(scope.periods[k][0].start for k in ("month", "year")))
+    in_range = won[won["period_index"] >= _month_index(since, cal)].drop(columns="deal_id")
+    cycles = _cycles(in_range, membership, cal)
     timings["cycles"] = clock.perf_counter() - t
+
     t = clock.perf_counter()
     due = frames.deals_frame(
         conn,
@@ -626,9 +633,10 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
         teams=teams,
         targets=frames.targets_frame(conn, periods=scope.labels),
         membership=membership,
-        rep_month=rep_month,
+        rep_month=rep_month[rep_month["period_index"].between(lo, hi)],
         cycles=cycles,
         due=due[_due(due, as_of)],
+        state={"rep_month": rep_month, "won": won},
         deals=n_deals,
         activities=n_activities,
         timings=timings,
@@ -677,6 +685,10 @@ def run(
     """Compute and store a new snapshot; everything happens in the caller's transaction."""
     started = clock.perf_counter()
     as_of = as_of or today(settings)
+    if session.get_bind().dialect.name == "postgresql":
+        # Changes a sync commits while this runs wait for its end, so the marks and changes
+        # this compute clears are exactly those it read (SQLite: its one writer at a time).
+        session.execute(text("LOCK TABLE dirty_days, deal_changes IN EXCLUSIVE MODE"))
     scope = _scope(session, settings, as_of=as_of, full=full)
     snapshot = Snapshot(
         status="building",
@@ -796,6 +808,16 @@ def run(
         build=_coaching_rows,
         scope=CoachingRow.period.in_(scope.labels),
     )
+    stored_months = _stored_months(scope, cal)
+    _save_state(
+        session,
+        version,
+        {
+            name: frame[frame["period_index"].between(stored_months[0], stored_months[1])]
+            for name, frame in inputs.state.items()
+        },
+    )
+    session.execute(delete(DealChange))
     if scope.dirty:
         cells = [(d, k, r) for d, k, r in scope.dirty]
         for i in range(0, len(cells), 300):
@@ -827,7 +849,7 @@ def run(
         "deals": inputs.deals,
         "activities": inputs.activities,
         "dirty_days": len(scope.dirty_days),
-        "stored_months": _stored_months(scope, cal),
+        "stored_months": stored_months,
         "basis": _basis(settings),
         "purged_to": keep,
     }

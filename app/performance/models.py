@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
@@ -139,3 +139,45 @@ class DirtyDay(Base):
     kind: Mapped[str] = mapped_column(String(10), primary_key=True)
     rep_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     marked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DealChange(Base):
+    """A deal inserted or changed since the last compute, with the figures-deciding fields it
+    had then (its *before* image; all null, ``existed`` false, for a deal new since).
+
+    Written with the deal by ``app.ingest``; the first change after a compute writes the row
+    and later ones leave it alone, so ``before`` is what the stored figures counted. An
+    incremental compute subtracts the before image's contribution from the stored monthly
+    figures and adds the deal's current one, instead of reading every deal of the months
+    the change touched; it deletes the rows it applied, in its own transaction.
+    """
+
+    __tablename__ = "deal_changes"
+
+    source_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    external_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    existed: Mapped[bool] = mapped_column(Boolean)
+    deal_id: Mapped[int | None]
+    rep_id: Mapped[int | None]
+    amount: Mapped[float | None]
+    currency: Mapped[str | None] = mapped_column(String(3))
+    status: Mapped[str | None] = mapped_column(String(10))
+    created_at: Mapped[datetime | None]
+    close_date: Mapped[date | None]
+    closed_at: Mapped[datetime | None]
+    is_deleted: Mapped[bool | None] = mapped_column(Boolean)
+    marked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ComputeState(Base):
+    """What the last snapshot was computed from, for the next incremental compute: every
+    rep's monthly figures (``rep_month``) and the won deals' sales cycles (``won``), as
+    columns of a ``numpy.savez`` archive. Written in the snapshot's own transaction, so it
+    is never ahead of or behind the snapshot it names; not served (the API reads the
+    result rows)."""
+
+    __tablename__ = "compute_state"
+
+    name: Mapped[str] = mapped_column(String(30), primary_key=True)
+    snapshot_id: Mapped[int]
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -28,6 +28,7 @@ from analytics.metrics import (
     period_metrics,
     rollup_metrics,
     rollup_periods,
+    shift_metrics,
     to_reporting_currency,
     won_cycles,
 )
@@ -964,3 +965,64 @@ def test_period_metrics_equals_its_former_implementation(
         )
     ]
     pd.testing.assert_frame_equal(ours[exact], theirs[exact], check_exact=True)
+
+
+# ------------------------------------------------------------------------------ shifts
+
+
+def _shifted(
+    deals: pd.DataFrame, acts: pd.DataFrame, changed: pd.DataFrame, rows: np.ndarray, tz: str
+) -> pd.DataFrame:
+    """shift_metrics of the records' figures after ``changed`` replaced ``deals`` at ``rows``."""
+    common = {"kind": "month", "cal": CAL2, "rates": RATES, "tz": tz}
+    base = period_metrics(deals, acts, **common)
+    now = deals.copy()
+    now.iloc[rows] = changed.to_numpy()
+    won = won_cycles(now, kind="month", cal=CAL2, tz=tz)
+    added = period_metrics(now.iloc[rows], acts.iloc[:0], **common)
+    removed = period_metrics(deals.iloc[rows], acts.iloc[:0], **common)
+    return shift_metrics(
+        base, added=added, removed=removed, cycles=cycle_medians(won), kind="month"
+    ), period_metrics(now, acts, **common)
+
+
+@pytest.mark.parametrize(("seed", "tz"), [(1, "UTC"), (2, "America/New_York")])
+def test_shift_metrics_equals_period_metrics_after_the_change(seed: int, tz: str) -> None:
+    deals, acts = _random_records(seed, n_deals=800, n_acts=3000)
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(deals), size=120, replace=False)
+    changed = deals.iloc[rows].copy()
+    # Amounts revised, statuses flipped, close dates moved, reps swapped, deals deleted.
+    changed["amount"] = changed["amount"] * rng.uniform(0.5, 1.5, len(rows))
+    changed["status"] = rng.choice(["won", "lost", "open"], len(rows))
+    changed["close_date"] = changed["close_date"] + pd.to_timedelta(
+        rng.integers(-40, 40, len(rows)), unit="D"
+    )
+    changed["rep_id"] = np.where(rng.random(len(rows)) < 0.2, 7, changed["rep_id"])
+    changed["is_deleted"] = rng.random(len(rows)) < 0.1
+    ours, theirs = _shifted(deals, acts, changed, rows, tz)
+    pd.testing.assert_frame_equal(ours, theirs, check_exact=False, rtol=1e-9)
+
+
+def test_shift_metrics_by_hand() -> None:
+    deals = deals_frame(
+        [
+            deal(1, 100.0, "won", "2026-01-05", "2026-02-10", "2026-02-10 12:00"),
+            deal(1, 50.0, "lost", "2026-01-06", "2026-02-11"),
+        ]
+    )
+    # The won deal is deleted: February keeps one lost deal, and a sum of nothing is 0 (not
+    # 100 - 100 = a rounding residue); January keeps its one opportunity of 50.
+    changed = deals.iloc[[0]].assign(is_deleted=True)
+    ours, theirs = _shifted(deals, activities_frame([]), changed, np.array([0]), "UTC")
+    feb = row(ours, 1, "2026-02")
+    assert (feb["won_deals"], feb["lost_deals"], feb["won_revenue"]) == (0, 1, 0.0)
+    assert feb["closed_value"] == 50.0 and math.isnan(feb["sales_cycle_days"])
+    jan = row(ours, 1, "2026-01")
+    assert (jan["opportunities"], jan["pipeline_created"]) == (1, 50.0)
+    pd.testing.assert_frame_equal(ours, theirs)
+    # Nothing changed: the base as it was.
+    same, _ = _shifted(deals, activities_frame([]), deals.iloc[[]], np.array([], int), "UTC")
+    pd.testing.assert_frame_equal(
+        same, period_metrics(deals, activities_frame([]), kind="month", cal=CAL2, rates=RATES)
+    )

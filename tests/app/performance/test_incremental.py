@@ -1,5 +1,5 @@
-"""An incremental recompute, which reads only the records of the dirty cells and takes every
-other monthly figure from the stored rows, gives the rows a full recompute gives."""
+"""An incremental recompute, which starts from the stored state, shifts it by the changed deals
+and reads only the records of the dirty activity cells, gives the rows a full recompute gives."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from app.deals.models import Deal
 from app.demo.generator import DemoConfig
 from app.demo.load import load_demo
 from app.performance import compute, versioning
-from app.performance.models import CoachingRow, DirtyDay, MetricRow, PerformanceRow
+from app.performance.models import CoachingRow, DealChange, DirtyDay, MetricRow, PerformanceRow
 from connectors.base import ACTIVITY_FIELDS, DEAL_FIELDS
 
 TODAY = date(2026, 11, 18)
@@ -140,10 +140,14 @@ def test_incremental_equals_full_row_for_row(session, settings, overrides):
     inc = compute.run(session=session, settings=tuned, as_of=TODAY)
     assert inc.kind == "incremental" and inc.rows_written > 0
     assert session.scalar(select(DirtyDay.day).limit(1)) is None
+    assert session.scalar(select(DealChange.external_id).limit(1)) is None
     total_deals = session.scalar(select(Deal.id).order_by(Deal.id.desc()).limit(1))
     assert inc.details["deals"] < total_deals  # only the dirty cells' records were read
+    _assert_same_as_full(session, tuned, inc)
 
-    full = compute.run(session=session, settings=tuned, as_of=TODAY, full=True)
+
+def _assert_same_as_full(session: Any, settings: Any, inc: Any) -> None:
+    full = compute.run(session=session, settings=settings, as_of=TODAY, full=True)
     for model in (PerformanceRow, MetricRow, CoachingRow):
         ours = _visible(session, model, inc.id, inc.periods)
         theirs = _visible(session, model, full.id, inc.periods)
@@ -170,3 +174,52 @@ def test_settings_change_reads_every_record(session, settings):
         session=session, settings=settings.model_copy(update={"currency_rates": rates}), as_of=TODAY
     )
     assert changed.details["activities"] == first.details["activities"] > 0
+
+
+def _change(session: Any, deal: Deal, **values: Any) -> None:
+    record = _records(session, Deal, DEAL_FIELDS, [deal])[0] | values
+    ingest.upsert_records(session, Deal, deal.source_id, [record])
+
+
+def test_incrementals_in_a_row_keep_the_state_exact(session, settings):
+    """Changes applied on changes: a deal changed twice before a compute (the state counted
+    its first version), one new and changed again, one moved to another rep and back."""
+    load_demo(
+        session=session, config=DemoConfig(seed=3, today=TODAY, teams=2, reps_per_team=3, months=15)
+    )
+    compute.run(session=session, settings=settings, as_of=TODAY, full=True)
+    won = _deals_closing(session, (2026, 9), "won", 2)
+    reps = sorted({r for r in session.scalars(select(Deal.rep_id).distinct()) if r})
+    other = next(r for r in reps if r != won[1].rep_id)
+    first_rep = won[1].rep_id
+    _change(session, won[0], amount=float(won[0].amount) * 2)
+    _change(session, won[0], status="lost", stage="Closed Lost")
+    _change(session, won[1], rep_id=other)
+    before = session.scalars(select(DealChange)).all()
+    assert {c.deal_id for c in before} == {won[0].id, won[1].id}
+    assert next(c for c in before if c.deal_id == won[0].id).status == "won"  # first image
+    inc = compute.run(session=session, settings=settings, as_of=TODAY)
+    assert inc.details["deals"] < 200  # the changes and the open pipeline, not every deal
+
+    new = {
+        "external_id": "NEW-1",
+        "rep_id": reps[0],
+        "amount": 900.0,
+        "currency": "USD",
+        "stage": "Closed Won",
+        "status": "won",
+        "probability": 1.0,
+        "created_at": datetime(2026, 10, 2, 9, tzinfo=UTC),
+        "close_date": date(2026, 10, 20),
+        "closed_at": datetime(2026, 10, 20, 15, tzinfo=UTC),
+        "is_deleted": False,
+    }
+    ingest.upsert_records(session, Deal, won[0].source_id, [new])
+    ingest.upsert_records(
+        session, Deal, won[0].source_id, [new | {"close_date": date(2026, 11, 2)}]
+    )
+    session.refresh(won[1])
+    _change(session, won[1], rep_id=first_rep)
+    _change(session, won[0], is_deleted=True)
+    again = compute.run(session=session, settings=settings, as_of=TODAY)
+    _assert_same_as_full(session, settings, again)

@@ -1,0 +1,53 @@
+"""deal changes and compute state
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-11-26
+
+No state is written here: the first compute after the upgrade reads the records, as with no
+snapshot, and writes it.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import app.db
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "compute_state",
+        sa.Column("name", sa.String(length=30), nullable=False),
+        sa.Column("snapshot_id", sa.Integer(), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_compute_state")),
+    )
+    op.create_table(
+        "deal_changes",
+        sa.Column("source_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("external_id", sa.String(length=200), nullable=False),
+        sa.Column("existed", sa.Boolean(), nullable=False),
+        sa.Column("deal_id", sa.Integer(), nullable=True),
+        sa.Column("rep_id", sa.Integer(), nullable=True),
+        sa.Column("amount", sa.Double(), nullable=True),
+        sa.Column("currency", sa.String(length=3), nullable=True),
+        sa.Column("status", sa.String(length=10), nullable=True),
+        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("close_date", sa.Date(), nullable=True),
+        sa.Column("closed_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("is_deleted", sa.Boolean(), nullable=True),
+        sa.Column("marked_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("source_id", "external_id", name=op.f("pk_deal_changes")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("deal_changes")
+    op.drop_table("compute_state")
