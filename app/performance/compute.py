@@ -6,15 +6,16 @@ periods from the earliest day marked dirty by a sync or import (or, at least, fr
 period containing the previous snapshot's ``as_of``, since time passing moves pacing and
 closes periods) to the same end; figures outside that scope cannot have changed.
 
-Within its scope an incremental compute reads only the records of the dirty cells: the
-(deal or activity, rep, month) cells a sync or import marked (``DirtyDay``, a day either
-side), and every month the stored rows do not cover. Every other monthly figure of a rep is
-the stored ``MetricRow`` of that month, which is what the records would give again. Quarter
-and year figures are rolled up from the months as in a full compute; their median sales
-cycle, which does not roll up, is read again from the won deals of the periods holding a
-dirty deal cell and taken from the stored rows elsewhere. Each snapshot records the months
-its stored monthly rows cover and the settings they were computed with (``details``): when
-those settings change, the next incremental compute reads every record of its data window.
+Within its scope an incremental compute starts from the state the last compute left
+(``ComputeState``: every rep's monthly figures and the won deals' sales cycles) rather than
+from the records. Each deal changed since (``DealChange``) takes out what the state counted
+of it, its before image, and puts in what it is now; activities are read again for the
+(activity, rep, month) cells a sync or import marked (``DirtyDay``, a day either side), and
+every record for the months of the data window the state does not hold. Quarter and year
+figures are rolled up from the months as in a full compute; medians (the sales cycle), which
+do not roll up, come from the won deals of the state. Each snapshot records the months its
+state is exact for and the settings it was computed with (``details``): when those settings
+change, the next incremental compute reads every record of its data window.
 """
 
 from __future__ import annotations
