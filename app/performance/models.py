@@ -13,7 +13,17 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
@@ -34,6 +44,13 @@ class Snapshot(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+def _head_index(name: str, *columns: str) -> Index:
+    """The head rows' keys and digests by period, all a compute's comparison reads (so it
+    reads the index alone, not the table's rows)."""
+    head = text("valid_to IS NULL")
+    return Index(name, "period", *columns, "digest", sqlite_where=head, postgresql_where=head)
+
+
 class _Versioned:
     valid_from: Mapped[int] = mapped_column(Integer)
     valid_to: Mapped[int | None] = mapped_column(Integer)
@@ -50,6 +67,7 @@ class PerformanceRow(_Versioned, Base):
         Index("ix_performance_rows_period_metric", "period", "metric", "valid_to"),
         Index("ix_performance_rows_rep_id", "rep_id", "metric", "period_start"),
         Index("ix_performance_rows_team_id", "team_id", "period"),
+        _head_index("ix_performance_rows_head", "subject_type", "rep_id", "team_id", "metric"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -92,6 +110,7 @@ class MetricRow(_Versioned, Base):
     __table_args__ = (
         Index("ix_metric_rows_period", "period", "subject_type", "valid_to"),
         Index("ix_metric_rows_subject", "subject_type", "subject_id", "period_kind"),
+        _head_index("ix_metric_rows_head", "subject_type", "subject_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -107,7 +126,10 @@ class CoachingRow(_Versioned, Base):
     """The funnel drivers behind a rep's result in a period, and the skill to coach."""
 
     __tablename__ = "coaching_rows"
-    __table_args__ = (Index("ix_coaching_rows_rep_period", "rep_id", "period", "valid_to"),)
+    __table_args__ = (
+        Index("ix_coaching_rows_rep_period", "rep_id", "period", "valid_to"),
+        _head_index("ix_coaching_rows_head", "rep_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     rep_id: Mapped[int] = mapped_column(ForeignKey("reps.id", ondelete="CASCADE"))

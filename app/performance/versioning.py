@@ -99,17 +99,18 @@ def digests(frame: pd.DataFrame, columns: Sequence[str]) -> npt.NDArray[np.int64
     return hashed
 
 
-def _key_values(series: pd.Series) -> list[Any]:
-    """Key values as the database returns them: ints for ids, None for missing."""
-    missing = pd.isna(series).to_numpy()
-    if pd.api.types.is_numeric_dtype(series.dtype) or (
-        series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) == "integer"
-    ):
-        numbers = series.to_numpy(dtype="float64", na_value=np.nan)
-        ints = np.where(missing, 0, numbers).astype(np.int64).tolist()
-        return [None if m else v for v, m in zip(ints, missing.tolist(), strict=True)]
-    values = series.to_numpy(dtype=object)
-    return [None if m else v for v, m in zip(values.tolist(), missing.tolist(), strict=True)]
+def _key_digests(frame: pd.DataFrame, key: Sequence[str]) -> npt.NDArray[np.int64]:
+    """:func:`digests` of key columns, the same for the database's values and the frame's:
+    ids as float64 numbers (a column of ints and None, or wholly None, as an Int64 or float
+    one), text as text, missing as NaN either way."""
+    parts = {}
+    for c in key:
+        column = frame[c]
+        if c.endswith("_id"):
+            parts[c] = pd.to_numeric(column.astype(object), errors="coerce").astype("float64")
+        else:
+            parts[c] = column.astype(object).where(column.notna(), None)
+    return digests(pd.DataFrame(parts), key)
 
 
 def _raw_rows(session: Session, stmt: Select[Any]) -> list[tuple[Any, ...]]:
@@ -148,23 +149,29 @@ def write(
     and head rows no longer produced are closed.
     """
     digest = digests(frame, [*key, *fields])
-    keys = list(zip(*(_key_values(frame[k]) for k in key), strict=True))
     cols = [model.id, model.digest, *(getattr(model, k) for k in key)]
-    head = {
-        tuple(r[2:]): (r[0], r[1])
-        for r in _raw_rows(session, select(*cols).where(scope, model.valid_to.is_(None)))
-    }
-    changed = np.zeros(len(frame), dtype=bool)
-    closes: list[int] = []
-    for i, (k, d) in enumerate(zip(keys, digest.tolist(), strict=True)):
-        old = head.pop(k, None)
-        if old is not None and old[1] == d:
-            continue
-        changed[i] = True
-        if old is not None:
-            closes.append(old[0])
-    removed = [row_id for row_id, _ in head.values()]
-    closes.extend(removed)
+    head = pd.DataFrame(
+        _raw_rows(session, select(*cols).where(scope, model.valid_to.is_(None))),
+        columns=["id", "digest", *key],
+    )
+    # Rows are matched on a hash of their key columns, so the comparison is a vectorised
+    # lookup rather than a loop over tuples.
+    head_keys = pd.Index(_key_digests(head, key))
+    twice = head_keys.duplicated(keep="last")  # (never written so: one head per key)
+    at = pd.Index(head_keys[~twice]).get_indexer(pd.Index(_key_digests(frame, key)))
+    head_ids = head["id"].to_numpy(dtype=np.int64)
+    extra, head_ids = head_ids[twice], head_ids[~twice]
+    stored = head["digest"][~twice]
+    has_digest = stored.notna().to_numpy()  # a null digest never matches
+    head_digest = stored.fillna(0).astype(np.int64).to_numpy()
+    found = at >= 0
+    same = np.zeros(len(frame), dtype=bool)
+    same[found] = has_digest[at[found]] & (head_digest[at[found]] == digest[found])
+    changed = ~same
+    matched = np.zeros(len(head_ids), dtype=bool)
+    matched[at[found]] = True
+    removed = [*head_ids[~matched].tolist(), *extra.tolist()]
+    closes = head_ids[at[found & changed]].tolist() + removed
     for i in range(0, len(closes), CHUNK):
         session.execute(
             update(model).where(model.id.in_(closes[i : i + CHUNK])).values(valid_to=version)
@@ -174,10 +181,41 @@ def write(
         row.update(valid_from=version, valid_to=None, digest=d)
     table = model.__table__
     assert isinstance(table, Table)
-    for i in range(0, len(inserts), CHUNK * 10):
-        # Core executemany: the ORM's bulk insert costs several times as much per row.
-        session.execute(insert(table), inserts[i : i + CHUNK * 10])
+    _insert(session, table, inserts)
     return len(inserts) + len(removed)
+
+
+def _insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    conn = session.connection()
+    if conn.dialect.name != "sqlite":
+        for i in range(0, len(rows), CHUNK * 10):
+            # Core executemany (on PostgreSQL, batched into multi-row VALUES): the ORM's
+            # bulk insert costs several times as much per row.
+            session.execute(insert(table), rows[i : i + CHUNK * 10])
+        return
+    # SQLite: the driver's executemany on values converted a column at a time by each
+    # type's own bind processor, as Core would (Core's per-row bookkeeping cost as much as
+    # the inserts themselves).
+    names = list(rows[0])
+    columns = []
+    for name in names:
+        values = [row[name] for row in rows]
+        kind = table.c[name].type
+        process = kind.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        if process is not None:
+            values = [process(v) for v in values]
+        columns.append(values)
+    quote = conn.dialect.identifier_preparer.quote
+    marks = ", ".join("?" * len(names))
+    into = f"{quote(table.name)} ({', '.join(quote(n) for n in names)})"
+    sql = f"INSERT INTO {into} VALUES ({marks})"  # noqa: S608 (quoted table and column names)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(sql, zip(*columns, strict=True))
+    finally:
+        cursor.close()
 
 
 def purge(session: Session, *, keep_from_version: int) -> None:

@@ -1,4 +1,4 @@
-"""deal changes and compute state
+"""deal changes, compute state, head indexes
 
 Revision ID: 0008
 Revises: 0007
@@ -46,8 +46,55 @@ def upgrade() -> None:
         sa.Column("marked_at", app.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("source_id", "external_id", name=op.f("pk_deal_changes")),
     )
+    with op.batch_alter_table("coaching_rows", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_coaching_rows_head",
+            ["period", "rep_id", "digest"],
+            unique=False,
+            sqlite_where=sa.text("valid_to IS NULL"),
+            postgresql_where=sa.text("valid_to IS NULL"),
+        )
+
+    with op.batch_alter_table("metric_rows", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_metric_rows_head",
+            ["period", "subject_type", "subject_id", "digest"],
+            unique=False,
+            sqlite_where=sa.text("valid_to IS NULL"),
+            postgresql_where=sa.text("valid_to IS NULL"),
+        )
+
+    with op.batch_alter_table("performance_rows", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_performance_rows_head",
+            ["period", "subject_type", "rep_id", "team_id", "metric", "digest"],
+            unique=False,
+            sqlite_where=sa.text("valid_to IS NULL"),
+            postgresql_where=sa.text("valid_to IS NULL"),
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("performance_rows", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_performance_rows_head",
+            sqlite_where=sa.text("valid_to IS NULL"),
+            postgresql_where=sa.text("valid_to IS NULL"),
+        )
+
+    with op.batch_alter_table("metric_rows", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_metric_rows_head",
+            sqlite_where=sa.text("valid_to IS NULL"),
+            postgresql_where=sa.text("valid_to IS NULL"),
+        )
+
+    with op.batch_alter_table("coaching_rows", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_coaching_rows_head",
+            sqlite_where=sa.text("valid_to IS NULL"),
+            postgresql_where=sa.text("valid_to IS NULL"),
+        )
+
     op.drop_table("deal_changes")
     op.drop_table("compute_state")
