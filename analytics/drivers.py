@@ -64,6 +64,7 @@ not close) as "cycle". None when no driver is materially below. ``focus_driver``
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final
 
@@ -356,8 +357,12 @@ def driver_table(
     reps: pd.DataFrame,
     *,
     config: DriverConfig = DriverConfig(),
+    periods: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """One row per (rep_id, period) of ``metrics``: pooled funnel drivers against the team.
+
+    ``periods``: only the rows of these period labels (the other rows of ``metrics`` still
+    count, as the windows, the trailing periods and the peers they are).
 
     Formulas, the window, the identity Σ d_contribution = log(revenue / reference_revenue) and
     the coaching-focus rule are in the module docstring. ``metrics`` needs ``rep_id, period,
@@ -513,13 +518,17 @@ def driver_table(
     out["focus_value"] = focus_value
     out["focus_team_median"] = focus_median
     out["focus_vs_team"] = focus_vs
+    labels = frame["period"].to_numpy(dtype=object)
+    keep = np.arange(n) if periods is None else np.flatnonzero(np.isin(labels, list(periods)))
+    out = {k: v[keep] for k, v in out.items()}  # type: ignore[index]
+    # (The reasons are text, the costliest column: written for the rows kept only.)
     out["focus_reason"] = _reasons(
-        focus_driver,
-        focus_value,
-        focus_median,
-        focus_vs,
-        peers,
-        frame["period"].to_numpy(dtype=object),
+        focus_driver[keep],
+        focus_value[keep],
+        focus_median[keep],
+        focus_vs[keep],
+        peers[keep],
+        labels[keep],
         kind=kind,
         window=window,
         shortfall=config.material_shortfall,

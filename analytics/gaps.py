@@ -581,43 +581,33 @@ def _factors(
     )
     ramp[s] = ramp_sum / employed[s]
 
-    start_text = pd.Series(np.datetime_as_string(rep_start.astype("datetime64[D]")))
-    emp_text = pd.Series(employed.astype(str))
-    days_text = pd.Series(ndays.astype(str))
+    # The notes are text: written for the few rows that get one, not for every row.
     prorated = scaled & (rep_start > start) & (employed > 0)
     after = scaled & (employed == 0)
-    note = note.mask(
-        prorated,
-        "prorated: started " + start_text + " (" + emp_text + " of " + days_text + " days)",
-    )
-    note = note.mask(after, "prorated: starts " + start_text + ", after the period (factor 0)")
-
-    ramp_text = pd.Series([""] * n, dtype="object")
     in_ramp = np.zeros(n, dtype=bool)
     in_ramp[s] = k_first <= len(config.ramp_schedule)
-    one_month = np.zeros(n, dtype=bool)
-    one_month[s] = k_first == k_last
     kf = np.zeros(n, dtype=np.int64)
     kl = np.zeros(n, dtype=np.int64)
     kf[s], kl[s] = k_first, k_last
-    pct = pd.Series(_pct(ramp))
-    ramp_text = ramp_text.mask(
-        in_ramp & one_month,
-        "ramp month " + pd.Series(kf.astype(str)) + ": " + pct + "% of full target",
-    )
-    ramp_text = ramp_text.mask(
-        in_ramp & ~one_month,
-        "ramp months "
-        + pd.Series(kf.astype(str))
-        + "-"
-        + pd.Series(kl.astype(str))
-        + ": "
-        + pct
-        + "% of full target (day-weighted)",
-    )
-    both = (note != "") & (ramp_text != "")
-    note = note.where(~both, note + "; " + ramp_text)
-    note = note.where(note != "", ramp_text)
+    noted = np.flatnonzero(prorated | after | in_ramp)
+    pct = _pct(ramp[noted])
+    texts: list[str] = []
+    for i, p in zip(noted.tolist(), pct.tolist(), strict=True):
+        started = str(np.datetime64(int(rep_start[i]), "D"))
+        if prorated[i]:
+            base = f"prorated: started {started} ({employed[i]} of {ndays[i]} days)"
+        elif after[i]:
+            base = f"prorated: starts {started}, after the period (factor 0)"
+        else:
+            base = ""
+        if not in_ramp[i]:
+            ramp_text = ""
+        elif kf[i] == kl[i]:
+            ramp_text = f"ramp month {kf[i]}: {p}% of full target"
+        else:
+            ramp_text = f"ramp months {kf[i]}-{kl[i]}: {p}% of full target (day-weighted)"
+        texts.append("; ".join(t for t in (base, ramp_text) if t))
+    note.iloc[noted] = pd.Series(texts, index=note.index[noted], dtype=object)
     return proration, ramp, note, pace_start
 
 

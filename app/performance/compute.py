@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import delete, insert, select, text, tuple_
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from analytics import drivers, gaps, trends
@@ -818,16 +818,10 @@ def run(
             for name, frame in inputs.state.items()
         },
     )
+    # Every mark and change there is was read by this compute: no other writer can add one
+    # meanwhile (the PostgreSQL lock above; SQLite's write transactions begin IMMEDIATE).
     session.execute(delete(DealChange))
-    if scope.dirty:
-        cells = [(d, k, r) for d, k, r in scope.dirty]
-        for i in range(0, len(cells), 300):
-            part = cells[i : i + 300]
-            session.execute(
-                delete(DirtyDay).where(
-                    tuple_(DirtyDay.day, DirtyDay.kind, DirtyDay.rep_id).in_(part)
-                )
-            )
+    session.execute(delete(DirtyDay))
     keep = session.scalar(
         select(Snapshot.id)
         .where(
@@ -1027,8 +1021,7 @@ def _coaching_table(
         config = (
             drivers.DriverConfig() if kind == "month" else drivers.DriverConfig(trailing_periods=1)
         )
-        table = drivers.driver_table(rep_metrics, reps, config=config)
-        table = table[table["period"].isin(in_scope[kind])]
+        table = drivers.driver_table(rep_metrics, reps, config=config, periods=in_scope[kind])
         tables.append(table.assign(period_kind=kind))
     return pd.concat(tables, ignore_index=True)
 

@@ -437,3 +437,17 @@ def test_every_compared_driver_has_its_columns() -> None:
     for d in COMPARED_DRIVERS:
         for suffix in ("value", "team_median", "vs_team", "trailing", "vs_trailing"):
             assert f"{d}_{suffix}" in DRIVER_TABLE_COLUMNS
+
+
+def test_rows_of_some_periods_are_the_full_tables_rows() -> None:
+    data = generate(DemoConfig(seed=SEEDS[0], today=TODAY))
+    deals = data.deals.rename(columns={"owner_key": "rep_id"})
+    acts = data.activities.rename(columns={"owner_key": "rep_id"}).assign(is_deleted=False)
+    reps = data.reps.rename(columns={"rep_key": "rep_id", "team_key": "team_id"})
+    metrics = period_metrics(deals, acts, kind="month", cal=FiscalCalendar(), rates=RATES)
+    full = driver_table(metrics, reps)
+    wanted = sorted(set(full["period"]))[-3:]
+    some = driver_table(metrics, reps, periods=wanted)
+    assert set(some["period"]) == set(wanted) and some["focus_reason"].notna().any()
+    expected = full[full["period"].isin(wanted)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(some, expected)
