@@ -787,7 +787,8 @@ def run(
         build=_performance_rows,
         scope=PerformanceRow.period.in_(scope.labels),
     )
-    timings["write.performance"] = clock.perf_counter() - t
+    lap = clock.perf_counter()
+    timings["write.performance"] = lap - t
     written += versioning.write(
         session,
         MetricRow,
@@ -798,7 +799,7 @@ def run(
         build=_metric_rows,
         scope=MetricRow.period.in_(scope.labels),
     )
-    timings["write.metrics"] = clock.perf_counter() - t - timings["write.performance"]
+    timings["write.metrics"], lap = clock.perf_counter() - lap, clock.perf_counter()
     written += versioning.write(
         session,
         CoachingRow,
@@ -809,6 +810,7 @@ def run(
         build=_coaching_rows,
         scope=CoachingRow.period.in_(scope.labels),
     )
+    timings["write.coaching"], lap = clock.perf_counter() - lap, clock.perf_counter()
     stored_months = _stored_months(scope, cal)
     _save_state(
         session,
@@ -818,6 +820,7 @@ def run(
             for name, frame in inputs.state.items()
         },
     )
+    timings["write.state"] = clock.perf_counter() - lap
     # Every mark and change there is was read by this compute: no other writer can add one
     # meanwhile (the PostgreSQL lock above; SQLite's write transactions begin IMMEDIATE).
     session.execute(delete(DealChange))
