@@ -13,6 +13,7 @@ current client costs one database round trip, and the check runs on the event lo
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from app import secrets
 from app.auth import service as auth_service
 from app.auth.service import Principal
 from app.config import Settings
+from app.db import utcnow
 from app.deps import (
     INEXACT,
     VERSIONS,
@@ -41,8 +43,9 @@ from app.deps import (
 )
 from app.exceptions import NotModified, QuotaGapError
 from app.exports import wants_csv
-from app.limits import COUNTED, limiter_of
+from app.limits import limiter_of
 from app.versions import SCOPES, Versions, read_versions, unrecorded
+from app.watch import CommitWatch
 
 # Path prefix (under /api/v1) -> the scopes its answers depend on. Longest prefix wins.
 ROUTE_SCOPES: dict[str, tuple[str, ...]] = {
@@ -307,7 +310,7 @@ class RepresentationCache:
         ):
             await self.app(scope, receive, send)
             return
-        if await self._not_modified(scope, send):
+        if await self._answer_early(scope, send):
             return
         scope[_CACHE] = self
         start: Message | None = None
@@ -349,40 +352,53 @@ class RepresentationCache:
 
         await self.app(scope, receive, capture)
 
-    async def _not_modified(self, scope: Scope, send: Send) -> bool:
-        """The polling fast path: a client whose copy is current gets its 304 here, before
-        routing and dependency resolution (most of a 304's cost). The same checks as the
-        route's: the key is read afresh (a revoked key falls through to the route's 401), the
-        rate limit applies, and the tag is computed by :func:`validators`; anything unusual
-        (no tag, an unknown key, a throttled key, versions not yet exact) takes the full path.
+    async def _answer_early(self, scope: Scope, send: Send) -> bool:
+        """The polling fast path, before routing and dependency resolution (most of the cost
+        of a poll): a client whose copy is current gets its 304, and a repeated GET whose
+        answer is in memory gets it, with the same checks as the route's. The key is checked
+        afresh (or as :class:`KnownKeys` holds it, until the next commit), the rate limit
+        applies, and the tag is computed by :func:`validators`; anything unusual (no tag to
+        match or nothing kept, an unknown key, a throttled key, versions not yet exact)
+        takes the full path.
         """
         headers = Headers(scope=scope)
         if_none_match = headers.get("if-none-match")
         scheme, _, token = headers.get("authorization", "").partition(" ")
         app = scope.get("app")
-        if not if_none_match or scheme.lower() != "bearer" or not token or app is None:
+        if scheme.lower() != "bearer" or not token or app is None:
             return False
         state = app.state
         settings: Settings = state.settings
-        session: Session = state.read_sessionmaker()
-        try:
-            if _connection_at_hand(session):
-                found = _identify_exact(session, token)
-            else:
-                found = await run_in_threadpool(_identify_exact, session, token)
-        except QuotaGapError:
+        known: KnownKeys | None = getattr(state, "known_keys", None)
+        key_hash = auth_service.hash_key(token)
+        # Read before the database: a commit after this moves it on, and the entry stored
+        # below under the older generation is never used.
+        generation = known.watch.generation() if known is not None else None
+        hit = known.get(key_hash, generation) if known is not None else None
+        if hit is None and not if_none_match and (generation is None or not self._entries):
+            # No tag to match, and no kept answer to serve that the route would not find as
+            # cheaply (what is read here for one can be kept only under a known generation).
             return False
-        finally:
-            session.close()
-        principal, versions, exact = found
-        if not exact:
-            return False
-        if settings.rate_limit_per_minute > 0:
-            if limiter_of(app).take(
-                principal.key_id, settings.rate_limit_per_minute, settings.rate_limit_burst
-            ):
-                return False  # the route answers the 429
-            scope[COUNTED] = True  # taken once: the route must not take it again
+        if hit is not None:
+            principal, versions = hit
+            if principal.expires_at is not None and principal.expires_at <= utcnow():
+                return False  # the route answers the 401
+        else:
+            session: Session = state.read_sessionmaker()
+            try:
+                if _connection_at_hand(session):
+                    found = _identify_exact(session, token)
+                else:
+                    found = await run_in_threadpool(_identify_exact, session, token)
+            except QuotaGapError:
+                return False
+            finally:
+                session.close()
+            principal, versions, exact = found
+            if not exact:
+                return False
+            if known is not None:
+                known.put(key_hash, generation, principal, versions)
         max_age = _cached_max_age(app, versions)
         if max_age is None:
             return False
@@ -398,30 +414,72 @@ class RepresentationCache:
             accept=headers.get("accept", ""),
             max_age=max_age,
         )
-        if not _matches(if_none_match, etag):
+        current = if_none_match is not None and _matches(if_none_match, etag)
+        kept = None if current else self.get(etag)
+        if not current and kept is None:
             return False
-        scope[ROUTE_HINT] = _prefix_of(scope["path"])
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 304,
-                "headers": [(k.lower().encode(), v.encode()) for k, v in validator_headers.items()],
-            }
-        )
-        await send({"type": "http.response.body", "body": b""})
+        if settings.rate_limit_per_minute > 0 and limiter_of(app).take(
+            principal.key_id, settings.rate_limit_per_minute, settings.rate_limit_burst
+        ):
+            return False  # the route answers the 429
+        scope[ROUTE_HINT] = _prefix_of(scope["path"], "304" if current else "200, kept")
+        fresh = [(k.lower().encode(), v.encode()) for k, v in validator_headers.items()]
+        if kept is None:
+            await send({"type": "http.response.start", "status": 304, "headers": fresh})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [*kept.headers, *fresh]}
+            )
+            await send({"type": "http.response.body", "body": kept.body})
         return True
+
+
+class KnownKeys:
+    """Keys (their principal) and data versions the fast path read, kept while nothing has
+    been committed since (:class:`app.watch.CommitWatch`), for at most ``max_age`` seconds.
+
+    Any commit anywhere (a revocation, a sync, a compute, a new target) moves the watch's
+    generation on and every entry is read again, so a current poll costs no database round
+    trip and a change is seen by the next request (on PostgreSQL, once its notification has
+    arrived: milliseconds). A key's expiry is checked on every use. ``max_age`` bounds what
+    a write the watch cannot see (made around the service, with psql) can leave stale.
+    """
+
+    def __init__(self, watch: CommitWatch, *, max_age: float = 1.0, max_entries: int = 4096):
+        self.watch = watch
+        self.max_age = max_age
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[int, float, Principal, Versions]] = {}
+
+    def get(self, key_hash: str, generation: int | None) -> tuple[Principal, Versions] | None:
+        entry = self._entries.get(key_hash)
+        if entry is None or generation is None or entry[0] != generation:
+            return None
+        if time.monotonic() - entry[1] > self.max_age:
+            return None
+        return entry[2], entry[3]
+
+    def put(
+        self, key_hash: str, generation: int | None, principal: Principal, versions: Versions
+    ) -> None:
+        if generation is None:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()  # a bound, not a policy: entries are cheap to read again
+        self._entries[key_hash] = (generation, time.monotonic(), principal, versions)
 
 
 # Read by app.telemetry: the route family a fast 304 answered for (no route ran).
 ROUTE_HINT = "qg.route_hint"
 
 
-def _prefix_of(path: str) -> str:
+def _prefix_of(path: str, answer: str) -> str:
     rest = path.removeprefix("/api/v1")
     for prefix in _PREFIXES:
         if rest == prefix or rest.startswith(prefix + "/"):
-            return f"/api/v1{prefix}/... (304)"
-    return "/api/v1/... (304)"
+            return f"/api/v1{prefix}/... ({answer})"
+    return f"/api/v1/... ({answer})"
 
 
 def _identify_exact(session: Session, token: str) -> tuple[Principal, Versions, bool]:

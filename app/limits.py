@@ -51,10 +51,6 @@ class RateLimiter:
             return (1.0 - bucket.tokens) / rate
 
 
-# Set on a request whose token the polling fast path (app.caching) already took.
-COUNTED = "qg.rate_counted"
-
-
 def limiter_of(app: Any) -> RateLimiter:
     """The app's buckets (one set per app: tests build many apps, key ids repeat)."""
     limiter: RateLimiter | None = getattr(app.state, "rate_limiter", None)
@@ -66,7 +62,7 @@ def limiter_of(app: Any) -> RateLimiter:
 async def rate_limit(request: Request, principal: CurrentKey, settings: SettingsDep) -> None:
     """Router dependency: 429 with Retry-After once a key exceeds its rate. Async: it does
     no I/O, and a sync dependency would cost a thread-pool hop on every request."""
-    if settings.rate_limit_per_minute <= 0 or request.scope.get(COUNTED):
+    if settings.rate_limit_per_minute <= 0:
         return
     wait = limiter_of(request.app).take(
         principal.key_id, settings.rate_limit_per_minute, settings.rate_limit_burst

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api import api_router
-from app.caching import RepresentationCache
+from app.caching import KnownKeys, RepresentationCache
 from app.config import Settings, get_settings
 from app.dashboard.router import router as dashboard_router
 from app.db import make_engine, make_sessionmaker
@@ -22,6 +22,7 @@ from app.jobs.runner import JobRunner
 from app.limits import BodyLimitMiddleware
 from app.scheduler import Scheduler
 from app.telemetry import install as install_telemetry
+from app.watch import CommitWatch
 
 DESCRIPTION = """
 Quota Gap compares every sales rep with their targets, explains the gap, and names the skill
@@ -65,10 +66,14 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if scheduler is not None:
             scheduler.start()
+        if watch is not None:
+            watch.start()
         yield
         if scheduler is not None:
             scheduler.stop()
         jobs.shutdown()
+        if watch is not None:
+            watch.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -115,6 +120,10 @@ def create_app(
         else make_sessionmaker(engine.execution_options(read_only=True))
     )
     app.state.jobs = jobs
+    # Only with the app's own engine: sessions bound to an outer transaction (tests) see
+    # writes no commit announces.
+    watch = CommitWatch(engine) if session_factory is None else None
+    app.state.known_keys = KnownKeys(watch) if watch is not None else None
     install_handlers(app)
     app.add_middleware(CSVExportMiddleware)
     app.add_middleware(

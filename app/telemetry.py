@@ -73,7 +73,7 @@ def route_template(scope: Scope) -> str:
     """The path template of the route that answered, e.g. ``/api/v1/reps/{rep_id}``."""
     # FastAPI (0.16x) keeps routers included with a prefix apart from the app's routes and
     # records the effective route, with its full template, in the scope.
-    hint = scope.get("qg.route_hint")  # a 304 answered before routing (app.caching)
+    hint = scope.get("qg.route_hint")  # answered before routing (app.caching)
     if isinstance(hint, str):
         return hint
     fastapi_scope = scope.get("fastapi")

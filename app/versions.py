@@ -54,6 +54,7 @@ _WRITE = re.compile(
     r'^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|COPY)\s+"?(\w+)"?', re.IGNORECASE | re.ASCII
 )
 _TOUCHED = "qg_touched_scopes"
+NOTIFY_CHANNEL = "quotagap_versions"
 
 
 class DataVersion(Base):
@@ -111,6 +112,9 @@ def _bump(session: Session) -> None:
         .where(DataVersion.scope.in_(sorted(touched)))
         .values(version=DataVersion.version + 1, changed_at=utcnow())
     )
+    if conn.dialect.name == "postgresql":
+        # Delivered at commit, to every worker's app.watch.CommitWatch.
+        conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
 Versions = dict[str, tuple[int, datetime]]

@@ -93,6 +93,8 @@ class Principal:
     # None means "everything"; a manager sees their own team tree only.
     rep_ids: frozenset[int] | None
     team_ids: frozenset[int] | None
+    # When the key stops working (None: never); checked again by whoever keeps a Principal.
+    expires_at: datetime | None = None
 
     def can_see_rep(self, rep_id: int | None) -> bool:
         return self.rep_ids is None or rep_id in self.rep_ids
@@ -102,14 +104,16 @@ class Principal:
 
 
 def principal_for(*, session: Session, key: ApiKey) -> Principal:
-    return _principal(session, key.id, key.role, key.rep_id)
+    return _principal(session, key.id, key.role, key.rep_id, key.expires_at)
 
 
-def _principal(session: Session, key_id: int, role: str, rep_id: int | None) -> Principal:
+def _principal(
+    session: Session, key_id: int, role: str, rep_id: int | None, expires_at: datetime | None
+) -> Principal:
     if role != "manager" or rep_id is None:
-        return Principal(key_id, role, rep_id, None, None)
+        return Principal(key_id, role, rep_id, None, None, expires_at)
     rep_ids, team_ids = reps_service.scope_of_manager(session=session, manager_id=rep_id)
-    return Principal(key_id, role, rep_id, frozenset(rep_ids), frozenset(team_ids))
+    return Principal(key_id, role, rep_id, frozenset(rep_ids), frozenset(team_ids), expires_at)
 
 
 _IDENTIFY = (
@@ -131,8 +135,9 @@ _IDENTIFY = (
 def identify(*, session: Session, token: str) -> tuple[Principal, Versions]:
     """Authenticate a request's key and read the data versions in ONE statement.
 
-    Every request reads its key's row afresh (a revoked or expired key is refused at once:
-    nothing about a key is cached), and a GET needs the data versions for its ETag anyway
+    A request that gets here reads its key's row afresh (a revoked or expired key is refused
+    at once; only the polling fast path keeps what this returned, and only until the next
+    commit: :class:`app.caching.KnownKeys`), and a GET needs the data versions for its ETag anyway
     (:mod:`app.caching`); joining the two makes the check of a polling client one round trip.
     The versions are those of the request's own transaction, as a separate read would be.
     """
@@ -149,4 +154,4 @@ def identify(*, session: Session, token: str) -> tuple[Principal, Versions]:
     if expires_at is not None and expires_at <= utcnow():
         raise AuthenticationError("API key expired")
     versions = {scope: (version, changed_at) for scope, version, changed_at, *_ in rows}
-    return _principal(session, key_id, role, rep_id), versions
+    return _principal(session, key_id, role, rep_id, expires_at), versions
