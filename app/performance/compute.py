@@ -85,7 +85,7 @@ class Scope:
     dirty_days: list[date] = field(default_factory=list)
     # (day, "deal" | "activity", rep id or ANY_REP), as marked by app.ingest.
     dirty: list[tuple[date, str, int]] = field(default_factory=list)
-    # Month indices [first, last] whose stored rep rows are current (None: read records).
+    # Month indices [first, last] the stored state is exact for (None: read the records).
     stored: tuple[int, int] | None = None
     # The first month the figures in scope depend on (drivers' lookback, win rates).
     need_start: date | None = None
@@ -376,7 +376,6 @@ def _from_records(f: Frames, settings: Settings, as_of: date | None) -> Inputs:
 
 # A (rep, month) cell as one integer; reps and months are far below 2**31.
 _CELL = 1 << 31
-_EVERY_REP = -1
 
 
 def _cell_codes(reps: npt.ArrayLike, months: npt.ArrayLike) -> npt.NDArray[np.int64]:
@@ -642,16 +641,6 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
         activities=n_activities,
         timings=timings,
     )
-
-
-def _merged(ranges: list[tuple[date, date]]) -> list[tuple[date, date]]:
-    out: list[tuple[date, date]] = []
-    for a, b in sorted(ranges):
-        if out and a <= out[-1][1] + timedelta(days=1):
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
 
 
 def _won_in(won: pd.DataFrame, kind: str, cal: FiscalCalendar) -> pd.DataFrame:
