@@ -23,8 +23,19 @@ class Clock:
     """The dispatcher's clock, moved by the test: retries come due without waiting."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        # A little ahead of the wall clock: deliveries enqueued "now" are due at once.
-        self.now = start or utcnow() + timedelta(seconds=1)
+        self._now = start
+
+    @property
+    def now(self) -> datetime:
+        # Started at first use, a little ahead of the wall clock: deliveries enqueued before
+        # are due at once, however long the test took to set them up (a loaded machine).
+        if self._now is None:
+            self._now = utcnow() + timedelta(seconds=1)
+        return self._now
+
+    @now.setter
+    def now(self, value: datetime) -> None:
+        self._now = value
 
     def __call__(self) -> datetime:
         return self.now
