@@ -6,8 +6,9 @@ format. A request whose ``If-None-Match`` (or ``If-Modified-Since``) matches is 
 a dependency that runs before the route: nothing is recomputed, queried or serialised. The
 reporting date is part of the tag too: "the current month" and pacing move at midnight.
 
-The versions come from the statement that authenticated the key (:mod:`app.deps`), so a
-current client costs one database round trip, and the check runs on the event loop.
+The versions come from the statement that authenticated the key (:mod:`app.deps`). A current
+client is answered before routing (:class:`RepresentationCache`), from the key and versions
+:class:`KnownKeys` holds until the next commit: no database round trip at all.
 """
 
 from __future__ import annotations

@@ -46,8 +46,8 @@ class CommitWatch:
 
     def generation(self) -> int | None:
         """The current generation, or None when the watch cannot tell."""
-        if self._sqlite is not None:
-            with self._lock:
+        with self._lock:  # (close may run meanwhile, on shutdown)
+            if self._sqlite is not None:
                 return int(self._sqlite.execute("PRAGMA data_version").fetchone()[0])
         return self._generation
 
