@@ -64,6 +64,8 @@ NaN pipeline figures and ``projected_with_pipeline`` = ``projected``):
 * ``coverage`` = open_pipeline / (target − actual); NaN when nothing remains.
 * ``coverage_needed`` = 1 / trailing win rate: by value for won_revenue, by count for won_deals;
   NaN when the win rate is unknown or 0.
+* Both describe the rest of a period: NaN once it has ended (no deal can still close in it, and
+  today's win rate says nothing about a past period).
 """
 
 from __future__ import annotations
@@ -736,8 +738,8 @@ def compute_gaps(
             win_rate = np.where(rows, _floats(rates[rate_col]), win_rate)
     with_pipeline = np.where(movable, actual + weighted, projected)
     remaining = target - actual
-    coverage = np.where(movable & (remaining > 0), _safe_div(open_pl, remaining), np.nan)
-    coverage_needed = np.where(win_rate > 0, _safe_div(np.ones(n), win_rate), np.nan)
+    coverage = np.where(movable & ~ended & (remaining > 0), _safe_div(open_pl, remaining), np.nan)
+    coverage_needed = np.where(~ended & (win_rate > 0), _safe_div(np.ones(n), win_rate), np.nan)
 
     has_actual = ~np.isnan(actual)
     met = has_actual & np.where(hib, actual >= target, actual <= target)

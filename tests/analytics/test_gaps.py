@@ -238,7 +238,7 @@ def test_ended_period() -> None:
         open_pipeline=0.0,
         weighted_pipeline=0.0,
         projected_with_pipeline=25000.0,
-        coverage=0.0,  # 0 open / 5000 remaining
+        coverage=NAN,  # nothing of the period remains to cover
         status="missed",
     )
 
@@ -864,6 +864,22 @@ def test_coverage_for_won_deals_and_metrics_without_pipeline() -> None:
         coverage=0.0,
         coverage_needed=NAN,
     )
+
+
+def test_no_coverage_once_the_period_has_ended() -> None:
+    tgt = targets(
+        {"target_id": 1, "rep_id": 1, "metric": "won_revenue", "period": "2026-10", "value": 1e4},
+        {"target_id": 2, "rep_id": 1, "metric": "won_revenue", "period": "2026-11", "value": 1e4},
+    )
+    act = actuals(
+        {"subject_id": 1, "period": "2026-10", "won_revenue": 4000},
+        {"subject_id": 1, "period": "2026-11", "won_revenue": 4000},
+    )
+    rates = win_rates_frame({"subject_id": 1, "win_rate_value": 0.25, "win_rate": 0.4})
+    out = run(tgt, act, pipeline=pipeline_frame(), win_rates=rates)
+    # October has ended: nothing can still close in it, and today's win rate is not its own
+    expect(by_id(out, 1), status="missed", coverage=NAN, coverage_needed=NAN)
+    expect(by_id(out, 2), coverage=0.0, coverage_needed=4.0)  # 0 open / 6000; 1 / 0.25
 
 
 def test_without_pipeline_or_win_rates() -> None:
