@@ -59,8 +59,15 @@ _NUMERIC_INFERRED = frozenset({"integer", "floating", "mixed-integer-float", "bo
 def _hashable(series: pd.Series) -> npt.NDArray[Any]:
     """One column as a digest sees it: numbers (of any dtype) as float64 rounded to about
     1e-10 relative, so float noise between two computations of the same figure does not
-    count as a change; anything else as its text, None when missing."""
+    count as a change; datetimes as day numbers (the job's dates are days); anything else as
+    its text, None when missing."""
     dtype = series.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind == "M":
+        # Not as text: that costs a Python call per value.
+        days = series.to_numpy(dtype="datetime64[D]")
+        out = days.astype(np.int64).astype(np.float64)
+        out[np.isnat(days)] = np.nan
+        return out
     inferred = pd.api.types.infer_dtype(series, skipna=True)
     if isinstance(dtype, np.dtype) and dtype.kind == "O":
         # Numbers held as objects (a column assembled from several frames) are numbers.
