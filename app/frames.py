@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, text
 
 from app.activities.models import ACTIVITY_TYPES
 from app.deals.models import DEAL_STATUSES
@@ -72,6 +72,15 @@ ACTIVITY_COLUMNS = (
     _Column("occurred_at", "occurred_at", "timestamp"),
     _Column("deal_external_id", "deal_external_id", "text"),
     _Column("is_deleted", "is_deleted", "bool"),
+)
+# Rep and team ids are read as floats (either may be NULL), then made Int64.
+TARGET_COLUMNS = (
+    _Column("target_id", "id", "int"),
+    _Column("rep_id", "rep_id", "float"),
+    _Column("team_id", "team_id", "float"),
+    _Column("metric", "metric", "text"),
+    _Column("period", "period", "text"),
+    _Column("value", "value", "float"),
 )
 
 
@@ -504,16 +513,12 @@ def teams_frame(conn: Connection) -> pd.DataFrame:
 
 
 def targets_frame(conn: Connection, *, periods: list[str] | None = None) -> pd.DataFrame:
-    sql = "SELECT id AS target_id, rep_id, team_id, metric, period, value FROM targets"
+    where: list[tuple[str, list[Any]]] = [("1 = 1", [])]
     if periods is not None:
         # Filtered by the database: an incremental compute wants a few of many periods.
-        stmt = text(sql + " WHERE period IN :periods").bindparams(
-            bindparam("periods", expanding=True)
-        )
-        frame = pd.read_sql_query(stmt, conn, params={"periods": list(periods) or [""]})
-    else:
-        frame = pd.read_sql_query(text(sql), conn)
+        labels = sorted(set(periods))
+        where = [(f"period IN ({', '.join('?' * len(labels))})" if labels else "1 = 0", labels)]
+    frame = _read(conn, "targets", list(TARGET_COLUMNS), where, categorical=False)
     frame["rep_id"] = frame["rep_id"].astype("Int64")
     frame["team_id"] = frame["team_id"].astype("Int64")
-    frame["value"] = frame["value"].astype("float64")
-    return frame.reset_index(drop=True)
+    return frame

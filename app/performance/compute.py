@@ -368,7 +368,7 @@ def _from_records(f: Frames, settings: Settings, as_of: date | None) -> Inputs:
         rep_month=rep_month,
         cycles=_cycles(rep_won.drop(columns="deal_id", errors="ignore"), f.membership, cal),
         due=due,
-        state={"rep_month": rep_month, "won": rep_won},
+        state={"rep_month": rep_month, "won": rep_won, "due": _due_state(due)},
         deals=len(f.deals),
         activities=len(f.activities),
     )
@@ -443,7 +443,18 @@ _NO_ACTIVITIES = pd.DataFrame(
 )
 
 
-STATE = ("rep_month", "won")
+STATE = ("rep_month", "won", "due")
+
+
+def _array(column: pd.Series) -> npt.NDArray[Any]:
+    """A column as ``numpy.savez`` keeps it without pickling: numbers, dates, or text."""
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind == "M":
+        return column.to_numpy()
+    if pd.api.types.is_bool_dtype(column.dtype) or pd.api.types.is_numeric_dtype(column.dtype):
+        return column.to_numpy()
+    if column.dtype == object and pd.api.types.infer_dtype(column) in ("integer", "floating"):
+        return pd.to_numeric(column).to_numpy()  # an empty frame's numbers may be objects
+    return column.astype(str).to_numpy(dtype=str)
 
 
 def _save_state(session: Session, snapshot_id: int, state: dict[str, pd.DataFrame]) -> None:
@@ -453,10 +464,8 @@ def _save_state(session: Session, snapshot_id: int, state: dict[str, pd.DataFram
     for name in STATE:
         frame = state[name]
         buffer = io.BytesIO()
-        # Labels are derived again on load; an empty frame's columns may be objects.
-        arrays: dict[str, Any] = {
-            str(c): pd.to_numeric(frame[c]).to_numpy() for c in frame.columns if c != "period"
-        }
+        # Labels are derived again on load.
+        arrays = {str(c): _array(frame[c]) for c in frame.columns if c != "period"}
         np.savez(buffer, **arrays)
         rows.append({"name": name, "snapshot_id": snapshot_id, "data": buffer.getvalue()})
     session.execute(insert(ComputeState), rows)
@@ -470,6 +479,9 @@ def _load_state(session: Session) -> dict[str, pd.DataFrame]:
         for c in ("deal_id", "rep_id", "period_index"):
             if c in out[name]:
                 out[name][c] = out[name][c].astype(np.int64)
+        for c, values in out[name].items():
+            if values.dtype.kind == "U":
+                out[name][c] = values.astype(object)
     months = out["rep_month"]
     labels = {i: index_label("month", i) for i in pd.unique(months["period_index"])}
     months.insert(1, "period", months["period_index"].map(labels).astype(object))
@@ -482,6 +494,32 @@ def _in_months(frame: pd.DataFrame, months: set[int]) -> npt.NDArray[np.bool_]:
 
 # What a deal's figures depend on: period_metrics and won_cycles read these.
 DELTA_COLUMNS = [c for c in DEAL_COLUMNS if c != "probability"]
+
+
+def _due_state(due: pd.DataFrame) -> pd.DataFrame:
+    return due[["deal_id", *(c for c in PIPELINE_COLUMNS if c not in ("status", "is_deleted"))]]
+
+
+def _due_from_state(
+    state: dict[str, pd.DataFrame], after: pd.DataFrame, scope: Scope, as_of: date
+) -> pd.DataFrame | None:
+    """The open deals due from ``as_of`` to the end of the scope: those of the state, but
+    the changed ones as they are now. None when the state's range does not cover that span
+    (as_of went back, or the scope now ends later)."""
+    span = scope.previous.get("due_range")
+    if span is None or as_of < date.fromisoformat(span[0]):
+        return None
+    if scope.data_end > date.fromisoformat(span[1]):
+        return None
+    kept = state["due"]
+    kept = kept[~kept["deal_id"].isin(after["deal_id"].to_numpy())].assign(
+        status="open", is_deleted=False
+    )
+    now = after[_due(after, as_of)][kept.columns]
+    due = pd.concat([kept, now], ignore_index=True)
+    for c in ("currency", "status"):
+        due[c] = due[c].astype(object)
+    return due[_due(due, as_of)]
 
 
 def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date) -> Inputs:
@@ -577,7 +615,9 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
     # in the months the state holds (the others were read whole above).
     t = clock.perf_counter()
     before = frames.deal_befores_frame(conn, columns=DELTA_COLUMNS, categorical=True)
-    after = frames.deals_frame(conn, changed=True, columns=DELTA_COLUMNS, categorical=True)
+    # Every deal changed since, existing or new (a deal whose first change added it has no
+    # before image).
+    after = frames.deals_frame(conn, changed=True, columns=DEAL_COLUMNS, categorical=True)
     n_deals += len(before) + len(after)
 
     def counted(deals: pd.DataFrame) -> pd.DataFrame:
@@ -618,15 +658,18 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
     timings["cycles"] = clock.perf_counter() - t
 
     t = clock.perf_counter()
-    due = frames.deals_frame(
-        conn,
-        status="open",
-        deleted=False,
-        closing=(as_of, scope.data_end),
-        columns=PIPELINE_COLUMNS,
-        categorical=True,
-    )
-    n_deals += len(due)
+    due = _due_from_state(state, after, scope, as_of)
+    if due is None:
+        due = frames.deals_frame(
+            conn,
+            status="open",
+            deleted=False,
+            closing=(as_of, scope.data_end),
+            columns=["deal_id", *PIPELINE_COLUMNS],
+            categorical=True,
+        )
+        n_deals += len(due)
+        due = due[_due(due, as_of)]
     timings["pipeline"] = clock.perf_counter() - t
     return Inputs(
         reps=reps,
@@ -635,8 +678,8 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
         membership=membership,
         rep_month=rep_month[rep_month["period_index"].between(lo, hi)],
         cycles=cycles,
-        due=due[_due(due, as_of)],
-        state={"rep_month": rep_month, "won": won},
+        due=due,
+        state={"rep_month": rep_month, "won": won, "due": _due_state(due)},
         deals=n_deals,
         activities=n_activities,
         timings=timings,
@@ -805,7 +848,11 @@ def run(
         session,
         version,
         {
-            name: frame[frame["period_index"].between(stored_months[0], stored_months[1])]
+            name: frame[
+                frame["close_date"] <= pd.Timestamp(scope.data_end)
+                if name == "due"
+                else frame["period_index"].between(stored_months[0], stored_months[1])
+            ]
             for name, frame in inputs.state.items()
         },
     )
@@ -837,6 +884,7 @@ def run(
         "activities": inputs.activities,
         "dirty_days": len(scope.dirty_days),
         "stored_months": stored_months,
+        "due_range": [as_of.isoformat(), scope.data_end.isoformat()],
         "basis": _basis(settings),
         "purged_to": keep,
     }

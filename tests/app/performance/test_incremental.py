@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app import ingest
 from app.activities.models import Activity
@@ -17,6 +17,8 @@ from app.demo.generator import DemoConfig
 from app.demo.load import load_demo
 from app.performance import compute, versioning
 from app.performance.models import CoachingRow, DealChange, DirtyDay, MetricRow, PerformanceRow
+from app.reps.models import Rep
+from app.targets import service as targets_service
 from connectors.base import ACTIVITY_FIELDS, DEAL_FIELDS
 
 TODAY = date(2026, 11, 18)
@@ -146,8 +148,8 @@ def test_incremental_equals_full_row_for_row(session, settings, overrides):
     _assert_same_as_full(session, tuned, inc)
 
 
-def _assert_same_as_full(session: Any, settings: Any, inc: Any) -> None:
-    full = compute.run(session=session, settings=settings, as_of=TODAY, full=True)
+def _assert_same_as_full(session: Any, settings: Any, inc: Any, as_of: date = TODAY) -> None:
+    full = compute.run(session=session, settings=settings, as_of=as_of, full=True)
     for model in (PerformanceRow, MetricRow, CoachingRow):
         ours = _visible(session, model, inc.id, inc.periods)
         theirs = _visible(session, model, full.id, inc.periods)
@@ -223,3 +225,67 @@ def test_incrementals_in_a_row_keep_the_state_exact(session, settings):
     _change(session, won[0], is_deleted=True)
     again = compute.run(session=session, settings=settings, as_of=TODAY)
     _assert_same_as_full(session, settings, again)
+
+
+def test_open_pipeline_kept_in_the_state(session, settings):
+    """The open deals due from as_of on come from the state, shifted by the changed deals:
+    a probability revised, close dates moved past due and beyond the year, a due deal won,
+    one deleted, a new one; then time passing, and a new fiscal year (read again)."""
+    load_demo(
+        session=session, config=DemoConfig(seed=5, today=TODAY, teams=2, reps_per_team=3, months=15)
+    )
+    # Targets ahead, so that the pipeline due shows in their rows.
+    rows = [
+        {"rep_id": rep_id, "metric": metric, "period": period, "value": 50_000.0}
+        for rep_id in session.scalars(select(Rep.id).where(Rep.role == "rep"))
+        for metric in ("won_revenue", "won_deals")
+        for period in ("2026-12", "2026-Q4", "2027-01", "2027-Q1")
+    ]
+    targets_service.upsert_many(
+        session=session,
+        rows=targets_service.validate_rows(session=session, rows=rows, cal=settings.calendar),
+    )
+    compute.run(session=session, settings=settings, as_of=TODAY, full=True)
+    due = _deals_closing(session, (2026, 12), "open", 7)
+    assert len(due) == 7
+    _change(session, due[0], probability=0.9)
+    _change(session, due[1], close_date=date(2027, 2, 10))
+    _change(session, due[6], close_date=date(2026, 11, 2))
+    won_at = datetime(2026, 11, 17, 15, tzinfo=UTC)
+    _change(session, due[2], status="won", stage="Closed Won", closed_at=won_at)
+    _change(session, due[3], is_deleted=True)
+    new = {
+        "external_id": "NEW-OPEN",
+        "rep_id": due[4].rep_id,
+        "amount": 12_000.0,
+        "currency": "EUR",
+        "stage": "Proposal",
+        "status": "open",
+        "probability": 0.5,
+        "created_at": datetime(2026, 11, 10, 9, tzinfo=UTC),
+        "close_date": date(2026, 12, 20),
+        "closed_at": None,
+        "is_deleted": False,
+    }
+    ingest.upsert_records(session, Deal, due[4].source_id, [new])
+    inc = compute.run(session=session, settings=settings, as_of=TODAY)
+    assert inc.details["deals"] < 50  # the changed deals only: the pipeline came from the state
+    _assert_same_as_full(session, settings, inc)
+
+    # Days later a deal due in between has become past due.
+    later = date(2026, 12, 10)
+    _change(session, due[5], amount=float(due[5].amount) + 1)
+    inc = compute.run(session=session, settings=settings, as_of=later)
+    assert inc.details["deals"] < 50
+    _assert_same_as_full(session, settings, inc, as_of=later)
+
+    # A new fiscal year reaches past the state's span: the pipeline is read again.
+    next_year = date(2027, 1, 5)
+    inc = compute.run(session=session, settings=settings, as_of=next_year)
+    open_due = session.scalar(
+        select(func.count(Deal.id)).where(
+            Deal.status == "open", ~Deal.is_deleted, Deal.close_date >= next_year
+        )
+    )
+    assert inc.details["deals"] >= open_due > 0
+    _assert_same_as_full(session, settings, inc, as_of=next_year)
