@@ -465,7 +465,7 @@ def _save_state(session: Session, snapshot_id: int, state: dict[str, pd.DataFram
         frame = state[name]
         buffer = io.BytesIO()
         # Labels are derived again on load.
-        arrays = {str(c): _array(frame[c]) for c in frame.columns if c != "period"}
+        arrays: dict[str, Any] = {str(c): _array(frame[c]) for c in frame.columns if c != "period"}
         np.savez(buffer, **arrays)
         rows.append({"name": name, "snapshot_id": snapshot_id, "data": buffer.getvalue()})
     session.execute(insert(ComputeState), rows)
@@ -479,9 +479,6 @@ def _load_state(session: Session) -> dict[str, pd.DataFrame]:
         for c in ("deal_id", "rep_id", "period_index"):
             if c in out[name]:
                 out[name][c] = out[name][c].astype(np.int64)
-        for c, values in out[name].items():
-            if values.dtype.kind == "U":
-                out[name][c] = values.astype(object)
     months = out["rep_month"]
     labels = {i: index_label("month", i) for i in pd.unique(months["period_index"])}
     months.insert(1, "period", months["period_index"].map(labels).astype(object))

@@ -65,9 +65,9 @@ def _hashable(series: pd.Series) -> npt.NDArray[Any]:
     if isinstance(dtype, np.dtype) and dtype.kind == "M":
         # Not as text: that costs a Python call per value.
         days = series.to_numpy(dtype="datetime64[D]")
-        out = days.astype(np.int64).astype(np.float64)
-        out[np.isnat(days)] = np.nan
-        return out
+        numbers: npt.NDArray[np.float64] = days.astype(np.int64).astype(np.float64)
+        numbers[np.isnat(days)] = np.nan
+        return numbers
     inferred = pd.api.types.infer_dtype(series, skipna=True)
     if isinstance(dtype, np.dtype) and dtype.kind == "O":
         # Numbers held as objects (a column assembled from several frames) are numbers.
