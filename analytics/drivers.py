@@ -271,9 +271,13 @@ def _pooled(sums: dict[str, FloatArray]) -> dict[str, FloatArray]:
 
 
 def _ints(x: FloatArray) -> pd.Series:
-    """Whole numbers with thousands separators, vectorised ("12,345")."""
-    text = pd.Series(np.round(x).astype(np.int64), dtype=np.int64).astype(str)
-    return text.str.replace(r"\B(?=(\d{3})+(?!\d))", ",", regex=True).astype(object)
+    """Whole numbers with thousands separators ("12,345"): the few of four digits or more
+    through Python's format, the rest (percentages, days) as the array's text."""
+    whole = np.round(x).astype(np.int64)
+    text = whole.astype(str).astype(object)
+    wide = np.flatnonzero(np.abs(whole) >= 1000)
+    text[wide] = [f"{v:,}" for v in whole[wide].tolist()]
+    return pd.Series(text, dtype=object)
 
 
 def _fixed(x: FloatArray, decimals: int) -> pd.Series:

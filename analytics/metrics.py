@@ -548,7 +548,12 @@ def month_to_period(
     months = np.asarray(month_index, dtype=np.int64)
     if kind == "month" or not len(months):
         return months.copy()
-    distinct, inverse = np.unique(months, return_inverse=True)
+    # A lookup table over the span of months (a few dozen), rather than a sort of the rows.
+    first, last = int(months.min()), int(months.max())
+    if last - first > 1200:
+        distinct, inverse = np.unique(months, return_inverse=True)
+    else:
+        distinct, inverse = np.arange(first, last + 1), months - first
     starts = pd.Series(
         pd.to_datetime([period_from_index("month", int(m), cal).start for m in distinct])
     )
