@@ -1014,7 +1014,7 @@ def _records(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
 _PERFORMANCE_FIELDS = [
     c.key
     for c in PerformanceRow.__table__.columns
-    if c.key not in {"id", "valid_from", "valid_to", "digest", "details"}
+    if c.key not in {"id", "valid_from", "valid_to", "key_digest", "digest", "details"}
 ]
 
 

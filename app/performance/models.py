@@ -44,18 +44,28 @@ class Snapshot(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
-def _head_index(name: str, *columns: str) -> Index:
-    """The head rows' keys and digests by period, all a compute's comparison reads (so it
+def _head_index(name: str) -> Index:
+    """The head rows' ids and digests by period, all a compute's comparison reads (so it
     reads the index alone, not the table's rows)."""
     head = text("valid_to IS NULL")
-    return Index(name, "period", *columns, "digest", sqlite_where=head, postgresql_where=head)
+    return Index(
+        name,
+        "period",
+        "key_digest",
+        "digest",
+        sqlite_where=head,
+        postgresql_where=head,
+        postgresql_include=["id"],
+    )
 
 
 class _Versioned:
     valid_from: Mapped[int] = mapped_column(Integer)
     valid_to: Mapped[int | None] = mapped_column(Integer)
-    # A hash of the row's content (``versioning.digests``): a recompute compares it, not the
-    # stored values, to find the rows that changed. Null never matches (the row is rewritten).
+    # Hashes (``versioning.digests``) of the row's key columns and of its key and content: a
+    # recompute matches rows on the first and compares the second, not the stored values, to
+    # find the rows that changed. Null never matches (the row is rewritten).
+    key_digest: Mapped[int | None] = mapped_column(BigInteger)
     digest: Mapped[int | None] = mapped_column(BigInteger)
 
 
@@ -67,7 +77,7 @@ class PerformanceRow(_Versioned, Base):
         Index("ix_performance_rows_period_metric", "period", "metric", "valid_to"),
         Index("ix_performance_rows_rep_id", "rep_id", "metric", "period_start"),
         Index("ix_performance_rows_team_id", "team_id", "period"),
-        _head_index("ix_performance_rows_head", "subject_type", "rep_id", "team_id", "metric"),
+        _head_index("ix_performance_rows_head"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -110,7 +120,7 @@ class MetricRow(_Versioned, Base):
     __table_args__ = (
         Index("ix_metric_rows_period", "period", "subject_type", "valid_to"),
         Index("ix_metric_rows_subject", "subject_type", "subject_id", "period_kind"),
-        _head_index("ix_metric_rows_head", "subject_type", "subject_id"),
+        _head_index("ix_metric_rows_head"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -128,7 +138,7 @@ class CoachingRow(_Versioned, Base):
     __tablename__ = "coaching_rows"
     __table_args__ = (
         Index("ix_coaching_rows_rep_period", "rep_id", "period", "valid_to"),
-        _head_index("ix_coaching_rows_head", "rep_id"),
+        _head_index("ix_coaching_rows_head"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

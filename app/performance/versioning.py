@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import ColumnElement, Select, Table, and_, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.performance.models import CoachingRow, MetricRow, PerformanceRow, Snapshot
@@ -106,20 +106,6 @@ def digests(frame: pd.DataFrame, columns: Sequence[str]) -> npt.NDArray[np.int64
     return hashed
 
 
-def _key_digests(frame: pd.DataFrame, key: Sequence[str]) -> npt.NDArray[np.int64]:
-    """:func:`digests` of key columns, the same for the database's values and the frame's:
-    ids as float64 numbers (a column of ints and None, or wholly None, as an Int64 or float
-    one), text as text, missing as NaN either way."""
-    parts = {}
-    for c in key:
-        column = frame[c]
-        if c.endswith("_id"):
-            parts[c] = pd.to_numeric(column.astype(object), errors="coerce").astype("float64")
-        else:
-            parts[c] = column.astype(object).where(column.notna(), None)
-    return digests(pd.DataFrame(parts), key)
-
-
 def _raw_rows(session: Session, stmt: Select[Any]) -> list[tuple[Any, ...]]:
     """The rows of a query of plain columns (ids, text, integers) as the driver's tuples:
     SQLAlchemy's Row objects cost more than the query itself for a scope's head rows."""
@@ -150,46 +136,52 @@ def write(
     changed.
 
     A row is its ``key`` columns and its content, ``fields`` of ``frame``, compared through
-    their :func:`digests` (stored with each row) rather than the stored values. Unchanged
-    rows are left alone (their ``valid_from`` stays), changed ones are closed at ``version``
-    and re-inserted (``build`` makes their database rows from the changed part of ``frame``),
-    and head rows no longer produced are closed.
+    their :func:`digests` rather than the stored values: each row stores the digest of its
+    key (``key_digest``) and of its key and content (``digest``). Unchanged rows are left
+    alone (their ``valid_from`` stays), changed ones are closed at ``version`` and
+    re-inserted (``build`` makes their database rows from the changed part of ``frame``), and
+    head rows no longer produced are closed.
     """
+    keys = digests(frame, key)
     digest = digests(frame, [*key, *fields])
-    cols = [model.id, model.digest, *(getattr(model, k) for k in key)]
-    head = pd.DataFrame(
-        _raw_rows(session, select(*cols).where(scope, model.valid_to.is_(None))),
-        columns=["id", "digest", *key],
+    # The heads' ids and digests, as one integer array (a null digest is a head that never
+    # matches: there are none since migration 0009 but in periods not recomputed since).
+    rows = _raw_rows(
+        session,
+        select(
+            model.id,
+            func.coalesce(model.key_digest, 0),
+            func.coalesce(model.digest, 0),
+            model.key_digest.is_(None) | model.digest.is_(None),
+        ).where(scope, model.valid_to.is_(None)),
     )
-    # Rows are matched on a hash of their key columns, so the comparison is a vectorised
-    # lookup rather than a loop over tuples.
-    head_keys = pd.Index(_key_digests(head, key))
-    twice = head_keys.duplicated(keep="last")  # (never written so: one head per key)
-    at = pd.Index(head_keys[~twice]).get_indexer(pd.Index(_key_digests(frame, key)))
-    head_ids = head["id"].to_numpy(dtype=np.int64)
-    extra, head_ids = head_ids[twice], head_ids[~twice]
-    stored = head["digest"][~twice]
-    has_digest = stored.notna().to_numpy()  # a null digest never matches
-    head_digest = stored.fillna(0).astype(np.int64).to_numpy()
+    head = np.array(rows, dtype=np.int64).reshape(len(rows), 4)
+    head_ids, head_keys, head_digest = head[:, 0], head[:, 1], head[:, 2]
+    usable = head[:, 3] == 0
+    # Matched by a vectorised lookup of the key digests, not a loop over tuples; a key with
+    # two heads (never written so) keeps its last one.
+    keyed = pd.Index(head_keys)
+    last = usable & ~keyed.duplicated(keep="last")
+    at = pd.Index(head_keys[last]).get_indexer(pd.Index(keys))
     found = at >= 0
     same = np.zeros(len(frame), dtype=bool)
-    same[found] = has_digest[at[found]] & (head_digest[at[found]] == digest[found])
+    same[found] = head_digest[last][at[found]] == digest[found]
     changed = ~same
     matched = np.zeros(len(head_ids), dtype=bool)
-    matched[at[found]] = True
-    removed = [*head_ids[~matched].tolist(), *extra.tolist()]
-    closes = head_ids[at[found & changed]].tolist() + removed
+    matched[np.flatnonzero(last)[at[found & same]]] = True
+    closes = head_ids[~matched].tolist()
     for i in range(0, len(closes), CHUNK):
         session.execute(
             update(model).where(model.id.in_(closes[i : i + CHUNK])).values(valid_to=version)
         )
     inserts = build(frame[changed]) if changed.any() else []
-    for row, d in zip(inserts, digest[changed].tolist(), strict=True):
-        row.update(valid_from=version, valid_to=None, digest=d)
+    for row, k, d in zip(inserts, keys[changed].tolist(), digest[changed].tolist(), strict=True):
+        row.update(valid_from=version, valid_to=None, key_digest=k, digest=d)
     table = model.__table__
     assert isinstance(table, Table)
     _insert(session, table, inserts)
-    return len(inserts) + len(removed)
+    # Rows written, and heads closed without a successor (no longer produced).
+    return len(inserts) + len(closes) - int((found & changed).sum())
 
 
 def _insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:

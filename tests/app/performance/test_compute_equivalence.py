@@ -340,7 +340,7 @@ def reference_performance_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
     cols = [
         c.key
         for c in PerformanceRow.__table__.columns
-        if c.key not in {"id", "valid_from", "valid_to", "digest", "details"}
+        if c.key not in {"id", "valid_from", "valid_to", "key_digest", "digest", "details"}
     ]
     out = []
     for r in rows.to_dict("records"):

@@ -98,7 +98,7 @@ def _plant_changes(session: Any) -> None:
     ingest.upsert_records(session, Activity, october.source_id, gone)
 
 
-_SKIP = {"id", "valid_from", "valid_to", "digest"}
+_SKIP = {"id", "valid_from", "valid_to", "key_digest", "digest"}
 
 
 def _visible(session: Any, model: Any, version: int, periods: list[str]) -> dict[tuple, dict]:

@@ -6,7 +6,11 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
+from app.performance import versioning
+from app.performance.models import MetricRow, Snapshot
 from app.performance.versioning import digests
 
 
@@ -43,3 +47,70 @@ def test_datetimes_count_by_day_and_missing_ones_alike() -> None:
 def test_column_order_matters() -> None:
     frame = pd.DataFrame({"a": [1.0], "b": [2.0]})
     assert digests(frame, ["a", "b"])[0] != digests(frame, ["b", "a"])[0]
+
+
+# ------------------------------------------------------------------------------- write
+
+
+def _metrics(*rows: tuple[int, float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "subject_type": "rep",
+            "subject_id": [r for r, _ in rows],
+            "period": "2026-11",
+            "period_kind": "month",
+            "period_start": date(2026, 11, 1),
+            "won_revenue": [v for _, v in rows],
+        }
+    )
+
+
+def _write(session: Session, version: int, frame: pd.DataFrame) -> int:
+    session.add(Snapshot(id=version, kind="full", as_of=date(2026, 11, 18)))
+    session.flush()
+    return versioning.write(
+        session,
+        MetricRow,
+        version=version,
+        key=("subject_type", "subject_id", "period"),
+        frame=frame,
+        fields=["period_kind", "period_start", "won_revenue"],
+        build=lambda f: [
+            {
+                "subject_type": "rep",
+                "subject_id": int(r.subject_id),
+                "period": r.period,
+                "period_kind": r.period_kind,
+                "period_start": r.period_start,
+                "values": {"won_revenue": float(r.won_revenue)},
+            }
+            for r in f.itertuples()
+        ],
+        scope=MetricRow.period == "2026-11",
+    )
+
+
+def _heads(session: Session) -> dict[int, tuple[int, float]]:
+    rows = session.scalars(select(MetricRow).where(MetricRow.valid_to.is_(None)))
+    return {r.subject_id: (r.valid_from, r.values["won_revenue"]) for r in rows}
+
+
+def test_write_keeps_unchanged_rows_and_closes_changed_and_removed_ones(session) -> None:
+    assert _write(session, 1, _metrics((1, 10.0), (2, 20.0), (3, 30.0))) == 3
+    # 1 unchanged, 2 changed, 3 no longer produced, 4 new
+    assert _write(session, 2, _metrics((1, 10.0), (2, 25.0), (4, 40.0))) == 3
+    assert _heads(session) == {1: (1, 10.0), 2: (2, 25.0), 4: (2, 40.0)}
+    closed = session.scalars(select(MetricRow.subject_id).where(MetricRow.valid_to == 2)).all()
+    assert sorted(closed) == [2, 3]
+    assert _write(session, 3, _metrics((1, 10.0), (2, 25.0), (4, 40.0))) == 0  # idempotent
+
+
+def test_write_replaces_heads_without_a_key_digest(session) -> None:
+    """Rows written before key digests existed are rewritten once, then matched."""
+    _write(session, 1, _metrics((1, 10.0), (2, 20.0)))
+    session.execute(update(MetricRow).where(MetricRow.subject_id == 1).values(key_digest=None))
+    # Written again, and the old row closed (counted apart: its key is not known).
+    assert _write(session, 2, _metrics((1, 10.0), (2, 20.0))) == 2
+    assert _heads(session) == {1: (2, 10.0), 2: (1, 20.0)}
+    assert session.scalar(select(func.count()).where(MetricRow.key_digest.is_(None))) == 1
+    assert _write(session, 3, _metrics((1, 10.0), (2, 20.0))) == 0
