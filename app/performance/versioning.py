@@ -13,7 +13,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import ColumnElement, Select, Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ClauseElement,
+    ColumnElement,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from app.performance.models import CoachingRow, MetricRow, PerformanceRow, Snapshot
@@ -106,7 +117,7 @@ def digests(frame: pd.DataFrame, columns: Sequence[str]) -> npt.NDArray[np.int64
     return hashed
 
 
-def _raw_rows(session: Session, stmt: Select[Any]) -> list[tuple[Any, ...]]:
+def _raw_rows(session: Session, stmt: ClauseElement) -> list[tuple[Any, ...]]:
     """The rows of a query of plain columns (ids, text, integers) as the driver's tuples:
     SQLAlchemy's Row objects cost more than the query itself for a scope's head rows."""
     session.flush()  # as session.execute would: the driver must see pending ORM changes
