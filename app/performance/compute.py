@@ -7,15 +7,16 @@ period containing the previous snapshot's ``as_of``, since time passing moves pa
 closes periods) to the same end; figures outside that scope cannot have changed.
 
 Within its scope an incremental compute starts from the state the last compute left
-(``ComputeState``: every rep's monthly figures and the won deals' sales cycles) rather than
-from the records. Each deal changed since (``DealChange``) takes out what the state counted
-of it, its before image, and puts in what it is now; activities are read again for the
-(activity, rep, month) cells a sync or import marked (``DirtyDay``, a day either side), and
-every record for the months of the data window the state does not hold. Quarter and year
-figures are rolled up from the months as in a full compute; medians (the sales cycle), which
-do not roll up, come from the won deals of the state. Each snapshot records the months its
-state is exact for and the settings it was computed with (``details``): when those settings
-change, the next incremental compute reads every record of its data window.
+(``ComputeState``: every rep's monthly figures, the won deals' sales cycles and the open
+deals due) rather than from the records. Each deal changed since (``DealChange``) takes out
+what the state counted of it, its before image, and puts in what it is now; activities are
+read again for the (activity, rep, month) cells a sync or import marked (``DirtyDay``, a day
+either side), and every record for the months of the data window the state does not hold.
+Quarter and year figures are rolled up from the months as in a full compute; medians (the
+sales cycle), which do not roll up, come from the won deals of the state. Each snapshot
+records the months its state is exact for, the span its open deals cover and the settings it
+was computed with (``details``): when those settings change, the next incremental compute
+reads every record of its data window.
 """
 
 from __future__ import annotations
@@ -512,8 +513,7 @@ def _due_from_state(
     kept = kept[~kept["deal_id"].isin(after["deal_id"].to_numpy())].assign(
         status="open", is_deleted=False
     )
-    now = after[_due(after, as_of)][kept.columns]
-    due = pd.concat([kept, now], ignore_index=True)
+    due = pd.concat([kept, after[kept.columns]], ignore_index=True)
     for c in ("currency", "status"):
         due[c] = due[c].astype(object)
     return due[_due(due, as_of)]

@@ -203,10 +203,10 @@ class DealChange(Base):
 
 class ComputeState(Base):
     """What the last snapshot was computed from, for the next incremental compute: every
-    rep's monthly figures (``rep_month``) and the won deals' sales cycles (``won``), as
-    columns of a ``numpy.savez`` archive. Written in the snapshot's own transaction, so it
-    is never ahead of or behind the snapshot it names; not served (the API reads the
-    result rows)."""
+    rep's monthly figures (``rep_month``), the won deals' sales cycles (``won``) and the open
+    deals due (``due``), each as the columns of a ``numpy.savez`` archive. Written in the
+    snapshot's own transaction, so it is never ahead of or behind the snapshot it names; not
+    served (the API reads the result rows)."""
 
     __tablename__ = "compute_state"
 
