@@ -499,10 +499,15 @@ def _due_state(due: pd.DataFrame) -> pd.DataFrame:
 
 
 def _due_from_state(
-    state: dict[str, pd.DataFrame], after: pd.DataFrame, scope: Scope, as_of: date
+    state: dict[str, pd.DataFrame],
+    changed: npt.NDArray[np.int64],
+    after: pd.DataFrame,
+    scope: Scope,
+    as_of: date,
 ) -> pd.DataFrame | None:
-    """The open deals due from ``as_of`` to the end of the scope: those of the state, but
-    the changed ones as they are now. None when the state's range does not cover that span
+    """The open deals due from ``as_of`` to the end of the scope: those of the state but the
+    ``changed`` ones (by id), which are as ``after`` has them now (if at all: a deal left
+    without a rep is in no frame). None when the state's range does not cover that span
     (as_of went back, or the scope now ends later)."""
     span = scope.previous.get("due_range")
     if span is None or as_of < date.fromisoformat(span[0]):
@@ -510,9 +515,7 @@ def _due_from_state(
     if scope.data_end > date.fromisoformat(span[1]):
         return None
     kept = state["due"]
-    kept = kept[~kept["deal_id"].isin(after["deal_id"].to_numpy())].assign(
-        status="open", is_deleted=False
-    )
+    kept = kept[~kept["deal_id"].isin(changed)].assign(status="open", is_deleted=False)
     due = pd.concat([kept, after[kept.columns]], ignore_index=True)
     for c in ("currency", "status"):
         due[c] = due[c].astype(object)
@@ -655,7 +658,7 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
     timings["cycles"] = clock.perf_counter() - t
 
     t = clock.perf_counter()
-    due = _due_from_state(state, after, scope, as_of)
+    due = _due_from_state(state, changed_ids, after, scope, as_of)
     if due is None:
         due = frames.deals_frame(
             conn,

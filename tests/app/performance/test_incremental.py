@@ -230,7 +230,8 @@ def test_incrementals_in_a_row_keep_the_state_exact(session, settings):
 def test_open_pipeline_kept_in_the_state(session, settings):
     """The open deals due from as_of on come from the state, shifted by the changed deals:
     a probability revised, close dates moved past due and beyond the year, a due deal won,
-    one deleted, a new one; then time passing, and a new fiscal year (read again)."""
+    one deleted, one left without a rep, a new one; then time passing, and a new fiscal year
+    (read again)."""
     load_demo(
         session=session, config=DemoConfig(seed=5, today=TODAY, teams=2, reps_per_team=3, months=15)
     )
@@ -246,8 +247,9 @@ def test_open_pipeline_kept_in_the_state(session, settings):
         rows=targets_service.validate_rows(session=session, rows=rows, cal=settings.calendar),
     )
     compute.run(session=session, settings=settings, as_of=TODAY, full=True)
-    due = _deals_closing(session, (2026, 12), "open", 7)
-    assert len(due) == 7
+    due = _deals_closing(session, (2026, 12), "open", 8)
+    assert len(due) == 8
+    _change(session, due[7], rep_id=None)  # in no frame any more
     _change(session, due[0], probability=0.9)
     _change(session, due[1], close_date=date(2027, 2, 10))
     _change(session, due[6], close_date=date(2026, 11, 2))
