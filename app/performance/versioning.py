@@ -154,7 +154,9 @@ def write(
     head rows no longer produced are closed.
     """
     keys = digests(frame, key)
-    digest = digests(frame, [*key, *fields])
+    # The row's digest hashes its key's with its content's (the key columns hashed once).
+    both = pd.DataFrame({"key": keys, "content": digests(frame, fields)})
+    digest = pd.util.hash_pandas_object(both, index=False).to_numpy().view(np.int64)
     # The heads' ids and digests, as one integer array (a null digest is a head that never
     # matches: there are none since migration 0009 but in periods not recomputed since).
     rows = _raw_rows(
