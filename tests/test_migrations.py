@@ -9,7 +9,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import Connection, inspect, text
 
 from app.db import make_engine
 from app.migrate import alembic_config, upgrade
@@ -36,6 +36,41 @@ def test_migrated_schema_matches_models(fresh_url):
         )
     engine.dispose()
     assert diff == []
+
+
+def test_compute_state_storage(fresh_url, backend, tmp_path):
+    """On PostgreSQL the compute state is stored uncompressed, whether the schema comes from
+    the migrations or from the models; SQLite has no such setting."""
+    storages = []
+    for build in ("migrations", "models"):
+        if build == "migrations":
+            url = fresh_url
+        elif backend == "sqlite":
+            url = f"sqlite:///{tmp_path / 'models.db'}"
+        else:
+            url = _postgres_database(f"qg_models_{uuid.uuid4().hex[:8]}")
+        engine = make_engine(url)
+        if build == "migrations":
+            upgrade(engine)
+        else:
+            Base.metadata.create_all(engine)
+        with engine.connect() as conn:
+            storages.append(_state_storage(conn))
+        engine.dispose()
+        if build == "models" and backend != "sqlite":
+            _drop_postgres_database(url.rsplit("/", 1)[1])
+    assert storages == (["e", "e"] if backend == "postgresql" else [None, None])
+
+
+def _state_storage(conn: Connection) -> str | None:
+    if conn.dialect.name != "postgresql":
+        return None
+    return conn.execute(
+        text(
+            "SELECT attstorage FROM pg_attribute"
+            " WHERE attrelid = 'compute_state'::regclass AND attname = 'data'"
+        )
+    ).scalar_one()
 
 
 def test_downgrade_to_base_and_back(fresh_url):
