@@ -63,6 +63,7 @@ from app.config import Settings
 from app.performance import versioning
 from app.performance.models import (
     ANY_REP,
+    VERSIONING_COLUMNS,
     CoachingRow,
     ComputeState,
     DealChange,
@@ -1017,7 +1018,7 @@ def _records(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
 _PERFORMANCE_FIELDS = [
     c.key
     for c in PerformanceRow.__table__.columns
-    if c.key not in {"id", "valid_from", "valid_to", "key_digest", "digest", "details"}
+    if c.key not in VERSIONING_COLUMNS and c.key != "details"
 ]
 
 

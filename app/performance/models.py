@@ -61,6 +61,10 @@ def _head_index(name: str) -> Index:
     )
 
 
+# The columns a versioned row keeps for its versioning, not its figures.
+VERSIONING_COLUMNS = frozenset({"id", "valid_from", "valid_to", "key_digest", "digest"})
+
+
 class _Versioned:
     valid_from: Mapped[int] = mapped_column(Integer)
     valid_to: Mapped[int | None] = mapped_column(Integer)

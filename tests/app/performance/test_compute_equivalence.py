@@ -28,7 +28,7 @@ from app import frames
 from app.demo.generator import DemoConfig
 from app.demo.load import load_demo
 from app.performance import compute, versioning
-from app.performance.models import PerformanceRow
+from app.performance.models import VERSIONING_COLUMNS, PerformanceRow
 from app.reps.models import Rep
 from app.teams.models import Team
 
@@ -340,7 +340,7 @@ def reference_performance_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
     cols = [
         c.key
         for c in PerformanceRow.__table__.columns
-        if c.key not in {"id", "valid_from", "valid_to", "key_digest", "digest", "details"}
+        if c.key not in VERSIONING_COLUMNS and c.key != "details"
     ]
     out = []
     for r in rows.to_dict("records"):

@@ -16,7 +16,14 @@ from app.deals.models import Deal
 from app.demo.generator import DemoConfig
 from app.demo.load import load_demo
 from app.performance import compute, versioning
-from app.performance.models import CoachingRow, DealChange, DirtyDay, MetricRow, PerformanceRow
+from app.performance.models import (
+    VERSIONING_COLUMNS,
+    CoachingRow,
+    DealChange,
+    DirtyDay,
+    MetricRow,
+    PerformanceRow,
+)
 from app.reps.models import Rep
 from app.targets import service as targets_service
 from connectors.base import ACTIVITY_FIELDS, DEAL_FIELDS
@@ -98,9 +105,6 @@ def _plant_changes(session: Any) -> None:
     ingest.upsert_records(session, Activity, october.source_id, gone)
 
 
-_SKIP = {"id", "valid_from", "valid_to", "key_digest", "digest"}
-
-
 def _visible(session: Any, model: Any, version: int, periods: list[str]) -> dict[tuple, dict]:
     key = {
         PerformanceRow: ("subject_type", "rep_id", "team_id", "metric", "period"),
@@ -112,7 +116,11 @@ def _visible(session: Any, model: Any, version: int, periods: list[str]) -> dict
     )
     out = {}
     for r in rows:
-        values = {c.key: getattr(r, c.key) for c in model.__table__.columns if c.key not in _SKIP}
+        values = {
+            c.key: getattr(r, c.key)
+            for c in model.__table__.columns
+            if c.key not in VERSIONING_COLUMNS
+        }
         out[tuple(values[k] for k in key)] = values
     return out
 
