@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -65,9 +66,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def json_dumps(value: Any) -> str:
+    """JSON columns' serializer: orjson is about nine times as fast as ``json.dumps`` on the
+    result rows' dicts (a compute writes thousands), writes NaN as null (valid JSON, where
+    ``json.dumps`` writes ``NaN``, which PostgreSQL's jsonb rejects) and takes numpy
+    scalars."""
+    return orjson.dumps(value, option=_JSON_OPTIONS).decode()
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     from app import versions  # it maps onto Base, defined here
 
+    kwargs.setdefault("json_serializer", json_dumps)
+    kwargs.setdefault("json_deserializer", orjson.loads)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
