@@ -1022,7 +1022,11 @@ _PERFORMANCE_FIELDS = [
 ]
 
 
-def _performance_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
+# The row builders give ``versioning.write`` database columns (name -> values), not rows:
+# it inserts a column at a time.
+
+
+def _performance_rows(rows: pd.DataFrame) -> dict[str, list[Any]]:
     values = _clean_columns(rows, _PERFORMANCE_FIELDS)
     for c in ("rep_id", "team_id", "target_id"):
         values[c] = [None if v is None or pd.isna(v) else int(v) for v in values[c]]
@@ -1030,24 +1034,19 @@ def _performance_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
         days = {v: pd.Timestamp(v).date() for v in set(values[c])}
         values[c] = [days[v] for v in values[c]]
     values["consecutive_misses"] = [int(v or 0) for v in values["consecutive_misses"]]
-    out = _records(values)
-    for row in out:
-        row["details"] = {}
-    return out
+    values["details"] = [{} for _ in range(len(rows))]
+    return values
 
 
-def _metric_rows(actuals: pd.DataFrame) -> list[dict[str, Any]]:
-    metric_values = _records(_clean_columns(actuals, METRIC_COLUMNS))
-    return _records(
-        {
-            "subject_type": actuals["subject_type"].tolist(),
-            "subject_id": [int(v) for v in actuals["subject_id"].tolist()],
-            "period": actuals["period"].tolist(),
-            "period_kind": actuals["period_kind"].tolist(),
-            "period_start": actuals["period_start"].tolist(),
-            "values": metric_values,
-        }
-    )
+def _metric_rows(actuals: pd.DataFrame) -> dict[str, list[Any]]:
+    return {
+        "subject_type": actuals["subject_type"].tolist(),
+        "subject_id": [int(v) for v in actuals["subject_id"].tolist()],
+        "period": actuals["period"].tolist(),
+        "period_kind": actuals["period_kind"].tolist(),
+        "period_start": actuals["period_start"].tolist(),
+        "values": _records(_clean_columns(actuals, METRIC_COLUMNS)),
+    }
 
 
 def _coaching_table(
@@ -1067,23 +1066,21 @@ def _coaching_table(
     return pd.concat(tables, ignore_index=True)
 
 
-def _coaching_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+def _coaching_rows(table: pd.DataFrame) -> dict[str, list[Any]]:
     names = [str(c) for c in table.columns if c != "period_kind"]
     values = _clean_columns(table, names)
     fixed = {"rep_id", "period", "coaching_focus", "focus_reason"}
     driver_values = _records({k: v for k, v in values.items() if k not in fixed})
     if not driver_values:  # no driver columns at all: one empty dict per row
         driver_values = [{} for _ in range(len(table))]
-    return _records(
-        {
-            "rep_id": [int(v) for v in table["rep_id"].tolist()],
-            "period": table["period"].tolist(),
-            "period_kind": table["period_kind"].tolist(),
-            "coaching_focus": [
-                None if focus is None or pd.isna(focus) else str(focus)
-                for focus in values["coaching_focus"]
-            ],
-            "focus_reason": values["focus_reason"],
-            "drivers": driver_values,
-        }
-    )
+    return {
+        "rep_id": [int(v) for v in table["rep_id"].tolist()],
+        "period": table["period"].tolist(),
+        "period_kind": table["period_kind"].tolist(),
+        "coaching_focus": [
+            None if focus is None or pd.isna(focus) else str(focus)
+            for focus in values["coaching_focus"]
+        ],
+        "focus_reason": values["focus_reason"],
+        "drivers": driver_values,
+    }

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -106,30 +107,43 @@ def _hashable(series: pd.Series) -> npt.NDArray[Any]:
     return text
 
 
+def _combine(hashes: Sequence[npt.NDArray[np.uint64]]) -> npt.NDArray[np.int64]:
+    """Row hashes from column hashes, combined as ``pd.util.hash_pandas_object`` combines a
+    frame's columns (so digests stored before this function existed still match)."""
+    out = np.full(len(hashes[0]), 0x345678, dtype=np.uint64)
+    mult = np.uint64(1000003)
+    for i, h in enumerate(hashes):
+        out ^= h
+        out *= mult
+        mult += np.uint64(82520 + 2 * (len(hashes) - i))
+    out += np.uint64(97531)
+    return out.view(np.int64)
+
+
 def digests(frame: pd.DataFrame, columns: Sequence[str]) -> npt.NDArray[np.int64]:
     """A 64-bit hash per row of ``columns`` (in that order); equal figures, equal digests."""
     if not len(frame):
         return np.empty(0, dtype=np.int64)
-    parts = pd.DataFrame({f"c{i}": _hashable(frame[c]) for i, c in enumerate(columns)})
-    hashed: npt.NDArray[np.int64] = (
-        pd.util.hash_pandas_object(parts, index=False).to_numpy().view(np.int64)
-    )
-    return hashed
+    # Hashed column by column, not as a frame of the columns: building that frame cost as
+    # much as the hashing (pandas turns each text column into a string array first).
+    return _combine([pd.util.hash_array(_hashable(frame[c])) for c in columns])
 
 
-def _raw_rows(session: Session, stmt: ClauseElement) -> list[tuple[Any, ...]]:
-    """The rows of a query of plain columns (ids, text, integers) as the driver's tuples:
-    SQLAlchemy's Row objects cost more than the query itself for a scope's head rows."""
+def _integers(session: Session, stmt: ClauseElement, width: int) -> npt.NDArray[np.int64]:
+    """The rows of a query of ``width`` integer columns, none null, as an (n, width) array,
+    read through the driver's cursor: SQLAlchemy's Row objects cost more than the query
+    itself for a scope's head rows."""
     session.flush()  # as session.execute would: the driver must see pending ORM changes
     conn = session.connection()
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(str(compiled))
-        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        rows = cursor.fetchall()
     finally:
         cursor.close()
-    return rows
+    flat = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=len(rows) * width)
+    return flat.reshape(len(rows), width)
 
 
 def write(
@@ -140,7 +154,7 @@ def write(
     key: Sequence[str],
     frame: pd.DataFrame,
     fields: Sequence[str],
-    build: Callable[[pd.DataFrame], list[dict[str, Any]]],
+    build: Callable[[pd.DataFrame], dict[str, list[Any]]],
     scope: ColumnElement[bool],
 ) -> int:
     """Make the head rows within ``scope`` equal the rows of ``frame``; returns how many rows
@@ -150,27 +164,23 @@ def write(
     their :func:`digests` rather than the stored values: each row stores the digest of its
     key (``key_digest``) and of its key and content (``digest``). Unchanged rows are left
     alone (their ``valid_from`` stays), changed ones are closed at ``version`` and
-    re-inserted (``build`` makes their database rows from the changed part of ``frame``), and
-    head rows no longer produced are closed.
+    re-inserted (``build`` makes their database columns, name -> values, from the changed part
+    of ``frame``), and head rows no longer produced are closed.
     """
     keys = digests(frame, key)
     # The row's digest hashes its key's with its content's (the key columns hashed once).
-    both = pd.DataFrame({"key": keys, "content": digests(frame, fields)})
-    digest = pd.util.hash_pandas_object(both, index=False).to_numpy().view(np.int64)
-    # The heads' ids and digests, as one integer array (a null digest is a head that never
-    # matches: there are none since migration 0009 but in periods not recomputed since).
-    rows = _raw_rows(
+    digest = _combine([pd.util.hash_array(d) for d in (keys, digests(frame, fields))])
+    # The heads' ids and digests. A null digest (0 here) is a head that never matches: there
+    # are none since migration 0009 but in periods not recomputed since.
+    head = _integers(
         session,
-        select(
-            model.id,
-            func.coalesce(model.key_digest, 0),
-            func.coalesce(model.digest, 0),
-            model.key_digest.is_(None) | model.digest.is_(None),
-        ).where(scope, model.valid_to.is_(None)),
+        select(model.id, func.coalesce(model.key_digest, 0), func.coalesce(model.digest, 0)).where(
+            scope, model.valid_to.is_(None)
+        ),
+        3,
     )
-    head = np.array(rows, dtype=np.int64).reshape(len(rows), 4)
     head_ids, head_keys, head_digest = head[:, 0], head[:, 1], head[:, 2]
-    usable = head[:, 3] == 0
+    usable = (head_keys != 0) & (head_digest != 0)
     # Matched by a vectorised lookup of the key digests, not a loop over tuples; a key with
     # two heads (never written so) keeps its last one.
     keyed = pd.Index(head_keys)
@@ -187,21 +197,29 @@ def write(
         session.execute(
             update(model).where(model.id.in_(closes[i : i + CHUNK])).values(valid_to=version)
         )
-    inserts = build(frame[changed]) if changed.any() else []
-    for row, k, d in zip(inserts, keys[changed].tolist(), digest[changed].tolist(), strict=True):
-        row.update(valid_from=version, valid_to=None, key_digest=k, digest=d)
-    table = model.__table__
-    assert isinstance(table, Table)
-    _insert(session, table, inserts)
+    n = int(changed.sum())
+    if n:
+        columns = build(frame[changed])
+        columns.update(
+            valid_from=[version] * n,
+            valid_to=[None] * n,
+            key_digest=keys[changed].tolist(),
+            digest=digest[changed].tolist(),
+        )
+        table = model.__table__
+        assert isinstance(table, Table)
+        _insert(session, table, columns)
     # Rows written, and heads closed without a successor (no longer produced).
-    return len(inserts) + len(closes) - int((found & changed).sum())
+    return n + len(closes) - int((found & changed).sum())
 
 
-def _insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
+def _insert(session: Session, table: Table, columns: dict[str, list[Any]]) -> None:
     conn = session.connection()
+    names = list(columns)
     if conn.dialect.name != "sqlite":
+        rows = [
+            dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)
+        ]
         for i in range(0, len(rows), CHUNK * 10):
             # Core executemany (on PostgreSQL, batched into multi-row VALUES): the ORM's
             # bulk insert costs several times as much per row.
@@ -210,22 +228,18 @@ def _insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
     # SQLite: the driver's executemany on values converted a column at a time by each
     # type's own bind processor, as Core would (Core's per-row bookkeeping cost as much as
     # the inserts themselves).
-    names = list(rows[0])
-    columns = []
-    for name in names:
-        values = [row[name] for row in rows]
+    bound = []
+    for name, values in columns.items():
         kind = table.c[name].type
         process = kind.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-        if process is not None:
-            values = [process(v) for v in values]
-        columns.append(values)
+        bound.append(values if process is None else [process(v) for v in values])
     quote = conn.dialect.identifier_preparer.quote
     marks = ", ".join("?" * len(names))
     into = f"{quote(table.name)} ({', '.join(quote(n) for n in names)})"
     sql = f"INSERT INTO {into} VALUES ({marks})"  # noqa: S608 (quoted table and column names)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(sql, zip(*columns, strict=True))
+        cursor.executemany(sql, zip(*bound, strict=True))
     finally:
         cursor.close()
 

@@ -44,6 +44,23 @@ def test_datetimes_count_by_day_and_missing_ones_alike() -> None:
     assert (digests(again, ["d"]) == out[:2]).all()
 
 
+def test_digests_are_the_ones_stored_before_the_column_by_column_hash() -> None:
+    # Rows stored with digests of the earlier code (a frame of the hashable columns through
+    # hash_pandas_object) must still match, or the next compute rewrites every row.
+    frame = pd.DataFrame(
+        {
+            "n": [1.5, np.nan, 3.0],
+            "i": [1, 2, 3],
+            "t": ["a", None, "c"],
+            "d": pd.to_datetime(["2026-11-01", None, "2026-12-01"]),
+        }
+    )
+    columns = ["n", "i", "t", "d"]
+    parts = pd.DataFrame({f"c{i}": versioning._hashable(frame[c]) for i, c in enumerate(columns)})
+    before = pd.util.hash_pandas_object(parts, index=False).to_numpy().view(np.int64)
+    assert (digests(frame, columns) == before).all()
+
+
 def test_column_order_matters() -> None:
     frame = pd.DataFrame({"a": [1.0], "b": [2.0]})
     assert digests(frame, ["a", "b"])[0] != digests(frame, ["b", "a"])[0]
@@ -75,17 +92,14 @@ def _write(session: Session, version: int, frame: pd.DataFrame) -> int:
         key=("subject_type", "subject_id", "period"),
         frame=frame,
         fields=["period_kind", "period_start", "won_revenue"],
-        build=lambda f: [
-            {
-                "subject_type": "rep",
-                "subject_id": int(r.subject_id),
-                "period": r.period,
-                "period_kind": r.period_kind,
-                "period_start": r.period_start,
-                "values": {"won_revenue": float(r.won_revenue)},
-            }
-            for r in f.itertuples()
-        ],
+        build=lambda f: {
+            "subject_type": ["rep"] * len(f),
+            "subject_id": [int(v) for v in f["subject_id"]],
+            "period": f["period"].tolist(),
+            "period_kind": f["period_kind"].tolist(),
+            "period_start": f["period_start"].tolist(),
+            "values": [{"won_revenue": float(v)} for v in f["won_revenue"]],
+        },
         scope=MetricRow.period == "2026-11",
     )
 
