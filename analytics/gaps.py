@@ -473,32 +473,57 @@ def _curve_values(
 # -------------------------------------------------------------------------- the gaps
 
 
-def _merge_values(
-    left: pd.DataFrame, right: pd.DataFrame, on: list[str], values: list[str], what: str
-) -> pd.DataFrame:
-    """Left-join ``values`` of ``right`` onto ``left`` row for row; duplicate keys are an error."""
-    right = right[[*on, *values]].copy()
-    if "subject_id" in on:
-        right["subject_id"] = _as_int64(right["subject_id"])
-    if "period" in on:
-        right["period"] = right["period"].astype("object")
-    if right.duplicated(on).any():
+def _key_codes(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> tuple[IntArray, IntArray]:
+    """One integer per row of each frame for its ``on`` columns, equal exactly where the keys
+    are equal (ids compared as integers, labels as text, missing equal to missing, as a merge
+    compares them): integer codes, so a lookup hashes each key column once."""
+    n = len(left)
+    lc = np.zeros(n, dtype=np.int64)
+    rc = np.zeros(len(right), dtype=np.int64)
+    for c in on:
+        pair = [left[c], right[c]]
+        if c == "subject_id":
+            pair = [_as_int64(v) for v in pair]
+        else:
+            pair = [v.astype("object") for v in pair]
+        codes, uniques = pd.factorize(pd.concat(pair, ignore_index=True), use_na_sentinel=False)
+        combined = pd.factorize(np.concatenate([lc, rc]) * max(len(uniques), 1) + codes)[0]
+        lc, rc = combined[:n], combined[n:]
+    return lc, rc
+
+
+def _lookup(left: pd.DataFrame, right: pd.DataFrame, on: list[str], what: str) -> IntArray:
+    """The position in ``right`` of each row of ``left`` by the ``on`` columns, −1 where it has
+    none; duplicate keys in ``right`` are an error."""
+    lc, rc = _key_codes(left, right, on)
+    index = pd.Index(rc)
+    if not index.is_unique:
         raise ValueError(f"{what} has more than one row for the same {', '.join(on)}")
-    merged = left[on].merge(right, on=on, how="left", validate="many_to_one")
-    return merged[values].reset_index(drop=True)
+    at: IntArray = index.get_indexer(pd.Index(lc))
+    return at
+
+
+def _take(values: pd.Series, at: IntArray) -> FloatArray:
+    """``values`` at the positions ``at`` (−1: NaN), as floats."""
+    source = _floats(values)
+    out: FloatArray = np.full(len(at), np.nan)
+    found = at >= 0
+    out[found] = source[at[found]]
+    return out
 
 
 def _actual_values(actuals: pd.DataFrame, keys: pd.DataFrame) -> FloatArray:
-    metrics = list(pd.unique(keys["metric"]))
+    metric = keys["metric"].to_numpy(dtype=object)
+    metrics = list(pd.unique(metric))
     absent = [m for m in metrics if m not in actuals.columns]
     if absent:
         raise ValueError(f"actuals frame has no column for metric(s) {', '.join(absent)}")
-    long = actuals[[*_SUBJECT, "period", *metrics]].melt(
-        id_vars=[*_SUBJECT, "period"], value_vars=metrics, var_name="metric", value_name="actual"
-    )
-    long["actual"] = long["actual"].astype("float64")
-    got = _merge_values(keys, long, [*_SUBJECT, "period", "metric"], ["actual"], "actuals")
-    return _floats(got["actual"])
+    at = _lookup(keys, actuals, [*_SUBJECT, "period"], "actuals")
+    out: FloatArray = np.full(len(keys), np.nan)
+    for m in metrics:
+        rows = metric == m
+        out[rows] = _take(actuals[m], at[rows])
+    return out
 
 
 def _ramp(
@@ -647,7 +672,11 @@ def compute_gaps(
     is_rep = rep_id.notna().to_numpy(dtype=bool)
     if (~is_rep & team_id.isna().to_numpy(dtype=bool)).any():
         raise ValueError("every target needs a rep_id or a team_id")
-    unknown = sorted(set(t["metric"]) - set(METRICS))
+    metric = t["metric"].to_numpy(dtype=object)
+    metric_codes, metric_names = pd.factorize(metric)
+    unknown = sorted({str(m) for m in metric_names} - set(METRICS))
+    if (metric_codes < 0).any():
+        unknown.append("(missing)")
     if unknown:
         raise ValueError(f"unknown metric(s): {', '.join(map(str, unknown))}")
     target_full = _floats(t["value"])
@@ -664,9 +693,9 @@ def compute_gaps(
     end = np.array([_day(p.end) for p in parsed], dtype=np.int64)[codes]
     ndays = end - start + 1
 
-    metric = t["metric"].to_numpy(dtype=object)
-    additive = np.array([METRICS[m].additive for m in metric], dtype=bool)
-    hib = np.array([METRICS[m].higher_is_better for m in metric], dtype=bool)
+    # Looked up per metric, not per row.
+    additive = np.array([METRICS[m].additive for m in metric_names], dtype=bool)[metric_codes]
+    hib = np.array([METRICS[m].higher_is_better for m in metric_names], dtype=bool)[metric_codes]
 
     keys = pd.DataFrame(
         {
@@ -722,20 +751,20 @@ def compute_gaps(
     open_pl = np.full(n, np.nan)
     weighted = np.full(n, np.nan)
     win_rate = np.full(n, np.nan)
-    movable = np.zeros(n, dtype=bool)
-    pl_keys = [*_SUBJECT, "period"]
+    movable = np.isin(metric, list(_PIPELINE_OF))
+    if movable.any() and pipeline is not None:
+        in_pipeline = _lookup(keys, pipeline, [*_SUBJECT, "period"], "pipeline")
+    if movable.any() and win_rates is not None:
+        in_rates = _lookup(keys, win_rates, _SUBJECT, "win_rates")
     for m, (open_col, weighted_col, rate_col) in _PIPELINE_OF.items():
         rows = metric == m
         if not rows.any():
             continue
-        movable |= rows
         if pipeline is not None:
-            got = _merge_values(keys, pipeline, pl_keys, [open_col, weighted_col], "pipeline")
-            open_pl = np.where(rows, np.nan_to_num(_floats(got[open_col])), open_pl)
-            weighted = np.where(rows, np.nan_to_num(_floats(got[weighted_col])), weighted)
+            open_pl[rows] = np.nan_to_num(_take(pipeline[open_col], in_pipeline[rows]))
+            weighted[rows] = np.nan_to_num(_take(pipeline[weighted_col], in_pipeline[rows]))
         if win_rates is not None:
-            rates = _merge_values(keys, win_rates, _SUBJECT, [rate_col], "win_rates")
-            win_rate = np.where(rows, _floats(rates[rate_col]), win_rate)
+            win_rate[rows] = _take(win_rates[rate_col], in_rates[rows])
     with_pipeline = np.where(movable, actual + weighted, projected)
     remaining = target - actual
     coverage = np.where(movable & ~ended & (remaining > 0), _safe_div(open_pl, remaining), np.nan)
