@@ -1004,6 +1004,11 @@ def _clean_columns(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, lis
                 values[i] = None
         elif kind in "iub":
             values = series.tolist()
+        elif pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+            # Text (the focus, its reason, labels): nothing to convert but missing values.
+            values = series.tolist()
+            for i in np.flatnonzero(series.isna().to_numpy()).tolist():
+                values[i] = None
         else:  # objects and extension types: to_dict boxes a missing pd.NA as None
             values = [None if v is pd.NA else versioning.clean(v) for v in series.tolist()]
         out[name] = values
