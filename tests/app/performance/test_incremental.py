@@ -3,6 +3,7 @@ and reads only the records of the dirty activity cells, gives the rows a full re
 
 from __future__ import annotations
 
+import gc
 import math
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -299,3 +300,35 @@ def test_open_pipeline_kept_in_the_state(session, settings):
     )
     assert inc.details["deals"] >= open_due > 0
     _assert_same_as_full(session, settings, inc, as_of=next_year)
+
+
+def test_compute_pauses_cycle_collection_and_resumes_it(session, settings, monkeypatch):
+    load_demo(
+        session=session, config=DemoConfig(seed=3, today=TODAY, teams=1, reps_per_team=3, months=3)
+    )
+    seen: list[bool] = []
+    real = compute._run
+
+    def spy(**kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real(**kwargs)
+
+    monkeypatch.setattr(compute, "_run", spy)
+    assert gc.isenabled()
+    compute.run(session=session, settings=settings, as_of=TODAY, full=True)
+    assert seen == [False] and gc.isenabled()
+
+    def fail(**kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(compute, "_run", fail)
+    with pytest.raises(RuntimeError):
+        compute.run(session=session, settings=settings, as_of=TODAY)
+    assert gc.isenabled()  # resumed after an error too
+    gc.disable()
+    try:
+        monkeypatch.setattr(compute, "_run", spy)
+        compute.run(session=session, settings=settings, as_of=TODAY)
+        assert not gc.isenabled()  # a caller's own pause is left as it was
+    finally:
+        gc.enable()
