@@ -475,9 +475,23 @@ def _save_state(session: Session, snapshot_id: int, state: dict[str, pd.DataFram
     session.execute(insert(ComputeState), rows)
 
 
+def _state_archives(session: Session) -> list[tuple[str, bytes]]:
+    stmt = select(ComputeState.name, ComputeState.data)
+    if session.get_bind().dialect.name != "postgresql":
+        return [(name, data) for name, data in session.execute(stmt)]
+    # In binary: as text, PostgreSQL sends bytea as hex, twice the bytes to send and decode
+    # (80 ms for the 17 MB of archives at full scale, against 20 ms).
+    session.flush()
+    conn = session.connection().connection.driver_connection
+    with conn.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+        cursor.execute("SELECT name, data FROM compute_state")
+        rows: list[tuple[str, bytes]] = cursor.fetchall()
+        return rows
+
+
 def _load_state(session: Session) -> dict[str, pd.DataFrame]:
     out: dict[str, pd.DataFrame] = {}
-    for name, data in session.execute(select(ComputeState.name, ComputeState.data)):
+    for name, data in _state_archives(session):
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             out[name] = pd.DataFrame({c: archive[c] for c in archive.files})
         for c in ("deal_id", "rep_id", "period_index"):
