@@ -79,6 +79,7 @@ def json_dumps(value: Any) -> str:
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     from app import versions  # it maps onto Base, defined here
+    from app.performance import marks  # noqa: F401  (registers the org-change marks)
 
     kwargs.setdefault("json_serializer", json_dumps)
     kwargs.setdefault("json_deserializer", orjson.loads)

@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 from app.activities.models import Activity
 from app.db import utcnow
 from app.deals.models import Deal
-from app.performance.models import ANY_REP, DealChange, DirtyDay
+from app.performance.marks import mark_dirty
+from app.performance.models import ANY_REP, DealChange
 from app.sources.models import QuarantinedRecord
 
 BATCH = 1000
@@ -184,25 +185,6 @@ def _collect_days(
             out.add((value.astimezone(UTC).date(), rep))
         elif isinstance(value, date):
             out.add((value, rep))
-
-
-def mark_dirty(session: Session, cells: set[tuple[date, int]], *, kind: str) -> None:
-    """Remember the (day, rep) cells of ``kind`` (``deal`` or ``activity``) whose figures
-    changed, for the next incremental recompute; ``rep`` ANY_REP stands for every rep."""
-    if not cells:
-        return
-    days = {d for d, _ in cells}
-    present = {
-        (d, r)
-        for d, r in session.execute(
-            select(DirtyDay.day, DirtyDay.rep_id).where(
-                DirtyDay.kind == kind, DirtyDay.day.in_(days)
-            )
-        )
-    }
-    missing = [{"day": d, "kind": kind, "rep_id": r} for d, r in sorted(cells - present)]
-    if missing:
-        session.execute(insert(DirtyDay), missing)
 
 
 def record_changes(session: Session, source_id: int, befores: dict[str, dict[str, Any]]) -> None:

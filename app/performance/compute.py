@@ -63,6 +63,7 @@ from analytics.periods import (
 from app import frames
 from app.config import Settings
 from app.performance import versioning
+from app.performance.marks import EVERY_PERIOD
 from app.performance.models import (
     ANY_REP,
     VERSIONING_COLUMNS,
@@ -74,6 +75,7 @@ from app.performance.models import (
     PerformanceRow,
     Snapshot,
 )
+from app.targets.models import Target
 
 KINDS = ("month", "quarter", "year")
 # Drivers pool a year and compare with the rep's own trailing periods before it.
@@ -118,7 +120,47 @@ def _month_index(d: date, cal: FiscalCalendar) -> int:
     return int(period_index(pd.Series([pd.Timestamp(d)]), "month", cal)[0])
 
 
+def _gap_basis(settings: Settings) -> dict[str, Any]:
+    """The settings the figures of a period depend on beyond its monthly figures: when they
+    change, every period in scope is computed again (from the stored monthly figures)."""
+    return {
+        "pacing": settings.pacing,
+        "holidays": sorted(str(d) for d in settings.holidays),
+        "on_track_min": float(settings.status_on_track_min),
+        "ramp": [float(r) for r in settings.ramp_schedule],
+        "history_months": int(settings.history_months),
+    }
+
+
+def _older_spans(session: Session, before: date, marks: list[date]) -> list[tuple[date, date]]:
+    """Spans before the history horizon that are computed all the same: those of targets
+    (a period with a target is always computed) and the ``marks`` there."""
+    spans = {
+        (s, e)
+        for s, e in session.execute(
+            select(Target.period_start, Target.period_end)
+            .where(Target.period_start < before)
+            .distinct()
+        )
+    }
+    return sorted(spans | {(d, d) for d in marks if d < before})
+
+
+def _periods(
+    start: date, end: date, older: list[tuple[date, date]], kind: str, cal: FiscalCalendar
+) -> list[Period]:
+    """The periods of ``kind`` overlapping ``[start, end]`` or one of the ``older`` spans."""
+    found = {p.label: p for s, e in older for p in periods_between(s, e, kind, cal)}
+    found.update({p.label: p for p in periods_between(start, end, kind, cal)})
+    return sorted(found.values(), key=lambda p: p.start)
+
+
 def _scope(session: Session, settings: Settings, *, as_of: date, full: bool) -> Scope:
+    """What a compute covers. Full: every period from the history horizon to the end of the
+    fiscal year, and every older period with a target. Incremental: those of them from the
+    earliest day marked dirty (records a day earlier: timestamps are marked by UTC day but
+    counted by local day), or from the last compute's as_of (time passing moves pacing and
+    closes periods); from the horizon when the figures' settings changed."""
     cal = settings.calendar
     end = period_of(as_of, "year", cal).end
     horizon = period_of(as_of, "month", cal)
@@ -133,19 +175,25 @@ def _scope(session: Session, settings: Settings, *, as_of: date, full: bool) -> 
     last = session.scalar(
         select(Snapshot).where(Snapshot.status == "complete").order_by(Snapshot.id.desc())
     )
-    start = horizon.start
+    reach = EVERY_PERIOD
     stored: tuple[int, int] | None = None
     if not full and last is not None:
-        # A day either side: timestamps are marked by UTC day but counted by local day.
-        candidates = [d - timedelta(days=1) for d in days] + [min(last.as_of, as_of)]
-        start = max(horizon.start, min(candidates))
         details = last.details or {}
+        candidates = [d - timedelta(days=1) if k != "org" else d for d, k, _ in dirty]
+        candidates.append(min(last.as_of, as_of))
+        if details.get("gap_basis") != _gap_basis(settings):
+            candidates.append(EVERY_PERIOD)
+        reach = min(candidates)
         months = details.get("stored_months")
         states = dict(session.execute(select(ComputeState.name, ComputeState.snapshot_id)).all())
         current = all(states.get(name) == last.id for name in STATE)
         if months and current and details.get("basis") == _basis(settings):
             stored = (int(months[0]), int(months[1]))
-    periods = {kind: periods_between(start, end, kind, cal) for kind in KINDS}
+    # Org marks there: a target deleted or moved away, whose stored rows must go.
+    gone = [d for d, k, _ in dirty if k == "org" and d != EVERY_PERIOD]
+    older = [(s, e) for s, e in _older_spans(session, horizon.start, gone) if e >= reach]
+    start = max(horizon.start, reach)
+    periods = {kind: _periods(start, end, older, kind, cal) for kind in KINDS}
     first = min(p.start for ps in periods.values() for p in ps)
     win_rate_start = shift(period_of(as_of, "month", cal), -WIN_RATE_MONTHS, cal).start
     data_start = min(
@@ -564,15 +612,16 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
     # Cells read again from the records: every rep's, in the window's months the state does
     # not hold; the marked ones of activities (deals shift by their changes instead).
     dirty = {"deal": _Dirty(), "activity": _Dirty()}
-    if scope.dirty:
+    marks = [(d, rep) for d, kind, rep in scope.dirty if kind == "activity"]
+    if marks:
         days = pd.Series(
-            [pd.Timestamp(d + timedelta(days=k)) for d, _, _ in scope.dirty for k in (-1, 0, 1)]
+            [pd.Timestamp(d + timedelta(days=k)) for d, _ in marks for k in (-1, 0, 1)]
         )
         marked = period_index(days, "month", cal).reshape(-1, 3)
-        for (_, kind, rep), month_of in zip(scope.dirty, marked.tolist(), strict=True):
+        for (_, rep), month_of in zip(marks, marked.tolist(), strict=True):
             for m in set(month_of):
-                if m in by_index and kind == "activity":
-                    dirty[kind].add(m, rep)
+                if m in by_index:
+                    dirty["activity"].add(m, rep)
     for m in window - held:
         dirty["deal"].add(m, ANY_REP)
         dirty["activity"].add(m, ANY_REP)
@@ -929,6 +978,7 @@ def _run(
         "stored_months": stored_months,
         "due_range": [as_of.isoformat(), scope.data_end.isoformat()],
         "basis": _basis(settings),
+        "gap_basis": _gap_basis(settings),
         "purged_to": keep,
     }
     session.flush()

@@ -1,0 +1,114 @@
+"""Dirty marks: what changed since the last compute, for the next incremental one.
+
+Records (deals, activities) are marked by :mod:`app.ingest` as they are written, by UTC day
+and rep (``deal`` / ``activity`` marks: their monthly figures are read or shifted again).
+Everything else a figure depends on is marked here, by a ``before_flush`` listener on every
+ORM session, so that each way of writing it (API, CSV upload, import, CRM sync, demo) is
+covered in one place (``org`` marks: the periods from that day on are computed again from the
+stored monthly figures, nothing is re-read):
+
+* a target created, changed or deleted: the start of its period (old and new);
+* a rep's start date: the earlier of the two (proration and ramp move from there); a rep's
+  role, or a rep deleted: every period (drivers compare reps with their team's);
+* a rep's team: the day the move takes effect (see :mod:`app.reps.memberships`);
+* a team moved in the tree or deleted: every period (team figures pool the whole tree).
+
+:data:`EVERY_PERIOD` is a day before any period: the compute then covers its whole scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+from sqlalchemy import event, insert, inspect, select
+from sqlalchemy.orm import Session
+
+from app.performance.models import ANY_REP, DirtyDay
+
+EVERY_PERIOD = date(1900, 1, 1)
+
+
+def mark_dirty(session: Session, cells: set[tuple[date, int]], *, kind: str) -> None:
+    """Remember the (day, rep) cells of ``kind`` (``deal``, ``activity`` or ``org``) whose
+    figures changed, for the next incremental recompute; ``rep`` ANY_REP stands for every
+    rep."""
+    if not cells:
+        return
+    days = {d for d, _ in cells}
+    present = {
+        (d, r)
+        for d, r in session.execute(
+            select(DirtyDay.day, DirtyDay.rep_id).where(
+                DirtyDay.kind == kind, DirtyDay.day.in_(days)
+            )
+        )
+    }
+    missing = [{"day": d, "kind": kind, "rep_id": r} for d, r in sorted(cells - present)]
+    if missing:
+        session.execute(insert(DirtyDay), missing)
+
+
+def _history(obj: Any, name: str) -> tuple[list[Any], list[Any]]:
+    """(values before, values now) of one attribute in this flush: both lists hold the
+    current value when it did not change."""
+    h = inspect(obj).attrs[name].history
+    now = [*h.added, *h.unchanged]
+    return [*h.deleted, *h.unchanged] or now, now
+
+
+def _changed(obj: Any, names: Iterable[str]) -> bool:
+    return any(inspect(obj).attrs[n].history.has_changes() for n in names)
+
+
+def _target_days(obj: Any, state: str) -> set[date]:
+    if state != "dirty":
+        start = obj.period_start
+        return {start if isinstance(start, date) else EVERY_PERIOD}
+    if not _changed(obj, ("value", "period", "period_start", "metric", "rep_id", "team_id")):
+        return set()
+    before, now = _history(obj, "period_start")
+    return {d if isinstance(d, date) else EVERY_PERIOD for d in (*before, *now)}
+
+
+def _rep_days(obj: Any, state: str) -> set[date]:
+    if state == "new":  # no figures yet: its records and targets mark their own periods
+        return set()
+    if state == "deleted" or _changed(obj, ("role",)):
+        return {EVERY_PERIOD}
+    days: set[date] = set()
+    if _changed(obj, ("start_date",)):
+        before, now = _history(obj, "start_date")
+        starts = [*before, *now]
+        days.add(min(starts) if all(isinstance(d, date) for d in starts) else EVERY_PERIOD)
+    if _changed(obj, ("team_id",)):
+        # Without a dated move (app.reps.memberships sets one), a move is over all history.
+        days.add(getattr(obj, "team_effective_from", None) or EVERY_PERIOD)
+    return days
+
+
+def _team_days(obj: Any, state: str) -> set[date]:
+    if state == "new":  # no members yet
+        return set()
+    if state == "deleted" or _changed(obj, ("parent_id",)):
+        return {EVERY_PERIOD}
+    return set()
+
+
+_MARKERS = {"targets": _target_days, "reps": _rep_days, "teams": _team_days}
+
+
+@event.listens_for(Session, "before_flush")
+def _mark_org_changes(session: Session, _context: Any, _instances: Any) -> None:
+    days: set[date] = set()
+    for state, objects in (
+        ("new", session.new),
+        ("dirty", session.dirty),
+        ("deleted", session.deleted),
+    ):
+        for obj in objects:
+            marker = _MARKERS.get(getattr(obj, "__tablename__", ""))
+            if marker is not None:
+                days |= marker(obj, state)
+    mark_dirty(session, {(d, ANY_REP) for d in days}, kind="org")
