@@ -372,16 +372,19 @@ def driver_table(
     the coaching-focus rule are in the module docstring. ``metrics`` needs ``rep_id, period,
     period_index, won_revenue, won_deals, closed_deals, opportunities, activities,
     sales_cycle_days`` (other columns are ignored) and holds one period kind; ``reps`` needs
-    ``rep_id, team_id, role`` with one row per rep. Reps missing from ``reps`` get rows but no
-    peers. ``window_start`` is the label of the window's first period (it may precede the
-    rep's first row). Columns: :data:`DRIVER_TABLE_COLUMNS`, sorted by rep_id and period_index.
+    ``rep_id, team_id, role`` with one row per rep, or, with a ``period_index`` column, one
+    row per (rep, period): the team the rep was on in that period, whose peers they are
+    compared with. Reps missing from ``reps`` get rows but no peers. ``window_start`` is the
+    label of the window's first period (it may precede the rep's first row). Columns:
+    :data:`DRIVER_TABLE_COLUMNS`, sorted by rep_id and period_index.
     """
     missing = [c for c in _REQUIRED if c not in metrics]
     missing += [f"reps.{c}" for c in ("rep_id", "team_id", "role") if c not in reps]
     if missing:
         raise ValueError(f"driver_table: missing columns {', '.join(missing)}")
-    if reps["rep_id"].duplicated().any():
-        raise ValueError("driver_table: reps has more than one row for a rep_id")
+    on = ["rep_id", "period_index"] if "period_index" in reps else ["rep_id"]
+    if reps.duplicated(on).any():
+        raise ValueError(f"driver_table: reps has more than one row for a {', '.join(on)}")
 
     kind = _kind_of(metrics["period"])
     window = config.window if config.window is not None else _PERIODS_PER_YEAR[kind]
@@ -391,7 +394,7 @@ def driver_table(
     )
 
     frame = metrics[list(_REQUIRED)].merge(
-        reps[["rep_id", "team_id", "role"]], on="rep_id", how="left", validate="many_to_one"
+        reps[[*on, "team_id", "role"]], on=on, how="left", validate="many_to_one"
     )
     if frame.empty:
         empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in DRIVER_TABLE_COLUMNS})

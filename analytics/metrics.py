@@ -520,7 +520,10 @@ def _finish(out: pd.DataFrame, key: str, kind: str) -> pd.DataFrame:
         if col not in out:
             out[col] = 0
     counts = [c for c in COUNT_COLUMNS if c != "closed_deals"]
-    out[counts] = out[counts].fillna(0).astype("int64")
+    filled = out[counts].fillna(0)
+    # Whole numbers but where a team's month is split by days (a rep moved inside it).
+    whole = bool((filled.to_numpy(dtype="float64") % 1 == 0).all())
+    out[counts] = filled.astype("int64" if whole else "float64")
     out[list(VALUE_COLUMNS)] = out[list(VALUE_COLUMNS)].fillna(0.0).astype("float64")
     if "sales_cycle_days" not in out:
         out["sales_cycle_days"] = np.nan
@@ -625,17 +628,26 @@ def rollup_metrics(
     per (``key``, ``to_key``) pair (a rep may count for several teams: its own and every team
     above it). Per (``to_key``, period), for each additive column c (:data:`ADDITIVE_COLUMNS`):
 
-        c(group, P) = Σ c(subject, P) over the subjects mapped to the group
+        c(group, P) = Σ w(subject, group, P) × c(subject, P) over the subjects mapped to it
 
-    then the ratios are derived from those sums as :func:`period_metrics` does
+    where w is 1, or, when ``mapping`` is dated (``period_index`` and ``weight`` columns: the
+    share of the period's days the subject was in the group), that share: a subject who moved
+    inside a period counts for each group for its days there (so a count can be fractional).
+    Then the ratios are derived from those sums as :func:`period_metrics` does
     (:func:`finish_ratios`). A median does not roll up: ``sales_cycle_days`` comes from
     ``cycles`` (:func:`cycle_medians` of the group's won deals, keyed by ``to_key``), NaN
-    without. This equals :func:`period_metrics` on frames that carry one row per record and
-    group, without duplicating any record. Columns as :func:`period_metrics`, keyed by
-    ``to_key``.
+    without. Undated, this equals :func:`period_metrics` on frames that carry one row per
+    record and group, without duplicating any record. Columns as :func:`period_metrics`,
+    keyed by ``to_key``.
     """
-    pairs = mapping[[key, to_key]]
-    rows = metrics[[key, "period_index", *ADDITIVE_COLUMNS]].merge(pairs, on=key, how="inner")
+    dated = "period_index" in mapping
+    on = [key, "period_index"] if dated else [key]
+    pairs = mapping[[*on, to_key, *(["weight"] if dated else [])]]
+    rows = metrics[[key, "period_index", *ADDITIVE_COLUMNS]].merge(pairs, on=on, how="inner")
+    if dated:
+        weight = rows.pop("weight").to_numpy(dtype="float64")
+        if (weight != 1.0).any():
+            rows[list(ADDITIVE_COLUMNS)] = rows[list(ADDITIVE_COLUMNS)].mul(weight, axis=0)
     return _sum_rows(rows.drop(columns=key), to_key, kind, cycles)
 
 

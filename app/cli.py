@@ -102,6 +102,8 @@ def _print_result(job: Job) -> None:
             f"inserted, {r['updated']} updated, {r['deleted']} deleted, "
             f"{r['quarantined']} quarantined, {r['pages']} pages"
         )
+        for notice in r.get("notices", []):
+            typer.echo(f"note: {notice}", err=True)
     if "compute" in result:
         c = result["compute"]
         typer.echo(
@@ -299,6 +301,7 @@ def import_(
     ] = True,
 ) -> None:
     """Import reps/teams, deals and activities from CSV files through a column mapping."""
+    from app import ingest
     from app.db import transaction
     from app.exceptions import InvalidInputError
     from app.imports import service
@@ -332,6 +335,9 @@ def import_(
         )
         for err in part.errors[:10]:
             typer.echo(f"  row {err['row']}: {err['message']}")
+    notice = ingest.horizon_notice(get_settings(), result.earliest)
+    if notice:
+        typer.echo(f"note: {notice}", err=True)
     if recompute:
         _recompute(factory)
 

@@ -6,15 +6,16 @@ e.g. ``QG_CURRENCY_RATES='{"EUR": 1.08}'``.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from analytics.periods import FiscalCalendar
+from analytics.periods import FiscalCalendar, period_of, shift
 
 DEFAULT_DATA_DIR = Path("data")
 
@@ -132,6 +133,16 @@ class Settings(BaseSettings):
     @property
     def calendar(self) -> FiscalCalendar:
         return FiscalCalendar(start_month=self.fiscal_year_start_month, kind=self.fiscal_calendar)
+
+    def today(self) -> date:
+        """Today in the reporting timezone: the one "today" of every figure and default."""
+        return datetime.now(ZoneInfo(self.timezone)).date()
+
+    def history_start(self, as_of: date) -> date:
+        """The first day a compute as of ``as_of`` covers (besides periods with a target):
+        the start of the fiscal month ``history_months - 1`` months before as_of's."""
+        month = period_of(as_of, "month", self.calendar)
+        return shift(month, -self.history_months + 1, self.calendar).start
 
     @property
     def is_sqlite(self) -> bool:

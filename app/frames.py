@@ -512,6 +512,18 @@ def teams_frame(conn: Connection) -> pd.DataFrame:
     return frame
 
 
+def memberships_frame(conn: Connection) -> pd.DataFrame:
+    """Team membership spans: ``rep_id, team_id, valid_from, valid_to`` (dates, NaT open)."""
+    frame = pd.read_sql_query(
+        text("SELECT rep_id, team_id, valid_from, valid_to FROM team_memberships"), conn
+    )
+    for c in ("valid_from", "valid_to"):
+        frame[c] = _dates(frame[c])
+    frame["rep_id"] = frame["rep_id"].astype("int64")
+    frame["team_id"] = frame["team_id"].astype("int64")
+    return frame
+
+
 def targets_frame(conn: Connection, *, periods: list[str] | None = None) -> pd.DataFrame:
     where: list[tuple[str, list[Any]]] = [("1 = 1", [])]
     if periods is not None:

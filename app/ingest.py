@@ -20,7 +20,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from analytics.periods import periods_between
 from app.activities.models import Activity
+from app.config import Settings
 from app.db import utcnow
 from app.deals.models import Deal
 from app.performance.marks import mark_dirty
@@ -53,12 +55,36 @@ class UpsertCounts:
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0  # records newly flagged deleted (by an insert or an update)
+    earliest: date | None = None  # the earliest day whose figures the changes moved
 
     def add(self, other: UpsertCounts) -> None:
         self.inserted += other.inserted
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.deleted += other.deleted
+        self.earliest = earliest(self.earliest, other.earliest)
+
+
+def earliest(*days: date | None) -> date | None:
+    return min((d for d in days if d is not None), default=None)
+
+
+def horizon_notice(settings: Settings, first_day: date | None) -> str | None:
+    """What an import or sync says when it changed records before the compute's history
+    horizon: their periods are computed only where they have a target, and what to run to
+    compute them all."""
+    today = settings.today()
+    start = settings.history_start(today)
+    if first_day is None or first_day >= start:
+        return None
+    cal = settings.calendar
+    months = len(periods_between(first_day, today, "month", cal))
+    return (
+        f"records dated from {first_day} are before the compute's history horizon ({start}, "
+        f"QG_HISTORY_MONTHS={settings.history_months}): their periods are computed only where "
+        f"they have a target. To compute every period back to {first_day}, set "
+        f"QG_HISTORY_MONTHS={months} and run `quotagap compute --full`."
+    )
 
 
 def upsert_records(
@@ -137,6 +163,7 @@ def upsert_records(
             session.execute(text(f"ANALYZE {model.__tablename__}"))
             unanalyzed = 0
     mark_dirty(session, dirty, kind="deal" if model is Deal else "activity")
+    counts.earliest = earliest(*(d for d, _ in dirty))
     return counts
 
 

@@ -16,7 +16,7 @@ from app.performance.models import (
     PerformanceRow,
     Snapshot,
 )
-from app.reps.models import Rep, RepIdentity
+from app.reps.models import Rep, RepIdentity, TeamMembership
 from app.sources.models import QuarantinedRecord, Source, SyncCursor, SyncRun
 from app.targets.models import Target
 from app.teams.models import Team
@@ -51,6 +51,7 @@ __all__ = [
     "SyncRun",
     "Target",
     "Team",
+    "TeamMembership",
     "WebhookDelivery",
     "WebhookEndpoint",
 ]

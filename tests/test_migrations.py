@@ -90,3 +90,32 @@ def test_downgrade_to_base_and_back(fresh_url):
 def test_single_head():
     heads = ScriptDirectory.from_config(alembic_config()).get_heads()
     assert len(heads) == 1
+
+
+def test_memberships_backfilled_from_each_reps_team(fresh_url):
+    """0011 gives each rep on a team one open span, from their start date."""
+    engine = make_engine(fresh_url)
+    upgrade(engine, "0010")
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO teams (id, name, created_at, updated_at) VALUES (1, 'A', :t, :t)"),
+            {"t": "2026-01-01 00:00:00+00:00"},
+        )
+        for rep_id, team, start in ((1, 1, "2025-03-01"), (2, None, None), (3, 1, None)):
+            conn.execute(
+                text(
+                    "INSERT INTO reps (id, name, team_id, role, is_active, start_date,"
+                    " created_at, updated_at) VALUES (:id, :n, :team, 'rep', true, :start, :t, :t)"
+                ),
+                {"id": rep_id, "n": f"r{rep_id}", "team": team, "start": start, "t": "2026-01-01"},
+            )
+    upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT rep_id, team_id, valid_from, valid_to FROM team_memberships ORDER BY 1")
+        ).all()
+    engine.dispose()
+    assert [(r[0], r[1], str(r[2]) if r[2] else None, r[3]) for r in rows] == [
+        (1, 1, "2025-03-01", None),
+        (3, 1, None, None),
+    ]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
+from app import ingest
 from app.deps import AdminKey, SessionDep, SettingsDep
 from app.exceptions import InvalidInputError, PayloadTooLargeError
 from app.imports import service
@@ -55,4 +56,7 @@ async def create_import(
     job = jobs_service.create(session=session, kind="compute", trigger="import")
     session.commit()
     request.app.state.jobs.submit(job.id)
-    return ImportRead.model_validate(result).model_copy(update={"compute_job_id": job.id})
+    notice = ingest.horizon_notice(settings, result.earliest)
+    return ImportRead.model_validate(result).model_copy(
+        update={"compute_job_id": job.id, "notices": [notice] if notice else []}
+    )

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from app.schemas import Schema
 
 
@@ -21,3 +23,8 @@ class ImportRead(Schema):
     deals: ObjectResultRead | None = None
     activities: ObjectResultRead | None = None
     compute_job_id: int | None = None
+    notices: list[str] = Field(
+        default_factory=list,
+        description="What the import could not do by itself and what to run: for example "
+        "records dated before the compute's history horizon (QG_HISTORY_MONTHS).",
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import pandas as pd
@@ -70,6 +71,7 @@ class ObjectResult:
     unchanged: int = 0
     quarantined: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
+    earliest: date | None = None  # the earliest day whose figures the rows moved
 
 
 @dataclass
@@ -79,6 +81,11 @@ class ImportResult:
     reps: ObjectResult | None = None
     deals: ObjectResult | None = None
     activities: ObjectResult | None = None
+
+    @property
+    def earliest(self) -> date | None:
+        parts = (self.reps, self.deals, self.activities)
+        return ingest.earliest(*(p.earliest for p in parts if p is not None))
 
 
 def read_csv(content: bytes, *, name: str, max_rows: int) -> pd.DataFrame:
@@ -482,6 +489,7 @@ def _finish(
     rows = ingest.records_from_frame(records)
     counts = ingest.upsert_records(session, model, source.id, rows)
     out.inserted, out.updated, out.unchanged = counts.inserted, counts.updated, counts.unchanged
+    out.earliest = counts.earliest
     ingest.release(session, source.id, object_type, [r["external_id"] for r in rows])
     _quarantine(session, source, object_type, frame, out.errors)
     out.quarantined = len(out.errors)

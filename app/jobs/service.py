@@ -272,4 +272,5 @@ def _sync_stage(
         "deleted": sync_run.deleted,
         "quarantined": sync_run.quarantined,
         "pages": sync_run.pages,
+        "notices": sync_run.details.get("notices", []),
     }

@@ -27,9 +27,8 @@ import time as clock
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +63,9 @@ from app import frames
 from app.config import Settings
 from app.performance import versioning
 from app.performance.marks import EVERY_PERIOD
+from app.performance.membership import membership as current_membership
+from app.performance.membership import team_in_period
+from app.performance.membership import tenure as team_tenure
 from app.performance.models import (
     ANY_REP,
     VERSIONING_COLUMNS,
@@ -104,7 +106,7 @@ class Scope:
 
 
 def today(settings: Settings) -> date:
-    return datetime.now(ZoneInfo(settings.timezone)).date()
+    return settings.today()
 
 
 def _basis(settings: Settings) -> dict[str, Any]:
@@ -163,8 +165,7 @@ def _scope(session: Session, settings: Settings, *, as_of: date, full: bool) -> 
     closes periods); from the horizon when the figures' settings changed."""
     cal = settings.calendar
     end = period_of(as_of, "year", cal).end
-    horizon = period_of(as_of, "month", cal)
-    horizon = shift(horizon, -settings.history_months + 1, cal)
+    horizon = period_of(settings.history_start(as_of), "month", cal)
     dirty = sorted(
         {
             (d, k, r)
@@ -236,22 +237,6 @@ def _stored_months(scope: Scope, cal: FiscalCalendar) -> tuple[int, int]:
     return max(window[0], scope.horizon - DRIVER_LOOKBACK_MONTHS), window[1]
 
 
-def _membership(reps: pd.DataFrame, teams: pd.DataFrame) -> pd.DataFrame:
-    """(rep_id, team_id) for each rep's team and every team above it: team figures pool the
-    whole tree under a team."""
-    parent = dict(zip(teams["team_id"], teams["parent_id"], strict=True))
-    pairs: list[tuple[int, int]] = []
-    for rep_id, team_id in zip(reps["rep_id"], reps["team_id"], strict=True):
-        seen: set[int] = set()
-        current = None if pd.isna(team_id) else int(team_id)
-        while current is not None and current not in seen:
-            seen.add(current)
-            pairs.append((int(rep_id), current))
-            up = parent.get(current)
-            current = None if up is None or pd.isna(up) else int(up)
-    return pd.DataFrame(pairs, columns=["rep_id", "team_id"])
-
-
 def _by_team(frame: pd.DataFrame, membership: pd.DataFrame) -> pd.DataFrame:
     return frame.merge(membership, on="rep_id", how="inner")
 
@@ -277,6 +262,7 @@ class Frames:
     teams: pd.DataFrame
     targets: pd.DataFrame
     membership: pd.DataFrame
+    spans: pd.DataFrame  # team membership spans
 
 
 # The columns the job reads (the frames' other columns are for other callers).
@@ -327,7 +313,8 @@ def load(session: Session, scope: Scope) -> Frames:
         reps=reps,
         teams=teams,
         targets=frames.targets_frame(conn, periods=scope.labels),
-        membership=_membership(reps, teams),
+        membership=current_membership(reps, teams),
+        spans=frames.memberships_frame(conn),
     )
 
 
@@ -343,7 +330,9 @@ class Inputs:
     reps: pd.DataFrame
     teams: pd.DataFrame
     targets: pd.DataFrame
-    membership: pd.DataFrame
+    membership: pd.DataFrame  # today's (rep_id, team_id) pairs
+    tenure: pd.DataFrame  # who counted for which team in each month (membership.tenure)
+    spans: pd.DataFrame  # team membership spans (frames.memberships_frame)
     rep_month: pd.DataFrame
     cycles: Cycles
     due: pd.DataFrame
@@ -354,9 +343,11 @@ class Inputs:
     timings: dict[str, float] = field(default_factory=dict)  # parts of the load stage
 
 
-def _cycles(rep_won: pd.DataFrame, membership: pd.DataFrame, cal: FiscalCalendar) -> Cycles:
-    """(rep, team) median sales cycles per period of each kind, from monthly won cycles."""
-    team_won = rep_won.merge(membership, on="rep_id", how="inner").drop(columns="rep_id")
+def _cycles(rep_won: pd.DataFrame, tenure: pd.DataFrame, cal: FiscalCalendar) -> Cycles:
+    """(rep, team) median sales cycles per period of each kind, from monthly won cycles; a
+    team's are those of the deals its reps won in the months they were on it."""
+    on_team = tenure[["rep_id", "period_index", "team_id"]]
+    team_won = rep_won.merge(on_team, on=["rep_id", "period_index"]).drop(columns="rep_id")
     return {
         kind: (
             cycle_medians(_won_in(rep_won, kind, cal), key="rep_id"),
@@ -367,27 +358,29 @@ def _cycles(rep_won: pd.DataFrame, membership: pd.DataFrame, cal: FiscalCalendar
 
 
 def _metrics_from(
-    rep_month: pd.DataFrame, cycles: Cycles, membership: pd.DataFrame, settings: Settings
+    rep_month: pd.DataFrame, cycles: Cycles, tenure: pd.DataFrame, settings: Settings
 ) -> dict[str, pd.DataFrame]:
     """Rep and team metrics of every period kind, with subject_type / subject_id.
 
-    From the monthly rep figures: quarters and years are unions of fiscal months; a team
-    pools its members' rows (see :func:`rollup_metrics`), except the median sales cycle,
-    which comes from ``cycles`` (the won deals of each quarter, year and team) rather than
-    the members' medians.
+    From the monthly rep figures: quarters and years are unions of fiscal months; a team's
+    month pools its members' rows for their days on it (see :func:`rollup_metrics` and
+    ``tenure``), and its quarters and years are unions of its months. The median sales cycle
+    comes from ``cycles`` (the won deals of each quarter, year and team) rather than the
+    members' medians.
     """
     cal = settings.calendar
     out: dict[str, pd.DataFrame] = {}
+    team_month = pd.DataFrame()
     for kind in KINDS:
         rep_cycles, team_cycles = cycles[kind]
-        rep = (
-            rep_month
-            if kind == "month"
-            else rollup_periods(rep_month, kind=kind, cal=cal, key="rep_id", cycles=rep_cycles)
-        )
-        team = rollup_metrics(
-            rep, membership, kind=kind, key="rep_id", to_key="team_id", cycles=team_cycles
-        )
+        if kind == "month":
+            rep = rep_month
+            team = team_month = rollup_metrics(
+                rep_month, tenure, kind=kind, key="rep_id", to_key="team_id", cycles=team_cycles
+            )
+        else:
+            rep = rollup_periods(rep_month, kind=kind, cal=cal, key="rep_id", cycles=rep_cycles)
+            team = rollup_periods(team_month, kind=kind, cal=cal, key="team_id", cycles=team_cycles)
         out[kind] = _with_subjects(rep, team, settings, kind)
     return out
 
@@ -396,7 +389,7 @@ def _all_metrics(f: Frames, settings: Settings) -> dict[str, pd.DataFrame]:
     """:func:`_metrics_from` the records of ``f``: one pass over them for the monthly rep
     figures, and their won deals for the cycles."""
     i = _from_records(f, settings, as_of=None)
-    return _metrics_from(i.rep_month, i.cycles, i.membership, settings)
+    return _metrics_from(i.rep_month, i.cycles, i.tenure, settings)
 
 
 def _from_records(f: Frames, settings: Settings, as_of: date | None) -> Inputs:
@@ -412,13 +405,18 @@ def _from_records(f: Frames, settings: Settings, as_of: date | None) -> Inputs:
     )
     rep_won = won_cycles(f.deals, kind="month", cal=cal, tz=settings.timezone, key="rep_id")
     due = f.deals.iloc[:0] if as_of is None else f.deals[_due(f.deals, as_of)]
+    tenure = team_tenure(
+        f.spans, f.reps, f.teams, months=rep_month["period_index"].to_numpy(), cal=cal
+    )
     return Inputs(
         reps=f.reps,
         teams=f.teams,
         targets=f.targets,
         membership=f.membership,
+        tenure=tenure,
+        spans=f.spans,
         rep_month=rep_month,
-        cycles=_cycles(rep_won.drop(columns="deal_id", errors="ignore"), f.membership, cal),
+        cycles=_cycles(rep_won.drop(columns="deal_id", errors="ignore"), tenure, cal),
         due=due,
         state={"rep_month": rep_month, "won": rep_won, "due": _due_state(due)},
         deals=len(f.deals),
@@ -596,7 +594,7 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
     conn = session.connection()
     reps = frames.reps_frame(conn)
     teams = frames.teams_frame(conn)
-    membership = _membership(reps, teams)
+    membership = current_membership(reps, teams)
     months = periods_between(scope.need_start, scope.data_end, "month", cal)
     window = {_month_index(p.start, cal) for p in months}
     lo, hi = min(window), max(window)
@@ -720,7 +718,9 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
     first_quarter = shift(scope.periods["quarter"][0], -(DRIVER_LOOKBACK_MONTHS // 3 - 1), cal)
     since = min(first_quarter.start, *(scope.periods[k][0].start for k in ("month", "year")))
     in_range = won[won["period_index"] >= _month_index(since, cal)].drop(columns="deal_id")
-    cycles = _cycles(in_range, membership, cal)
+    spans = frames.memberships_frame(conn)
+    tenure = team_tenure(spans, reps, teams, months=np.arange(lo, hi + 1), cal=cal)
+    cycles = _cycles(in_range, tenure, cal)
     timings["cycles"] = clock.perf_counter() - t
 
     t = clock.perf_counter()
@@ -742,6 +742,8 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
         teams=teams,
         targets=frames.targets_frame(conn, periods=scope.labels),
         membership=membership,
+        tenure=tenure,
+        spans=spans,
         rep_month=rep_month[rep_month["period_index"].between(lo, hi)],
         cycles=cycles,
         due=due,
@@ -836,7 +838,7 @@ def _run(
         del records
     timings.update({f"load.{k}": v for k, v in inputs.timings.items()})
     f = inputs
-    metrics = _metrics_from(inputs.rep_month, inputs.cycles, inputs.membership, settings)
+    metrics = _metrics_from(inputs.rep_month, inputs.cycles, inputs.tenure, settings)
     timings["metrics"] = clock.perf_counter() - t
 
     t = clock.perf_counter()
@@ -895,7 +897,7 @@ def _run(
     timings["gaps"] = clock.perf_counter() - t
 
     t = clock.perf_counter()
-    coaching = _coaching_table(metrics, f.reps, in_scope)
+    coaching = _coaching_table(metrics, f, in_scope, cal)
     timings["drivers"] = clock.perf_counter() - t
 
     t = clock.perf_counter()
@@ -1147,13 +1149,20 @@ def _metric_rows(actuals: pd.DataFrame) -> dict[str, list[Any]]:
 
 
 def _coaching_table(
-    metrics: dict[str, pd.DataFrame], reps: pd.DataFrame, in_scope: dict[str, set[str]]
+    metrics: dict[str, pd.DataFrame],
+    inputs: Inputs,
+    in_scope: dict[str, set[str]],
+    cal: FiscalCalendar,
 ) -> pd.DataFrame:
-    """The driver tables of the months and quarters in scope, with ``period_kind``."""
+    """The driver tables of the months and quarters in scope, with ``period_kind``; a rep is
+    compared with the team they were on in each period."""
     tables: list[pd.DataFrame] = []
     for kind in ("month", "quarter"):
         m = metrics[kind]
         rep_metrics = m[m["subject_type"] == "rep"].rename(columns={"subject_id": "rep_id"})
+        reps = team_in_period(
+            inputs.spans, inputs.reps, kind=kind, indices=rep_metrics["period_index"], cal=cal
+        )
         # Quarters: a year of quarters against the quarter before it, within 15 months of data.
         config = (
             drivers.DriverConfig() if kind == "month" else drivers.DriverConfig(trailing_periods=1)

@@ -10,7 +10,8 @@ stored monthly figures, nothing is re-read):
 * a target created, changed or deleted: the start of its period (old and new);
 * a rep's start date: the earlier of the two (proration and ramp move from there); a rep's
   role, or a rep deleted: every period (drivers compare reps with their team's);
-* a rep's team: the day the move takes effect (see :mod:`app.reps.memberships`);
+* a rep's team: the day the move takes effect (see :mod:`app.reps.memberships`), or every
+  period when the move has no date or replaces the rep's first span;
 * a team moved in the tree or deleted: every period (team figures pool the whole tree).
 
 :data:`EVERY_PERIOD` is a day before any period: the compute then covers its whole scope.
@@ -26,6 +27,7 @@ from sqlalchemy import event, insert, inspect, select
 from sqlalchemy.orm import Session
 
 from app.performance.models import ANY_REP, DirtyDay
+from app.reps import memberships
 
 EVERY_PERIOD = date(1900, 1, 1)
 
@@ -62,7 +64,7 @@ def _changed(obj: Any, names: Iterable[str]) -> bool:
     return any(inspect(obj).attrs[n].history.has_changes() for n in names)
 
 
-def _target_days(obj: Any, state: str) -> set[date]:
+def _target_days(session: Session, obj: Any, state: str) -> set[date]:
     if state != "dirty":
         start = obj.period_start
         return {start if isinstance(start, date) else EVERY_PERIOD}
@@ -72,7 +74,7 @@ def _target_days(obj: Any, state: str) -> set[date]:
     return {d if isinstance(d, date) else EVERY_PERIOD for d in (*before, *now)}
 
 
-def _rep_days(obj: Any, state: str) -> set[date]:
+def _rep_days(session: Session, obj: Any, state: str) -> set[date]:
     if state == "new":  # no figures yet: its records and targets mark their own periods
         return set()
     if state == "deleted" or _changed(obj, ("role",)):
@@ -83,12 +85,15 @@ def _rep_days(obj: Any, state: str) -> set[date]:
         starts = [*before, *now]
         days.add(min(starts) if all(isinstance(d, date) for d in starts) else EVERY_PERIOD)
     if _changed(obj, ("team_id",)):
-        # Without a dated move (app.reps.memberships sets one), a move is over all history.
-        days.add(getattr(obj, "team_effective_from", None) or EVERY_PERIOD)
+        # From the move's date when the spans before it stay as they were; otherwise (no
+        # date given, or the rep's first span replaced, which reaches back) every period.
+        effective = memberships.effective_date(session, obj)
+        kept = effective is not None and memberships.on_a_team_before(session, obj.id, effective)
+        days.add(effective if effective is not None and kept else EVERY_PERIOD)
     return days
 
 
-def _team_days(obj: Any, state: str) -> set[date]:
+def _team_days(session: Session, obj: Any, state: str) -> set[date]:
     if state == "new":  # no members yet
         return set()
     if state == "deleted" or _changed(obj, ("parent_id",)):
@@ -110,5 +115,5 @@ def _mark_org_changes(session: Session, _context: Any, _instances: Any) -> None:
         for obj in objects:
             marker = _MARKERS.get(getattr(obj, "__tablename__", ""))
             if marker is not None:
-                days |= marker(obj, state)
+                days |= marker(session, obj, state)
     mark_dirty(session, {(d, ANY_REP) for d in days}, kind="org")

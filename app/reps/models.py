@@ -50,6 +50,23 @@ class Rep(Base):
         return self.manager.name if self.manager else None
 
 
+class TeamMembership(Base):
+    """The days a rep was on a team: ``[valid_from, valid_to)``, open-ended when ``valid_to``
+    is null. A move closes one span and opens the next on its effective date
+    (:mod:`app.reps.memberships`); team figures count each rep for the days they were on the
+    team. A rep's first span also covers whatever they did before it (records dated before
+    the rep joined their first team count for that team)."""
+
+    __tablename__ = "team_memberships"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rep_id: Mapped[int] = mapped_column(ForeignKey("reps.id", ondelete="CASCADE"), index=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    valid_from: Mapped[date | None]
+    valid_to: Mapped[date | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class RepIdentity(Base):
     """How one source names a rep (a HubSpot owner id, a Salesforce user id, a CSV name)."""
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.deps import AdminKey, MetricsReaderKey, SessionDep
+from app.deps import AdminKey, MetricsReaderKey, SessionDep, SettingsDep
 from app.exceptions import NotFoundError
 from app.pagination import CursorParam, LimitParam, paginate
 from app.reps import service
@@ -45,7 +45,11 @@ def read_rep(rep_id: int, session: SessionDep, principal: MetricsReaderKey) -> R
 
 
 @router.patch("/{rep_id}", response_model=RepRead)
-def update_rep(rep_id: int, rep_in: RepUpdate, session: SessionDep, _: AdminKey) -> RepRead:
-    """Set a rep's team, manager, start date (for ramp and proration) or active flag."""
+def update_rep(
+    rep_id: int, rep_in: RepUpdate, session: SessionDep, settings: SettingsDep, _: AdminKey
+) -> RepRead:
+    """Set a rep's team (from ``effective_date``, today by default: the periods before it
+    keep the old team), manager, start date (for ramp and proration) or active flag."""
     rep = service.get(session=session, rep_id=rep_id)
-    return RepRead.model_validate(service.update(session=session, rep=rep, rep_in=rep_in))
+    updated = service.update(session=session, rep=rep, rep_in=rep_in, today=settings.today())
+    return RepRead.model_validate(updated)

@@ -34,6 +34,13 @@ class RepUpdate(Schema):
 
     email: EmailStr | None = None
     team_id: int | None = None
+    effective_date: date | None = Field(
+        default=None,
+        description="When a team move takes effect (today when not given; not in the future). "
+        "Team figures count the rep for the old team before it and the new one from it; a "
+        "move inside a period splits it by days.",
+        examples=["2026-10-01"],
+    )
     manager_id: int | None = None
     is_active: bool | None = None
     start_date: date | None = None

@@ -6,6 +6,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app.exceptions import InvalidInputError, NotFoundError
+from app.reps import memberships
 from app.reps.models import Rep, RepIdentity
 from app.reps.schemas import RepUpdate
 from app.teams import service as teams_service
@@ -44,10 +45,17 @@ def query(
     return stmt
 
 
-def update(*, session: Session, rep: Rep, rep_in: RepUpdate) -> Rep:
+def update(*, session: Session, rep: Rep, rep_in: RepUpdate, today: date) -> Rep:
+    """Apply the fields set in ``rep_in``; a team move takes effect on ``effective_date``
+    (``today`` when not given), and the periods before it keep the rep's old team."""
     data = rep_in.model_dump(exclude_unset=True)
+    effective = data.pop("effective_date", None) or today
     if data.get("team_id") is not None:
         teams_service.get(session=session, team_id=data["team_id"])
+    if "team_id" in data and data["team_id"] != rep.team_id:
+        memberships.move(
+            session=session, rep=rep, team_id=data.pop("team_id"), effective=effective, today=today
+        )
     if data.get("manager_id") is not None:
         if data["manager_id"] == rep.id:
             raise InvalidInputError(

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -151,6 +151,11 @@ def run_sync(
         done.error = error
         done.finished_at = utcnow()
         done.details = {**done.details, "duration_s": round(time.perf_counter() - started, 3)}
+        seen = done.details.get("earliest_day")
+        notice = ingest.horizon_notice(settings, date.fromisoformat(seen) if seen else None)
+        if notice:
+            done.details = {**done.details, "notices": [notice]}
+            log.warning("sync of source %s: %s", source_id, notice)
         if error:
             source.last_error = error
             source.consecutive_failures += 1
@@ -412,6 +417,10 @@ def _store_records(session: Session, source_id: int, stream: str, page: Page, ru
     run.inserted += counts.inserted
     run.updated += counts.updated
     run.deleted += counts.deleted
+    if counts.earliest is not None:
+        seen = run.details.get("earliest_day")
+        first = ingest.earliest(counts.earliest, date.fromisoformat(seen) if seen else None)
+        run.details = {**run.details, "earliest_day": str(first)}
 
 
 def _reject(record: dict[str, Any], reason: str) -> Reject:

@@ -248,3 +248,20 @@ def test_activities_import_with_timezone_and_type_mapping(session):
     again = service.run_import(session=session, mapping=mapping, activities=acts2)
     assert (again.activities.inserted, again.activities.updated) == (0, 1)
     assert session.scalar(select(func.count()).select_from(Activity)) == 2
+
+
+def test_an_import_before_the_history_horizon_says_what_to_run(client, factory):
+    """Maven's deals are from 2016-17: far before the default 24 months of history."""
+    files = {
+        "mapping": ("mapping.yaml", MAPPING.read_bytes()),
+        "reps": ("reps.csv", (MAVEN / "sales_teams.csv").read_bytes()),
+        "deals": ("deals.csv", (MAVEN / "sales_pipeline.csv").read_bytes()),
+    }
+    r = client.post("/api/v1/imports", files=files, headers=factory.key("admin"))
+    assert r.status_code == 200, r.text
+    [notice] = r.json()["notices"]
+    assert "before the compute's history horizon" in notice
+    assert "QG_HISTORY_MONTHS=" in notice and "quotagap compute --full" in notice
+    # Sent again, nothing changes, so there is nothing to say.
+    again = client.post("/api/v1/imports", files=files, headers=factory.key("admin"))
+    assert again.json()["notices"] == []

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import Connection, column, or_, select, table
+from sqlalchemy import Connection, column, delete, or_, select, table
 
 from analytics import drivers
 from analytics.metrics import METRIC_COLUMNS, period_metrics
@@ -29,7 +29,7 @@ from app.demo.generator import DemoConfig
 from app.demo.load import load_demo
 from app.performance import compute, versioning
 from app.performance.models import VERSIONING_COLUMNS, PerformanceRow
-from app.reps.models import Rep
+from app.reps.models import Rep, TeamMembership
 from app.teams.models import Team
 
 TODAY = date(2026, 11, 18)
@@ -289,11 +289,12 @@ def demo_tree(session):
     teams = list(session.scalars(select(Team).where(Team.id != top.id)))
     for team in teams[:2]:
         team.parent_id = top.id
-    # A rep without a team counts for no team.
+    # A rep never on a team counts for no team.
     rep = session.scalars(select(Rep).where(Rep.role == "rep")).first()
     assert rep is not None
     rep.team_id = None
     session.flush()
+    session.execute(delete(TeamMembership).where(TeamMembership.rep_id == rep.id))
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from app.demo.generator import DemoConfig
 from app.demo.load import load_demo
 from app.performance import compute, versioning
 from app.performance.models import CoachingRow, DirtyDay, MetricRow, PerformanceRow, Snapshot
-from app.reps.models import Rep
+from app.reps.models import Rep, TeamMembership
 from app.targets import service as targets_service
 from app.targets.models import Target
 from app.teams.models import Team
@@ -289,3 +289,90 @@ def test_any_sequence_of_changes_then_incremental_equals_full(session, settings)
             example.rollback()
 
     check()
+
+
+# ------------------------------------------------------------------ team moves
+
+
+def _team_figure(session: Any, snapshot: Snapshot, team_id: int, period: str) -> dict:
+    row = session.scalar(
+        select(MetricRow).where(
+            versioning.visible(MetricRow, snapshot.id),
+            MetricRow.subject_type == "team",
+            MetricRow.subject_id == team_id,
+            MetricRow.period == period,
+        )
+    )
+    return dict(row.values) if row is not None else {}
+
+
+def _rep_figure(session: Any, snapshot: Snapshot, rep_id: int, period: str) -> dict:
+    row = session.scalar(
+        select(MetricRow).where(
+            versioning.visible(MetricRow, snapshot.id),
+            MetricRow.subject_type == "rep",
+            MetricRow.subject_id == rep_id,
+            MetricRow.period == period,
+        )
+    )
+    return dict(row.values) if row is not None else {}
+
+
+def test_a_team_move_keeps_the_periods_before_it(client, factory, session, settings):
+    _demo(session, teams=2, reps_per_team=3)
+    h = factory.key("admin")
+    first = compute.run(session=session, settings=settings, as_of=TODAY, full=True)
+    rep = session.scalars(
+        select(Rep).where(Rep.role == "rep", Rep.team_id.is_not(None)).order_by(Rep.id)
+    ).first()
+    # Another team with reps of its own (not the region above both).
+    old = rep.team_id
+    new = session.scalar(select(Rep.team_id).where(Rep.role == "rep", Rep.team_id != old))
+    before = {p: _team_figure(session, first, old, p) for p in ("2026-05", "2026-Q2", "2026-09")}
+
+    r = client.patch(
+        f"/api/v1/reps/{rep.id}",
+        json={"team_id": new, "effective_date": "2026-09-16"},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["team_id"] == new
+    session.expire_all()
+    inc = compute.run(session=session, settings=settings, as_of=TODAY)
+    assert "2026-05" not in inc.periods  # before the move: not even computed again
+    assert _team_figure(session, inc, old, "2026-05") == before["2026-05"]
+    assert _team_figure(session, inc, old, "2026-Q2") == before["2026-Q2"]
+    # September is split by days: 15 of 30 on the old team, 15 on the new one.
+    mine = _rep_figure(session, inc, rep.id, "2026-09")["won_revenue"]
+    sept_old = _team_figure(session, inc, old, "2026-09")["won_revenue"]
+    assert sept_old == pytest.approx(before["2026-09"]["won_revenue"] - mine / 2)
+    # October: wholly the new team's.
+    others = sum(
+        _rep_figure(session, inc, r, "2026-10").get("won_revenue", 0.0)
+        for r in session.scalars(select(Rep.id).where(Rep.team_id == new, Rep.role == "rep"))
+    )
+    assert _team_figure(session, inc, new, "2026-10")["won_revenue"] == pytest.approx(others)
+    _assert_all_same_as_full(session, settings, inc)
+
+
+def test_a_team_move_defaults_to_today_and_refuses_the_future(client, factory, session, settings):
+    rep = factory.rep(name="Mo", email="mo@example.com")
+    a = factory.team(name="A")
+    b = factory.team(name="B")
+    h = factory.key("admin")
+    today = settings.today()
+    week_ago = (today - timedelta(days=7)).isoformat()
+    body = {"team_id": a.id, "effective_date": week_ago}
+    assert client.patch(f"/api/v1/reps/{rep.id}", json=body, headers=h).is_success
+    assert client.patch(f"/api/v1/reps/{rep.id}", json={"team_id": b.id}, headers=h).is_success
+    spans = session.scalars(select(TeamMembership).order_by(TeamMembership.id)).all()
+    assert [(s.team_id, str(s.valid_from), s.valid_to) for s in spans] == [
+        (a.id, week_ago, today),
+        (b.id, str(today), None),
+    ]
+    future = (today + timedelta(days=3)).isoformat()
+    r = client.patch(
+        f"/api/v1/reps/{rep.id}", json={"team_id": a.id, "effective_date": future}, headers=h
+    )
+    assert r.status_code == 422
+    assert "effective_date" in r.text
