@@ -99,7 +99,12 @@ def _parse_cursor(cursor: str | None) -> tuple[int, int | None]:
 
 
 def _records_link(row: PerformanceRow) -> str | None:
-    subject = f"rep_id={row.rep_id}" if row.rep_id is not None else f"team_id={row.team_id}"
+    # A team's figure pools its whole subtree (the compute's membership): so does its link.
+    subject = (
+        f"rep_id={row.rep_id}"
+        if row.rep_id is not None
+        else f"team_id={row.team_id}&team_scope=subtree"
+    )
     if row.metric in {
         "won_revenue",
         "won_deals",
