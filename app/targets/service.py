@@ -36,6 +36,7 @@ from app.teams.models import Team
 # How an additive metric dates its records (the rest count activities by occurred_at).
 CLOSING_METRICS = frozenset({"won_revenue", "won_deals"})
 CREATION_METRICS = frozenset({"pipeline_created", "opportunities"})
+YEAR_BACK = "a year back"
 
 
 def get(*, session: Session, target_id: int) -> Target:
@@ -262,10 +263,10 @@ def suggest(*, session: Session, request: SuggestRequest, settings: Settings) ->
     in the rep's history × (1 + growth_pct / 100).
 
     A period is in a rep's history when both the rep (their ``start_date``, else their first
-    deal or activity) and the data (the first deal or activity of anyone) had started by its
-    end. A row without the history its method needs gets ``value`` null and its ``reason``,
-    unless ``fallback`` asks for the trailing average or the team's median; a 0 from history
-    says so in ``reason``. Never a silent 0.
+    deal or activity) and the metric's data (its first close, creation or activity) had
+    started by its end. A row without the history its method needs gets ``value`` null and
+    its ``reason``, unless ``fallback`` asks for the trailing average or the team's median;
+    a 0 from history says so in ``reason``. Never a silent 0.
     """
     cal = settings.calendar
     _check_suggest(request)
@@ -282,18 +283,22 @@ def suggest(*, session: Session, request: SuggestRequest, settings: Settings) ->
     table = _history_actuals(session, settings, request.metric, needed, kind=period.kind)
     data_start, firsts = _history_starts(session, request.metric)
     factor = 1 + request.growth_pct / 100
+    trailing_what = f"in the last {len(trailing)} periods"
     out: list[Suggestion] = []
     for rep in reps:
         history = _History(rep, data_start, firsts.get(rep.id), table)
-        asked = last_year if request.method == "last_year_growth" else trailing
-        value, basis, reason = history.propose(asked, factor)
+        if request.method == "last_year_growth":
+            value, basis, reason = history.propose(last_year, factor, what=YEAR_BACK)
+        else:
+            value, basis, reason = history.propose(trailing, factor, what=trailing_what)
         method: str = request.method
         if value is None and request.fallback == "trailing_average":
-            value, basis, why = history.propose(trailing, factor)
-            if value is not None:
-                method = f"{request.method}:trailing_average"
-            used = "" if value is None else ": the trailing average is used"
-            reason = "; ".join(r for r in (f"{reason}{used}", why) if r)
+            average, average_basis, why = history.propose(trailing, factor, what=trailing_what)
+            if average is None:
+                reason = f"{reason}; {why}"
+            else:
+                value, basis, method = average, average_basis, f"{method}:trailing_average"
+                reason = "; ".join(filter(None, (f"{reason}: the trailing average is used", why)))
         out.append(
             Suggestion(
                 rep_id=rep.id,
@@ -398,13 +403,14 @@ class _History:
         return 0.0 if value is None or pd.isna(value) else float(value)
 
     def propose(
-        self, periods: Sequence[Period], factor: float
+        self, periods: Sequence[Period], factor: float, *, what: str
     ) -> tuple[float | None, dict[str, float | None], str | None]:
-        """(value, basis, reason): the mean actual over the covered ``periods`` × factor."""
+        """(value, basis, reason): the mean actual over the covered ``periods`` × factor;
+        ``what`` names the periods in a reason ("a year back")."""
         basis = {p.label: self.actual(p) for p in periods}
         known = [v for v in basis.values() if v is not None]
         if not known:
-            return None, basis, self._missing(periods)
+            return None, basis, self._missing(periods, what)
         value = round(sum(known) / len(known) * factor, 2)
         notes = []
         if len(known) < len(periods):
@@ -414,7 +420,7 @@ class _History:
             )
         joined = self.rep.start_date
         notes += [
-            f"the rep joined on {joined}, during {p.label}: its actual covers part of it"
+            f"the rep joined on {joined}, during {p.label}: its actual covers only part of it"
             for p in periods
             if joined is not None and p.start < joined <= p.end and self.covers(p)
         ]
@@ -422,11 +428,10 @@ class _History:
             notes.append(f"booked 0 in {', '.join(basis)}: a genuine 0 from the rep's history")
         return value, basis, "; ".join(notes) or None
 
-    def _missing(self, periods: Sequence[Period]) -> str:
+    def _missing(self, periods: Sequence[Period], what: str) -> str:
         labels = ", ".join(p.label for p in periods)
-        what = "a year back" if len(periods) == 1 else f"in the last {len(periods)} periods"
         if self.data_start is None:
-            return f"no history {what}: there are no deals or activities at all"
+            return f"no history {what}: the data holds no record of this metric yet"
         if self.rep_start is None:
             return f"no history {what}: the rep has no start date and no deals or activities"
         if self.data_start > max(p.end for p in periods):
