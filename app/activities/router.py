@@ -9,6 +9,7 @@ from app.activities.schemas import ActivityPage, ActivityRead, ActivityType
 from app.deps import RecordReaderKey, SessionDep, SettingsDep
 from app.pagination import CursorParam, LimitParam, paginate
 from app.periods import parse, utc_bounds
+from app.teams.scope import TEAM_SCOPE_DESCRIPTION, TeamScope
 
 router = APIRouter()
 
@@ -20,6 +21,7 @@ def list_activities(
     principal: RecordReaderKey,
     rep_id: int | None = None,
     team_id: int | None = None,
+    team_scope: TeamScope = Query("subtree", description=TEAM_SCOPE_DESCRIPTION),
     source_id: int | None = None,
     type: ActivityType | None = None,
     occurred_in: str | None = Query(None, description="Period label, e.g. 2026-W48."),
@@ -35,8 +37,10 @@ def list_activities(
             parse(occurred_in, settings.calendar, field="occurred_in")
         )
     stmt = service.query(
+        session=session,
         rep_id=rep_id,
         team_id=team_id,
+        team_scope=team_scope,
         source_id=source_id,
         type=type,
         occurred_from=occurred_from,

@@ -11,6 +11,7 @@ from app.deals.schemas import DealPage, DealRead, DealStatus
 from app.deps import RecordReaderKey, SessionDep, SettingsDep
 from app.pagination import CursorParam, LimitParam, paginate
 from app.periods import parse, utc_bounds
+from app.teams.scope import TEAM_SCOPE_DESCRIPTION, TeamScope
 
 router = APIRouter()
 
@@ -22,6 +23,7 @@ def list_deals(
     principal: RecordReaderKey,
     rep_id: int | None = None,
     team_id: int | None = None,
+    team_scope: TeamScope = Query("subtree", description=TEAM_SCOPE_DESCRIPTION),
     source_id: int | None = None,
     status: DealStatus | None = None,
     closed_in: str | None = Query(None, description="Period label: close date within it."),
@@ -44,8 +46,10 @@ def list_deals(
             parse(created_in, settings.calendar, field="created_in")
         )
     stmt = service.query(
+        session=session,
         rep_id=rep_id,
         team_id=team_id,
+        team_scope=team_scope,
         source_id=source_id,
         status=status,
         close_from=close_from,

@@ -3,15 +3,18 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
 
 from app.deals.models import Deal
-from app.reps.models import Rep
+from app.teams.scope import TeamScope, rep_ids
 
 
 def query(
     *,
+    session: Session,
     rep_id: int | None = None,
     team_id: int | None = None,
+    team_scope: TeamScope = "subtree",
     source_id: int | None = None,
     status: str | None = None,
     close_from: date | None = None,
@@ -25,7 +28,10 @@ def query(
     if rep_id is not None:
         stmt = stmt.where(Deal.rep_id == rep_id)
     if team_id is not None:
-        stmt = stmt.where(Deal.rep_id.in_(select(Rep.id).where(Rep.team_id == team_id)))
+        # The subtree by default: the records behind the team's figures (see app.teams.scope).
+        stmt = stmt.where(
+            Deal.rep_id.in_(rep_ids(session=session, team_id=team_id, team_scope=team_scope))
+        )
     if source_id is not None:
         stmt = stmt.where(Deal.source_id == source_id)
     if status is not None:

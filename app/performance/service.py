@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any, NamedTuple
@@ -19,7 +18,7 @@ from analytics.periods import period_of
 from app.auth.service import Principal
 from app.config import Settings
 from app.exceptions import InvalidInputError, NotFoundError
-from app.performance import versioning
+from app.performance import ranks, versioning
 from app.performance.models import CoachingRow, MetricRow, PerformanceRow, Snapshot
 from app.performance.schemas import (
     CoachingRead,
@@ -100,7 +99,12 @@ def _parse_cursor(cursor: str | None) -> tuple[int, int | None]:
 
 
 def _records_link(row: PerformanceRow) -> str | None:
-    subject = f"rep_id={row.rep_id}" if row.rep_id is not None else f"team_id={row.team_id}"
+    # A team's figure pools its whole subtree (the compute's membership): so does its link.
+    subject = (
+        f"rep_id={row.rep_id}"
+        if row.rep_id is not None
+        else f"team_id={row.team_id}&team_scope=subtree"
+    )
     if row.metric in {
         "won_revenue",
         "won_deals",
@@ -195,8 +199,14 @@ def _reads(
     rows: Sequence[PerformanceRow],
     *,
     names: tuple[dict[int, RepName], dict[int, str]] | None = None,
+    whole_population: bool = False,
 ) -> list[PerformanceRead]:
-    """Rows as API items, with names, formula inputs and ranks."""
+    """Rows as API items, with names, formula inputs and ranks.
+
+    Ranks compare each rep with the snapshot's whole population for the period and metric
+    (:mod:`app.performance.ranks`). ``whole_population`` says ``rows`` already are that
+    population (no filter narrowed them), so they are ranked as they are, without a query.
+    """
     reps, teams = names or _names(session)
     values = _inputs(session, version, rows)
     items = [
@@ -208,38 +218,15 @@ def _reads(
         )
         for r in rows
     ]
-    _rank(items)
+    if whole_population:
+        ranks.rank(items)
+    else:
+        ranks.apply(session, version, items, team_of=_team_of(reps))
     return items
 
 
-def _rank(items: list[PerformanceRead]) -> None:
-    """Rank reps by attainment within team and company, per metric and period (1 = best).
-
-    Same definitions as :func:`analytics.trends.ranks` (rank = 1 + rows strictly better,
-    ties share the better rank; percentile = 100 x (n - rank) / (n - 1), 100 when n = 1), in
-    plain Python: an answer ranks a few hundred rows, where pandas' fixed costs dominate.
-    """
-    groups: dict[tuple[Any, ...], list[tuple[float, PerformanceRead]]] = {}
-    for item in items:
-        value = item.attainment
-        if item.subject_type != "rep" or value is None or math.isnan(value):
-            continue
-        groups.setdefault(("company", item.period, item.metric), []).append((value, item))
-        if item.team_id is not None:
-            team_key = ("team", item.period, item.metric, item.team_id)
-            groups.setdefault(team_key, []).append((value, item))
-    for key, members in groups.items():
-        first: dict[float, int] = {}
-        for index, value in enumerate(sorted((v for v, _ in members), reverse=True)):
-            first.setdefault(value, index + 1)
-        n = len(members)
-        for value, m in members:
-            rank = first[value]
-            if key[0] == "team":
-                m.rank_in_team = rank
-            else:
-                m.rank_in_company = rank
-                m.percentile_in_company = round(100.0 * (n - rank) / (n - 1) if n > 1 else 100.0, 1)
+def _team_of(reps: dict[int, RepName]) -> dict[int, int | None]:
+    return {rep_id: rep.team_id for rep_id, rep in reps.items()}
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -281,7 +268,8 @@ def list_performance(
     if status:
         stmt = stmt.where(PerformanceRow.status == status)
     rows = list(session.scalars(stmt))
-    items = _reads(session, version, rows)
+    # The status filter narrows the rows read; ranks still compare with every rep.
+    items = _reads(session, version, rows, whole_population=status is None)
     items = [
         i
         for i in items
@@ -345,7 +333,9 @@ def rep_history(
     rows = list(session.scalars(stmt.order_by(PerformanceRow.period_start, PerformanceRow.metric)))
     reps, teams = _names(session)
     values = _inputs(session, version, rows)
-    return [_to_read(r, reps, teams, values.get(("rep", rep_id, r.period))) for r in rows], version
+    items = [_to_read(r, reps, teams, values.get(("rep", rep_id, r.period))) for r in rows]
+    ranks.apply(session, version, items, team_of=_team_of(reps))
+    return items, version
 
 
 def coaching(

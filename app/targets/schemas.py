@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
@@ -7,6 +8,7 @@ from pydantic import ConfigDict, Field, model_validator
 from app.schemas import Page, Schema, UTCDatetime
 
 Method = Literal["last_year_growth", "trailing_average"]
+Fallback = Literal["none", "trailing_average", "team_median"]
 
 
 class TargetBase(Schema):
@@ -85,13 +87,41 @@ class SuggestRequest(Schema):
     growth_pct: float = Field(default=3.0, ge=-100, le=1000)
     trailing_periods: int = Field(default=3, ge=1, le=24)
     team_id: int | None = None
+    fallback: Fallback = Field(
+        default="none",
+        description="For a rep without the history the method needs: none (value null, with "
+        "the reason), trailing_average (with last_year_growth: the trailing average instead) "
+        "or team_median (the median suggestion of the rep's team).",
+    )
 
 
-class Suggestion(TargetCreate):
+class Suggestion(Schema):
+    """A proposed target for one rep, with what it was computed from and any caveat."""
+
+    rep_id: int
+    team_id: None = Field(default=None, description="Always null: suggestions are per rep.")
+    metric: str
+    period: str
+    value: float | None = Field(
+        description="The proposed target; null when the rep lacks the history the method needs "
+        "and no fallback applies (see reason). Post back only items with a value."
+    )
     rep_name: str
-    method: str
+    method: str = Field(
+        description="What value was computed with: the method, or 'method:fallback' "
+        "(e.g. last_year_growth:trailing_average) when a fallback was used."
+    )
     basis: dict[str, float | None] = Field(
-        description="The history behind the value: actual per period used."
+        description="The history behind the value: actual per period used; null for a period "
+        "outside the rep's history (0 is a period in it without bookings)."
+    )
+    history_start: date | None = Field(
+        description="Where the rep's history starts: the later of their start date (else first "
+        "deal or activity) and the first record of the data; null when unknown."
+    )
+    reason: str | None = Field(
+        description="Why value is null, comes from a fallback, covers only part of the "
+        "history, or is 0; null when computed as asked from full history."
     )
 
 

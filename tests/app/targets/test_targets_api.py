@@ -185,12 +185,13 @@ def test_suggest_last_year_growth_and_accept(client, factory, session):
     factory.deal(rep_id=veteran.id, amount=99_999, status="lost", close_date=date(2025, 11, 4))
     factory.deal(rep_id=veteran.id, amount=50_000, is_deleted=True, close_date=date(2025, 11, 4))
     h = factory.key("analyst")
-    r = client.post("/api/v1/targets/suggest", json={"period": "2026-Q4"}, headers=h)
+    body = {"period": "2026-Q4", "fallback": "team_median"}
+    r = client.post("/api/v1/targets/suggest", json=body, headers=h)
     assert r.status_code == 200, r.text
     items = {i["rep_id"]: i for i in r.json()["items"]}
     assert items[veteran.id]["value"] == pytest.approx(20_800 * 1.03)
     assert items[veteran.id]["basis"] == {"2025-Q4": pytest.approx(20_800)}
-    # no history at all: the team's median suggestion, marked as such
+    # no history at all: the team's median suggestion (when asked for), marked as such
     assert items[newbie.id]["method"] == "last_year_growth:team_median"
     assert items[newbie.id]["value"] == pytest.approx(20_800 * 1.03)
     assert items[newbie.id]["basis"] == {"2025-Q4": None}
