@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session
 
 from analytics import rollups, trends
 from analytics.metrics import METRICS
-from analytics.periods import period_of
+from analytics.periods import FiscalCalendar, period_index, period_of
 from app.auth.service import Principal
 from app.config import Settings
 from app.exceptions import InvalidInputError, NotFoundError
 from app.performance import ranks, versioning
+from app.performance.membership import team_in_period
 from app.performance.models import CoachingRow, MetricRow, PerformanceRow, Snapshot
 from app.performance.schemas import (
     CoachingRead,
@@ -33,7 +34,7 @@ from app.performance.schemas import (
     TeamPerformanceRead,
 )
 from app.periods import parse
-from app.reps.models import Rep
+from app.reps.models import Rep, TeamMembership
 from app.teams.models import Team
 
 SORTABLE = ("attainment", "gap", "actual", "pace_gap", "projected", "rep_name", "status")
@@ -66,17 +67,55 @@ class RepName(NamedTuple):
     is_active: bool
 
 
-def _names(session: Session) -> tuple[dict[int, RepName], dict[int, str]]:
+def _names(
+    session: Session, period: str | None = None, cal: FiscalCalendar | None = None
+) -> tuple[dict[int, RepName], dict[int, str]]:
     """Who is who, as plain rows: the ORM's Rep (with its team, manager and identities) costs
-    more to load than most answers cost to compute."""
+    more to load than most answers cost to compute. With a ``period``, each rep's team is the
+    one they were on for most of it (a moved rep's past periods keep their old team)."""
     reps = {
         r.id: RepName(*r)
         for r in session.execute(
             select(Rep.id, Rep.name, Rep.team_id, Rep.manager_id, Rep.role, Rep.is_active)
         )
     }
+    if period is not None and cal is not None:
+        for rep_id, team_id in _teams_of_movers(session, reps, period, cal).items():
+            reps[rep_id] = reps[rep_id]._replace(team_id=team_id)
     teams = {team_id: name for team_id, name in session.execute(select(Team.id, Team.name))}
     return reps, teams
+
+
+def _teams_of_movers(
+    session: Session, reps: dict[int, RepName], period: str, cal: FiscalCalendar
+) -> dict[int, int | None]:
+    """The team of ``period`` of each rep who ever moved (by the compute's own rule,
+    :func:`~app.performance.membership.team_in_period`); the others are on today's team."""
+    moved = select(TeamMembership.rep_id).where(TeamMembership.valid_to.is_not(None))
+    spans = pd.DataFrame(
+        session.execute(
+            select(
+                TeamMembership.rep_id,
+                TeamMembership.team_id,
+                TeamMembership.valid_from,
+                TeamMembership.valid_to,
+            ).where(TeamMembership.rep_id.in_(moved), TeamMembership.rep_id.in_(list(reps)))
+        ).all(),
+        columns=["rep_id", "team_id", "valid_from", "valid_to"],
+    )
+    if spans.empty:
+        return {}
+    p = parse(period, cal)
+    movers = pd.DataFrame(
+        [(r, reps[r].team_id, reps[r].role) for r in spans["rep_id"].unique()],
+        columns=["rep_id", "team_id", "role"],
+    )
+    index = period_index(pd.Series([pd.Timestamp(p.start)]), p.kind, cal)
+    found = team_in_period(spans, movers, kind=p.kind, indices=index, cal=cal)
+    return {
+        int(r): None if pd.isna(t) else int(t)
+        for r, t in zip(found["rep_id"], found["team_id"], strict=True)
+    }
 
 
 def _cursor(offset: int, version: int) -> str:
@@ -269,7 +308,8 @@ def list_performance(
         stmt = stmt.where(PerformanceRow.status == status)
     rows = list(session.scalars(stmt))
     # The status filter narrows the rows read; ranks still compare with every rep.
-    items = _reads(session, version, rows, whole_population=status is None)
+    names = _names(session, label, settings.calendar)
+    items = _reads(session, version, rows, names=names, whole_population=status is None)
     items = [
         i
         for i in items
@@ -391,7 +431,7 @@ def leaderboard(
     version = version_for(session, as_of)
     if version is None:
         return LeaderboardRead(period=label, metric=metric, items=[], snapshot=None)
-    reps, teams = _names(session)
+    reps, teams = _names(session, label, settings.calendar)
     rows = session.execute(
         select(MetricRow.subject_id, MetricRow.values).where(
             versioning.visible(MetricRow, version),
@@ -466,7 +506,7 @@ def team_performance(
 
     edges = session.execute(select(Team.id, Team.parent_id)).all()
     tree = teams_service.descendants(roots=[team_id], edges=[(t, p) for t, p in edges])
-    reps, teams = _names(session)
+    reps, teams = _names(session, label, settings.calendar)
     members = {rid for rid, rep in reps.items() if rep.team_id in tree and rep.role == "rep"}
     rows = list(
         session.scalars(
@@ -752,7 +792,7 @@ def summary(
     if version is None:
         return empty
     snap = session.get(Snapshot, version)
-    reps, teams = _names(session)
+    reps, teams = _names(session, label, settings.calendar)
     rows = [
         r
         for r in session.scalars(

@@ -28,6 +28,7 @@ from app import frames
 from app.demo.generator import DemoConfig
 from app.demo.load import load_demo
 from app.performance import compute, versioning
+from app.performance.membership import team_in_period
 from app.performance.models import VERSIONING_COLUMNS, PerformanceRow
 from app.reps.models import Rep, TeamMembership
 from app.teams.models import Team
@@ -371,12 +372,15 @@ def reference_metric_rows(actuals: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def reference_coaching(
-    metrics: dict[str, pd.DataFrame], reps: pd.DataFrame, in_scope: dict[str, set[str]]
+    metrics: dict[str, pd.DataFrame], inputs: Any, in_scope: dict[str, set[str]], cal: Any
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for kind in ("month", "quarter"):
         m = metrics[kind]
         rep_metrics = m[m["subject_type"] == "rep"].rename(columns={"subject_id": "rep_id"})
+        reps = team_in_period(
+            inputs.spans, inputs.reps, kind=kind, indices=rep_metrics["period_index"], cal=cal
+        )
         config = (
             drivers.DriverConfig() if kind == "month" else drivers.DriverConfig(trailing_periods=1)
         )

@@ -329,6 +329,8 @@ def test_a_team_move_keeps_the_periods_before_it(client, factory, session, setti
     old = rep.team_id
     new = session.scalar(select(Rep.team_id).where(Rep.role == "rep", Rep.team_id != old))
     before = {p: _team_figure(session, first, old, p) for p in ("2026-05", "2026-Q2", "2026-09")}
+    rollup_before = client.get(f"/api/v1/teams/{old}/performance?period=2026-08", headers=h).json()
+    assert rollup_before["rollup"]
 
     r = client.patch(
         f"/api/v1/reps/{rep.id}",
@@ -352,6 +354,22 @@ def test_a_team_move_keeps_the_periods_before_it(client, factory, session, setti
         for r in session.scalars(select(Rep.id).where(Rep.team_id == new, Rep.role == "rep"))
     )
     assert _team_figure(session, inc, new, "2026-10")["won_revenue"] == pytest.approx(others)
+    # The team's past rollup (reps below target, team-wide gap) still counts the rep...
+    rollup = client.get(f"/api/v1/teams/{old}/performance?period=2026-08", headers=h).json()
+    assert rollup["rollup"] == rollup_before["rollup"]
+    august = client.get(
+        "/api/v1/performance",
+        params={"period": "2026-08", "metric": "won_revenue", "team_id": old},
+        headers=h,
+    ).json()["items"]
+    assert rep.id in {i["rep_id"] for i in august}
+    # ...and the new team's current one does.
+    now = client.get(
+        "/api/v1/performance",
+        params={"period": "2026-11", "metric": "won_revenue", "team_id": new},
+        headers=h,
+    ).json()["items"]
+    assert rep.id in {i["rep_id"] for i in now}
     _assert_all_same_as_full(session, settings, inc)
 
 
