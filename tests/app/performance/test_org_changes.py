@@ -19,6 +19,7 @@ from app.demo.generator import DemoConfig
 from app.demo.load import load_demo
 from app.performance import compute, versioning
 from app.performance.models import CoachingRow, DirtyDay, MetricRow, PerformanceRow, Snapshot
+from app.reps import memberships
 from app.reps.models import Rep, TeamMembership
 from app.targets import service as targets_service
 from app.targets.models import Target
@@ -240,9 +241,13 @@ def _rep_edit(session: Any, pick: int, factor: float, days: int) -> None:
     rep = reps[pick % len(reps)]
     if factor < 1:
         rep.start_date = date(2026, 6, 1) + timedelta(days=days)
-    else:
+    else:  # a dated move, inside a month
         teams = session.scalars(select(Team.id).order_by(Team.id)).all()
-        rep.team_id = teams[(teams.index(rep.team_id) + 1) % len(teams)]
+        new_team = teams[(teams.index(rep.team_id) + 1) % len(teams)]
+        effective = date(2026, 6, 11) + timedelta(days=days)
+        memberships.move(
+            session=session, rep=rep, team_id=new_team, effective=effective, today=TODAY
+        )
 
 
 def _team_edit(session: Any, pick: int, factor: float, days: int) -> None:

@@ -260,3 +260,20 @@ def test_refreshed_tokens_are_stored_encrypted(
     stored = session.get(Source, source.id).credentials_encrypted
     assert "new-token" not in stored
     assert secrets.decrypt(settings, stored)["access_token"] == "new-token"
+
+
+def test_a_sync_of_records_before_the_history_horizon_says_what_to_run(
+    session, session_factory, settings, source, crm
+):
+    old = datetime(2019, 3, 5, 9, tzinfo=UTC)
+    crm.deals.append(
+        _deal(9, created_at=old, close_date=date(2019, 3, 20), closed_at=old + timedelta(days=15))
+    )
+    run = _sync(session_factory, settings, source)
+    assert run.status == "succeeded", run.error
+    assert run.details["earliest_day"] <= "2019-03-05"
+    [notice] = run.details["notices"]
+    assert "before the compute's history horizon" in notice and "QG_HISTORY_MONTHS=" in notice
+    # Nothing new the next time: nothing to say.
+    again = _sync(session_factory, settings, source)
+    assert "notices" not in again.details
