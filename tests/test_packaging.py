@@ -55,3 +55,24 @@ def test_ci_runs_the_readme_test_command():
     test_command = re.search(r"^scripts/test\b", readme, re.MULTILINE)
     assert test_command, "README must show the test command"
     assert "scripts/test" in ci
+
+
+def test_constraints_pin_every_dependency_within_its_range():
+    """constraints.txt (scripts/lock) pins each runtime and test dependency to a version that
+    pyproject.toml allows: CI installs with it, so what was tested is known."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    for spec in wanted:
+        req = Requirement(spec)
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is not in constraints.txt: run scripts/lock"
+        assert req.specifier.contains(pins[name], prereleases=True), (req.name, pins[name])
+    assert "quotagap" not in pins  # the project itself is never pinned
