@@ -5,7 +5,7 @@ from datetime import date
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from app.exceptions import InvalidInputError, NotFoundError
+from app.exceptions import ConflictError, InvalidInputError, NotFoundError
 from app.reps import memberships
 from app.reps.models import Rep, RepIdentity
 from app.reps.schemas import RepUpdate
@@ -70,6 +70,14 @@ def update(*, session: Session, rep: Rep, rep_in: RepUpdate, today: date) -> Rep
             )
     if data.get("email"):
         data["email"] = data["email"].strip().lower()
+        same = select(Rep.id).where(Rep.email == data["email"], Rep.id != rep.id)
+        if session.scalar(same) is not None:
+            raise ConflictError(f"another rep has the email {data['email']!r}")
+    if "is_active" in data and data["is_active"] is None:
+        raise InvalidInputError(
+            "is_active may not be null",
+            details=[{"field": "is_active", "message": "true or false"}],
+        )
     for field, value in data.items():
         setattr(rep, field, value)
     session.flush()

@@ -67,7 +67,16 @@ def create(*, session: Session, team_in: TeamCreate) -> Team:
 
 
 def update(*, session: Session, team: Team, team_in: TeamUpdate) -> Team:
-    _apply(session=session, team=team, data=team_in.model_dump(exclude_unset=True))
+    data = team_in.model_dump(exclude_unset=True)
+    if "name" in data:
+        if data["name"] is None:
+            raise InvalidInputError(
+                "a team needs a name", details=[{"field": "name", "message": "may not be null"}]
+            )
+        same = select(Team.id).where(Team.name == data["name"], Team.id != team.id)
+        if session.scalar(same) is not None:
+            raise ConflictError(f"team {data['name']!r} exists")
+    _apply(session=session, team=team, data=data)
     session.flush()
     session.expire(team, ["manager"])
     return team
