@@ -327,3 +327,36 @@ def test_hygiene_counts_update_then_resolve(session, settings, factory, team):
     _recompute(session, settings)
     alert = _alert(session, "crm.hygiene", rep_id=team["Cy"].id, period="2026-11")
     assert alert.state == "resolved" and alert.current["stale_deals"] == 4
+
+
+def test_the_api_shows_the_lifecycle_and_filters_on_state(client, session, settings, factory, team):
+    factory.alert_rule("target.missed")
+    evaluate.evaluate(session=session, settings=settings)
+    factory.won(team["Bob"], 8_000, date(2026, 10, 28))  # Bob's miss made good
+    factory.won(team["Cy"], 1_000, date(2026, 10, 28))  # Cy's smaller
+    _recompute(session, settings)
+    bob = _alert(session, "target.missed", rep_id=team["Bob"].id)
+    cy = _alert(session, "target.missed", rep_id=team["Cy"].id)
+    admin = factory.key("admin")
+
+    items = client.get("/api/v1/alerts", headers=admin).json()["items"]
+    shown = {i["id"]: i for i in items}
+    assert shown[bob.id]["state"] == "resolved"
+    assert shown[bob.id]["resolved_reason"] == "condition_cleared"
+    assert shown[bob.id]["resolved_at"] and shown[bob.id]["current"]["actual"] == 11_000
+    assert shown[bob.id]["data"]["actual"] == 3_000
+    assert shown[cy.id]["state"] == "open" and shown[cy.id]["revision"] == 1
+    assert shown[cy.id]["updated_at"] and shown[cy.id]["current"]["actual"] == 3_000
+    assert "3,000 of 10,000" in shown[cy.id]["current_summary"]
+
+    resolved = client.get("/api/v1/alerts", params={"state": "resolved"}, headers=admin)
+    assert [i["id"] for i in resolved.json()["items"]] == [bob.id]
+    still = client.get("/api/v1/alerts", params={"state": "open"}, headers=admin)
+    assert [i["id"] for i in still.json()["items"]] == [cy.id]
+    bad = client.get("/api/v1/alerts", params={"state": "superseded"}, headers=admin)
+    assert bad.status_code == 422
+    assert "query.state" in [d["field"] for d in bad.json()["error"]["details"]]
+    one = client.get(f"/api/v1/alerts/{bob.id}", headers=admin).json()
+    assert one["state"] == "resolved" and one["current_summary"] == bob.current_summary
+    types = client.get("/api/v1/alerts/event-types", headers=admin).json()["items"]
+    assert {"target.missed.updated", "team.wide_gap.resolved"} <= set(types)

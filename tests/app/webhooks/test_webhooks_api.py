@@ -49,6 +49,8 @@ def test_the_secret_is_shown_once_and_stored_encrypted(client, factory, session,
         ({"url": "ftp://hooks.example.com/x"}, "url"),
         ({"url": "https://hooks.example.com/x", "event_types": ["target.exploded"]}, "event_types"),
         ({"url": "https://hooks.example.com/x", "event_types": []}, "event_types"),
+        ({"url": "https://hooks.example.com/x", "event_types": ["*.exploded"]}, "event_types"),
+        ({"url": "https://hooks.example.com/x", "event_types": ["target.*.x"]}, "event_types"),
         ({"url": "https://hooks.example.com/x", "format": "teams"}, "format"),
         ({"url": "https://hooks.example.com/x", "team_ids": [999999]}, "team_ids"),
     ],
@@ -57,6 +59,18 @@ def test_invalid_webhooks_are_422_naming_the_field(client, factory, body, field)
     r = _create(client, factory.key("admin"), **body)
     assert r.status_code == 422, r.text
     assert field in [d["field"] for d in r.json()["error"]["details"]]
+
+
+def test_updates_and_resolutions_are_subscribable_by_name_or_pattern(client, factory):
+    admin = factory.key("admin")
+    wanted = ["target.missed.resolved", "*.updated", "team.wide_gap.*"]
+    r = _create(client, admin, url="https://hooks.example.com/x", event_types=wanted)
+    assert r.status_code == 201, r.text
+    assert r.json()["event_types"] == sorted(wanted)
+    patched = client.patch(
+        f"{API}/{r.json()['id']}", json={"event_types": ["*.resolved"]}, headers=admin
+    )
+    assert patched.status_code == 200 and patched.json()["event_types"] == ["*.resolved"]
 
 
 @pytest.mark.parametrize(
