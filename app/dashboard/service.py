@@ -38,7 +38,8 @@ from app.teams.models import Team
 DEFAULT_METRIC = "won_revenue"
 TREND_PERIODS = 6
 ALERTS_SHOWN = 12
-# The alerts panel shows the period's alerts most important first, then newest first.
+# The alerts panel shows the period's open alerts most important first, then newest first;
+# then the resolved ones in the same order. Each says what its figures are now.
 SEVERITY = {
     t: i
     for i, t in enumerate(
@@ -328,7 +329,8 @@ def build(
         stmt = alerts_service.alerts_query(principal=principal, period=label)
         found = list(session.scalars(stmt.order_by(Alert.id.desc())))
         alerts_total = len(found)
-        found.sort(key=lambda a: SEVERITY.get(a.event_type, len(SEVERITY)))  # stable: newest first
+        # Open alerts before resolved ones (shown as such, not as active); stable: newest first.
+        found.sort(key=lambda a: (a.state != "open", SEVERITY.get(a.event_type, len(SEVERITY))))
         alerts = [AlertRead.model_validate(a) for a in found[:ALERTS_SHOWN]]
         sources = [
             sources_service.to_read(session, s) for s in session.scalars(sources_service.query())
