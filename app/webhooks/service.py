@@ -248,8 +248,7 @@ def change_event(
     revision has its own. ``previous`` and ``current`` are the figures before and after
     (``current`` is null when the subject is gone from the snapshot).
     """
-    at = alert.resolved_at if change == "resolved" else alert.updated_at
-    assert at is not None
+    at = (alert.resolved_at if change == "resolved" else alert.updated_at) or utcnow()
     data: dict[str, Any] = {
         **_alert_fields(alert),
         "state": alert.state,
