@@ -187,6 +187,8 @@ def _at_risk(
         return f"closed the period ({row['status']}) on"
 
     for c in _target_rule(ctx, rule, watch, hit, what):
+        if not c.holds and c.status not in ("on_track", "at_risk"):
+            c.resolution = "period_closed"
         if c.holds:
             row = c.data
             ratio = float(row["actual"] or 0.0) / float(row["expected_to_date"])

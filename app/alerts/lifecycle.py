@@ -10,9 +10,10 @@ at (the current period and ``alert_lookback_periods`` before it, as when raising
 * condition still holds, only other figures moved (the expected-to-date of a running period
   grows every day): ``current`` is refreshed quietly, no event;
 * condition no longer holds: ``resolved`` with the figures at resolution
-  (``condition_cleared``), or with the last figures known when the rule found nothing about
-  the subject any more (``subject_gone``: the target was deleted, the rep deactivated, the
-  deal is no longer won); a ``<event_type>.resolved`` event goes out;
+  (``condition_cleared``; ``period_closed`` for an at-risk alert whose period ended, which is
+  no good news), or with the last figures known when the rule found nothing about the
+  subject any more (``subject_gone``: the target was deleted, the rep deactivated, the deal
+  is no longer won); a ``<event_type>.resolved`` event goes out;
 * a resolved alert whose condition holds again is reopened with an ``.updated`` event
   (``reopened`` true).
 
@@ -73,6 +74,8 @@ class Candidate:
     summary: str
     data: dict[str, Any] = field(default_factory=dict)
     holds: bool = True
+    # Why a candidate that does not hold resolves its alert (see ResolvedReason).
+    resolution: str = "condition_cleared"
 
 
 @dataclass
@@ -167,17 +170,16 @@ def _resolve(
     alert: Alert,
     now_figures: dict[str, Any] | None,
     summary: str | None,
+    reason: str,
     version: int,
     now: datetime,
 ) -> None:
     previous = raised_figures(alert)
-    alert.state, alert.resolved_at = "resolved", now
+    alert.state, alert.resolved_at, alert.resolved_reason = "resolved", now, reason
     if now_figures is None:
-        alert.resolved_reason = "subject_gone"
         alert.current = previous  # the last figures known
         diff: list[str] = []
     else:
-        alert.resolved_reason = "condition_cleared"
         alert.current, alert.current_summary = now_figures, summary
         alert.current_snapshot_id = version
         diff = changed(alert.event_type, previous, now_figures)
@@ -213,8 +215,8 @@ def reconcile(
         elif c.holds:
             _follow(out, alert, figures(rule, c), c.summary, version, now)
         elif alert.state == "open":
-            _resolve(out, alert, figures(rule, c), c.summary, version, now)
+            _resolve(out, alert, figures(rule, c), c.summary, c.resolution, version, now)
     for alert in prior:
         in_scope = scope is None or alert.team_id in scope
         if alert.event_id not in found and alert.state == "open" and in_scope:
-            _resolve(out, alert, None, None, version, now)
+            _resolve(out, alert, None, None, "subject_gone", version, now)

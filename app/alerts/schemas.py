@@ -19,7 +19,7 @@ PeriodKind = Literal["month", "quarter", "year"]
 assert set(RuleEvent.__args__) == set(RULE_EVENTS)  # type: ignore[attr-defined]
 AlertState = Literal["open", "resolved"]
 assert set(AlertState.__args__) == set(STATES)  # type: ignore[attr-defined]
-ResolvedReason = Literal["condition_cleared", "subject_gone"]
+ResolvedReason = Literal["condition_cleared", "period_closed", "subject_gone"]
 
 # What each rule type reads from ``params``, with its default (documented in docs/alerts.md).
 PARAM_DEFAULTS: dict[str, dict[str, float]] = {
@@ -143,8 +143,10 @@ class AlertRead(Schema):
     resolved_at: UTCDatetime | None = Field(description="When the alert was resolved.")
     resolved_reason: ResolvedReason | None = Field(
         description="condition_cleared: the subject no longer meets the rule (current holds "
-        "the figures at resolution); subject_gone: the rule found no figures for it any more "
-        "(target deleted, rep deactivated, deal no longer won), current keeps the last known."
+        "the figures at resolution); period_closed: an at-risk alert's period ended (the "
+        "target was then met or missed: current.status); subject_gone: the rule found no "
+        "figures for it any more (target deleted, rep deactivated, deal no longer won), "
+        "current keeps the last known."
     )
 
 

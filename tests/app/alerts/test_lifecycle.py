@@ -240,9 +240,21 @@ def test_at_risk_is_resolved_when_the_period_closes(session, settings, factory, 
     result = _recompute(session, settings, as_of=date(2026, 12, 2))
     bob = _alert(session, "target.at_risk", rep_id=team["Bob"].id, period="2026-11")
     assert bob.state == "resolved" and bob.current["status"] == "missed"
+    assert bob.resolved_reason == "period_closed"
     assert bob in result.resolved
     missed = _alert(session, "target.missed", rep_id=team["Bob"].id, period="2026-11")
     assert missed.state == "open" and missed in result.alerts
+
+
+def test_at_risk_caught_up_is_cleared(session, settings, factory, team):
+    factory.alert_rule("target.at_risk")
+    evaluate.evaluate(session=session, settings=settings)
+    factory.won(team["Bob"], 5_000, date(2026, 11, 10))  # 6,000 by day 15: ahead of pace
+    result = _recompute(session, settings)
+    bob = _alert(session, "target.at_risk", rep_id=team["Bob"].id, period="2026-11")
+    assert [a.id for a in result.resolved] == [bob.id]
+    assert (bob.resolved_reason, bob.current["status"]) == ("condition_cleared", "on_track")
+    assert "is back on pace for the 2026-11 won_revenue target" in bob.current_summary
 
 
 def test_pace_drift_alone_is_not_an_update(session, settings, factory, team):
