@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select, text
 
+from app.db import utcnow
+from app.webhooks import service as webhooks_service
 from app.webhooks.dispatcher import Dispatcher
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.app.webhooks.conftest import raise_alerts
@@ -310,3 +314,22 @@ def test_readers_may_not_manage_webhooks(client, factory, settings, role):
 def test_analysts_manage_webhooks(client, factory):
     r = _create(client, factory.key("analyst"), url="https://hooks.example.com/x")
     assert r.status_code == 201
+
+
+def test_slack_marks_updates_and_resolutions(session, settings):
+    [alert] = raise_alerts(session, settings)
+    previous = {"status": alert.status, **alert.data}
+    alert.current_summary = "Rep 1 no longer misses the 2026-02 won_revenue target."
+    alert.state, alert.resolved_at, alert.revision = "resolved", utcnow(), 1
+    alert.resolved_reason = "condition_cleared"
+    resolved = webhooks_service.change_event(alert, "resolved", previous=previous, changed=[])
+    text = json.loads(webhooks_service.render("slack", resolved.payload))["text"]
+    assert text == (
+        ":white_check_mark: *target.missed.resolved*: "
+        "Rep 1 no longer misses the 2026-02 won_revenue target."
+    )
+    alert.state, alert.updated_at, alert.revision = "open", utcnow(), 2
+    updated = webhooks_service.change_event(alert, "updated", previous=previous, changed=[])
+    text = json.loads(webhooks_service.render("slack", updated.payload))["text"]
+    assert text.startswith(":arrows_counterclockwise: *target.missed.updated*: ")
+    assert updated.message_id == f"{alert.event_id}_updated_2"
