@@ -7,17 +7,22 @@ period), so a candidate already raised is skipped and re-running the jobs raises
 A status change is a new alert because it is a different rule type (``target.at_risk``
 mid-period, then ``target.missed`` once the period closed).
 
-New alerts and their webhook deliveries are written in one transaction (the outbox).
-See docs/alerts.md for each rule type's condition and the numbers an alert carries.
+The alerts already raised in the periods a rule looks at are judged again: updated when their
+figures changed, resolved when their condition cleared (:mod:`app.alerts.lifecycle`); so each
+rule also yields, for the subjects of open alerts that no longer meet its condition, a
+candidate that does not ``hold``, with the figures they are resolved with.
+
+New alerts, changed alerts and their webhook deliveries are written in one transaction (the
+outbox). See docs/alerts.md for each rule type's condition and the numbers an alert carries.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any, cast
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import select
@@ -26,56 +31,34 @@ from sqlalchemy.orm import Session
 from analytics import hygiene as hygiene_analytics
 from analytics import rollups
 from analytics import wins as wins_analytics
-from analytics.periods import Period, period_of, shift
+from analytics.metrics import to_reporting_currency
+from analytics.periods import Period
 from app import frames
+from app.alerts import lifecycle
+from app.alerts.context import ROW_FIGURES, Context, clean, money, pct, records
+from app.alerts.lifecycle import Candidate, Key
 from app.alerts.models import Alert, AlertRule
 from app.alerts.schemas import check_params
 from app.config import Settings
+from app.db import utcnow
 from app.performance import versioning
-from app.performance.models import CoachingRow, PerformanceRow, Snapshot
+from app.performance.models import Snapshot
 from app.reps.models import Rep
 from app.teams import service as teams_service
 from app.teams.models import Team
 from app.webhooks import service as webhooks_service
 
 TARGET_EVENTS = ("target.missed", "target.at_risk", "rep.persistent_underperformance")
-ROW_FIGURES = (
-    "actual",
-    "target",
-    "target_full",
-    "gap",
-    "attainment",
-    "elapsed_fraction",
-    "expected_to_date",
-    "pace_gap",
-    "projected",
-    "projected_with_pipeline",
-    "coverage",
-    "coverage_needed",
-    "consecutive_misses",
-)
-
-
-@dataclass
-class Candidate:
-    event_type: str
-    subject_type: str
-    subject_id: int
-    rep_id: int | None
-    team_id: int | None
-    metric: str | None
-    period: str | None
-    status: str | None
-    summary: str
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class Result:
-    alerts: list[Alert]
+    alerts: list[Alert]  # raised by this evaluation
     deliveries: int
     rules: int
-    candidates: int
+    candidates: int  # subjects meeting a rule's condition, raised now or before
+    updated: list[Alert] = field(default_factory=list)
+    resolved: list[Alert] = field(default_factory=list)
 
 
 def event_id(rule_id: int, c: Candidate) -> str:
@@ -83,110 +66,9 @@ def event_id(rule_id: int, c: Candidate) -> str:
     return "alrt_" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-@dataclass
-class _Context:
-    session: Session
-    settings: Settings
-    version: int
-    today: date
-    reps: dict[int, Rep]
-    teams: dict[int, Team]
-    _rows: dict[tuple[str, ...], pd.DataFrame] = field(default_factory=dict)
-
-    def periods(self, kinds: Iterable[str]) -> list[Period]:
-        cal = self.settings.calendar
-        out = []
-        for kind in kinds:
-            current = period_of(self.today, kind, cal)
-            out += [
-                shift(current, -i, cal) for i in range(self.settings.alert_lookback_periods + 1)
-            ]
-        return out
-
-    def rows(self, labels: list[str]) -> pd.DataFrame:
-        """The snapshot's target rows of these periods, with rep and team names."""
-        key = tuple(sorted(labels))
-        if key not in self._rows:
-            rows = self.session.scalars(
-                select(PerformanceRow).where(
-                    versioning.visible(PerformanceRow, self.version),
-                    PerformanceRow.period.in_(labels),
-                )
-            ).all()
-            records = [
-                {
-                    "row_id": r.id,
-                    "subject_type": r.subject_type,
-                    "rep_id": r.rep_id,
-                    "team_id": r.team_id if r.subject_type == "team" else self._rep_team(r.rep_id),
-                    "metric": r.metric,
-                    "period": r.period,
-                    "period_end": r.period_end,
-                    "status": r.status,
-                    **{f: getattr(r, f) for f in ROW_FIGURES},
-                }
-                for r in rows
-            ]
-            self._rows[key] = pd.DataFrame(
-                records,
-                columns=[
-                    "row_id",
-                    "subject_type",
-                    "rep_id",
-                    "team_id",
-                    "metric",
-                    "period",
-                    "period_end",
-                    "status",
-                    *ROW_FIGURES,
-                ],
-            )
-        return self._rows[key]
-
-    def _rep_team(self, rep_id: int | None) -> int | None:
-        rep = self.reps.get(rep_id) if rep_id is not None else None
-        return rep.team_id if rep else None
-
-    def rep_name(self, rep_id: int | None) -> str | None:
-        rep = self.reps.get(rep_id) if rep_id is not None else None
-        return rep.name if rep else None
-
-    def team_name(self, team_id: int | None) -> str | None:
-        team = self.teams.get(team_id) if team_id is not None else None
-        return team.name if team else None
-
-    def coaching(self, rep_id: int, period: str) -> tuple[str | None, str | None]:
-        row = self.session.scalars(
-            select(CoachingRow).where(
-                versioning.visible(CoachingRow, self.version),
-                CoachingRow.rep_id == rep_id,
-                CoachingRow.period == period,
-            )
-        ).first()
-        return (row.coaching_focus, row.focus_reason) if row else (None, None)
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return cast(list[dict[str, Any]], frame.to_dict("records"))
-
-
-def _money(value: Any) -> str:
-    return "n/a" if value is None or pd.isna(value) else f"{float(value):,.0f}"
-
-
-def _pct(value: Any) -> str:
-    return "n/a" if value is None or pd.isna(value) else f"{float(value):.0%}"
-
-
-def _clean(record: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = versioning.clean(record)
-    for k, v in out.items():
-        if isinstance(v, date):
-            out[k] = v.isoformat()
-    return out
-
-
-def _target_candidate(ctx: _Context, event_type: str, row: dict[str, Any], what: str) -> Candidate:
+def _target_candidate(
+    ctx: Context, event_type: str, row: dict[str, Any], what: str, holds: bool = True
+) -> Candidate:
     subject_type = str(row["subject_type"])
     rep_id = int(row["rep_id"]) if subject_type == "rep" else None
     team_id = None if pd.isna(row["team_id"]) else int(row["team_id"])
@@ -208,13 +90,13 @@ def _target_candidate(ctx: _Context, event_type: str, row: dict[str, Any], what:
     }
     summary = (
         f"{name} {what} the {row['period']} {row['metric']} target: "
-        f"{_money(row['actual'])} of {_money(row['target'])} ({_pct(row['attainment'])}), "
-        f"gap {_money(row['gap'])}."
+        f"{money(row['actual'])} of {money(row['target'])} ({pct(row['attainment'])}), "
+        f"gap {money(row['gap'])}."
     )
     if rep_id is not None:
         focus, reason = ctx.coaching(rep_id, str(row["period"]))
         data["coaching_focus"], data["focus_reason"] = focus, reason
-        if focus:
+        if focus and holds:
             summary += f" Coaching focus: {focus}" + (f" ({reason})." if reason else ".")
         data["links"]["coaching"] = f"/api/v1/reps/{rep_id}/coaching?period={row['period']}"
     return Candidate(
@@ -227,62 +109,141 @@ def _target_candidate(ctx: _Context, event_type: str, row: dict[str, Any], what:
         period=str(row["period"]),
         status=str(row["status"]),
         summary=summary,
-        data=_clean(data),
+        data=clean(data),
+        holds=holds,
     )
 
 
-def _target_rows(ctx: _Context, rule: AlertRule) -> pd.DataFrame:
+def _target_rows(ctx: Context, rule: AlertRule) -> pd.DataFrame:
     rows = ctx.rows([p.label for p in ctx.periods(rule.period_kinds or ["month"])])
     if rule.metrics:
         rows = rows[rows["metric"].isin(rule.metrics)]
     return rows
 
 
-def _missed(ctx: _Context, rule: AlertRule, params: dict[str, float]) -> Iterator[Candidate]:
-    rows = _target_rows(ctx, rule)
-    for row in rows[rows["status"] == "missed"].pipe(_records):
-        yield _target_candidate(ctx, rule.event_type, row, "missed")
-
-
-def _at_risk(ctx: _Context, rule: AlertRule, params: dict[str, float]) -> Iterator[Candidate]:
-    rows = _target_rows(ctx, rule)
-    running = rows[rows["status"].isin(["on_track", "at_risk"])]
-    expected = running["expected_to_date"].astype("float64")
-    pace = running["actual"].astype("float64").fillna(0.0) / expected.where(expected > 0)
-    hit = (running["elapsed_fraction"].astype("float64") >= params["min_elapsed"]) & (
-        pace < params["pace_below"]
-    )
-    for row, ratio in zip(running[hit].pipe(_records), pace[hit], strict=True):
-        c = _target_candidate(ctx, rule.event_type, row, "is behind pace on")
-        c.data["pace_ratio"] = float(ratio)
-        c.summary += (
-            f" Pace {ratio:.0%} of expected-to-date ({_money(row['expected_to_date'])}) "
-            f"with {_pct(row['elapsed_fraction'])} of the period gone; "
-            f"projected {_money(row['projected'])}."
+def _watched(rows: pd.DataFrame, hit: pd.Series, watch: frozenset[Key]) -> pd.DataFrame:
+    """The target rows not meeting the condition whose subject has an open alert: the
+    figures those alerts are resolved with."""
+    rest = rows[~hit]
+    if not watch or rest.empty:
+        return rest.iloc[0:0]
+    subject = rest["rep_id"].where(rest["subject_type"] == "rep", rest["team_id"])
+    keep = [
+        pd.notna(s) and (t, int(s), m, p) in watch
+        for t, s, m, p in zip(
+            rest["subject_type"], subject, rest["metric"], rest["period"], strict=True
         )
+    ]
+    return rest[keep]
+
+
+def _target_rule(
+    ctx: Context,
+    rule: AlertRule,
+    watch: frozenset[Key],
+    hit: Callable[[pd.DataFrame], pd.Series],
+    what: Callable[[dict[str, Any], bool], str],
+) -> Iterator[Candidate]:
+    """The candidates of a rule on target rows: the rows ``hit`` selects, and the watched
+    rows it no longer selects; ``what(row, holds)`` is the verb of the summary."""
+    rows = _target_rows(ctx, rule)
+    mask = hit(rows)
+    for row in rows[mask].pipe(records):
+        yield _target_candidate(ctx, rule.event_type, row, what(row, True))
+    for row in _watched(rows, mask, watch).pipe(records):
+        yield _target_candidate(ctx, rule.event_type, row, what(row, False), holds=False)
+
+
+def _missed(
+    ctx: Context, rule: AlertRule, params: dict[str, float], watch: frozenset[Key]
+) -> Iterator[Candidate]:
+    yield from _target_rule(
+        ctx,
+        rule,
+        watch,
+        lambda rows: rows["status"] == "missed",
+        lambda row, holds: "missed" if holds else "no longer misses",
+    )
+
+
+def _pace(rows: pd.DataFrame) -> pd.Series:
+    expected = rows["expected_to_date"].astype("float64")
+    return rows["actual"].astype("float64").fillna(0.0) / expected.where(expected > 0)
+
+
+def _at_risk(
+    ctx: Context, rule: AlertRule, params: dict[str, float], watch: frozenset[Key]
+) -> Iterator[Candidate]:
+    def hit(rows: pd.DataFrame) -> pd.Series:
+        running = rows["status"].isin(["on_track", "at_risk"])
+        elapsed = rows["elapsed_fraction"].astype("float64") >= params["min_elapsed"]
+        return running & elapsed & (_pace(rows) < params["pace_below"])
+
+    def what(row: dict[str, Any], holds: bool) -> str:
+        if holds:
+            return "is behind pace on"
+        if row["status"] in ("on_track", "at_risk"):
+            return "is back on pace for"
+        return f"closed the period ({row['status']}) on"
+
+    for c in _target_rule(ctx, rule, watch, hit, what):
+        if not c.holds and c.status not in ("on_track", "at_risk"):
+            c.resolution = "period_closed"
+        if c.holds:
+            row = c.data
+            ratio = float(row["actual"] or 0.0) / float(row["expected_to_date"])
+            c.data["pace_ratio"] = ratio
+            c.summary += (
+                f" Pace {ratio:.0%} of expected-to-date ({money(row['expected_to_date'])}) "
+                f"with {pct(row['elapsed_fraction'])} of the period gone; "
+                f"projected {money(row['projected'])}."
+            )
         yield c
 
 
-def _persistent(ctx: _Context, rule: AlertRule, params: dict[str, float]) -> Iterator[Candidate]:
-    rows = _target_rows(ctx, rule)
+def _persistent(
+    ctx: Context, rule: AlertRule, params: dict[str, float], watch: frozenset[Key]
+) -> Iterator[Candidate]:
     n = int(params["consecutive_misses"])
-    hit = (
-        (rows["subject_type"] == "rep")
-        & (rows["status"] == "missed")
-        & (rows["consecutive_misses"].astype("int64") >= n)
-    )
-    for row in rows[hit].pipe(_records):
-        c = _target_candidate(
-            ctx, rule.event_type, row, f"has missed {row['consecutive_misses']} periods in a row:"
+
+    def hit(rows: pd.DataFrame) -> pd.Series:
+        return (
+            (rows["subject_type"] == "rep")
+            & (rows["status"] == "missed")
+            & (rows["consecutive_misses"].astype("int64") >= n)
         )
-        yield c
+
+    def what(row: dict[str, Any], holds: bool) -> str:
+        misses = row["consecutive_misses"]
+        if holds:
+            return f"has missed {misses} periods in a row:"
+        return f"no longer has {n} misses in a row ({misses} now) on"
+
+    yield from _target_rule(ctx, rule, watch, hit, what)
 
 
-def _wide_gap(ctx: _Context, rule: AlertRule, params: dict[str, float]) -> Iterator[Candidate]:
+def _wide_gap_summary(ctx: Context, row: dict[str, Any], manager_id: int | None) -> str:
+    team_id = int(row["team_id"])
+    summary = (
+        f"{row['reps_below_target']} of {row['reps_with_target']} reps in "
+        f"{ctx.team_name(team_id)} are below their {row['period']} {row['metric']} "
+        f"target ({pct(row['share_below_target'])}); team attainment "
+        f"{pct(row['attainment'])}."
+    )
+    if row["team_wide_gap"]:
+        summary += (
+            " Most of the team missing points at the team "
+            f"(manager {ctx.rep_name(manager_id) or 'unassigned'}), not at single reps."
+        )
+    return summary
+
+
+def _wide_gap_rollup(ctx: Context, rule: AlertRule, params: dict[str, float]) -> pd.DataFrame:
+    """Every team's rollup of its reps' rows, ``team_wide_gap`` set where the rule fires."""
     rows = _target_rows(ctx, rule)
     rows = rows[(rows["subject_type"] == "rep") & rows["team_id"].notna()]
     if rows.empty:
-        return
+        return pd.DataFrame(columns=["team_id", *rollups.ROLLUP_COLUMNS])
     closed = rows["period_end"] < ctx.today
     parts = []
     for mask, below_by in ((closed, "attainment"), (~closed, "status")):
@@ -299,12 +260,20 @@ def _wide_gap(ctx: _Context, rule: AlertRule, params: dict[str, float]) -> Itera
                     below_by=below_by,  # type: ignore[arg-type]
                 )
             )
-    rolled = pd.concat(parts, ignore_index=True)
-    for row in rolled[rolled["team_wide_gap"]].pipe(_records):
+    return pd.concat(parts, ignore_index=True)
+
+
+def _wide_gap(
+    ctx: Context, rule: AlertRule, params: dict[str, float], watch: frozenset[Key]
+) -> Iterator[Candidate]:
+    for row in _wide_gap_rollup(ctx, rule, params).pipe(records):
         team_id = int(row["team_id"])
+        holds = bool(row["team_wide_gap"])
+        if not holds and ("team", team_id, row["metric"], row["period"]) not in watch:
+            continue
         team = ctx.teams.get(team_id)
         manager_id = team.manager_id if team else None
-        data = _clean(
+        data = clean(
             {
                 "team_name": ctx.team_name(team_id),
                 "manager_id": manager_id,
@@ -325,18 +294,48 @@ def _wide_gap(ctx: _Context, rule: AlertRule, params: dict[str, float]) -> Itera
             metric=str(row["metric"]),
             period=str(row["period"]),
             status=None,
-            summary=(
-                f"{row['reps_below_target']} of {row['reps_with_target']} reps in "
-                f"{ctx.team_name(team_id)} are below their {row['period']} {row['metric']} "
-                f"target ({_pct(row['share_below_target'])}); team attainment "
-                f"{_pct(row['attainment'])}. Most of the team missing points at the team "
-                f"(manager {ctx.rep_name(manager_id) or 'unassigned'}), not at single reps."
-            ),
+            summary=_wide_gap_summary(ctx, row, manager_id),
             data=data,
+            holds=holds,
         )
 
 
-def _big_win(ctx: _Context, rule: AlertRule, params: dict[str, float]) -> Iterator[Candidate]:
+def _win_candidate(ctx: Context, rule: AlertRule, p: Period, row: dict[str, Any]) -> Candidate:
+    settings = ctx.settings
+    rep_id = int(row["rep_id"])
+    team_id = ctx.rep_team(rep_id)
+    reason = f": {row['reason']}" if row.get("reason") else ""
+    return Candidate(
+        event_type=rule.event_type,
+        subject_type="deal",
+        subject_id=int(row["deal_id"]),
+        rep_id=rep_id,
+        team_id=team_id,
+        metric="won_revenue",
+        period=p.label,
+        status="won",
+        summary=(
+            f"{ctx.rep_name(rep_id)} won a {money(row['amount'])} "
+            f"{settings.reporting_currency} deal in {p.label}{reason}."
+        ),
+        data=clean(
+            {
+                **row,
+                "rep_name": ctx.rep_name(rep_id),
+                "team_name": ctx.team_name(team_id),
+                "currency": settings.reporting_currency,
+                "links": {"deal": f"/api/v1/deals/{int(row['deal_id'])}"},
+            }
+        ),
+    )
+
+
+def _big_win(
+    ctx: Context, rule: AlertRule, params: dict[str, float], watch: frozenset[Key]
+) -> Iterator[Candidate]:
+    """A win stays a win: an open alert's deal that is still won in the period holds even
+    when bigger wins pushed it out of the top percentile; only a deal no longer won there
+    (lost, reopened, deleted, moved to another period) finds no candidate and is resolved."""
     settings = ctx.settings
     conn = ctx.session.connection()
     for p in ctx.periods(rule.period_kinds or ["month"]):
@@ -350,35 +349,25 @@ def _big_win(ctx: _Context, rule: AlertRule, params: dict[str, float]) -> Iterat
             top_percentile=params["top_percentile"],
             periods=[p.label],
         )
-        for row in found.pipe(_records):
-            rep_id = int(row["rep_id"])
-            team_id = ctx._rep_team(rep_id)
-            yield Candidate(
-                event_type=rule.event_type,
-                subject_type="deal",
-                subject_id=int(row["deal_id"]),
-                rep_id=rep_id,
-                team_id=team_id,
-                metric="won_revenue",
-                period=p.label,
-                status="won",
-                summary=(
-                    f"{ctx.rep_name(rep_id)} won a {_money(row['amount'])} "
-                    f"{settings.reporting_currency} deal in {p.label}: {row['reason']}."
-                ),
-                data=_clean(
-                    {
-                        **row,
-                        "rep_name": ctx.rep_name(rep_id),
-                        "team_name": ctx.team_name(team_id),
-                        "currency": settings.reporting_currency,
-                        "links": {"deal": f"/api/v1/deals/{int(row['deal_id'])}"},
-                    }
-                ),
-            )
+        for row in found.pipe(records):
+            yield _win_candidate(ctx, rule, p, row)
+        kept = {d for t, d, _, label in watch if t == "deal" and label == p.label}
+        kept -= set(found["deal_id"].astype("int64"))
+        closes = pd.to_datetime(deals["close_date"])
+        live = deals[
+            deals["deal_id"].isin(kept)
+            & ~deals["is_deleted"].astype(bool)
+            & closes.between(pd.Timestamp(p.start), pd.Timestamp(p.end))
+        ]
+        amounts = to_reporting_currency(live["amount"], live["currency"], settings.currency_rates)
+        for deal_id, rep_id, amount in zip(live["deal_id"], live["rep_id"], amounts, strict=True):
+            row = {"deal_id": deal_id, "rep_id": rep_id, "period": p.label, "amount": amount}
+            yield _win_candidate(ctx, rule, p, row)
 
 
-def _hygiene(ctx: _Context, rule: AlertRule, params: dict[str, float]) -> Iterator[Candidate]:
+def _hygiene(
+    ctx: Context, rule: AlertRule, params: dict[str, float], watch: frozenset[Key]
+) -> Iterator[Candidate]:
     conn = ctx.session.connection()
     deals = frames.deals_frame(conn, status="open")
     acts = frames.activities_frame(conn, since=ctx.today - timedelta(days=45), until=ctx.today)
@@ -396,15 +385,17 @@ def _hygiene(ctx: _Context, rule: AlertRule, params: dict[str, float]) -> Iterat
     hit = table["stale_deals"] >= params["stale_deals"]
     if "past_due_deals" in params:
         hit |= table["past_due_deals"] >= params["past_due_deals"]
-    period = period_of(ctx.today, "month", ctx.settings.calendar).label
-    for row in table[hit].pipe(_records):
+    period = ctx.month()
+    for row, holds in zip(table.pipe(records), hit, strict=True):
         rep_id = int(row["rep_id"])
+        if not holds and ("rep", rep_id, None, period) not in watch:
+            continue
         yield Candidate(
             event_type=rule.event_type,
             subject_type="rep",
             subject_id=rep_id,
             rep_id=rep_id,
-            team_id=ctx._rep_team(rep_id),
+            team_id=ctx.rep_team(rep_id),
             metric=None,
             period=period,
             status=None,
@@ -413,7 +404,7 @@ def _hygiene(ctx: _Context, rule: AlertRule, params: dict[str, float]) -> Iterat
                 f"in 30 days and {row['past_due_deals']} open deals past their close date "
                 f"({row['activities_per_week']:.1f} activities logged per week)."
             ),
-            data=_clean(
+            data=clean(
                 {
                     **row,
                     "rep_name": ctx.rep_name(rep_id),
@@ -421,10 +412,13 @@ def _hygiene(ctx: _Context, rule: AlertRule, params: dict[str, float]) -> Iterat
                     "links": {"hygiene": "/api/v1/hygiene"},
                 }
             ),
+            holds=bool(holds),
         )
 
 
-RULES = {
+RULES: dict[
+    str, Callable[[Context, AlertRule, dict[str, float], frozenset[Key]], Iterator[Candidate]]
+] = {
     "target.missed": _missed,
     "target.at_risk": _at_risk,
     "rep.persistent_underperformance": _persistent,
@@ -434,8 +428,32 @@ RULES = {
 }
 
 
+def _periods(ctx: Context, rule: AlertRule) -> set[str]:
+    """The periods a rule looks at: its alerts there are judged again."""
+    if rule.event_type == "crm.hygiene":
+        return {ctx.month()}
+    return {p.label for p in ctx.periods(rule.period_kinds or ["month"])}
+
+
+def _prior(ctx: Context, rules: list[AlertRule]) -> dict[int, list[Alert]]:
+    """Each rule's alerts already raised in the periods it looks at."""
+    periods = {rule.id: _periods(ctx, rule) for rule in rules}
+    labels = sorted(set().union(*periods.values()))
+    out: dict[int, list[Alert]] = {}
+    for alert in ctx.session.scalars(
+        select(Alert)
+        .where(Alert.rule_id.in_(list(periods)), Alert.period.in_(labels))
+        .order_by(Alert.id)
+    ):
+        assert alert.rule_id is not None
+        if alert.period in periods[alert.rule_id]:
+            out.setdefault(alert.rule_id, []).append(alert)
+    return out
+
+
 def evaluate(*, session: Session, settings: Settings, today: date | None = None) -> Result:
-    """Raise the alerts the latest snapshot calls for, with their deliveries, once each.
+    """Raise the alerts the latest snapshot calls for, once each, and update or resolve the
+    ones raised before in the periods each rule looks at; with their deliveries.
 
     ``today`` defaults to the snapshot's own ``as_of``: alerts judge the figures at the date
     they were computed for.
@@ -448,7 +466,7 @@ def evaluate(*, session: Session, settings: Settings, today: date | None = None)
     version = versioning.current_version(session)
     if not rules or version is None:
         return Result(alerts=[], deliveries=0, rules=len(rules), candidates=0)
-    ctx = _Context(
+    ctx = Context(
         session=session,
         settings=settings,
         version=version,
@@ -457,42 +475,41 @@ def evaluate(*, session: Session, settings: Settings, today: date | None = None)
         teams={t.id: t for t in session.scalars(select(Team))},
     )
     edges = [(t.id, t.parent_id) for t in ctx.teams.values()]
-    found: dict[str, tuple[AlertRule, Candidate]] = {}
+    prior = _prior(ctx, rules)
+    changes = lifecycle.Changes()
+    now = utcnow()
+    candidates = 0
     for rule in rules:
         scope = (
             teams_service.descendants(roots=rule.team_ids, edges=edges) if rule.team_ids else None
         )
         params = check_params(rule.event_type, dict(rule.params))
-        for c in RULES[rule.event_type](ctx, rule, params):
+        alerts = prior.get(rule.id, [])
+        watch = frozenset(lifecycle.key(a) for a in alerts if a.state == "open")
+        found: dict[str, Candidate] = {}
+        for c in RULES[rule.event_type](ctx, rule, params, watch):
             if scope is None or c.team_id in scope:
-                found.setdefault(event_id(rule.id, c), (rule, c))
-    existing = set()
-    ids = list(found)
-    for i in range(0, len(ids), 500):
-        existing |= set(
-            session.scalars(select(Alert.event_id).where(Alert.event_id.in_(ids[i : i + 500])))
+                found.setdefault(event_id(rule.id, c), c)
+        candidates += sum(c.holds for c in found.values())
+        lifecycle.reconcile(
+            changes,
+            rule=rule,
+            found=found,
+            prior=alerts,
+            scope=scope,
+            version=version,
+            now=now,
         )
-    created: list[Alert] = []
-    for eid, (rule, c) in found.items():
-        if eid in existing:
-            continue
-        alert = Alert(
-            event_id=eid,
-            event_type=c.event_type,
-            rule_id=rule.id,
-            subject_type=c.subject_type,
-            subject_id=c.subject_id,
-            rep_id=c.rep_id,
-            team_id=c.team_id,
-            metric=c.metric,
-            period=c.period,
-            status=c.status,
-            summary=c.summary,
-            data={"rule_name": rule.name, **c.data},
-            snapshot_id=version,
-        )
-        session.add(alert)
-        created.append(alert)
+    session.add_all(changes.created)
     session.flush()
-    deliveries = webhooks_service.enqueue(session=session, settings=settings, alerts=created)
-    return Result(alerts=created, deliveries=deliveries, rules=len(rules), candidates=len(found))
+    deliveries = webhooks_service.enqueue(
+        session=session, settings=settings, alerts=changes.created, events=changes.events
+    )
+    return Result(
+        alerts=changes.created,
+        deliveries=deliveries,
+        rules=len(rules),
+        candidates=candidates,
+        updated=changes.updated,
+        resolved=changes.resolved,
+    )

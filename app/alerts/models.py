@@ -23,9 +23,15 @@ RULE_EVENTS = (
     "deal.big_win",
     "crm.hygiene",
 )
+# What happens to a rule's alert after it was raised: its figures changed while the condition
+# still holds (``target.missed.updated``), or the condition cleared (``target.missed.resolved``).
+CHANGES = ("updated", "resolved")
+CHANGE_EVENTS = tuple(f"{t}.{change}" for t in RULE_EVENTS for change in CHANGES)
 # Raised by the service itself, not by a rule.
 SYSTEM_EVENTS = ("alert.delivery_exhausted", "webhook.test")
-EVENT_TYPES = RULE_EVENTS + SYSTEM_EVENTS
+EVENT_TYPES = RULE_EVENTS + CHANGE_EVENTS + SYSTEM_EVENTS
+# open: the condition held at the last evaluation that looked at it; resolved: it cleared.
+STATES = ("open", "resolved")
 
 
 class AlertRule(Base):
@@ -50,6 +56,7 @@ class Alert(Base):
         Index("ix_alerts_event_type_created_at", "event_type", "created_at"),
         Index("ix_alerts_rep_id", "rep_id"),
         Index("ix_alerts_team_id", "team_id"),
+        Index("ix_alerts_state_period", "state", "period"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -64,9 +71,23 @@ class Alert(Base):
     team_id: Mapped[int | None]
     metric: Mapped[str | None] = mapped_column(String(50))
     period: Mapped[str | None] = mapped_column(String(10))
+    # The subject's performance status when the alert was raised (missed, at_risk, won...).
     status: Mapped[str | None] = mapped_column(String(20))
     summary: Mapped[str] = mapped_column(Text)
-    # The numbers behind the alert, and the links to the rows and records they come from.
+    # The numbers behind the alert when raised, and the links to the rows and records they
+    # come from. Never rewritten: what a receiver was told stays answerable.
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     snapshot_id: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The lifecycle (app.alerts.lifecycle): the figures as of the last evaluation that judged
+    # the alert, beside the ones it was raised on.
+    state: Mapped[str] = mapped_column(String(20), default="open", server_default="open")
+    current: Mapped[dict[str, Any] | None]
+    current_summary: Mapped[str | None] = mapped_column(Text)
+    current_snapshot_id: Mapped[int | None]
+    # Bumped by each .updated or .resolved event; part of that event's message id.
+    revision: Mapped[int] = mapped_column(default=0, server_default="0")
+    # When the figures last changed materially (the last .updated event).
+    updated_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    resolved_reason: Mapped[str | None] = mapped_column(String(30))

@@ -13,6 +13,7 @@ from app.alerts.schemas import (
     AlertRulePage,
     AlertRuleRead,
     AlertRuleUpdate,
+    AlertState,
 )
 from app.deps import RecordReaderKey, SessionDep, TargetWriterKey
 from app.pagination import CursorParam, LimitParam, paginate
@@ -93,10 +94,12 @@ def list_alerts(
     team_id: int | None = None,
     period: str | None = None,
     since: datetime | None = None,
+    state: AlertState | None = None,
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> AlertPage:
-    """Alerts raised, oldest first; managers see only their own team tree."""
+    """Alerts raised, oldest first, each with its lifecycle (``state``: open or resolved, and
+    its current figures); managers see only their own team tree."""
     stmt = service.alerts_query(
         principal=principal,
         event_type=event_type,
@@ -105,6 +108,7 @@ def list_alerts(
         team_id=team_id,
         period=period,
         since=since,
+        state=state,
     )
     rows, next_cursor = paginate(session, stmt, Alert.id, cursor=cursor, limit=limit)
     return AlertPage(items=[AlertRead.model_validate(a) for a in rows], next_cursor=next_cursor)

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
-from app.alerts.models import RULE_EVENTS
+from app.alerts.models import RULE_EVENTS, STATES
 from app.schemas import Page, Schema, UTCDatetime
 
 RuleEvent = Literal[
@@ -17,6 +17,9 @@ RuleEvent = Literal[
 ]
 PeriodKind = Literal["month", "quarter", "year"]
 assert set(RuleEvent.__args__) == set(RULE_EVENTS)  # type: ignore[attr-defined]
+AlertState = Literal["open", "resolved"]
+assert set(AlertState.__args__) == set(STATES)  # type: ignore[attr-defined]
+ResolvedReason = Literal["condition_cleared", "period_closed", "subject_gone"]
 
 # What each rule type reads from ``params``, with its default (documented in docs/alerts.md).
 PARAM_DEFAULTS: dict[str, dict[str, float]] = {
@@ -98,19 +101,53 @@ class AlertRulePage(Page[AlertRuleRead]):
 class AlertRead(Schema):
     id: int
     event_id: str = Field(description="Stable id; the webhook-id of its deliveries.")
-    event_type: str
-    rule_id: int | None
-    subject_type: str
+    event_type: str = Field(description="The rule type that raised it, e.g. target.missed.")
+    rule_id: int | None = Field(description="The rule; null once the rule was deleted.")
+    subject_type: str = Field(description="rep, team, deal or delivery.")
     subject_id: int
     rep_id: int | None
     team_id: int | None
     metric: str | None
     period: str | None
-    status: str | None
-    summary: str
-    data: dict[str, Any] = Field(description="The numbers behind the alert and their sources.")
-    snapshot_id: int | None
-    created_at: UTCDatetime
+    status: str | None = Field(
+        description="The subject's performance status when the alert was raised (missed, "
+        "at_risk, won...); the current one is current.status."
+    )
+    summary: str = Field(description="What the alert said when raised.")
+    data: dict[str, Any] = Field(
+        description="The numbers behind the alert when raised, and their sources; never rewritten."
+    )
+    snapshot_id: int | None = Field(description="The snapshot the alert was raised from.")
+    created_at: UTCDatetime = Field(description="When the alert was raised.")
+    state: AlertState = Field(
+        description="open: the condition held at the last evaluation that judged it; "
+        "resolved: it no longer holds (see resolved_reason)."
+    )
+    current: dict[str, Any] | None = Field(
+        description="The figures as of the last evaluation that judged the alert (with "
+        "current.status), in the shape of data; for a resolved alert, the figures at "
+        "resolution. Null for alerts not judged since they were raised before lifecycles."
+    )
+    current_summary: str | None = Field(description="The summary of the current figures.")
+    current_snapshot_id: int | None = Field(
+        description="The snapshot the current figures come from."
+    )
+    revision: int = Field(
+        description="How many .updated and .resolved events the alert has had; part of "
+        "their webhook-ids."
+    )
+    updated_at: UTCDatetime | None = Field(
+        description="When material figures last changed (the last .updated event); null if "
+        "they never did."
+    )
+    resolved_at: UTCDatetime | None = Field(description="When the alert was resolved.")
+    resolved_reason: ResolvedReason | None = Field(
+        description="condition_cleared: the subject no longer meets the rule (current holds "
+        "the figures at resolution); period_closed: an at-risk alert's period ended (the "
+        "target was then met or missed: current.status); subject_gone: the rule found no "
+        "figures for it any more (target deleted, rep deactivated, deal no longer won), "
+        "current keeps the last known."
+    )
 
 
 class AlertPage(Page[AlertRead]):

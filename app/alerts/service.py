@@ -83,6 +83,7 @@ def alerts_query(
     team_id: int | None = None,
     period: str | None = None,
     since: datetime | None = None,
+    state: str | None = None,
 ) -> Select[Alert]:
     stmt = select(Alert)
     if principal.rep_ids is not None:
@@ -99,6 +100,7 @@ def alerts_query(
         (Alert.rep_id, rep_id),
         (Alert.team_id, team_id),
         (Alert.period, period),
+        (Alert.state, state),
     ):
         if value is not None:
             stmt = stmt.where(column == value)

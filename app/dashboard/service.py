@@ -38,7 +38,8 @@ from app.teams.models import Team
 DEFAULT_METRIC = "won_revenue"
 TREND_PERIODS = 6
 ALERTS_SHOWN = 12
-# The alerts panel shows the period's alerts most important first, then newest first.
+# The alerts panel shows the period's open alerts most important first, then newest first;
+# then the resolved ones in the same order. Each says what its figures are now.
 SEVERITY = {
     t: i
     for i, t in enumerate(
@@ -213,8 +214,9 @@ def _coaching(
 
 def _teams(
     session: Session, settings: Settings, principal: Principal, period: str, metric: str
-) -> list[TeamLine]:
-    """Each visible team's rollup for the metric (GET /api/v1/teams/{id}/performance)."""
+) -> tuple[list[TeamLine], list[TeamLine]]:
+    """Each visible team's rollup for the metric (GET /api/v1/teams/{id}/performance), with
+    its bar, best first; and the top teams of the visible tree, in id order."""
     lines = []
     for team_id, name, parent_id in session.execute(
         select(Team.id, Team.name, Team.parent_id).order_by(Team.id)
@@ -231,12 +233,75 @@ def _teams(
         )
         rollup = next((r for r in read.rollup if r.get("metric") == metric), None)
         lines.append(TeamLine(team_id, name, parent_id, rollup, None))
-    return lines
+    scale = bar_scale([t.rollup.get("attainment") for t in lines if t.rollup])
+    for t in lines:
+        if t.rollup:
+            t.bar = bar(t.rollup.get("attainment"), None, scale)
+    visible = {t.team_id for t in lines}
+    roots = [t for t in lines if t.parent_id not in visible]
+    return sorted(lines, key=lambda t: (-_attainment(t), t.team_name)), roots
 
 
 def _attainment(team: TeamLine) -> float:
     value = (team.rollup or {}).get("attainment")
     return float(value) if value is not None else -math.inf
+
+
+def _metric(asked: str | None, metrics: list[str], notes: list[str]) -> str:
+    """The metric to show: the one asked for if known, else the default or the first with
+    targets; added to the picker's ``metrics`` if it has none in the period."""
+    if asked and asked not in METRICS:
+        notes.append(f"unknown metric {asked!r}: showing {DEFAULT_METRIC}")
+        asked = None
+    metric = asked or (DEFAULT_METRIC if DEFAULT_METRIC in metrics or not metrics else metrics[0])
+    if metric not in metrics:
+        metrics.append(metric)
+    return metric
+
+
+def _rep_lines(
+    session: Session,
+    settings: Settings,
+    items: list[PerformanceRead],
+    *,
+    kind: str,
+    period: str,
+    metric: str,
+    scale: float,
+) -> list[RepLine]:
+    """Each rep's bar, trend over the last periods and coaching focus."""
+    reps = []
+    for item in items:
+        assert item.rep_id is not None
+        trend = performance.rep_trend(
+            session=session,
+            settings=settings,
+            rep_id=item.rep_id,
+            metric=metric,
+            kind=kind,
+            periods=TREND_PERIODS,
+            end=period,
+            as_of=None,
+        )
+        reps.append(
+            RepLine(
+                perf=item,
+                bar=bar(item.attainment, _pace(item), scale),
+                trend=trend,
+                spark=sparkline(list(trend.get("values") or [])),
+                coaching=_coaching(session, settings, item.rep_id, period),
+            )
+        )
+    return reps
+
+
+def _alerts(session: Session, principal: Principal, period: str) -> tuple[list[AlertRead], int]:
+    """The period's alerts to show, and how many there are."""
+    stmt = alerts_service.alerts_query(principal=principal, period=period)
+    found = list(session.scalars(stmt.order_by(Alert.id.desc())))
+    # Open alerts before resolved ones (shown as such, not as active); stable: newest first.
+    found.sort(key=lambda a: (a.state != "open", SEVERITY.get(a.event_type, len(SEVERITY))))
+    return [AlertRead.model_validate(a) for a in found[:ALERTS_SHOWN]], len(found)
 
 
 def build(
@@ -254,13 +319,7 @@ def build(
     )
     kind = parse(label, settings.calendar).kind
     metrics = metric_choices(session, version, label)
-    if metric and metric not in METRICS:
-        notes.append(f"unknown metric {metric!r}: showing {DEFAULT_METRIC}")
-        metric = None
-    if not metric:
-        metric = DEFAULT_METRIC if DEFAULT_METRIC in metrics or not metrics else metrics[0]
-    if metric not in metrics:
-        metrics.append(metric)
+    metric = _metric(metric, metrics, notes)
     periods = period_choices(session, settings, version)
     if label not in {p.label for p in periods}:
         periods.insert(0, PeriodChoice(label, kind))
@@ -281,28 +340,7 @@ def build(
         as_of=None,
     )
     scale = bar_scale([i.attainment for i in items] + [_pace(i) for i in items])
-    reps = []
-    for item in items:
-        assert item.rep_id is not None
-        trend = performance.rep_trend(
-            session=session,
-            settings=settings,
-            rep_id=item.rep_id,
-            metric=metric,
-            kind=kind,
-            periods=TREND_PERIODS,
-            end=label,
-            as_of=None,
-        )
-        reps.append(
-            RepLine(
-                perf=item,
-                bar=bar(item.attainment, _pace(item), scale),
-                trend=trend,
-                spark=sparkline(list(trend.get("values") or [])),
-                coaching=_coaching(session, settings, item.rep_id, label),
-            )
-        )
+    reps = _rep_lines(session, settings, items, kind=kind, period=label, metric=metric, scale=scale)
     leaderboard = performance.leaderboard(
         session=session,
         settings=settings,
@@ -313,23 +351,11 @@ def build(
         limit=100,
         as_of=None,
     )
-    teams = _teams(session, settings, principal, label, metric)
-    team_scale = bar_scale([t.rollup.get("attainment") for t in teams if t.rollup])
-    for t in teams:
-        if t.rollup:
-            t.bar = bar(t.rollup.get("attainment"), None, team_scale)
-    visible = {t.team_id for t in teams}
-    roots = [t for t in teams if t.parent_id not in visible]
-    teams.sort(key=lambda t: (-_attainment(t), t.team_name))
+    teams, roots = _teams(session, settings, principal, label, metric)
 
-    alerts = sources = None
-    alerts_total = 0
+    alerts, alerts_total, sources = None, 0, None
     if principal.role in RECORD_READERS:
-        stmt = alerts_service.alerts_query(principal=principal, period=label)
-        found = list(session.scalars(stmt.order_by(Alert.id.desc())))
-        alerts_total = len(found)
-        found.sort(key=lambda a: SEVERITY.get(a.event_type, len(SEVERITY)))  # stable: newest first
-        alerts = [AlertRead.model_validate(a) for a in found[:ALERTS_SHOWN]]
+        alerts, alerts_total = _alerts(session, principal, label)
         sources = [
             sources_service.to_read(session, s) for s in session.scalars(sources_service.query())
         ]

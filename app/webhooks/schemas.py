@@ -4,17 +4,10 @@ from typing import Literal
 
 from pydantic import AnyHttpUrl, ConfigDict, Field, field_validator
 
-from app.alerts.models import EVENT_TYPES
 from app.schemas import Page, Schema, UTCDatetime
+from app.webhooks import subscriptions
 
 Format = Literal["standard", "slack"]
-
-
-def _check_events(v: list[str]) -> list[str]:
-    unknown = sorted(set(v) - {*EVENT_TYPES, "*"})
-    if unknown:
-        raise ValueError(f"unknown event types: {', '.join(unknown)}")
-    return sorted(set(v))
 
 
 class WebhookBase(Schema):
@@ -22,8 +15,10 @@ class WebhookBase(Schema):
     description: str | None = Field(default=None, max_length=500)
     event_types: list[str] = Field(
         min_length=1,
-        examples=[["target.missed", "target.at_risk"]],
-        description="Event types to receive; '*' for every alert type.",
+        examples=[["target.missed", "target.at_risk", "*.resolved"]],
+        description="Event types to receive (GET /api/v1/alerts/event-types lists them), or "
+        "patterns over the alert events: '*' for every alert event, '*.resolved' for every "
+        "resolution, 'target.missed.*' for a type's updates and resolution.",
     )
     team_ids: list[int] = Field(
         default_factory=list, description="Only alerts about these teams (and sub-teams)."
@@ -34,7 +29,7 @@ class WebhookBase(Schema):
         "incoming-webhook URLs.",
     )
 
-    _events = field_validator("event_types")(_check_events)
+    _events = field_validator("event_types")(subscriptions.check)
 
 
 class WebhookCreate(WebhookBase):
@@ -60,7 +55,7 @@ class WebhookUpdate(Schema):
     @field_validator("event_types")
     @classmethod
     def _events(cls, v: list[str] | None) -> list[str] | None:
-        return None if v is None else _check_events(v)
+        return None if v is None else subscriptions.check(v)
 
 
 class WebhookRead(WebhookBase):

@@ -8,6 +8,7 @@ import json
 import secrets as stdlib_secrets
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from app.db import utcnow
 from app.exceptions import InvalidInputError, NotFoundError
 from app.teams import service as teams_service
 from app.teams.models import Team
+from app.webhooks import subscriptions
 from app.webhooks.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 from app.webhooks.schemas import AttemptRead, DeliveryRead, WebhookCreate, WebhookUpdate
 
@@ -35,6 +37,8 @@ SLACK_ICONS = {
     "alert.delivery_exhausted": ":x:",
     "webhook.test": ":wave:",
 }
+# An alert's .updated and .resolved events, whatever its type.
+CHANGE_ICONS = {"updated": ":arrows_counterclockwise:", "resolved": ":white_check_mark:"}
 
 
 # -- destinations
@@ -190,53 +194,105 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+@dataclass(frozen=True)
+class Event:
+    """One message about an alert: its raising, or a change to it after."""
+
+    alert: Alert
+    type: str
+    # The webhook-id: the alert's event_id when raised, one id per change after.
+    message_id: str
+    payload: dict[str, Any]
+
+
+def _alert_fields(alert: Alert) -> dict[str, Any]:
+    return {
+        "alert_id": alert.id,
+        "event_id": alert.event_id,
+        "rule_id": alert.rule_id,
+        "subject_type": alert.subject_type,
+        "subject_id": alert.subject_id,
+        "rep_id": alert.rep_id,
+        "team_id": alert.team_id,
+        "metric": alert.metric,
+        "period": alert.period,
+        "status": alert.status,
+    }
+
+
 def alert_payload(alert: Alert) -> dict[str, Any]:
     """The Standard Webhooks envelope: ``type``, ``timestamp`` and the alert as ``data``."""
     return {
         "type": alert.event_type,
         "timestamp": _iso(alert.created_at),
-        "data": {
-            "alert_id": alert.id,
-            "event_id": alert.event_id,
-            "rule_id": alert.rule_id,
-            "subject_type": alert.subject_type,
-            "subject_id": alert.subject_id,
-            "rep_id": alert.rep_id,
-            "team_id": alert.team_id,
-            "metric": alert.metric,
-            "period": alert.period,
-            "status": alert.status,
-            "summary": alert.summary,
-            **alert.data,
-        },
+        "data": {**_alert_fields(alert), "summary": alert.summary, **alert.data},
     }
+
+
+def raised(alert: Alert) -> Event:
+    return Event(alert, alert.event_type, alert.event_id, alert_payload(alert))
+
+
+def change_event(
+    alert: Alert,
+    change: str,
+    *,
+    previous: dict[str, Any],
+    changed: list[str],
+    reopened: bool = False,
+) -> Event:
+    """``<event_type>.updated`` or ``.resolved``, for an alert already changed.
+
+    Its webhook-id is ``{event_id}_{change}_{revision}``: the same change of the same alert
+    always has the same id (a retried evaluation cannot send it under another), and each
+    revision has its own. ``previous`` and ``current`` are the figures before and after
+    (``current`` is null when the subject is gone from the snapshot).
+    """
+    at = (alert.resolved_at if change == "resolved" else alert.updated_at) or utcnow()
+    data: dict[str, Any] = {
+        **_alert_fields(alert),
+        "state": alert.state,
+        "revision": alert.revision,
+        "summary": alert.current_summary or alert.summary,
+        "raised_summary": alert.summary,
+        "raised_at": _iso(alert.created_at),
+        "changed": changed,
+        "previous": previous,
+        "current": None if alert.resolved_reason == "subject_gone" else alert.current,
+    }
+    if change == "updated":
+        data.update(updated_at=_iso(at), reopened=reopened)
+    else:
+        data.update(resolved_at=_iso(at), resolved_reason=alert.resolved_reason)
+    return Event(
+        alert=alert,
+        type=f"{alert.event_type}.{change}",
+        message_id=f"{alert.event_id}_{change}_{alert.revision}",
+        payload={"type": f"{alert.event_type}.{change}", "timestamp": _iso(at), "data": data},
+    )
 
 
 def render(endpoint_format: str, payload: dict[str, Any]) -> str:
     if endpoint_format == "slack":
-        icon = SLACK_ICONS.get(payload["type"], ":bell:")
-        text = f"{icon} *{payload['type']}*: {payload['data'].get('summary', '')}"
+        kind = payload["type"]
+        icon = SLACK_ICONS.get(kind) or CHANGE_ICONS.get(kind.rsplit(".", 1)[-1], ":bell:")
+        text = f"{icon} *{kind}*: {payload['data'].get('summary', '')}"
         return json.dumps({"text": text}, ensure_ascii=False)
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def _wants(endpoint: WebhookEndpoint, event_type: str) -> bool:
-    # '*' covers the alert types, not the service's own events (a test ping, a failure).
-    return event_type in endpoint.event_types or (
-        "*" in endpoint.event_types and event_type in RULE_EVENTS
-    )
 
 
 def enqueue(
     *,
     session: Session,
     settings: Settings,
-    alerts: Sequence[Alert],
+    alerts: Sequence[Alert] = (),
+    events: Sequence[Event] = (),
     exclude_endpoint: int | None = None,
 ) -> int:
-    """Write one pending delivery per (alert, subscribed endpoint), in the caller's
-    transaction: the alert and its deliveries commit together or not at all."""
-    if not alerts:
+    """Write one pending delivery per (event, subscribed endpoint), in the caller's
+    transaction: the alert and its deliveries commit together or not at all. ``alerts`` are
+    alerts just raised; ``events`` are changes to alerts raised before."""
+    if not alerts and not events:
         return 0
     session.flush()  # the alerts' ids and created_at go into the payloads
     endpoints = [
@@ -257,13 +313,13 @@ def enqueue(
     }
     now = utcnow()
     count = 0
-    for alert in alerts:
-        payload = alert_payload(alert)
+    for event in [*(raised(a) for a in alerts), *events]:
+        alert = event.alert
         for e in endpoints:
             # A team filter narrows the alerts about teams and reps; the service's own events
             # (a delivery given up on) concern no team and reach whoever subscribed to them.
             scope = scopes[e.id] if alert.event_type in RULE_EVENTS else None
-            if not _wants(e, alert.event_type) or (
+            if not subscriptions.wants(e.event_types, event.type) or (
                 scope is not None and alert.team_id not in scope
             ):
                 continue
@@ -271,9 +327,9 @@ def enqueue(
                 WebhookDelivery(
                     endpoint_id=e.id,
                     alert_id=alert.id,
-                    message_id=alert.event_id,
-                    event_type=alert.event_type,
-                    body=render(e.format, payload),
+                    message_id=event.message_id,
+                    event_type=event.type,
+                    body=render(e.format, event.payload),
                     next_attempt_at=now,
                 )
             )

@@ -308,3 +308,45 @@ def test_the_dashboard_is_not_in_the_api_schema(client):
     css = client.get("/dashboard/static/dashboard.css")
     assert css.status_code == 200 and "clamp(" in css.text
     assert client.get("/dashboard/static/../router.py").status_code == 404
+
+
+def test_alerts_show_their_current_figures_and_resolved_ones_are_not_active(
+    client, factory, session, settings
+):
+    """The issue's case: the page must not show a team at one figure next to an alert
+    quoting another. Three reps with 10,000 October targets; two miss it."""
+    north = factory.team(name="North")
+    reps = {n: factory.rep(name=n, team_id=north.id) for n in ("Ann", "Bob", "Cy")}
+    for rep in reps.values():
+        factory.target(rep_id=rep.id, period=PERIOD, value=10_000)
+    for name, amount in (("Ann", 12_000), ("Bob", 3_000), ("Cy", 2_000)):
+        factory.won(reps[name], amount, date(2026, 10, 20))
+    factory.alert_rule("target.missed")
+    factory.alert_rule("team.wide_gap")
+    compute.run(session=session, settings=settings, as_of=TODAY, full=True)
+    evaluate.evaluate(session=session, settings=settings)
+    # Bob makes October good (the team-wide gap clears with it); Cy's miss narrows.
+    factory.won(reps["Bob"], 8_000, date(2026, 10, 28))
+    factory.won(reps["Cy"], 4_000, date(2026, 10, 28))
+    compute.run(session=session, settings=settings, as_of=TODAY, full=True)
+    evaluate.evaluate(session=session, settings=settings)
+
+    token = _token(factory, "admin")
+    assert _login(client, token).status_code == 303
+    page = _page(client, period=PERIOD)
+    headers = {"Authorization": f"Bearer {token}"}
+    api = client.get("/api/v1/alerts", params={"period": PERIOD}, headers=headers).json()
+    by_id = {a["id"]: a for a in api["items"]}
+    shown = page.rows("alerts", "alert-id")
+    assert set(shown) == set(by_id)
+    states = {by_id[i]["rep_id"] or "team": shown[i]["_attrs"]["data-state"] for i in shown}
+    assert states == {reps["Bob"].id: "resolved", reps["Cy"].id: "open", "team": "resolved"}
+    for alert_id, row in shown.items():
+        assert row["summary"] == by_id[alert_id]["current_summary"]
+    cy = next(i for i in shown if by_id[i]["rep_id"] == reps["Cy"].id)
+    assert shown[cy]["state"] == "updated"
+    assert "6,000 of 10,000 (60%)" in shown[cy]["summary"]
+    # Open alerts come first; the resolved ones after, marked as such.
+    first, *rest = shown
+    assert first == cy and rest
+    assert all(shown[i]["state"] == "resolved" for i in rest)

@@ -540,3 +540,41 @@ def test_secrets_and_signatures_are_never_logged(
         assert r.headers["webhook-signature"].split(",", 1)[1] not in caplog.text
     deliveries = client.get(f"/api/v1/webhooks/{created['id']}/deliveries", headers=admin)
     assert rotated.json()["secret"].removeprefix("whsec_") not in deliveries.text
+
+
+def test_a_change_to_an_alert_goes_out_signed_under_its_own_id(
+    session, session_factory, factory, loopback_settings, receiver, clock
+):
+    """Subscriptions by name and by pattern; the change's id is not the alert's."""
+    endpoints = {}
+    for path, types in (
+        ("/resolved", ["*.resolved"]),
+        ("/missed", ["target.missed.*"]),
+        ("/raised", ["target.missed"]),
+        ("/gap", ["team.wide_gap.resolved"]),
+    ):
+        endpoint, secret = factory.webhook(loopback_settings, receiver.url(path), event_types=types)
+        receiver.add(path, secret)
+        endpoints[path] = endpoint
+    [alert] = raise_alerts(session, loopback_settings)
+    previous = {"status": alert.status, **alert.data}
+    alert.state, alert.resolved_at = "resolved", clock.now
+    alert.resolved_reason, alert.revision = "condition_cleared", 1
+    alert.current = {**previous, "actual": 1200.0, "status": "achieved"}
+    event = webhooks_service.change_event(alert, "resolved", previous=previous, changed=["actual"])
+    queued = webhooks_service.enqueue(session=session, settings=loopback_settings, events=[event])
+    assert queued == 2
+    with Dispatcher(session_factory, loopback_settings, clock=clock) as dispatcher:
+        assert dispatcher.run_once() == 3  # the raised alert to /raised, its resolution to two
+
+    by_path = {r.path: r for r in receiver.received}
+    assert set(by_path) == {"/resolved", "/missed", "/raised"}
+    assert all(r.verified for r in receiver.received), [r.error for r in receiver.received]
+    for path in ("/resolved", "/missed"):
+        got = by_path[path]
+        assert got.webhook_id == f"{alert.event_id}_resolved_1"
+        assert got.json["type"] == "target.missed.resolved"
+        data = got.json["data"]
+        assert (data["alert_id"], data["state"]) == (alert.id, "resolved")
+        assert data["previous"]["actual"] == 100.0 and data["current"]["actual"] == 1200.0
+    assert by_path["/raised"].webhook_id == alert.event_id

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select, text
 
+from app.db import utcnow
+from app.webhooks import service as webhooks_service
 from app.webhooks.dispatcher import Dispatcher
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.app.webhooks.conftest import raise_alerts
@@ -49,6 +53,8 @@ def test_the_secret_is_shown_once_and_stored_encrypted(client, factory, session,
         ({"url": "ftp://hooks.example.com/x"}, "url"),
         ({"url": "https://hooks.example.com/x", "event_types": ["target.exploded"]}, "event_types"),
         ({"url": "https://hooks.example.com/x", "event_types": []}, "event_types"),
+        ({"url": "https://hooks.example.com/x", "event_types": ["*.exploded"]}, "event_types"),
+        ({"url": "https://hooks.example.com/x", "event_types": ["target.*.x"]}, "event_types"),
         ({"url": "https://hooks.example.com/x", "format": "teams"}, "format"),
         ({"url": "https://hooks.example.com/x", "team_ids": [999999]}, "team_ids"),
     ],
@@ -57,6 +63,18 @@ def test_invalid_webhooks_are_422_naming_the_field(client, factory, body, field)
     r = _create(client, factory.key("admin"), **body)
     assert r.status_code == 422, r.text
     assert field in [d["field"] for d in r.json()["error"]["details"]]
+
+
+def test_updates_and_resolutions_are_subscribable_by_name_or_pattern(client, factory):
+    admin = factory.key("admin")
+    wanted = ["target.missed.resolved", "*.updated", "team.wide_gap.*"]
+    r = _create(client, admin, url="https://hooks.example.com/x", event_types=wanted)
+    assert r.status_code == 201, r.text
+    assert r.json()["event_types"] == sorted(wanted)
+    patched = client.patch(
+        f"{API}/{r.json()['id']}", json={"event_types": ["*.resolved"]}, headers=admin
+    )
+    assert patched.status_code == 200 and patched.json()["event_types"] == ["*.resolved"]
 
 
 @pytest.mark.parametrize(
@@ -296,3 +314,22 @@ def test_readers_may_not_manage_webhooks(client, factory, settings, role):
 def test_analysts_manage_webhooks(client, factory):
     r = _create(client, factory.key("analyst"), url="https://hooks.example.com/x")
     assert r.status_code == 201
+
+
+def test_slack_marks_updates_and_resolutions(session, settings):
+    [alert] = raise_alerts(session, settings)
+    previous = {"status": alert.status, **alert.data}
+    alert.current_summary = "Rep 1 no longer misses the 2026-02 won_revenue target."
+    alert.state, alert.resolved_at, alert.revision = "resolved", utcnow(), 1
+    alert.resolved_reason = "condition_cleared"
+    resolved = webhooks_service.change_event(alert, "resolved", previous=previous, changed=[])
+    text = json.loads(webhooks_service.render("slack", resolved.payload))["text"]
+    assert text == (
+        ":white_check_mark: *target.missed.resolved*: "
+        "Rep 1 no longer misses the 2026-02 won_revenue target."
+    )
+    alert.state, alert.updated_at, alert.revision = "open", utcnow(), 2
+    updated = webhooks_service.change_event(alert, "updated", previous=previous, changed=[])
+    text = json.loads(webhooks_service.render("slack", updated.payload))["text"]
+    assert text.startswith(":arrows_counterclockwise: *target.missed.updated*: ")
+    assert updated.message_id == f"{alert.event_id}_updated_2"
