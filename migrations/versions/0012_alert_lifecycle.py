@@ -1,7 +1,7 @@
 """alert lifecycle: open or resolved, with the current figures beside the raised ones
 
-Revision ID: 0011_alert_lifecycle
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-07
 
 Alerts raised before this revision start ``open`` with no current figures; the next alert
@@ -16,8 +16,8 @@ from sqlalchemy.dialects import postgresql
 
 import app.db
 
-revision: str = "0011_alert_lifecycle"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
