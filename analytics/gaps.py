@@ -93,6 +93,7 @@ __all__ = [
     "GapConfig",
     "Pacing",
     "compute_gaps",
+    "effective_targets",
     "open_pipeline",
     "seasonal_shares",
     "trailing_win_rate",
@@ -129,6 +130,7 @@ GAP_COLUMNS: Final[tuple[str, ...]] = (
     "ramp_factor",
     "target",
     "target_note",
+    "target_derived_from",
     "actual",
     "gap",
     "attainment",
@@ -638,35 +640,33 @@ def _factors(
     return proration, ramp, note, pace_start
 
 
-def compute_gaps(
-    targets: pd.DataFrame,
-    actuals: pd.DataFrame,
-    *,
-    reps: pd.DataFrame,
-    pipeline: pd.DataFrame | None,
-    win_rates: pd.DataFrame | None,
-    config: GapConfig,
-    shares: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """One row per target: effective target, actual, gap, pace, projection and status.
+@dataclass(frozen=True)
+class _Prepared:
+    """A targets frame checked and parsed, with each row's effective target."""
 
-    Formulas and status rules are in the module docstring. Inputs:
+    rep_id: pd.Series
+    team_id: pd.Series
+    is_rep: BoolArray
+    metric: npt.NDArray[np.object_]
+    label: npt.NDArray[np.object_]
+    kind: npt.NDArray[np.object_]
+    start: IntArray
+    end: IntArray
+    ndays: IntArray
+    additive: BoolArray
+    hib: BoolArray
+    target_full: FloatArray
+    proration: FloatArray
+    ramp: FloatArray
+    target: FloatArray
+    note: pd.Series
+    pace_start: IntArray
+    derived_from: pd.Series
 
-    * ``targets``: ``target_id, rep_id, team_id, metric, period, value``; a row with a
-      ``rep_id`` is a rep target, otherwise a team target.
-    * ``actuals``: a wide :func:`analytics.metrics.period_metrics` frame with ``subject_type``
-      ('rep' | 'team') and ``subject_id`` instead of the key; periods of several kinds may be
-      mixed (matched on the canonical label).
-    * ``reps``: ``rep_id, start_date`` (NaT = no proration/ramp).
-    * ``pipeline``: :func:`open_pipeline` for the same ``as_of``, ``win_rates``:
-      :func:`trailing_win_rate`, ``shares``: :func:`seasonal_shares` (concatenate kinds), each
-      with ``subject_type, subject_id`` instead of the key.
 
-    Columns: :data:`GAP_COLUMNS`, in the order of ``targets``.
-    """
-    cfg = config
-    t = targets.reset_index(drop=True)
-    n = len(t)
+def _prepared(t: pd.DataFrame, reps: pd.DataFrame, cfg: GapConfig) -> _Prepared:
+    """Check ``t`` (a targets frame with a fresh index), parse its periods, and apply
+    proration and ramp; derived rows (``target_derived_from`` set) bring their own factors."""
     rep_id = _as_int64(t["rep_id"])
     team_id = _as_int64(t["team_id"])
     is_rep = rep_id.notna().to_numpy(dtype=bool)
@@ -697,19 +697,104 @@ def compute_gaps(
     additive = np.array([METRICS[m].additive for m in metric_names], dtype=bool)[metric_codes]
     hib = np.array([METRICS[m].higher_is_better for m in metric_names], dtype=bool)[metric_codes]
 
+    proration, ramp, note, pace_start = _factors(t, is_rep, additive, start, end, ndays, reps, cfg)
+    derived_from = pd.Series([None] * len(t), dtype=object)
+    if "target_derived_from" in t:
+        # A derived target (analytics.targets) is the sum of its parts as each part is
+        # judged: its factors come from the parts, not from this period's days.
+        derived_from = (
+            t["target_derived_from"].astype(object).where(t["target_derived_from"].notna(), None)
+        )
+        derived = derived_from.notna().to_numpy(dtype=bool)
+        proration = np.where(derived, _floats(t["proration_factor"]), proration)
+        ramp = np.where(derived, _floats(t["ramp_factor"]), ramp)
+        note = note.where(~derived, t["target_note"])
+    return _Prepared(
+        rep_id=rep_id,
+        team_id=team_id,
+        is_rep=is_rep,
+        metric=metric,
+        label=label,
+        kind=kind,
+        start=start,
+        end=end,
+        ndays=ndays,
+        additive=additive,
+        hib=hib,
+        target_full=target_full,
+        proration=proration,
+        ramp=ramp,
+        target=target_full * proration * ramp,
+        note=note,
+        pace_start=pace_start,
+        derived_from=derived_from,
+    )
+
+
+def effective_targets(
+    targets: pd.DataFrame, *, reps: pd.DataFrame, config: GapConfig
+) -> pd.DataFrame:
+    """Each target as :func:`compute_gaps` judges it, without actuals.
+
+    ``targets`` and ``reps`` as for :func:`compute_gaps`. Columns: ``target_full,
+    proration_factor, ramp_factor, target`` (= target_full × proration_factor × ramp_factor,
+    formulas in the module docstring), in the order of ``targets`` with a fresh index.
+    """
+    prep = _prepared(targets.reset_index(drop=True), reps, config)
+    return pd.DataFrame(
+        {
+            "target_full": prep.target_full,
+            "proration_factor": prep.proration,
+            "ramp_factor": prep.ramp,
+            "target": prep.target,
+        }
+    )
+
+
+def compute_gaps(
+    targets: pd.DataFrame,
+    actuals: pd.DataFrame,
+    *,
+    reps: pd.DataFrame,
+    pipeline: pd.DataFrame | None,
+    win_rates: pd.DataFrame | None,
+    config: GapConfig,
+    shares: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per target: effective target, actual, gap, pace, projection and status.
+
+    Formulas and status rules are in the module docstring. Inputs:
+
+    * ``targets``: ``target_id, rep_id, team_id, metric, period, value``; a row with a
+      ``rep_id`` is a rep target, otherwise a team target.
+    * ``actuals``: a wide :func:`analytics.metrics.period_metrics` frame with ``subject_type``
+      ('rep' | 'team') and ``subject_id`` instead of the key; periods of several kinds may be
+      mixed (matched on the canonical label).
+    * ``reps``: ``rep_id, start_date`` (NaT = no proration/ramp).
+    * ``pipeline``: :func:`open_pipeline` for the same ``as_of``, ``win_rates``:
+      :func:`trailing_win_rate`, ``shares``: :func:`seasonal_shares` (concatenate kinds), each
+      with ``subject_type, subject_id`` instead of the key.
+
+    Columns: :data:`GAP_COLUMNS`, in the order of ``targets``.
+    """
+    cfg = config
+    t = targets.reset_index(drop=True)
+    n = len(t)
+    prep = _prepared(t, reps, cfg)
+    rep_id, team_id, is_rep, metric = prep.rep_id, prep.team_id, prep.is_rep, prep.metric
+    start, end, ndays, additive, hib = prep.start, prep.end, prep.ndays, prep.additive, prep.hib
+    target_full, proration, ramp, target = prep.target_full, prep.proration, prep.ramp, prep.target
+    note, pace_start = prep.note, prep.pace_start
     keys = pd.DataFrame(
         {
             "subject_type": np.where(is_rep, "rep", "team").astype(object),
             "subject_id": rep_id.where(is_rep, team_id),
-            "period": label,
-            "period_kind": kind,
+            "period": prep.label,
+            "period_kind": prep.kind,
             "metric": metric,
         }
     )
-
-    proration, ramp, note, pace_start = _factors(t, is_rep, additive, start, end, ndays, reps, cfg)
     pace_days = end - pace_start + 1
-    target = target_full * proration * ramp
 
     a = _day(cfg.as_of)
     started = a >= start
@@ -806,6 +891,7 @@ def compute_gaps(
             "ramp_factor": ramp,
             "target": target,
             "target_note": note.astype("str"),
+            "target_derived_from": prep.derived_from,
             "actual": actual,
             "gap": gap,
             "attainment": attainment,
