@@ -13,6 +13,7 @@ Effective target (rep targets of additive metrics only; team targets and levels 
   day-weighted average over the rep's days in the period, so for any period
   target_full × proration × ramp = target_full × Σ(ramp of each employed day) / period days.
 * ``target`` = target_full × proration_factor × ramp_factor.
+* A target derived from its months (:mod:`analytics.targets`) carries its factors from them.
 
 Elapsed share of the period at ``as_of`` (``as_of`` counts as a whole day; 0 before the period,
 1 after it), by ``GapConfig.pacing``:
@@ -766,7 +767,9 @@ def compute_gaps(
     Formulas and status rules are in the module docstring. Inputs:
 
     * ``targets``: ``target_id, rep_id, team_id, metric, period, value``; a row with a
-      ``rep_id`` is a rep target, otherwise a team target.
+      ``rep_id`` is a rep target, otherwise a team target. Rows with a
+      ``target_derived_from`` (:func:`analytics.targets.derive_rollup_targets`) bring their
+      own ``proration_factor``, ``ramp_factor`` and ``target_note``, those of their parts.
     * ``actuals``: a wide :func:`analytics.metrics.period_metrics` frame with ``subject_type``
       ('rep' | 'team') and ``subject_id`` instead of the key; periods of several kinds may be
       mixed (matched on the canonical label).
