@@ -107,3 +107,19 @@ def test_an_incremental_compute_derives_the_same_targets(client, factory, org, s
     assert [(r["rep_id"], r["metric"], r["target"], r["target_source"]) for r in after] == [
         (r["rep_id"], r["metric"], r["target"], r["target_source"]) for r in before
     ]
+
+
+def test_the_dashboard_quarter_view_shows_the_derived_rows(client, factory, org):
+    token = factory.key("viewer")["Authorization"].removeprefix("Bearer ")
+    login = client.post(
+        "/dashboard/login",
+        data={"api_key": token},
+        headers={"Origin": "http://testserver"},
+        follow_redirects=False,
+    )
+    assert login.status_code == 303
+    page = client.get("/dashboard", params={"period": "2026-Q4", "metric": "won_revenue"})
+    assert page.status_code == 200
+    # The rep table's target cells: Ann's 60,000 and Bea's ramped 1,000 + 2,000.
+    assert 'data-metric="target" data-value="60000.0">$60,000<' in page.text
+    assert 'data-metric="target" data-value="3000.0">$3,000<' in page.text
