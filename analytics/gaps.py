@@ -580,6 +580,8 @@ def _factors(
     ndays: IntArray,
     reps: pd.DataFrame,
     config: GapConfig,
+    *,
+    notes: bool = True,
 ) -> tuple[FloatArray, FloatArray, pd.Series, IntArray]:
     n = len(t)
     pace_start = start.copy()
@@ -611,6 +613,8 @@ def _factors(
     )
     ramp[s] = ramp_sum / employed[s]
 
+    if not notes:
+        return proration, ramp, note, pace_start
     # The notes are text: written for the few rows that get one, not for every row.
     prorated = scaled & (rep_start > start) & (employed > 0)
     after = scaled & (employed == 0)
@@ -665,9 +669,12 @@ class _Prepared:
     derived_from: pd.Series
 
 
-def _prepared(t: pd.DataFrame, reps: pd.DataFrame, cfg: GapConfig) -> _Prepared:
+def _prepared(
+    t: pd.DataFrame, reps: pd.DataFrame, cfg: GapConfig, *, notes: bool = True
+) -> _Prepared:
     """Check ``t`` (a targets frame with a fresh index), parse its periods, and apply
-    proration and ramp; derived rows (``target_derived_from`` set) bring their own factors."""
+    proration and ramp (with their notes unless ``notes`` is False); derived rows
+    (``target_derived_from`` set) bring their own factors."""
     rep_id = _as_int64(t["rep_id"])
     team_id = _as_int64(t["team_id"])
     is_rep = rep_id.notna().to_numpy(dtype=bool)
@@ -698,7 +705,9 @@ def _prepared(t: pd.DataFrame, reps: pd.DataFrame, cfg: GapConfig) -> _Prepared:
     additive = np.array([METRICS[m].additive for m in metric_names], dtype=bool)[metric_codes]
     hib = np.array([METRICS[m].higher_is_better for m in metric_names], dtype=bool)[metric_codes]
 
-    proration, ramp, note, pace_start = _factors(t, is_rep, additive, start, end, ndays, reps, cfg)
+    proration, ramp, note, pace_start = _factors(
+        t, is_rep, additive, start, end, ndays, reps, cfg, notes=notes
+    )
     derived_from = pd.Series([None] * len(t), dtype=object)
     if "target_derived_from" in t:
         # A derived target (analytics.targets) is the sum of its parts as each part is
@@ -741,7 +750,8 @@ def effective_targets(
     proration_factor, ramp_factor, target`` (= target_full × proration_factor × ramp_factor,
     formulas in the module docstring), in the order of ``targets`` with a fresh index.
     """
-    prep = _prepared(targets.reset_index(drop=True), reps, config)
+    # The notes are text made row by row, and nothing here reads them.
+    prep = _prepared(targets.reset_index(drop=True), reps, config, notes=False)
     return pd.DataFrame(
         {
             "target_full": prep.target_full,

@@ -43,14 +43,17 @@ Pacing, projection and status of a derived target are those of any target of P
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from analytics.gaps import GapConfig, effective_targets
 from analytics.metrics import METRICS
-from analytics.periods import FiscalCalendar, parse_period, period_of, periods_between
+from analytics.periods import FiscalCalendar, Period, parse_period, period_of, periods_between
 
 __all__ = ["DERIVED_KINDS", "TARGET_COLUMNS", "derive_rollup_targets", "rollup_parts"]
 
@@ -67,8 +70,7 @@ TARGET_COLUMNS: Final[tuple[str, ...]] = (
     "target_note",
     "target_derived_from",
 )
-_KEY: Final[list[str]] = ["subject_type", "subject_id", "metric"]
-_GROUP: Final[list[str]] = [*_KEY, "period"]
+_EPOCH: Final[int] = date(1970, 1, 1).toordinal()
 
 
 def rollup_parts(periods: Sequence[str], *, cal: FiscalCalendar) -> list[str]:
@@ -108,150 +110,228 @@ def derive_rollup_targets(
     cal = config.cal
     t = targets.reset_index(drop=True)
     codes, uniques = pd.factorize(t["period"])
-    parsed = [parse_period(str(u), cal) for u in uniques]
-    t = t.assign(
-        period=np.array([p.label for p in parsed], dtype=object)[codes],
-        kind=np.array([p.kind for p in parsed], dtype=object)[codes],
-    )
+    if (codes < 0).any():
+        raise ValueError("every target needs a period")
+    # Period labels are handled once per distinct label, not per row.
+    labels = np.array([parse_period(str(u), cal).label for u in uniques], dtype=object)
     wanted = {p.label: p for p in (parse_period(str(x), cal) for x in periods)}
-    own = t[t["period"].isin(wanted)].assign(
-        proration_factor=np.nan, ramp_factor=np.nan, target_note=None, target_derived_from=None
+    is_wanted = np.isin(labels, list(wanted))[codes]
+    own = t[is_wanted].assign(
+        period=labels[codes[is_wanted]],
+        proration_factor=np.nan,
+        ramp_factor=np.nan,
+        target_note=None,
+        target_derived_from=None,
     )
-    rollups = [p.label for p in wanted.values() if p.kind in DERIVED_KINDS]
+    rollups = [p for p in wanted.values() if p.kind in DERIVED_KINDS]
     if not rollups or t.empty:
         return own[list(TARGET_COLUMNS)].reset_index(drop=True)
-    leaves = _leaves(t, rollups, reps, cal)
-    derived = _from_leaves(t, leaves, reps, config)
-    out = pd.concat([own[list(TARGET_COLUMNS)], derived], ignore_index=True)
+    grid = _Grid.of(t, codes, labels, rollups, reps, config)
+    out = pd.concat(
+        [own[list(TARGET_COLUMNS)], *(grid.derive(p) for p in rollups)], ignore_index=True
+    )
     for c in ("target_id", "rep_id", "team_id"):
         out[c] = out[c].astype("Int64")
     return out
 
 
-def _keyed(t: pd.DataFrame) -> pd.DataFrame:
-    """``t``'s subject, metric, period, kind and row position."""
+@dataclass(frozen=True)
+class _Grid:
+    """The targets set on every part of the rollups, one row per (subject, metric) key and one
+    column per period (the rollups, their quarters and their months): NaN where none is set."""
+
+    keys: pd.DataFrame  # subject_type, subject_id, metric, additive
+    parts: list[Period]
+    column: dict[str, int]
+    value: npt.NDArray[np.float64]
+    prorated: npt.NDArray[np.float64]  # value × the part's proration factor
+    effective: npt.NDArray[np.float64]  # value × proration × ramp
+    before_start: npt.NDArray[np.bool_]  # a rep's part that ends before their start date
+    cal: FiscalCalendar
+
+    @staticmethod
+    def of(
+        t: pd.DataFrame,
+        codes: npt.NDArray[np.intp],
+        labels: npt.NDArray[np.object_],
+        rollups: list[Period],
+        reps: pd.DataFrame,
+        config: GapConfig,
+    ) -> _Grid:
+        """From ``t`` and its rows' periods, ``labels[codes]``."""
+        cal = config.cal
+        parts: dict[str, Period] = {}
+        for p in rollups:
+            parts[p.label] = p
+            for kind in ("quarter", "month"):
+                parts.update({x.label: x for x in periods_between(p.start, p.end, kind, cal)})
+        column = {label: j for j, label in enumerate(parts)}
+        key, keys = _key_codes(t)
+        at = np.array([column.get(x, -1) for x in labels], dtype=np.int64)[codes]
+        rows = np.flatnonzero(at >= 0)
+        k, c = key[rows], at[rows]
+
+        start_days = pd.to_datetime(reps["start_date"]).to_numpy(dtype="datetime64[D]")
+        start_of = pd.Series(
+            np.where(np.isnat(start_days), np.nan, start_days.astype(np.int64)),
+            index=reps["rep_id"].astype("Int64"),
+        )
+        subject = keys["subject_id"].astype("Int64")
+        starts = start_of.reindex(subject).to_numpy(dtype=np.float64, copy=True)
+        starts[~keys["subject_type"].eq("rep").to_numpy(dtype=bool)] = np.nan
+        first = np.array([p.start.toordinal() - _EPOCH for p in parts.values()], dtype=np.float64)
+        ends = np.array([p.end.toordinal() - _EPOCH for p in parts.values()], dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            before_start = ends[None, :] < starts[:, None]  # NaN (no start, a team): False
+            # Proration and ramp can only touch the targets of a rep who started after the
+            # part began or less than the ramp's months (of at most 31 days) before it; the
+            # others are taken as set, and only these few are judged.
+            reach = (len(config.ramp_schedule) + 1) * 31
+            judged_rows = keys["additive"].to_numpy(dtype=bool)[k] & (starts[k] > first[c] - reach)
+
+        shape = (len(keys), len(parts))
+        value = np.full(shape, np.nan)
+        value[k, c] = t["value"].to_numpy(dtype=np.float64)[rows]
+        prorated, effective = value.copy(), value.copy()
+        if judged_rows.any():
+            judged = effective_targets(t.iloc[rows[judged_rows]], reps=reps, config=config)
+            kj, cj = k[judged_rows], c[judged_rows]
+            full = judged["target_full"].to_numpy(dtype=np.float64)
+            prorated[kj, cj] = full * judged["proration_factor"].to_numpy(dtype=np.float64)
+            effective[kj, cj] = judged["target"].to_numpy(dtype=np.float64)
+        return _Grid(
+            keys=keys,
+            parts=list(parts.values()),
+            column=column,
+            value=value,
+            prorated=prorated,
+            effective=effective,
+            before_start=before_start,
+            cal=cal,
+        )
+
+    def derive(self, p: Period) -> pd.DataFrame:
+        """The targets derived for ``p``, for every key whose months ``p`` covers."""
+        months = periods_between(p.start, p.end, "month", self.cal)
+        m = [self.column[x.label] for x in months]
+        has = ~np.isnan(self.value)
+        if p.kind == "year":
+            quarters = periods_between(p.start, p.end, "quarter", self.cal)
+            q = [self.column[x.label] for x in quarters]
+            by_quarter = has[
+                :, [self.column[period_of(x.start, "quarter", self.cal).label] for x in months]
+            ]
+        else:
+            quarters, q = [], []
+            by_quarter = np.zeros((len(has), len(m)), dtype=bool)
+        covered = by_quarter | has[:, m] | self.before_start[:, m]
+        # Leaf columns in order of their start, a quarter before its first month.
+        leaf_parts = sorted(
+            [*zip(quarters, q, strict=True), *zip(months, m, strict=True)],
+            key=lambda pc: (pc[0].start, pc[0].kind != "quarter"),
+        )
+        cols = [c for _, c in leaf_parts]
+        leaf = has[:, cols]
+        month_at = {c: i for i, c in enumerate(m)}
+        for j, c in enumerate(cols):
+            if c in month_at:  # a month whose quarter has its own target is not a leaf
+                leaf[:, j] &= ~by_quarter[:, month_at[c]]
+        ok = covered.all(axis=1) & leaf.any(axis=1) & ~has[:, self.column[p.label]]
+        sel = np.flatnonzero(ok)
+        leaf = leaf[sel]
+        days = np.array([x.days for x, _ in leaf_parts], dtype=np.float64)
+
+        def total(
+            grid: npt.NDArray[np.float64], weight: npt.NDArray[np.float64] | float = 1.0
+        ) -> npt.NDArray[np.float64]:
+            out: npt.NDArray[np.float64] = np.where(leaf, grid[sel][:, cols] * weight, 0.0).sum(
+                axis=1
+            )
+            return out
+
+        # Each row's leaves as one integer (bit j: column j), so the lists are joined once per
+        # pattern rather than once per row.
+        bits = leaf.astype(np.int64) @ (np.int64(1) << np.arange(len(cols), dtype=np.int64))
+        pattern, patterns = pd.factorize(bits)
+        names = [x.label for x, _ in leaf_parts]
+        texts = [",".join(n for j, n in enumerate(names) if b >> j & 1) for b in patterns]
+        return _rows(
+            self.keys.iloc[sel].reset_index(drop=True),
+            period=p.label,
+            value=total(self.value),
+            prorated=total(self.prorated),
+            effective=total(self.effective),
+            level=total(self.value, days) / (leaf * days).sum(axis=1),
+            pattern=pattern,
+            texts=texts,
+        )
+
+
+def _key_codes(t: pd.DataFrame) -> tuple[npt.NDArray[np.int64], pd.DataFrame]:
+    """One code per row of ``t`` for its (subject, metric), and the keys by code."""
     rep_id = t["rep_id"].astype("Int64")
-    is_rep = rep_id.notna()
-    return pd.DataFrame(
+    is_rep = rep_id.notna().to_numpy(dtype=bool)
+    subject = rep_id.where(is_rep, t["team_id"].astype("Int64")).to_numpy(np.int64, na_value=-1)
+    metric_codes, metric_names = pd.factorize(t["metric"])
+    subject_codes, _ = pd.factorize(subject)
+    combined = (subject_codes * 2 + is_rep) * max(len(metric_names), 1) + metric_codes
+    key, _ = pd.factorize(combined)
+    _, first = np.unique(key, return_index=True)
+    metric = t["metric"].to_numpy(dtype=object)[first]
+    keys = pd.DataFrame(
         {
-            "subject_type": np.where(is_rep, "rep", "team").astype(object),
-            "subject_id": rep_id.where(is_rep, t["team_id"].astype("Int64")),
-            "metric": t["metric"].astype(object),
-            "label": t["period"],
-            "kind": t["kind"],
-            "row": np.arange(len(t), dtype=np.int64),
+            "subject_type": np.where(is_rep[first], "rep", "team").astype(object),
+            "subject_id": subject[first],
+            "metric": metric,
+            "additive": [bool(METRICS[x].additive) if x in METRICS else True for x in metric],
         }
     )
+    return key.astype(np.int64), keys
 
 
-def _grid(rollups: list[str], cal: FiscalCalendar) -> pd.DataFrame:
-    """One row per (rollup period, fiscal month): the month's quarter and last day."""
-    rows = []
-    for label in rollups:
-        p = parse_period(label, cal)
-        for m in periods_between(p.start, p.end, "month", cal):
-            rows.append((label, m.label, period_of(m.start, "quarter", cal).label, m.end))
-    grid = pd.DataFrame(rows, columns=["period", "month", "quarter", "month_end"])
-    grid["month_end"] = pd.to_datetime(grid["month_end"])
-    return grid
-
-
-def _leaves(
-    t: pd.DataFrame, rollups: list[str], reps: pd.DataFrame, cal: FiscalCalendar
+def _rows(
+    keys: pd.DataFrame,
+    *,
+    period: str,
+    value: npt.NDArray[np.float64],
+    prorated: npt.NDArray[np.float64],
+    effective: npt.NDArray[np.float64],
+    level: npt.NDArray[np.float64],
+    pattern: npt.NDArray[np.intp],
+    texts: list[str],
 ) -> pd.DataFrame:
-    """``subject_type, subject_id, metric, period, leaf``: the rows of ``t`` a rollup period
-    without a target of its own is derived from, when its months are all covered."""
-    keyed = _keyed(t)
-    grid = _grid(rollups, cal)
-    months = keyed[keyed["kind"] == "month"].rename(columns={"label": "month", "row": "m_row"})
-    quarters = keyed[keyed["kind"] == "quarter"].rename(
-        columns={"label": "quarter", "row": "q_row"}
-    )
-    months, quarters = months[[*_KEY, "month", "m_row"]], quarters[[*_KEY, "quarter", "q_row"]]
-    candidates = pd.concat(
-        [
-            months.merge(grid[["period", "month"]], on="month")[_GROUP],
-            quarters.merge(grid[["period", "quarter"]].drop_duplicates(), on="quarter")[_GROUP],
-        ]
-    ).drop_duplicates()
-    set_own = keyed[[*_KEY, "label"]].rename(columns={"label": "period"})
-    candidates = candidates.merge(set_own, on=_GROUP, how="left", indicator=True)
-    candidates = candidates[candidates["_merge"] == "left_only"].drop(columns="_merge")
-
-    # A quarter P is its months' quarter, and has no own target here: only years use rule 1.
-    cells = candidates.merge(grid, on="period")
-    cells = cells.merge(months, on=[*_KEY, "month"], how="left")
-    cells = cells.merge(quarters, on=[*_KEY, "quarter"], how="left")
-    start_of = pd.Series(
-        pd.to_datetime(reps["start_date"]).to_numpy(dtype="datetime64[ns]"),
-        index=reps["rep_id"].astype("Int64"),
-    )
-    is_rep = cells["subject_type"].eq("rep").to_numpy(dtype=bool)
-    rep_start = start_of.reindex(cells["subject_id"].astype("Int64")).to_numpy()
-    with np.errstate(invalid="ignore"):
-        before_start = is_rep & (cells["month_end"].to_numpy() < rep_start)
-    covered = cells["q_row"].notna() | cells["m_row"].notna() | before_start
-    complete = covered.groupby([cells[c] for c in _GROUP], sort=False).transform("all")
-    cells = cells[complete.to_numpy(dtype=bool)]
-    leaf = cells["q_row"].fillna(cells["m_row"])
-    cells = cells.assign(leaf=leaf)[leaf.notna()]
-    out = cells[[*_GROUP, "leaf"]].drop_duplicates()
-    return out.assign(leaf=out["leaf"].astype(np.int64))
-
-
-def _from_leaves(
-    t: pd.DataFrame, leaves: pd.DataFrame, reps: pd.DataFrame, config: GapConfig
-) -> pd.DataFrame:
-    """The derived target rows, one per (subject, metric, period) of ``leaves``."""
-    rows = np.unique(leaves["leaf"].to_numpy())
-    judged = effective_targets(t.iloc[rows], reps=reps, config=config)
-    at = np.searchsorted(rows, leaves["leaf"].to_numpy())  # each leaf's row of ``judged``
-    label = t["period"].to_numpy(dtype=object)[leaves["leaf"].to_numpy()]
-    parsed = {u: parse_period(str(u), config.cal) for u in pd.unique(label)}
-    value = judged["target_full"].to_numpy()[at]
-    proration = judged["proration_factor"].to_numpy()[at]
-    effective = judged["target"].to_numpy()[at]
-    days = np.array([parsed[x].days for x in label], dtype=np.float64)
-    frame = leaves.assign(
-        label=label,
-        start=[parsed[x].start for x in label],
-        value=value,
-        prorated=value * proration,
-        effective=effective,
-        weighted=value * days,
-        days=days,
-    ).sort_values([*_GROUP, "start"], kind="stable")
-    g = frame.groupby(_GROUP, sort=False)
-    sums = g[["value", "prorated", "effective", "weighted", "days"]].sum()
-    sums["derived_from"] = g["label"].agg(",".join)
-    sums = sums.reset_index()
-    additive = sums["metric"].map(lambda m: METRICS[m].additive).to_numpy(dtype=bool)
-    v, p, e = (sums[c].to_numpy(dtype=np.float64) for c in ("value", "prorated", "effective"))
-    proration_factor = np.where(additive & (v > 0), p / np.where(v > 0, v, 1.0), 1.0)
-    ramp_factor = np.where(additive & (p > 0), e / np.where(p > 0, p, 1.0), 1.0)
-    level = sums["weighted"].to_numpy() / sums["days"].to_numpy()
-    judged_apart = additive & ~np.isclose(e, v)
-    note = [
-        f"derived: the {'sum' if add else 'day-weighted mean'} of the targets of "
-        + parts.replace(",", ", ")
-        + (" (each prorated and ramped over its own days)" if apart else "")
-        for add, apart, parts in zip(
-            additive.tolist(), judged_apart.tolist(), sums["derived_from"], strict=True
-        )
+    """Derived target rows from the leaves' sums (formulas in the module docstring);
+    ``texts[pattern]`` is each row's ``target_derived_from``."""
+    additive = keys["additive"].to_numpy(dtype=bool)
+    v, pr, e = value, prorated, effective
+    proration = np.where(additive & (v > 0), pr / np.where(v > 0, v, 1.0), 1.0)
+    ramp = np.where(additive & (pr > 0), e / np.where(pr > 0, pr, 1.0), 1.0)
+    apart = additive & ~np.isclose(e, v)
+    # The notes too are written once per (leaves, rule, factors) combination.
+    which, combos = pd.factorize(pattern * 4 + additive * 2 + apart)
+    notes = [
+        f"derived: the {'sum' if c & 2 else 'day-weighted mean'} of the targets of "
+        + texts[c >> 2].replace(",", ", ")
+        + (" (each prorated and ramped over its own days)" if c & 1 else "")
+        for c in combos.tolist()
     ]
-    is_rep = sums["subject_type"].eq("rep")
-    subject = sums["subject_id"].astype("Int64")
+    note = np.array(notes, dtype=object)[which] if notes else np.array([], dtype=object)
+    derived_from = np.array(texts, dtype=object)[pattern] if texts else np.array([], dtype=object)
+    is_rep = keys["subject_type"].eq("rep")
+    subject = keys["subject_id"].astype("Int64")
     return pd.DataFrame(
         {
-            "target_id": pd.array([pd.NA] * len(sums), dtype="Int64"),
+            "target_id": pd.arrays.IntegerArray(
+                np.zeros(len(keys), np.int64), np.ones(len(keys), bool)
+            ),
             "rep_id": subject.where(is_rep),
             "team_id": subject.where(~is_rep),
-            "metric": sums["metric"],
-            "period": sums["period"],
+            "metric": keys["metric"],
+            "period": period,
             "value": np.where(additive, v, level),
-            "proration_factor": proration_factor,
-            "ramp_factor": ramp_factor,
+            "proration_factor": proration,
+            "ramp_factor": ramp,
             "target_note": pd.Series(note, dtype=object),
-            "target_derived_from": sums["derived_from"].astype(object),
+            "target_derived_from": pd.Series(derived_from, dtype=object),
         }
     )[list(TARGET_COLUMNS)]
