@@ -184,9 +184,10 @@ class _Grid:
         with np.errstate(invalid="ignore"):
             before_start = ends[None, :] < starts[:, None]  # NaN (no start, a team): False
             # Proration and ramp can only touch the targets of a rep who started after the
-            # part began or less than the ramp's months (of at most 31 days) before it; the
-            # others are taken as set, and only these few are judged.
-            reach = (len(config.ramp_schedule) + 1) * 31
+            # part began or less than the ramp's months before it (a fiscal month has at most
+            # 42 days: a 4-4-5 month with a 53rd week); the others' factors are 1, and only
+            # these few targets are judged.
+            reach = (len(config.ramp_schedule) + 1) * 42
             judged_rows = keys["additive"].to_numpy(dtype=bool)[k] & (starts[k] > first[c] - reach)
 
         shape = (len(keys), len(parts))

@@ -15,7 +15,7 @@ import pytest
 
 from analytics.gaps import GapConfig, compute_gaps
 from analytics.metrics import METRIC_COLUMNS
-from analytics.periods import FiscalCalendar
+from analytics.periods import FiscalCalendar, parse_period
 from analytics.targets import TARGET_COLUMNS, derive_rollup_targets, rollup_parts
 
 AS_OF = date(2026, 11, 20)
@@ -231,3 +231,69 @@ def _no_actuals() -> pd.DataFrame:
     for c in METRIC_COLUMNS:
         frame[c] = np.nan
     return frame
+
+
+def test_a_rep_still_ramping_from_before_the_quarter_is_ramped_month_by_month() -> None:
+    """Started 2026-09-10: October is ramp month 2 (40%), November 3 (60%), December 4 (80%):
+    100 × 0.4 + 200 × 0.6 + 300 × 0.8 = 400, not 600 × one factor."""
+    people = reps(r1="2026-09-10")
+    out = derive_rollup_targets(
+        targets(*monthly(1, Q4)), periods=["2026-Q4"], reps=people, config=CONFIG
+    )
+    gaps = compute_gaps(
+        out, _no_actuals(), reps=people, pipeline=None, win_rates=None, config=CONFIG
+    )
+    row = gaps.iloc[0]
+    assert row["target"] == pytest.approx(400.0)
+    assert row["target_full"] == 600.0 and row["proration_factor"] == 1.0
+    assert row["ramp_factor"] == pytest.approx(400 / 600)
+
+
+def test_the_445_calendar_derives_from_its_own_months() -> None:
+    """In a 4-4-5 calendar a quarter's months are 4, 4 and 5 weeks, and FY2026 has a 53rd
+    week, which makes its December 6 weeks: 28, 28 and 42 days. The quarter still sums its
+    months, and a level is weighted by those lengths."""
+    cal = FiscalCalendar(kind="445")
+    config = GapConfig(as_of=AS_OF, cal=cal)
+    months = rollup_parts(["2026-Q4"], cal=cal)[1:]
+    assert len(months) == 3
+    frame = targets(
+        *monthly(1, dict(zip(months, (1.0, 2.0, 3.0), strict=True))),
+        *monthly(1, dict(zip(months, (0.2, 0.2, 0.5), strict=True)), metric="win_rate"),
+    )
+    out = derive_rollup_targets(frame, periods=["2026-Q4"], reps=NO_REPS, config=config)
+    by_metric = out.set_index("metric")["value"]
+    assert by_metric["won_revenue"] == 6.0
+    assert [parse_period(m, cal).days for m in months] == [28, 28, 42]
+    assert by_metric["win_rate"] == pytest.approx((0.2 * 28 + 0.2 * 28 + 0.5 * 42) / 98)
+
+
+@pytest.mark.parametrize("cal", [FiscalCalendar(), FiscalCalendar(start_month=4, kind="445")])
+def test_a_derived_target_always_equals_the_sum_of_its_months_as_judged(cal) -> None:
+    """Random start dates around the year and random monthly quotas: every derived quarter
+    and year target is the sum of its months' effective targets from compute_gaps."""
+    rng = np.random.default_rng(16)
+    config = GapConfig(as_of=AS_OF, cal=cal)
+    periods = rollup_parts(["FY2026"], cal=cal)
+    months = [p for p in periods if parse_period(p, cal).kind == "month"]
+    n = 40
+    starts = pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 800, n), unit="D")
+    people = pd.DataFrame(
+        {"rep_id": pd.array(range(1, n + 1), dtype="Int64"), "start_date": starts}
+    )
+    rows = [
+        {"target_id": i * 100 + j, "rep_id": i, "period": m, "value": float(rng.integers(0, 9))}
+        for i in range(1, n + 1)
+        for j, m in enumerate(months)
+        if parse_period(m, cal).end >= starts[i - 1].date()
+    ]
+    out = derive_rollup_targets(targets(*rows), periods=periods, reps=people, config=config)
+    gaps = compute_gaps(
+        out, _no_actuals(), reps=people, pipeline=None, win_rates=None, config=config
+    )
+    monthly_target = gaps[gaps["period_kind"] == "month"].set_index(["rep_id", "period"])["target"]
+    derived = gaps[gaps["target_derived_from"].notna()]
+    assert len(derived) > n  # quarters and years of most reps
+    for row in derived.itertuples():
+        parts = [monthly_target[(row.rep_id, m)] for m in row.target_derived_from.split(",")]
+        assert row.target == pytest.approx(sum(parts), abs=1e-9), row
