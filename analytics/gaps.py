@@ -13,7 +13,7 @@ Effective target (rep targets of additive metrics only; team targets and levels 
   day-weighted average over the rep's days in the period, so for any period
   target_full × proration × ramp = target_full × Σ(ramp of each employed day) / period days.
 * ``target`` = target_full × proration_factor × ramp_factor.
-* A target derived from its months (:mod:`analytics.targets`) carries its factors from them.
+* A target derived from its months (:mod:`analytics.targets`) brings its factors from them.
 
 Elapsed share of the period at ``as_of`` (``as_of`` counts as a whole day; 0 before the period,
 1 after it), by ``GapConfig.pacing``:
@@ -580,8 +580,6 @@ def _factors(
     ndays: IntArray,
     reps: pd.DataFrame,
     config: GapConfig,
-    *,
-    notes: bool = True,
 ) -> tuple[FloatArray, FloatArray, pd.Series, IntArray]:
     n = len(t)
     pace_start = start.copy()
@@ -613,8 +611,6 @@ def _factors(
     )
     ramp[s] = ramp_sum / employed[s]
 
-    if not notes:
-        return proration, ramp, note, pace_start
     # The notes are text: written for the few rows that get one, not for every row.
     prorated = scaled & (rep_start > start) & (employed > 0)
     after = scaled & (employed == 0)
@@ -645,121 +641,23 @@ def _factors(
     return proration, ramp, note, pace_start
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    """A targets frame checked and parsed, with each row's effective target."""
-
-    rep_id: pd.Series
-    team_id: pd.Series
-    is_rep: BoolArray
-    metric: npt.NDArray[np.object_]
-    label: npt.NDArray[np.object_]
-    kind: npt.NDArray[np.object_]
-    start: IntArray
-    end: IntArray
-    ndays: IntArray
-    additive: BoolArray
-    hib: BoolArray
-    target_full: FloatArray
-    proration: FloatArray
-    ramp: FloatArray
-    target: FloatArray
-    note: pd.Series
-    pace_start: IntArray
-    derived_from: pd.Series
-
-
-def _prepared(
-    t: pd.DataFrame, reps: pd.DataFrame, cfg: GapConfig, *, notes: bool = True
-) -> _Prepared:
-    """Check ``t`` (a targets frame with a fresh index), parse its periods, and apply
-    proration and ramp (with their notes unless ``notes`` is False); derived rows
-    (``target_derived_from`` set) bring their own factors."""
-    rep_id = _as_int64(t["rep_id"])
-    team_id = _as_int64(t["team_id"])
-    is_rep = rep_id.notna().to_numpy(dtype=bool)
-    if (~is_rep & team_id.isna().to_numpy(dtype=bool)).any():
-        raise ValueError("every target needs a rep_id or a team_id")
-    metric = t["metric"].to_numpy(dtype=object)
-    metric_codes, metric_names = pd.factorize(metric)
-    unknown = sorted({str(m) for m in metric_names} - set(METRICS))
-    if (metric_codes < 0).any():
-        unknown.append("(missing)")
-    if unknown:
-        raise ValueError(f"unknown metric(s): {', '.join(map(str, unknown))}")
-    target_full = _floats(t["value"])
-    if np.isnan(target_full).any():
-        raise ValueError("every target needs a value")
-
-    codes, uniques = pd.factorize(t["period"])
-    if (codes < 0).any():
-        raise ValueError("every target needs a period")
-    parsed = [parse_period(str(u), cfg.cal) for u in uniques]
-    label = np.array([p.label for p in parsed], dtype=object)[codes]
-    kind = np.array([p.kind for p in parsed], dtype=object)[codes]
-    start = np.array([_day(p.start) for p in parsed], dtype=np.int64)[codes]
-    end = np.array([_day(p.end) for p in parsed], dtype=np.int64)[codes]
-    ndays = end - start + 1
-
-    # Looked up per metric, not per row.
-    additive = np.array([METRICS[m].additive for m in metric_names], dtype=bool)[metric_codes]
-    hib = np.array([METRICS[m].higher_is_better for m in metric_names], dtype=bool)[metric_codes]
-
-    proration, ramp, note, pace_start = _factors(
-        t, is_rep, additive, start, end, ndays, reps, cfg, notes=notes
-    )
-    derived_from = pd.Series([None] * len(t), dtype=object)
-    if "target_derived_from" in t:
-        # A derived target (analytics.targets) is the sum of its parts as each part is
-        # judged: its factors come from the parts, not from this period's days.
-        derived_from = (
-            t["target_derived_from"].astype(object).where(t["target_derived_from"].notna(), None)
-        )
-        derived = derived_from.notna().to_numpy(dtype=bool)
-        proration = np.where(derived, _floats(t["proration_factor"]), proration)
-        ramp = np.where(derived, _floats(t["ramp_factor"]), ramp)
-        note = note.where(~derived, t["target_note"])
-    return _Prepared(
-        rep_id=rep_id,
-        team_id=team_id,
-        is_rep=is_rep,
-        metric=metric,
-        label=label,
-        kind=kind,
-        start=start,
-        end=end,
-        ndays=ndays,
-        additive=additive,
-        hib=hib,
-        target_full=target_full,
-        proration=proration,
-        ramp=ramp,
-        target=target_full * proration * ramp,
-        note=note,
-        pace_start=pace_start,
-        derived_from=derived_from,
-    )
-
-
 def effective_targets(
     targets: pd.DataFrame, *, reps: pd.DataFrame, config: GapConfig
 ) -> pd.DataFrame:
-    """Each target as :func:`compute_gaps` judges it, without actuals.
-
-    ``targets`` and ``reps`` as for :func:`compute_gaps`. Columns: ``target_full,
-    proration_factor, ramp_factor, target`` (= target_full × proration_factor × ramp_factor,
-    formulas in the module docstring), in the order of ``targets`` with a fresh index.
-    """
-    # The notes are text made row by row, and nothing here reads them.
-    prep = _prepared(targets.reset_index(drop=True), reps, config, notes=False)
-    return pd.DataFrame(
+    """Each target as :func:`compute_gaps` judges it: ``target_full, proration_factor,
+    ramp_factor, target``, in the order of ``targets`` with a fresh index."""
+    no_actuals = pd.DataFrame(
         {
-            "target_full": prep.target_full,
-            "proration_factor": prep.proration,
-            "ramp_factor": prep.ramp,
-            "target": prep.target,
+            "subject_type": pd.Series(dtype=object),
+            "subject_id": pd.Series(dtype="Int64"),
+            "period": pd.Series(dtype=object),
+            **{m: pd.Series(dtype="float64") for m in METRICS},
         }
     )
+    rows = compute_gaps(
+        targets, no_actuals, reps=reps, pipeline=None, win_rates=None, config=config
+    )
+    return rows[["target_full", "proration_factor", "ramp_factor", "target"]]
 
 
 def compute_gaps(
@@ -793,21 +691,59 @@ def compute_gaps(
     cfg = config
     t = targets.reset_index(drop=True)
     n = len(t)
-    prep = _prepared(t, reps, cfg)
-    rep_id, team_id, is_rep, metric = prep.rep_id, prep.team_id, prep.is_rep, prep.metric
-    start, end, ndays, additive, hib = prep.start, prep.end, prep.ndays, prep.additive, prep.hib
-    target_full, proration, ramp, target = prep.target_full, prep.proration, prep.ramp, prep.target
-    note, pace_start = prep.note, prep.pace_start
+    rep_id = _as_int64(t["rep_id"])
+    team_id = _as_int64(t["team_id"])
+    is_rep = rep_id.notna().to_numpy(dtype=bool)
+    if (~is_rep & team_id.isna().to_numpy(dtype=bool)).any():
+        raise ValueError("every target needs a rep_id or a team_id")
+    metric = t["metric"].to_numpy(dtype=object)
+    metric_codes, metric_names = pd.factorize(metric)
+    unknown = sorted({str(m) for m in metric_names} - set(METRICS))
+    if (metric_codes < 0).any():
+        unknown.append("(missing)")
+    if unknown:
+        raise ValueError(f"unknown metric(s): {', '.join(map(str, unknown))}")
+    target_full = _floats(t["value"])
+    if np.isnan(target_full).any():
+        raise ValueError("every target needs a value")
+
+    codes, uniques = pd.factorize(t["period"])
+    if (codes < 0).any():
+        raise ValueError("every target needs a period")
+    parsed = [parse_period(str(u), cfg.cal) for u in uniques]
+    label = np.array([p.label for p in parsed], dtype=object)[codes]
+    kind = np.array([p.kind for p in parsed], dtype=object)[codes]
+    start = np.array([_day(p.start) for p in parsed], dtype=np.int64)[codes]
+    end = np.array([_day(p.end) for p in parsed], dtype=np.int64)[codes]
+    ndays = end - start + 1
+
+    # Looked up per metric, not per row.
+    additive = np.array([METRICS[m].additive for m in metric_names], dtype=bool)[metric_codes]
+    hib = np.array([METRICS[m].higher_is_better for m in metric_names], dtype=bool)[metric_codes]
+
     keys = pd.DataFrame(
         {
             "subject_type": np.where(is_rep, "rep", "team").astype(object),
             "subject_id": rep_id.where(is_rep, team_id),
-            "period": prep.label,
-            "period_kind": prep.kind,
+            "period": label,
+            "period_kind": kind,
             "metric": metric,
         }
     )
+
+    proration, ramp, note, pace_start = _factors(t, is_rep, additive, start, end, ndays, reps, cfg)
+    derived_from = pd.Series([None] * n, dtype=object)
+    if "target_derived_from" in t:
+        # A derived target is the sum of its parts as each part is judged: its factors come
+        # from them, not from this period's days.
+        derived_from = t["target_derived_from"].astype(object)
+        derived = derived_from.notna().to_numpy(dtype=bool)
+        derived_from = derived_from.where(derived, None)
+        proration = np.where(derived, _floats(t["proration_factor"]), proration)
+        ramp = np.where(derived, _floats(t["ramp_factor"]), ramp)
+        note = note.where(~derived, t["target_note"])
     pace_days = end - pace_start + 1
+    target = target_full * proration * ramp
 
     a = _day(cfg.as_of)
     started = a >= start
@@ -904,7 +840,7 @@ def compute_gaps(
             "ramp_factor": ramp,
             "target": target,
             "target_note": note.astype("str"),
-            "target_derived_from": prep.derived_from,
+            "target_derived_from": derived_from,
             "actual": actual,
             "gap": gap,
             "attainment": attainment,
