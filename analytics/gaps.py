@@ -13,6 +13,7 @@ Effective target (rep targets of additive metrics only; team targets and levels 
   day-weighted average over the rep's days in the period, so for any period
   target_full × proration × ramp = target_full × Σ(ramp of each employed day) / period days.
 * ``target`` = target_full × proration_factor × ramp_factor.
+* A target derived from its months (:mod:`analytics.targets`) brings its factors from them.
 
 Elapsed share of the period at ``as_of`` (``as_of`` counts as a whole day; 0 before the period,
 1 after it), by ``GapConfig.pacing``:
@@ -93,6 +94,7 @@ __all__ = [
     "GapConfig",
     "Pacing",
     "compute_gaps",
+    "effective_targets",
     "open_pipeline",
     "seasonal_shares",
     "trailing_win_rate",
@@ -129,6 +131,7 @@ GAP_COLUMNS: Final[tuple[str, ...]] = (
     "ramp_factor",
     "target",
     "target_note",
+    "target_derived_from",
     "actual",
     "gap",
     "attainment",
@@ -638,6 +641,25 @@ def _factors(
     return proration, ramp, note, pace_start
 
 
+def effective_targets(
+    targets: pd.DataFrame, *, reps: pd.DataFrame, config: GapConfig
+) -> pd.DataFrame:
+    """Each target as :func:`compute_gaps` judges it: ``target_full, proration_factor,
+    ramp_factor, target``, in the order of ``targets`` with a fresh index."""
+    no_actuals = pd.DataFrame(
+        {
+            "subject_type": pd.Series(dtype=object),
+            "subject_id": pd.Series(dtype="Int64"),
+            "period": pd.Series(dtype=object),
+            **{m: pd.Series(dtype="float64") for m in METRICS},
+        }
+    )
+    rows = compute_gaps(
+        targets, no_actuals, reps=reps, pipeline=None, win_rates=None, config=config
+    )
+    return rows[["target_full", "proration_factor", "ramp_factor", "target"]]
+
+
 def compute_gaps(
     targets: pd.DataFrame,
     actuals: pd.DataFrame,
@@ -653,7 +675,9 @@ def compute_gaps(
     Formulas and status rules are in the module docstring. Inputs:
 
     * ``targets``: ``target_id, rep_id, team_id, metric, period, value``; a row with a
-      ``rep_id`` is a rep target, otherwise a team target.
+      ``rep_id`` is a rep target, otherwise a team target. Rows with a
+      ``target_derived_from`` (:func:`analytics.targets.derive_rollup_targets`) bring their
+      own ``proration_factor``, ``ramp_factor`` and ``target_note``, those of their parts.
     * ``actuals``: a wide :func:`analytics.metrics.period_metrics` frame with ``subject_type``
       ('rep' | 'team') and ``subject_id`` instead of the key; periods of several kinds may be
       mixed (matched on the canonical label).
@@ -708,6 +732,16 @@ def compute_gaps(
     )
 
     proration, ramp, note, pace_start = _factors(t, is_rep, additive, start, end, ndays, reps, cfg)
+    derived_from = pd.Series([None] * n, dtype=object)
+    if "target_derived_from" in t:
+        # A derived target is the sum of its parts as each part is judged: its factors come
+        # from them, not from this period's days.
+        derived_from = t["target_derived_from"].astype(object)
+        derived = derived_from.notna().to_numpy(dtype=bool)
+        derived_from = derived_from.where(derived, None)
+        proration = np.where(derived, _floats(t["proration_factor"]), proration)
+        ramp = np.where(derived, _floats(t["ramp_factor"]), ramp)
+        note = note.where(~derived, t["target_note"])
     pace_days = end - pace_start + 1
     target = target_full * proration * ramp
 
@@ -806,6 +840,7 @@ def compute_gaps(
             "ramp_factor": ramp,
             "target": target,
             "target_note": note.astype("str"),
+            "target_derived_from": derived_from,
             "actual": actual,
             "gap": gap,
             "attainment": attainment,

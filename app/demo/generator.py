@@ -714,9 +714,14 @@ def _build_activities(
 def _build_targets(
     cfg: DemoConfig, rng: np.random.Generator, clock: _Clock, org: _Org
 ) -> pd.DataFrame:
-    months = np.arange(clock.window_start_month, clock.month_today + 1, dtype=np.int64)
+    # Quotas are planned a quarter at a time: through the end of the current (calendar)
+    # quarter, so the quarter under way has its months' targets and rolls up (issue 16).
+    plan_end = clock.month_today + 2 - clock.month_today % 3
+    months = np.arange(clock.window_start_month, plan_end + 1, dtype=np.int64)
     start_month = org.start_day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
     last_month = org.last_day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    # A rep still here has the quarter's plan; one who left has quota to their last month.
+    last_month = np.where(last_month >= clock.month_today, plan_end, last_month)
     employed = (months[None, :] >= start_month[:, None]) & (months[None, :] <= last_month[:, None])
     seller, month_idx = np.nonzero(employed)
     team = org.team[seller]

@@ -59,6 +59,7 @@ from analytics.periods import (
     periods_between,
     shift,
 )
+from analytics.targets import derive_rollup_targets, rollup_parts
 from app import frames
 from app.config import Settings
 from app.performance import versioning
@@ -99,10 +100,17 @@ class Scope:
     need_start: date | None = None
     horizon: int = 0
     previous: dict[str, Any] = field(default_factory=dict)  # the last snapshot's details
+    cal: FiscalCalendar = field(default_factory=FiscalCalendar)
 
     @property
     def labels(self) -> list[str]:
         return [p.label for ps in self.periods.values() for p in ps]
+
+    @property
+    def target_labels(self) -> list[str]:
+        """The periods whose targets the compute reads: its own, and the months and quarters
+        the targets of its quarters and years without one are derived from."""
+        return rollup_parts(self.labels, cal=self.cal)
 
 
 def today(settings: Settings) -> date:
@@ -217,6 +225,7 @@ def _scope(session: Session, settings: Settings, *, as_of: date, full: bool) -> 
         need_start=need_start,
         horizon=_month_index(horizon.start, cal),
         previous=dict(last.details or {}) if last is not None else {},
+        cal=cal,
     )
 
 
@@ -312,7 +321,7 @@ def load(session: Session, scope: Scope) -> Frames:
         ),
         reps=reps,
         teams=teams,
-        targets=frames.targets_frame(conn, periods=scope.labels),
+        targets=frames.targets_frame(conn, periods=scope.target_labels),
         membership=current_membership(reps, teams),
         spans=frames.memberships_frame(conn),
     )
@@ -740,7 +749,7 @@ def _from_stored(session: Session, scope: Scope, settings: Settings, as_of: date
     return Inputs(
         reps=reps,
         teams=teams,
-        targets=frames.targets_frame(conn, periods=scope.labels),
+        targets=frames.targets_frame(conn, periods=scope.target_labels),
         membership=membership,
         tenure=tenure,
         spans=spans,
@@ -885,7 +894,7 @@ def _run(
     seasonal = settings.pacing == "seasonal"
     shares = _seasonal_shares(session, settings, f, as_of) if seasonal else None
     gap_rows = gaps.compute_gaps(
-        f.targets,
+        derive_rollup_targets(f.targets, periods=scope.labels, reps=f.reps, config=config),
         actuals,
         reps=f.reps,
         pipeline=pipeline,

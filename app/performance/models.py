@@ -116,6 +116,9 @@ class PerformanceRow(_Versioned, Base):
     coverage_needed: Mapped[float | None]
     consecutive_misses: Mapped[int] = mapped_column(default=0)
     target_note: Mapped[str | None] = mapped_column(Text)
+    # Null for a target set on the period; for one derived from the targets of its months
+    # (analytics.targets), their periods joined by commas. target_id is then null.
+    target_derived_from: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 

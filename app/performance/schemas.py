@@ -54,6 +54,17 @@ class PerformanceRead(Schema):
     proration_factor: float | None
     ramp_factor: float | None
     target_note: str | None
+    target_source: Literal["set", "derived"] = Field(
+        default="set",
+        description="'set': the period's own target. 'derived': a quarter or fiscal year "
+        "without one, judged against the sum of its months' targets (for levels such as "
+        "win_rate, their day-weighted mean). See docs/metrics.md.",
+    )
+    target_derived_from: list[str] = Field(
+        default_factory=list,
+        description="The periods whose targets a derived target comes from, in order: the "
+        "months (or, for a year, a quarter with its own target); empty for a set target.",
+    )
     gap: float | None = Field(description="target - actual (actual - target if lower is better)")
     attainment: float | None = Field(description="actual / target")
     elapsed_fraction: float | None

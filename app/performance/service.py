@@ -212,6 +212,8 @@ def _to_read(
         proration_factor=row.proration_factor,
         ramp_factor=row.ramp_factor,
         target_note=row.target_note,
+        target_source="derived" if row.target_derived_from else "set",
+        target_derived_from=row.target_derived_from.split(",") if row.target_derived_from else [],
         gap=row.gap,
         attainment=row.attainment,
         elapsed_fraction=row.elapsed_fraction,

@@ -370,7 +370,9 @@ def test_nothing_is_dated_after_today_except_expected_close_dates(data: DemoData
     ]:
         assert frame[column].max() <= NOW, column
     assert (data.reps["start_date"] <= TODAY).all()
-    assert data.targets["period"].max() == CURRENT_MONTH
+    # Quotas are planned to the end of the quarter under way.
+    quarter_end = (pd.Period(CURRENT_MONTH, "M").asfreq("Q").asfreq("M", "end")).strftime("%Y-%m")
+    assert data.targets["period"].max() == quarter_end
     assert data.activities["occurred_at"].min() >= WINDOW_START
 
     deals = data.deals
@@ -562,7 +564,7 @@ def test_tiny_company_still_generates_consistent_data() -> None:
     # No room for ramping or departed reps in a two-seller team, so both get a weakness.
     weak = small.reps[small.reps["planted_weakness"].notna()]
     assert len(weak) == 2 and weak["planted_weakness"].is_unique
-    assert set(small.targets["period"]) == {CURRENT_MONTH}
+    assert set(small.targets["period"]) == {CURRENT_MONTH, "2026-12"}  # the quarter planned
     assert set(small.deal_stages["external_id"]) == set(small.deals["external_id"])
     assert small.activities["occurred_at"].min() >= pd.Timestamp("2026-11-01", tz="UTC")
 
