@@ -113,7 +113,8 @@ def _print_result(job: Job) -> None:
         if "alerts" in c:
             a = c["alerts"]
             typer.echo(
-                f"alerts: {a['created']} new from {a['rules']} rules, "
+                f"alerts: {a['created']} new, {a.get('updated', 0)} updated, "
+                f"{a.get('resolved', 0)} resolved from {a['rules']} rules, "
                 f"{a['deliveries']} webhook deliveries queued"
             )
     if job.status != "succeeded":

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from analytics.periods import Period, period_of, shift
 from app.config import Settings
 from app.performance import versioning
+from app.performance.membership import teams_of_movers
 from app.performance.models import CoachingRow, PerformanceRow
 from app.reps.models import Rep
 from app.teams.models import Team
@@ -69,12 +70,18 @@ class Context:
                     PerformanceRow.period.in_(labels),
                 )
             ).all()
+            # A rep who moved counts for the team they were on in the row's period.
+            current = {i: (rep.team_id, rep.role) for i, rep in self.reps.items()}
+            cal = self.settings.calendar
+            moved = {p: teams_of_movers(self.session, current, p, cal) for p in labels}
             records = [
                 {
                     "row_id": r.id,
                     "subject_type": r.subject_type,
                     "rep_id": r.rep_id,
-                    "team_id": r.team_id if r.subject_type == "team" else self.rep_team(r.rep_id),
+                    "team_id": r.team_id
+                    if r.subject_type == "team"
+                    else _team_of(moved[r.period], r.rep_id, self.rep_team(r.rep_id)),
                     "metric": r.metric,
                     "period": r.period,
                     "period_end": r.period_end,
@@ -120,6 +127,10 @@ class Context:
             )
         ).first()
         return (row.coaching_focus, row.focus_reason) if row else (None, None)
+
+
+def _team_of(moved: dict[int, int | None], rep_id: int | None, today: int | None) -> int | None:
+    return moved[rep_id] if rep_id is not None and rep_id in moved else today
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:

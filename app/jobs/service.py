@@ -183,6 +183,8 @@ def _compute_stage(
                 "rules": found.rules,
                 "candidates": found.candidates,
                 "created": len(found.alerts),
+                "updated": len(found.updated),
+                "resolved": len(found.resolved),
                 "deliveries": found.deliveries,
             },
         }

@@ -12,8 +12,12 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from analytics.periods import FiscalCalendar, period_from_index
+from analytics.periods import FiscalCalendar, period_from_index, period_index
+from app.periods import parse
+from app.reps.models import TeamMembership
 
 
 def _up(teams: pd.DataFrame) -> pd.DataFrame:
@@ -121,3 +125,32 @@ def team_in_period(
     out = grid.merge(rows, on=["rep_id", "period_index"], how="left")
     out["team_id"] = out["team_id"].astype("Int64")
     return out
+
+
+def teams_of_movers(
+    session: Session, reps: dict[int, tuple[int | None, str]], period: str, cal: FiscalCalendar
+) -> dict[int, int | None]:
+    """The team of ``period`` of each rep who ever moved, by :func:`team_in_period` (the
+    compute's own rule), for answers that group reps by team; ``reps``: rep id -> (today's
+    team, role). The others are on today's team in every period."""
+    moved = select(TeamMembership.rep_id).where(TeamMembership.valid_to.is_not(None))
+    columns = ["rep_id", "team_id", "valid_from", "valid_to"]
+    rows = session.execute(
+        select(*(getattr(TeamMembership, c) for c in columns)).where(
+            TeamMembership.rep_id.in_(moved)
+        )
+    ).all()
+    spans = pd.DataFrame(rows, columns=columns)
+    spans = spans[spans["rep_id"].isin(list(reps))]
+    if spans.empty:
+        return {}
+    p = parse(period, cal)
+    movers = pd.DataFrame(
+        [(r, *reps[r]) for r in spans["rep_id"].unique()], columns=["rep_id", "team_id", "role"]
+    )
+    index = period_index(pd.Series([pd.Timestamp(p.start)]), p.kind, cal)
+    found = team_in_period(spans, movers, kind=p.kind, indices=index, cal=cal)
+    return {
+        int(r): None if pd.isna(t) else int(t)
+        for r, t in zip(found["rep_id"], found["team_id"], strict=True)
+    }

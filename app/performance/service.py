@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 
 from analytics import rollups, trends
 from analytics.metrics import METRICS
-from analytics.periods import FiscalCalendar, period_index, period_of
+from analytics.periods import FiscalCalendar, period_of
 from app.auth.service import Principal
 from app.config import Settings
 from app.exceptions import InvalidInputError, NotFoundError
 from app.performance import ranks, versioning
-from app.performance.membership import team_in_period
+from app.performance.membership import teams_of_movers
 from app.performance.models import CoachingRow, MetricRow, PerformanceRow, Snapshot
 from app.performance.schemas import (
     CoachingRead,
@@ -34,7 +34,7 @@ from app.performance.schemas import (
     TeamPerformanceRead,
 )
 from app.periods import parse
-from app.reps.models import Rep, TeamMembership
+from app.reps.models import Rep
 from app.teams.models import Team
 
 SORTABLE = ("attainment", "gap", "actual", "pace_gap", "projected", "rep_name", "status")
@@ -80,42 +80,11 @@ def _names(
         )
     }
     if period is not None and cal is not None:
-        for rep_id, team_id in _teams_of_movers(session, reps, period, cal).items():
+        current = {r.id: (r.team_id, r.role) for r in reps.values()}
+        for rep_id, team_id in teams_of_movers(session, current, period, cal).items():
             reps[rep_id] = reps[rep_id]._replace(team_id=team_id)
     teams = {team_id: name for team_id, name in session.execute(select(Team.id, Team.name))}
     return reps, teams
-
-
-def _teams_of_movers(
-    session: Session, reps: dict[int, RepName], period: str, cal: FiscalCalendar
-) -> dict[int, int | None]:
-    """The team of ``period`` of each rep who ever moved (by the compute's own rule,
-    :func:`~app.performance.membership.team_in_period`); the others are on today's team."""
-    moved = select(TeamMembership.rep_id).where(TeamMembership.valid_to.is_not(None))
-    spans = pd.DataFrame(
-        session.execute(
-            select(
-                TeamMembership.rep_id,
-                TeamMembership.team_id,
-                TeamMembership.valid_from,
-                TeamMembership.valid_to,
-            ).where(TeamMembership.rep_id.in_(moved), TeamMembership.rep_id.in_(list(reps)))
-        ).all(),
-        columns=["rep_id", "team_id", "valid_from", "valid_to"],
-    )
-    if spans.empty:
-        return {}
-    p = parse(period, cal)
-    movers = pd.DataFrame(
-        [(r, reps[r].team_id, reps[r].role) for r in spans["rep_id"].unique()],
-        columns=["rep_id", "team_id", "role"],
-    )
-    index = period_index(pd.Series([pd.Timestamp(p.start)]), p.kind, cal)
-    found = team_in_period(spans, movers, kind=p.kind, indices=index, cal=cal)
-    return {
-        int(r): None if pd.isna(t) else int(t)
-        for r, t in zip(found["rep_id"], found["team_id"], strict=True)
-    }
 
 
 def _cursor(offset: int, version: int) -> str:
