@@ -299,28 +299,24 @@ def test_any_sequence_of_changes_then_incremental_equals_full(session, settings)
 # ------------------------------------------------------------------ team moves
 
 
-def _team_figure(session: Any, snapshot: Snapshot, team_id: int, period: str) -> dict:
+def _figure(session: Any, snapshot: Snapshot, subject: str, subject_id: int, period: str) -> dict:
     row = session.scalar(
         select(MetricRow).where(
             versioning.visible(MetricRow, snapshot.id),
-            MetricRow.subject_type == "team",
-            MetricRow.subject_id == team_id,
+            MetricRow.subject_type == subject,
+            MetricRow.subject_id == subject_id,
             MetricRow.period == period,
         )
     )
     return dict(row.values) if row is not None else {}
+
+
+def _team_figure(session: Any, snapshot: Snapshot, team_id: int, period: str) -> dict:
+    return _figure(session, snapshot, "team", team_id, period)
 
 
 def _rep_figure(session: Any, snapshot: Snapshot, rep_id: int, period: str) -> dict:
-    row = session.scalar(
-        select(MetricRow).where(
-            versioning.visible(MetricRow, snapshot.id),
-            MetricRow.subject_type == "rep",
-            MetricRow.subject_id == rep_id,
-            MetricRow.period == period,
-        )
-    )
-    return dict(row.values) if row is not None else {}
+    return _figure(session, snapshot, "rep", rep_id, period)
 
 
 def test_a_team_move_keeps_the_periods_before_it(client, factory, session, settings):
