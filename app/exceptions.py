@@ -8,7 +8,9 @@ The tree (the HTTP status each maps to in brackets)::
     ├── ConflictError             [409]  the write clashes with existing data
     ├── InvalidInputError         [422]  well-formed request, wrong content; ``details`` lists
     │   │                                each problem with the field (or CSV row) it concerns
-    │   └── PeriodInputError      [422]  a period label that does not parse
+    │   ├── PeriodInputError      [422]  a period label that does not parse
+    │   ├── UnknownParameterError [422]  a query parameter the route does not declare
+    │   └── InvertedRangeError    [422]  a range whose start is after its end
     ├── PayloadTooLargeError      [413]
     ├── RateLimitedError          [429]  the key's request rate is exceeded (with Retry-After)
     ├── AuthenticationError       [401]  missing, unknown, revoked or expired API key
@@ -73,6 +75,14 @@ class InvalidInputError(QuotaGapError):
 
 class PeriodInputError(InvalidInputError):
     code = "invalid_period"
+
+
+class UnknownParameterError(InvalidInputError):
+    code = "unknown_parameter"
+
+
+class InvertedRangeError(InvalidInputError):
+    code = "inverted_range"
 
 
 class PayloadTooLargeError(QuotaGapError):

@@ -1,20 +1,34 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from analytics.metrics import METRICS
 from app.schemas import Schema, UTCDatetime
 
 Status = Literal["achieved", "on_track", "at_risk", "missed"]
+PeriodKind = Literal["month", "quarter", "year"]
+SubjectType = Literal["rep", "team"]
+if TYPE_CHECKING:
+    MetricName = str
+else:
+    # The metric catalogue (analytics.metrics.METRICS) as an enum: an unknown metric is a 422
+    # listing every valid one, and the OpenAPI document lists them too.
+    MetricName = Literal[tuple(METRICS)]
+
+REASON = (
+    "Why the answer holds no figures (no snapshot yet, no figures for these periods or this "
+    "subject in the snapshot...); null when it holds some."
+)
 
 
 class SnapshotRead(Schema):
     id: int = Field(description="The snapshot version the figures come from.")
     kind: str
     trigger: str
-    as_of: date
+    as_of: date = Field(description="The date the compute took as today ('as if today were').")
     computed_at: UTCDatetime
     periods: list[str]
     rows_written: int
@@ -82,6 +96,7 @@ class PerformancePage(Schema):
     items: list[PerformanceRead]
     next_cursor: str | None = None
     snapshot: SnapshotRead | None
+    reason: str | None = Field(default=None, description=REASON)
 
 
 class CoachingRead(Schema):
@@ -115,6 +130,7 @@ class LeaderboardRead(Schema):
     metric: str
     items: list[LeaderboardEntry]
     snapshot: int | None
+    reason: str | None = Field(default=None, description=REASON)
 
 
 class TeamPerformanceRead(Schema):
@@ -124,6 +140,7 @@ class TeamPerformanceRead(Schema):
     rollup: list[dict[str, Any]]
     rows: list[PerformanceRead]
     snapshot: int | None
+    reason: str | None = Field(default=None, description=REASON)
 
 
 class SummaryTeam(Schema):
@@ -178,3 +195,30 @@ class SummaryRead(Schema):
     teams: list[SummaryTeam]
     at_risk: list[SummaryRep] = Field(description="Reps at risk or missed, largest gap first.")
     sources: list[SummarySource]
+    reason: str | None = Field(default=None, description=REASON)
+
+
+class TrendRead(Schema):
+    """A rep's metric over a window of periods, and its least-squares slope (docs/metrics.md,
+    "Trends")."""
+
+    rep_id: int
+    metric: str
+    period_kind: str = Field(description="month, quarter or year.")
+    first_period: str | None = Field(default=None, description="First period of the window.")
+    last_period: str | None = Field(default=None, description="Last period of the window.")
+    values: list[float | None] = Field(
+        default_factory=list, description="The window's values, oldest first; null where missing."
+    )
+    points: int = Field(default=0, description="Periods of the window with a value.")
+    mean: float | None = None
+    slope: float | None = Field(
+        default=None, description="Change per period (null with fewer than 3 points)."
+    )
+    relative_slope: float | None = Field(default=None, description="slope / |mean|")
+    direction: Literal["up", "down", "flat"] | None = None
+    improving: bool | None = Field(
+        default=None, description="Whether the direction is good for this metric; null if flat."
+    )
+    snapshot: int | None = Field(description="The snapshot version the figures come from.")
+    reason: str | None = Field(default=None, description=REASON)
