@@ -42,6 +42,15 @@ recompute), `manager` (read own team tree), `viewer` (read metrics).
 
 **Limits**: requests per minute per key (429 with `Retry-After`), body size (413).
 
+**Strict input**: a query parameter an operation does not declare is a 422
+(`unknown_parameter`, naming it, with `did_you_mean` when a declared one is close); a value
+outside an enum is a 422 listing the valid ones; an id in a filter naming no visible record is
+a 404, as in the path; a range that ends before it starts is a 422 (`inverted_range`).
+
+**Two dates**: `computed_on` (read endpoints) answers with the figures as computed on that
+date, 404 before the first snapshot; `as_of` (only in `POST /api/v1/compute`) computes as if
+today were that date. An answer without figures says why in `reason`.
+
 **Errors** share one shape: `{"error": {"code", "message", "details"}}`.
 
 Every figure is defined in `docs/metrics.md`; alerts and webhooks in `docs/alerts.md`.
