@@ -141,7 +141,8 @@ _ERROR_DESCRIPTIONS = {
     "404": "No such record (named in the path or the request), or not visible to the caller",
     "409": "The write clashes with existing data",
     "413": "An upload is too large",
-    "422": "Invalid input; `details` names each field",
+    "422": "Invalid input, or a query parameter the operation does not declare; `details` "
+    "names each field",
 }
 
 
@@ -156,7 +157,8 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     """Make the OpenAPI schema say what errors look like and which an operation can answer.
 
     FastAPI documents a 422 ``HTTPValidationError`` (``{"detail": [...]}``) that this API never
-    sends: every error has the one shape above. Authenticated operations can also answer 401,
+    sends: every error has the one shape above. Every operation can answer 422 (a query
+    parameter it does not declare: app.params). Authenticated operations can also answer 401,
     403 and 404 (a record the path or the request names), writes 409, bodies that do not parse
     400, uploads 413.
     """
@@ -166,9 +168,7 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
         for method, operation in operations.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            codes: set[str] = {"422"} if method != "get" or operation.get("parameters") else set()
-            if "422" in operation["responses"]:
-                codes.add("422")
+            codes: set[str] = {"422"}
             if operation.get("security"):
                 codes |= {"401", "403", "404"}
             if "{" in path:

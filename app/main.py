@@ -6,10 +6,11 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import params
 from app.api import api_router
 from app.caching import KnownKeys, RepresentationCache
 from app.config import Settings, get_settings
@@ -86,6 +87,9 @@ def create_app(
 
     app = FastAPI(
         lifespan=lifespan,
+        # Every operation, /health and /metrics included: a query parameter it does not
+        # declare is a 422 before anything else runs, the key included (app.params).
+        dependencies=[Depends(params.reject_unknown)],
         title="Quota Gap",
         version="0.1.0",
         description=DESCRIPTION,

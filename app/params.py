@@ -1,14 +1,15 @@
-"""What a request may say in its query string, checked in one place for every /api/v1 route.
+"""What a request may say in its query string, checked in one place for every operation.
 
 A client that misspells a filter (``?rep=9`` for ``?rep_id=9``) or names a record that does not
 exist must not get an answer that looks like a real one (every row, or none). So:
 
-* **Unknown parameters** (:func:`reject_unknown`): a query parameter that the matched route
-  does not declare, itself or through one of its dependencies, answers 422 naming each one,
-  with a "did you mean" when a declared name is close. The declared names come from the
-  route's ``dependant``, the same source the OpenAPI document is generated from, so what is
-  documented and what is accepted cannot drift apart. ``format`` is accepted on every GET:
-  :mod:`app.exports` answers it (and documents it on every GET).
+* **Unknown parameters** (:func:`reject_unknown`, a dependency of the whole app, so /health
+  and /metrics too): a query parameter that the matched route does not declare, itself or
+  through one of its dependencies, answers 422 naming each one, with a "did you mean" when a
+  declared name is close. The declared names come from the route's ``dependant``, the same
+  source the OpenAPI document is generated from, so what is documented and what is accepted
+  cannot drift apart. ``format`` is accepted on every GET under /api/v1: :mod:`app.exports`
+  answers it (and documents it on each of them).
 * **Ids in filters** (:func:`check_filter_ids`): ``team_id``, ``rep_id``, ``manager_id``,
   ``source_id``, ``rule_id`` and ``actor_key_id`` in the query name a record like the path
   form does, so an unknown one answers 404 like the path form. A manager's key gets 404 for a
@@ -40,6 +41,7 @@ from app.teams.models import Team
 
 # Answered by app.exports on every GET under /api/v1 (which also documents it per route).
 GET_PARAMETERS = frozenset({"format"})
+CSV_PREFIX = "/api/v1"
 
 # Names a client may reach for that mean something else here, with what to use instead.
 HINTS = {
@@ -90,12 +92,16 @@ def _problem(name: str, accepted: list[str]) -> dict[str, Any]:
 
 
 async def reject_unknown(request: Request) -> None:
-    """422 for any query parameter the matched route does not declare."""
+    """422 for any query parameter the matched route does not declare.
+
+    Not on routes outside the OpenAPI document (the dashboard's pages): a browser or a link
+    tracker may add parameters a person never sees, and the page ignores them.
+    """
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute) or not request.query_params:
+    if not isinstance(route, APIRoute) or not route.include_in_schema or not request.query_params:
         return
     declared = declared_query_parameters(route)
-    if request.method in ("GET", "HEAD"):
+    if request.method in ("GET", "HEAD") and request.url.path.startswith(CSV_PREFIX):
         declared = declared | GET_PARAMETERS
     unknown = [name for name in dict.fromkeys(request.query_params.keys()) if name not in declared]
     if not unknown:
