@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import select
@@ -23,6 +23,7 @@ from app.performance.models import Snapshot
 from app.performance.schemas import (
     CoachingRead,
     ComputeRequest,
+    HygieneRead,
     LeaderboardRead,
     MetricName,
     PerformancePage,
@@ -34,6 +35,8 @@ from app.performance.schemas import (
     SummaryRead,
     TeamPerformanceRead,
     TrendRead,
+    WinRead,
+    WinsRead,
 )
 from app.periods import parse
 from app.reps import service as reps_service
@@ -217,7 +220,7 @@ def rep_trend(
     return trend.model_copy(update={"values": [], "reason": reason})
 
 
-@router.get("/wins", tags=["performance"])
+@router.get("/wins", response_model=WinsRead, tags=["performance"])
 def list_wins(
     session: SessionDep,
     settings: SettingsDep,
@@ -225,32 +228,45 @@ def list_wins(
     period: PeriodParam = None,
     min_amount: Annotated[float | None, Query(ge=0, description="Absolute threshold")] = None,
     top_percentile: Annotated[float, Query(gt=0, le=100)] = 95.0,
-) -> dict[str, Any]:
+) -> WinsRead:
     """Wins to recognise: won deals above a threshold or in the period's top percentile."""
-    return {
-        "items": service.list_wins(
-            session=session,
-            settings=settings,
-            principal=principal,
-            period=period,
-            min_amount=min_amount,
-            top_percentile=top_percentile,
+    label = _label(settings, period)
+    items = service.list_wins(
+        session=session,
+        settings=settings,
+        principal=principal,
+        period=label,
+        min_amount=min_amount,
+        top_percentile=top_percentile,
+    )
+    reason = None
+    if not items:
+        reason = (
+            f"no won deal in {label} is in the top {100 - top_percentile:g}% of the period "
+            "(which needs 20 won deals)"
+            + (f" or at least {min_amount:g}" if min_amount is not None else "")
         )
-    }
+    return WinsRead(period=label, items=[WinRead.model_validate(i) for i in items], reason=reason)
 
 
-@router.get("/hygiene", tags=["performance"])
+@router.get("/hygiene", response_model=HygieneRead, tags=["performance"])
 def hygiene(
     session: SessionDep,
     settings: SettingsDep,
     principal: RecordReaderKey,
     team_id: int | None = None,
-) -> dict[str, Any]:
+) -> HygieneRead:
     """CRM hygiene per rep: open deals past their close date, open deals with no activity in
     30 days, and activities logged per week."""
-    return service.hygiene_report(
-        session=session, settings=settings, principal=principal, team_id=team_id
+    report = HygieneRead.model_validate(
+        service.hygiene_report(
+            session=session, settings=settings, principal=principal, team_id=team_id
+        )
     )
+    if report.items:
+        return report
+    scope = f" in team {team_id}" if team_id is not None else ""
+    return report.model_copy(update={"reason": f"no active rep{scope} to report on"})
 
 
 @router.get(

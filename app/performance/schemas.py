@@ -222,3 +222,57 @@ class TrendRead(Schema):
     )
     snapshot: int | None = Field(description="The snapshot version the figures come from.")
     reason: str | None = Field(default=None, description=REASON)
+
+
+class WinRead(Schema):
+    """A won deal to recognise (docs/metrics.md, "Wins")."""
+
+    deal_id: int
+    rep_id: int
+    rep_name: str | None
+    period: str
+    close_date: date
+    amount: float = Field(description="In the reporting currency.")
+    percentile: float = Field(
+        description="100 x (won deals of the period with amount <= this one) / n"
+    )
+    above_threshold: bool = Field(description="amount >= min_amount (false without min_amount)")
+    top_percentile: bool = Field(
+        description="amount in the period's top percentile (needs 20 won deals in the period)"
+    )
+    reason: str = Field(description="Why this deal is a win, with the numbers.")
+
+
+class WinsRead(Schema):
+    period: str
+    items: list[WinRead] = Field(description="Largest amount first.")
+    reason: str | None = Field(
+        default=None, description="Why there is no win to show; null when there are some."
+    )
+
+
+class HygieneRow(Schema):
+    """A rep's CRM hygiene today (docs/metrics.md, "CRM hygiene")."""
+
+    rep_id: int
+    rep_name: str
+    team_id: int | None
+    team_name: str | None
+    open_deals: int
+    open_amount: float
+    past_due_deals: int = Field(description="Open deals whose close date has passed.")
+    past_due_amount: float
+    stale_deals: int = Field(description="Open deals with no linked activity in 30 days.")
+    stale_amount: float
+    activities_in_weeks: int = Field(description="Activities in the last 4 complete ISO weeks.")
+    activities_per_week: float
+    weeks_from: str
+    weeks_to: str
+
+
+class HygieneRead(Schema):
+    as_of: date = Field(description="The day the figures are for (today).")
+    items: list[HygieneRow]
+    reason: str | None = Field(
+        default=None, description="Why there is no rep to show; null when there are some."
+    )

@@ -349,6 +349,13 @@ def test_empty_pages_say_what_was_missing(client: Any, factory: Factory, world) 
         f"/api/v1/reps/{world['ann'].id}/performance?from=2025-01&to=2025-03", headers=h
     ).json()
     assert history["items"] == [] and f"rep {world['ann'].id}" in history["reason"]
+    wins = client.get("/api/v1/wins?period=2025-01", headers=h).json()
+    assert wins["items"] == [] and "2025-01" in wins["reason"]
+    empty_team = factory.team(name="Nobody here")
+    report = client.get(f"/api/v1/hygiene?team_id={empty_team.id}", headers=h).json()
+    assert report["items"] == [] and f"team {empty_team.id}" in report["reason"]
+    some = client.get("/api/v1/wins?period=2026-11&min_amount=1", headers=h).json()
+    assert some["items"] and some["reason"] is None and some["items"][0]["deal_id"]
 
 
 def test_a_path_rep_that_does_not_exist_is_a_404(client: Any, factory: Factory, world) -> None:
