@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import select
 
+from app.config import Settings
 from app.deps import (
     MetricsReaderKey,
     RecordReaderKey,
@@ -52,7 +53,7 @@ else:
     SortKey = Literal[tuple(k for key in service.SORTABLE for k in (key, f"-{key}"))]
 
 
-def _label(settings: SettingsDep, period: str | None) -> str:
+def _label(settings: Settings, period: str | None) -> str:
     return parse(period, settings.calendar).label if period else service.default_period(settings)
 
 
