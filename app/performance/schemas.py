@@ -200,7 +200,7 @@ class SummaryRead(Schema):
 
 class TrendRead(Schema):
     """A rep's metric over a window of periods, and its least-squares slope (docs/metrics.md,
-    "Trends")."""
+    "Across the team")."""
 
     rep_id: int
     metric: str
@@ -225,7 +225,7 @@ class TrendRead(Schema):
 
 
 class WinRead(Schema):
-    """A won deal to recognise (docs/metrics.md, "Wins")."""
+    """A won deal to recognise (docs/metrics.md, "Wins and hygiene")."""
 
     deal_id: int
     rep_id: int
@@ -252,7 +252,7 @@ class WinsRead(Schema):
 
 
 class HygieneRow(Schema):
-    """A rep's CRM hygiene today (docs/metrics.md, "CRM hygiene")."""
+    """A rep's CRM hygiene today (docs/metrics.md, "Wins and hygiene")."""
 
     rep_id: int
     rep_name: str
