@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Depends
 
-from app import caching, limits
+from app import caching, limits, params
 from app.activities.router import router as activities_router
 from app.alerts.router import alerts_router, rules_router
 from app.audit import service as audit_service
@@ -18,13 +18,17 @@ from app.targets.router import router as targets_router
 from app.teams.router import router as teams_router
 from app.webhooks.router import router as webhooks_router
 
-# For every route, in order: the key's rate limit; the key as the actor of any change (the
-# audit log); for GETs, ETag/Last-Modified and a 304 when the client is current.
+# For every route, in order, after the app's own check of unknown query parameters
+# (app.main): the key's rate limit; the key as the actor of any change (the audit log); a 404
+# for an id filter naming no visible record; for GETs, ETag/Last-Modified and a 304 when the
+# client is current. The 304 comes last, so a request the route would refuse never gets one
+# (see app.params).
 api_router = APIRouter(
     prefix="/api/v1",
     dependencies=[
         Depends(limits.rate_limit),
         Depends(audit_service.bind),
+        Depends(params.check_filter_ids),
         Depends(caching.conditional),
     ],
 )

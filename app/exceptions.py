@@ -8,7 +8,9 @@ The tree (the HTTP status each maps to in brackets)::
     ├── ConflictError             [409]  the write clashes with existing data
     ├── InvalidInputError         [422]  well-formed request, wrong content; ``details`` lists
     │   │                                each problem with the field (or CSV row) it concerns
-    │   └── PeriodInputError      [422]  a period label that does not parse
+    │   ├── PeriodInputError      [422]  a period label that does not parse
+    │   ├── UnknownParameterError [422]  a query parameter the route does not declare
+    │   └── InvertedRangeError    [422]  a range whose start is after its end
     ├── PayloadTooLargeError      [413]
     ├── RateLimitedError          [429]  the key's request rate is exceeded (with Retry-After)
     ├── AuthenticationError       [401]  missing, unknown, revoked or expired API key
@@ -75,6 +77,14 @@ class PeriodInputError(InvalidInputError):
     code = "invalid_period"
 
 
+class UnknownParameterError(InvalidInputError):
+    code = "unknown_parameter"
+
+
+class InvertedRangeError(InvalidInputError):
+    code = "inverted_range"
+
+
 class PayloadTooLargeError(QuotaGapError):
     status_code = 413
     code = "payload_too_large"
@@ -131,7 +141,8 @@ _ERROR_DESCRIPTIONS = {
     "404": "No such record (named in the path or the request), or not visible to the caller",
     "409": "The write clashes with existing data",
     "413": "An upload is too large",
-    "422": "Invalid input; `details` names each field",
+    "422": "Invalid input, or a query parameter the operation does not declare; `details` "
+    "names each field",
 }
 
 
@@ -146,7 +157,8 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     """Make the OpenAPI schema say what errors look like and which an operation can answer.
 
     FastAPI documents a 422 ``HTTPValidationError`` (``{"detail": [...]}``) that this API never
-    sends: every error has the one shape above. Authenticated operations can also answer 401,
+    sends: every error has the one shape above. Every operation can answer 422 (a query
+    parameter it does not declare: app.params). Authenticated operations can also answer 401,
     403 and 404 (a record the path or the request names), writes 409, bodies that do not parse
     400, uploads 413.
     """
@@ -156,9 +168,7 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
         for method, operation in operations.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            codes: set[str] = {"422"} if method != "get" or operation.get("parameters") else set()
-            if "422" in operation["responses"]:
-                codes.add("422")
+            codes: set[str] = {"422"}
             if operation.get("security"):
                 codes |= {"401", "403", "404"}
             if "{" in path:

@@ -6,10 +6,11 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import params
 from app.api import api_router
 from app.caching import KnownKeys, RepresentationCache
 from app.config import Settings, get_settings
@@ -41,6 +42,15 @@ recompute), `manager` (read own team tree), `viewer` (read metrics).
 `Accept: text/csv`); the next page's cursor is in the `X-Next-Cursor` and `Link` headers.
 
 **Limits**: requests per minute per key (429 with `Retry-After`), body size (413).
+
+**Strict input**: a query parameter an operation does not declare is a 422
+(`unknown_parameter`, naming it, with `did_you_mean` when a declared one is close); a value
+outside an enum is a 422 listing the valid ones; an id in a filter naming no visible record is
+a 404, as in the path; a range that ends before it starts is a 422 (`inverted_range`).
+
+**Two dates**: `computed_on` (read endpoints) answers with the figures as computed on that
+date, 404 before the first snapshot; `as_of` (only in `POST /api/v1/compute`) computes as if
+today were that date. An answer without figures says why in `reason`.
 
 **Errors** share one shape: `{"error": {"code", "message", "details"}}`.
 
@@ -77,6 +87,9 @@ def create_app(
 
     app = FastAPI(
         lifespan=lifespan,
+        # Every operation, /health and /metrics included: a query parameter it does not
+        # declare is a 422 before anything else runs, the key included (app.params).
+        dependencies=[Depends(params.reject_unknown)],
         title="Quota Gap",
         version="0.1.0",
         description=DESCRIPTION,

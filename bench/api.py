@@ -75,8 +75,9 @@ class Case:
     path: str
     answer: int  # the status measured: 200 or 304
     auth: bool = True
-    # A unique extra query parameter per request: a new ETag each time, so the answer is
-    # computed by the route and never comes from the representation cache.
+    # Each request varies valid parameters (sort and limit, see `bust_queries`): a new ETag
+    # each time, so the answer is computed by the route and never comes from the
+    # representation cache. (The API refuses parameters it does not declare.)
     bust: bool = False
 
 
@@ -262,11 +263,35 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-_BUST_LUA = """
-counter = 0
+# Page sizes from the default (100) to the maximum: every demo month has fewer rep rows than
+# 100, so each variant is the same full page, sorted differently.
+BUST_LIMITS = range(100, 501)
+
+
+def bust_queries() -> list[str]:
+    """Query suffixes for a computed /api/v1/performance page: every sort key of the route,
+    ascending and descending, times every page size in ``BUST_LIMITS``. 5,614 variants, ten
+    times the representation cache's 512 entries, walked in order: none is kept when it
+    comes round again."""
+    from app.performance.service import SORTABLE
+
+    sorts = [s for key in SORTABLE for s in (key, f"-{key}")]
+    return [f"&sort={sort}&limit={limit}" for limit in BUST_LIMITS for sort in sorts]
+
+
+def _bust_lua(queries: list[str]) -> str:
+    # Each wrk thread starts its walk at its own offset (threads do not share a counter).
+    table = ",".join(f'"{q}"' for q in queries)
+    return f"""
+queries = {{{table}}}
+offsets = 0
+setup = function(thread)
+  thread:set("counter", offsets)
+  offsets = offsets + 997
+end
 request = function()
   counter = counter + 1
-  return wrk.format(nil, wrk.path .. "&_bust=" .. counter .. "-" .. math.random(1000000000))
+  return wrk.format(nil, wrk.path .. queries[(counter % #queries) + 1])
 end
 """
 
@@ -284,7 +309,7 @@ def run_wrk(
     cmd += ["--timeout", "10s"]
     if bust:
         script = Path(tempfile.gettempdir()) / f"qg_api_bench_bust_{os.getpid()}.lua"
-        script.write_text(_BUST_LUA)
+        script.write_text(_bust_lua(bust_queries()))
         cmd += ["-s", str(script)]
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
@@ -308,10 +333,12 @@ def _httpx_main(
     connections: int,
     duration: float,
     expect: int,
-    bust: bool,
+    bust: list[str],
     out: Any,
 ) -> None:
     import httpx
+
+    sent = 0  # one walk through the variants, shared by every worker
 
     async def go() -> tuple[list[float], int, float]:
         latencies: list[float] = []
@@ -321,12 +348,11 @@ def _httpx_main(
             start = time.perf_counter()
             stop = start + duration
 
-            async def worker(n: int) -> None:
-                nonlocal errors
-                i = 0
+            async def worker() -> None:
+                nonlocal errors, sent
                 while (t0 := time.perf_counter()) < stop:
-                    i += 1
-                    target = f"{url}&_bust={n}-{i}" if bust else url
+                    sent += 1
+                    target = url + bust[sent % len(bust)] if bust else url
                     try:
                         status = (await client.get(target)).status_code
                     except httpx.HTTPError:
@@ -334,7 +360,7 @@ def _httpx_main(
                     latencies.append(time.perf_counter() - t0)
                     errors += status != expect
 
-            await asyncio.gather(*(worker(n) for n in range(connections)))
+            await asyncio.gather(*(worker() for _ in range(connections)))
             return latencies, errors, time.perf_counter() - start
 
     out.send(asyncio.run(go()))
@@ -346,8 +372,9 @@ def run_httpx(
     """The same figures from an httpx/asyncio client in its own spawned process."""
     ctx = get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
+    variants = bust_queries() if bust else []
     child = ctx.Process(
-        target=_httpx_main, args=(url, headers, connections, duration, expect, bust, send)
+        target=_httpx_main, args=(url, headers, connections, duration, expect, variants, send)
     )
     child.start()
     latencies, errors, wall = recv.recv()

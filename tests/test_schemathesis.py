@@ -5,6 +5,10 @@ seeded with a team, reps, targets, deals, activities, a computed snapshot, alert
 endpoint and a CRM source, so reads meet real rows. No answer may be a 5xx, and every answer
 must match what the schema documents for it (status code, content type and body).
 
+Every request is also sent again with one parameter the operation does not declare: that
+must be refused (422 ``unknown_parameter`` naming it) before anything else happens, whatever
+the rest of the request holds (see app/params.py).
+
 Nothing is excluded. Two things are made safe instead of skipped:
 
 * a sync (``POST /sources/{id}/sync``, run inline by the test app) talks to a transport that
@@ -135,9 +139,36 @@ def _run_operation(operation: Any, mode: GenerationMode, factory: Factory) -> No
     )
     def run(case: Any) -> None:
         # A fresh key for every request: a fuzzed DELETE /api-keys/{id} may revoke the last one.
-        case.call_and_validate(headers=factory.key("admin"), checks=CHECKS)
+        response = case.call_and_validate(headers=factory.key("admin"), checks=CHECKS)
+        _stray_parameter_is_refused(case, response, factory)
 
     run()
+
+
+STRAY = "qg_stray_parameter"
+
+
+def _stray_parameter_is_refused(case: Any, response: Any, factory: Factory) -> None:
+    """The same request with an undeclared query parameter is a 422 naming it.
+
+    Only a request that never reached the route's dependencies is exempt: a body too large
+    (413) or not JSON (400, or FastAPI's 422 ``json_invalid``, both before any dependency),
+    or a path no route matches (404 "Not Found", 405).
+    """
+    if (case.query or {}).get(STRAY) is not None:
+        return
+    error = response.json().get("error", {}) if response.status_code >= 400 else {}
+    if (
+        response.status_code in (400, 405, 413)
+        or (response.status_code == 404 and error.get("message") == "Not Found")
+        or any(d.get("type") == "json_invalid" for d in error.get("details", []))
+    ):
+        return
+    stray = case.call(headers=factory.key("admin"), params={STRAY: "1"})
+    assert stray.status_code == 422, f"{case.operation.label} + ?{STRAY}=1: {stray.status_code}"
+    error = stray.json()["error"]
+    assert error["code"] == "unknown_parameter", error
+    assert STRAY in [d["field"] for d in error["details"]], error
 
 
 def test_api_conforms_to_its_schema(api_schema: Any, factory: Factory) -> None:

@@ -8,6 +8,7 @@ from app.activities.models import Activity
 from app.activities.schemas import ActivityPage, ActivityRead, ActivityType
 from app.deps import RecordReaderKey, SessionDep, SettingsDep
 from app.pagination import CursorParam, LimitParam, paginate
+from app.params import check_range
 from app.periods import parse, utc_bounds
 from app.teams.scope import TEAM_SCOPE_DESCRIPTION, TeamScope
 
@@ -25,13 +26,18 @@ def list_activities(
     source_id: int | None = None,
     type: ActivityType | None = None,
     occurred_in: str | None = Query(None, description="Period label, e.g. 2026-W48."),
-    occurred_from: AwareDatetime | None = None,
-    occurred_before: AwareDatetime | None = None,
+    occurred_from: AwareDatetime | None = Query(None, description="Occurred at or after."),
+    occurred_before: AwareDatetime | None = Query(
+        None, description="Occurred before (after occurred_from)."
+    ),
     include_deleted: bool = False,
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> ActivityPage:
     """Calls, emails, meetings and tasks behind the activity figures."""
+    check_range(
+        ("occurred_from", occurred_from), ("occurred_before", occurred_before), half_open=True
+    )
     if occurred_in:
         occurred_from, occurred_before = utc_bounds(
             parse(occurred_in, settings.calendar, field="occurred_in")

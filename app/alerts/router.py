@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Literal
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from app.alerts import service
-from app.alerts.models import EVENT_TYPES, Alert, AlertRule
+from app.alerts.models import EVENT_TYPES, RULE_EVENTS, Alert, AlertRule
 from app.alerts.schemas import (
     AlertPage,
     AlertRead,
@@ -15,12 +16,20 @@ from app.alerts.schemas import (
     AlertRuleUpdate,
     AlertState,
 )
-from app.deps import RecordReaderKey, SessionDep, TargetWriterKey
+from app.deps import RecordReaderKey, SessionDep, SettingsDep, TargetWriterKey
 from app.pagination import CursorParam, LimitParam, paginate
+from app.periods import parse
 from app.schemas import Schema
 
 rules_router = APIRouter()
 alerts_router = APIRouter()
+if TYPE_CHECKING:
+    EventType = str
+    RuleEventType = str
+else:
+    # The catalogue in app.alerts.models as enums: an unknown value is a 422 listing them.
+    EventType = Literal[EVENT_TYPES]
+    RuleEventType = Literal[RULE_EVENTS]
 
 
 @rules_router.post("", response_model=AlertRuleRead, status_code=status.HTTP_201_CREATED)
@@ -33,7 +42,7 @@ def create_rule(rule_in: AlertRuleCreate, session: SessionDep, _: TargetWriterKe
 def list_rules(
     session: SessionDep,
     _: RecordReaderKey,
-    event_type: str | None = None,
+    event_type: RuleEventType | None = None,
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> AlertRulePage:
@@ -87,12 +96,13 @@ def event_types(_: RecordReaderKey) -> EventTypes:
 @alerts_router.get("", response_model=AlertPage)
 def list_alerts(
     session: SessionDep,
+    settings: SettingsDep,
     principal: RecordReaderKey,
-    event_type: str | None = None,
+    event_type: EventType | None = None,
     rule_id: int | None = None,
     rep_id: int | None = None,
     team_id: int | None = None,
-    period: str | None = None,
+    period: str | None = Query(None, description="2026-11, 2026-Q4, FY2026"),
     since: datetime | None = None,
     state: AlertState | None = None,
     cursor: CursorParam = None,
@@ -106,7 +116,8 @@ def list_alerts(
         rule_id=rule_id,
         rep_id=rep_id,
         team_id=team_id,
-        period=period,
+        # Stored by label: a label that does not parse is a 422, not an empty page.
+        period=parse(period, settings.calendar).label if period else None,
         since=since,
         state=state,
     )

@@ -206,7 +206,7 @@ def _coaching(
 ) -> CoachingRead | None:
     try:
         return performance.coaching(
-            session=session, settings=settings, rep_id=rep_id, period=period, as_of=None
+            session=session, settings=settings, rep_id=rep_id, period=period, computed_on=None
         )
     except NotFoundError:
         return None
@@ -229,7 +229,7 @@ def _teams(
             principal=principal,
             team_id=team_id,
             period=period,
-            as_of=None,
+            computed_on=None,
         )
         rollup = next((r for r in read.rollup if r.get("metric") == metric), None)
         lines.append(TeamLine(team_id, name, parent_id, rollup, None))
@@ -281,7 +281,7 @@ def _rep_lines(
             kind=kind,
             periods=TREND_PERIODS,
             end=period,
-            as_of=None,
+            computed_on=None,
         )
         reps.append(
             RepLine(
@@ -337,7 +337,7 @@ def build(
         sort="-attainment",
         cursor=None,
         limit=10_000,
-        as_of=None,
+        computed_on=None,
     )
     scale = bar_scale([i.attainment for i in items] + [_pace(i) for i in items])
     reps = _rep_lines(session, settings, items, kind=kind, period=label, metric=metric, scale=scale)
@@ -349,7 +349,7 @@ def build(
         metric=metric,
         team_id=None,
         limit=100,
-        as_of=None,
+        computed_on=None,
     )
     teams, roots = _teams(session, settings, principal, label, metric)
 

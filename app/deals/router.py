@@ -10,6 +10,7 @@ from app.deals.models import Deal
 from app.deals.schemas import DealPage, DealRead, DealStatus
 from app.deps import RecordReaderKey, SessionDep, SettingsDep
 from app.pagination import CursorParam, LimitParam, paginate
+from app.params import check_range
 from app.periods import parse, utc_bounds
 from app.teams.scope import TEAM_SCOPE_DESCRIPTION, TeamScope
 
@@ -28,16 +29,22 @@ def list_deals(
     status: DealStatus | None = None,
     closed_in: str | None = Query(None, description="Period label: close date within it."),
     created_in: str | None = Query(None, description="Period label: created within it."),
-    close_from: date | None = None,
-    close_to: date | None = None,
-    created_from: AwareDatetime | None = None,
-    created_before: AwareDatetime | None = None,
+    close_from: date | None = Query(None, description="Close date on or after."),
+    close_to: date | None = Query(
+        None, description="Close date on or before (not before close_from)."
+    ),
+    created_from: AwareDatetime | None = Query(None, description="Created at or after."),
+    created_before: AwareDatetime | None = Query(
+        None, description="Created before (after created_from)."
+    ),
     include_deleted: bool = False,
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> DealPage:
     """The deals behind any figure: e.g. `?rep_id=5&status=won&closed_in=2026-Q4` lists the
     records summed into that rep's `won_revenue` for 2026-Q4."""
+    check_range(("close_from", close_from), ("close_to", close_to))
+    check_range(("created_from", created_from), ("created_before", created_before), half_open=True)
     if closed_in:
         p = parse(closed_in, settings.calendar, field="closed_in")
         close_from, close_to = p.start, p.end

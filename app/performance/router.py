@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import select
 
+from app.config import Settings
 from app.deps import (
     MetricsReaderKey,
     RecordReaderKey,
@@ -17,28 +17,44 @@ from app.exceptions import NotFoundError
 from app.jobs import service as jobs_service
 from app.jobs.schemas import JobRead
 from app.pagination import CursorParam, LimitParam
+from app.params import check_range
 from app.performance import service
+from app.performance.answers import ComputedOn, empty_reason
 from app.performance.models import Snapshot
 from app.performance.schemas import (
     CoachingRead,
     ComputeRequest,
+    HygieneRead,
     LeaderboardRead,
+    MetricName,
     PerformancePage,
+    PeriodKind,
     SnapshotPage,
     SnapshotRead,
     Status,
+    SubjectType,
     SummaryRead,
     TeamPerformanceRead,
+    TrendRead,
+    WinRead,
+    WinsRead,
 )
+from app.periods import parse
+from app.reps import service as reps_service
 
 router = APIRouter()
-AsOf = Annotated[
-    date | None,
-    Query(description="Answer with the figures as they were computed on this date."),
-]
 PeriodParam = Annotated[
     str | None, Query(description="2026-11, 2026-Q4, FY2026 (default: the current month)")
 ]
+if TYPE_CHECKING:
+    SortKey = str
+else:
+    # service.SORTABLE, ascending or '-' descending: anything else is a 422 listing them.
+    SortKey = Literal[tuple(k for key in service.SORTABLE for k in (key, f"-{key}"))]
+
+
+def _label(settings: Settings, period: str | None) -> str:
+    return parse(period, settings.calendar).label if period else service.default_period(settings)
 
 
 @router.get("/performance", response_model=PerformancePage, tags=["performance"])
@@ -46,24 +62,26 @@ def list_performance(
     session: SessionDep,
     settings: SettingsDep,
     principal: MetricsReaderKey,
+    computed_on: ComputedOn,
     period: PeriodParam = None,
-    metric: str | None = None,
+    metric: MetricName | None = None,
     team_id: int | None = None,
     manager_id: int | None = None,
     status: Status | None = None,
-    subject_type: Literal["rep", "team"] = "rep",
-    sort: str = Query(
-        "attainment",
-        description="attainment, gap, actual, pace_gap, "
-        "projected, rep_name or status; prefix '-' for descending",
-    ),
-    as_of: AsOf = None,
+    subject_type: SubjectType = "rep",
+    sort: Annotated[
+        SortKey,
+        Query(
+            description="attainment, gap, actual, pace_gap, projected, rep_name or status; "
+            "prefix '-' for descending"
+        ),
+    ] = "attainment",
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> PerformancePage:
     """Every rep (or team) against target for a period: actual, target, gap, attainment,
     pacing, projection, status, rank, and the inputs of the metric's formula. Pages of one
-    listing all come from the same snapshot."""
+    listing all come from the same snapshot. An empty page says why in `reason`."""
     items, next_cursor, version = service.list_performance(
         session=session,
         settings=settings,
@@ -77,10 +95,31 @@ def list_performance(
         sort=sort,
         cursor=cursor,
         limit=limit,
-        as_of=as_of,
+        computed_on=computed_on,
     )
+    reason = None
+    if not items:
+        filters = ", ".join(
+            f"{name} {value}"
+            for name, value in (
+                ("metric", metric),
+                ("status", status),
+                ("team_id", team_id),
+                ("manager_id", manager_id),
+            )
+            if value is not None
+        )
+        reason = empty_reason(
+            version,
+            f"no {subject_type} figures against a target for {_label(settings, period)}"
+            + (f" ({filters})" if filters else "")
+            + (" past this cursor" if cursor else ""),
+        )
     return PerformancePage(
-        items=items, next_cursor=next_cursor, snapshot=service.snapshot(session, version)
+        items=items,
+        next_cursor=next_cursor,
+        snapshot=service.snapshot(session, version),
+        reason=reason,
     )
 
 
@@ -90,15 +129,21 @@ def rep_performance(
     session: SessionDep,
     settings: SettingsDep,
     principal: MetricsReaderKey,
-    metric: str | None = None,
-    kind: Literal["month", "quarter", "year"] = "month",
+    computed_on: ComputedOn,
+    metric: MetricName | None = None,
+    kind: PeriodKind = "month",
     from_: Annotated[str | None, Query(alias="from", description="First period")] = None,
-    to: Annotated[str | None, Query(description="Last period")] = None,
-    as_of: AsOf = None,
+    to: Annotated[str | None, Query(description="Last period (not before `from`)")] = None,
 ) -> PerformancePage:
     """A rep's history against target over a range of periods."""
     if not principal.can_see_rep(rep_id):
         raise NotFoundError(f"rep {rep_id} not found")
+    reps_service.get(session=session, rep_id=rep_id)
+    if from_ and to:
+        check_range(
+            ("from", parse(from_, settings.calendar, field="from").start),
+            ("to", parse(to, settings.calendar, field="to").start),
+        )
     items, version = service.rep_history(
         session=session,
         settings=settings,
@@ -107,9 +152,16 @@ def rep_performance(
         kind=kind,
         start=from_,
         end=to,
-        as_of=as_of,
+        computed_on=computed_on,
     )
-    return PerformancePage(items=items, snapshot=service.snapshot(session, version))
+    reason = None
+    if not items:
+        window = f"{kind}s" + (f" from {from_}" if from_ else "") + (f" to {to}" if to else "")
+        what = f" for {metric}" if metric else ""
+        reason = empty_reason(
+            version, f"no figures against a target{what} for rep {rep_id} in the {window}"
+        )
+    return PerformancePage(items=items, snapshot=service.snapshot(session, version), reason=reason)
 
 
 @router.get("/reps/{rep_id}/coaching", response_model=CoachingRead, tags=["performance"])
@@ -118,33 +170,38 @@ def rep_coaching(
     session: SessionDep,
     settings: SettingsDep,
     principal: MetricsReaderKey,
+    computed_on: ComputedOn,
     period: PeriodParam = None,
-    as_of: AsOf = None,
 ) -> CoachingRead:
-    """The funnel drivers behind a rep's result and the one to coach, with the numbers."""
+    """The funnel drivers behind a rep's result and the one to coach, with the numbers
+    (404 with the reason when the period has no coaching figures for the rep)."""
     if not principal.can_see_rep(rep_id):
         raise NotFoundError(f"rep {rep_id} not found")
     return service.coaching(
-        session=session, settings=settings, rep_id=rep_id, period=period, as_of=as_of
+        session=session, settings=settings, rep_id=rep_id, period=period, computed_on=computed_on
     )
 
 
-@router.get("/reps/{rep_id}/trend", tags=["performance"])
+@router.get("/reps/{rep_id}/trend", response_model=TrendRead, tags=["performance"])
 def rep_trend(
     rep_id: int,
     session: SessionDep,
     settings: SettingsDep,
     principal: MetricsReaderKey,
-    metric: str = "won_revenue",
-    kind: Literal["month", "quarter", "year"] = "month",
+    computed_on: ComputedOn,
+    metric: MetricName = "won_revenue",
+    kind: PeriodKind = "month",
     periods: Annotated[int, Query(ge=2, le=36)] = 6,
-    end: Annotated[str | None, Query(description="Last period (default: current)")] = None,
-    as_of: AsOf = None,
-) -> dict[str, Any]:
-    """The rep's metric over the last `periods` periods: values, slope, direction."""
+    end: Annotated[
+        str | None, Query(description="Last period (default: current); its kind wins over `kind`")
+    ] = None,
+) -> TrendRead:
+    """The rep's metric over the last `periods` periods: values, slope, direction. With no
+    value in the window, `values` is empty and `reason` says why."""
     if not principal.can_see_rep(rep_id):
         raise NotFoundError(f"rep {rep_id} not found")
-    return service.rep_trend(
+    reps_service.get(session=session, rep_id=rep_id)
+    found = service.rep_trend(
         session=session,
         settings=settings,
         rep_id=rep_id,
@@ -152,11 +209,19 @@ def rep_trend(
         kind=kind,
         periods=periods,
         end=end,
-        as_of=as_of,
+        computed_on=computed_on,
     )
+    if end:
+        kind = parse(end, settings.calendar, field="end").kind  # type: ignore[assignment]
+    trend = TrendRead.model_validate({"metric": metric, "period_kind": kind, **found})
+    if trend.points or any(v is not None for v in trend.values):
+        return trend
+    window = f"the {periods} {kind}s up to {end or 'the current one'}"
+    reason = empty_reason(trend.snapshot, f"no {metric} figures for rep {rep_id} in {window}")
+    return trend.model_copy(update={"values": [], "reason": reason})
 
 
-@router.get("/wins", tags=["performance"])
+@router.get("/wins", response_model=WinsRead, tags=["performance"])
 def list_wins(
     session: SessionDep,
     settings: SettingsDep,
@@ -164,32 +229,45 @@ def list_wins(
     period: PeriodParam = None,
     min_amount: Annotated[float | None, Query(ge=0, description="Absolute threshold")] = None,
     top_percentile: Annotated[float, Query(gt=0, le=100)] = 95.0,
-) -> dict[str, Any]:
+) -> WinsRead:
     """Wins to recognise: won deals above a threshold or in the period's top percentile."""
-    return {
-        "items": service.list_wins(
-            session=session,
-            settings=settings,
-            principal=principal,
-            period=period,
-            min_amount=min_amount,
-            top_percentile=top_percentile,
+    label = _label(settings, period)
+    items = service.list_wins(
+        session=session,
+        settings=settings,
+        principal=principal,
+        period=label,
+        min_amount=min_amount,
+        top_percentile=top_percentile,
+    )
+    reason = None
+    if not items:
+        reason = (
+            f"no won deal in {label} is in the top {100 - top_percentile:g}% of the period "
+            "(which needs 20 won deals)"
+            + (f" or at least {min_amount:g}" if min_amount is not None else "")
         )
-    }
+    return WinsRead(period=label, items=[WinRead.model_validate(i) for i in items], reason=reason)
 
 
-@router.get("/hygiene", tags=["performance"])
+@router.get("/hygiene", response_model=HygieneRead, tags=["performance"])
 def hygiene(
     session: SessionDep,
     settings: SettingsDep,
     principal: RecordReaderKey,
     team_id: int | None = None,
-) -> dict[str, Any]:
+) -> HygieneRead:
     """CRM hygiene per rep: open deals past their close date, open deals with no activity in
     30 days, and activities logged per week."""
-    return service.hygiene_report(
-        session=session, settings=settings, principal=principal, team_id=team_id
+    report = HygieneRead.model_validate(
+        service.hygiene_report(
+            session=session, settings=settings, principal=principal, team_id=team_id
+        )
     )
+    if report.items:
+        return report
+    scope = f" in team {team_id}" if team_id is not None else ""
+    return report.model_copy(update={"reason": f"no active rep{scope} to report on"})
 
 
 @router.get(
@@ -200,21 +278,25 @@ def team_performance(
     session: SessionDep,
     settings: SettingsDep,
     principal: MetricsReaderKey,
+    computed_on: ComputedOn,
     period: PeriodParam = None,
-    as_of: AsOf = None,
 ) -> TeamPerformanceRead:
     """A team's rollup: attainment, share of reps below target, and the team-wide-gap flag
     (most reps missing: a management problem, not a rep problem)."""
     if not principal.can_see_team(team_id):
         raise NotFoundError(f"team {team_id} not found")
-    return service.team_performance(
+    answer = service.team_performance(
         session=session,
         settings=settings,
         principal=principal,
         team_id=team_id,
         period=period,
-        as_of=as_of,
+        computed_on=computed_on,
     )
+    if answer.rows:
+        return answer
+    nothing = f"no figures against a target for team {team_id} or its reps in {answer.period}"
+    return answer.model_copy(update={"reason": empty_reason(answer.snapshot, nothing)})
 
 
 @router.get("/summary", response_model=SummaryRead, tags=["performance"])
@@ -222,21 +304,25 @@ def summary(
     session: SessionDep,
     settings: SettingsDep,
     principal: MetricsReaderKey,
+    computed_on: ComputedOn,
     period: PeriodParam = None,
-    metric: str = "won_revenue",
-    as_of: AsOf = None,
+    metric: MetricName = "won_revenue",
 ) -> SummaryRead:
     """A compact wallboard payload: totals, attainment distribution, team rollups, who is at
     risk (largest gap first, with coaching focus) and each source's last sync. Poll it with
     `If-None-Match`: it answers 304 until a sync or compute changes it."""
-    return service.summary(
+    answer = service.summary(
         session=session,
         settings=settings,
         principal=principal,
         period=period,
         metric=metric,
-        as_of=as_of,
+        computed_on=computed_on,
     )
+    if answer.totals.get("reps"):
+        return answer
+    nothing = f"no rep figures against a {metric} target for {answer.period}"
+    return answer.model_copy(update={"reason": empty_reason(answer.snapshot, nothing)})
 
 
 @router.get("/leaderboard", response_model=LeaderboardRead, tags=["performance"])
@@ -244,14 +330,14 @@ def leaderboard(
     session: SessionDep,
     settings: SettingsDep,
     principal: MetricsReaderKey,
-    metric: str = "won_revenue",
+    computed_on: ComputedOn,
+    metric: MetricName = "won_revenue",
     period: PeriodParam = None,
     team_id: int | None = None,
     limit: LimitParam = 100,
-    as_of: AsOf = None,
 ) -> LeaderboardRead:
     """Reps ranked on a metric for a period (1 = best; lower-is-better metrics ascend)."""
-    return service.leaderboard(
+    answer = service.leaderboard(
         session=session,
         settings=settings,
         principal=principal,
@@ -259,8 +345,13 @@ def leaderboard(
         metric=metric,
         team_id=team_id,
         limit=limit,
-        as_of=as_of,
+        computed_on=computed_on,
     )
+    if answer.items:
+        return answer
+    scope = f" in team {team_id}" if team_id is not None else ""
+    nothing = f"no {metric} figures for reps{scope} in {answer.period}"
+    return answer.model_copy(update={"reason": empty_reason(answer.snapshot, nothing)})
 
 
 @router.post(

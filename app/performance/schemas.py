@@ -1,20 +1,34 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from analytics.metrics import METRICS
 from app.schemas import Schema, UTCDatetime
 
 Status = Literal["achieved", "on_track", "at_risk", "missed"]
+PeriodKind = Literal["month", "quarter", "year"]
+SubjectType = Literal["rep", "team"]
+if TYPE_CHECKING:
+    MetricName = str
+else:
+    # The metric catalogue (analytics.metrics.METRICS) as an enum: an unknown metric is a 422
+    # listing every valid one, and the OpenAPI document lists them too.
+    MetricName = Literal[tuple(METRICS)]
+
+REASON = (
+    "Why the answer holds no figures (no snapshot yet, no figures for these periods or this "
+    "subject in the snapshot...); null when it holds some."
+)
 
 
 class SnapshotRead(Schema):
     id: int = Field(description="The snapshot version the figures come from.")
     kind: str
     trigger: str
-    as_of: date
+    as_of: date = Field(description="The date the compute took as today ('as if today were').")
     computed_at: UTCDatetime
     periods: list[str]
     rows_written: int
@@ -93,6 +107,7 @@ class PerformancePage(Schema):
     items: list[PerformanceRead]
     next_cursor: str | None = None
     snapshot: SnapshotRead | None
+    reason: str | None = Field(default=None, description=REASON)
 
 
 class CoachingRead(Schema):
@@ -126,6 +141,7 @@ class LeaderboardRead(Schema):
     metric: str
     items: list[LeaderboardEntry]
     snapshot: int | None
+    reason: str | None = Field(default=None, description=REASON)
 
 
 class TeamPerformanceRead(Schema):
@@ -135,6 +151,7 @@ class TeamPerformanceRead(Schema):
     rollup: list[dict[str, Any]]
     rows: list[PerformanceRead]
     snapshot: int | None
+    reason: str | None = Field(default=None, description=REASON)
 
 
 class SummaryTeam(Schema):
@@ -189,3 +206,84 @@ class SummaryRead(Schema):
     teams: list[SummaryTeam]
     at_risk: list[SummaryRep] = Field(description="Reps at risk or missed, largest gap first.")
     sources: list[SummarySource]
+    reason: str | None = Field(default=None, description=REASON)
+
+
+class TrendRead(Schema):
+    """A rep's metric over a window of periods, and its least-squares slope (docs/metrics.md,
+    "Across the team")."""
+
+    rep_id: int
+    metric: str
+    period_kind: str = Field(description="month, quarter or year.")
+    first_period: str | None = Field(default=None, description="First period of the window.")
+    last_period: str | None = Field(default=None, description="Last period of the window.")
+    values: list[float | None] = Field(
+        default_factory=list, description="The window's values, oldest first; null where missing."
+    )
+    points: int = Field(default=0, description="Periods of the window with a value.")
+    mean: float | None = None
+    slope: float | None = Field(
+        default=None, description="Change per period (null with fewer than 3 points)."
+    )
+    relative_slope: float | None = Field(default=None, description="slope / |mean|")
+    direction: Literal["up", "down", "flat"] | None = None
+    improving: bool | None = Field(
+        default=None, description="Whether the direction is good for this metric; null if flat."
+    )
+    snapshot: int | None = Field(description="The snapshot version the figures come from.")
+    reason: str | None = Field(default=None, description=REASON)
+
+
+class WinRead(Schema):
+    """A won deal to recognise (docs/metrics.md, "Wins and hygiene")."""
+
+    deal_id: int
+    rep_id: int
+    rep_name: str | None
+    period: str
+    close_date: date
+    amount: float = Field(description="In the reporting currency.")
+    percentile: float = Field(
+        description="100 x (won deals of the period with amount <= this one) / n"
+    )
+    above_threshold: bool = Field(description="amount >= min_amount (false without min_amount)")
+    top_percentile: bool = Field(
+        description="amount in the period's top percentile (needs 20 won deals in the period)"
+    )
+    reason: str = Field(description="Why this deal is a win, with the numbers.")
+
+
+class WinsRead(Schema):
+    period: str
+    items: list[WinRead] = Field(description="Largest amount first.")
+    reason: str | None = Field(
+        default=None, description="Why there is no win to show; null when there are some."
+    )
+
+
+class HygieneRow(Schema):
+    """A rep's CRM hygiene today (docs/metrics.md, "Wins and hygiene")."""
+
+    rep_id: int
+    rep_name: str
+    team_id: int | None
+    team_name: str | None
+    open_deals: int
+    open_amount: float
+    past_due_deals: int = Field(description="Open deals whose close date has passed.")
+    past_due_amount: float
+    stale_deals: int = Field(description="Open deals with no linked activity in 30 days.")
+    stale_amount: float
+    activities_in_weeks: int = Field(description="Activities in the last 4 complete ISO weeks.")
+    activities_per_week: float
+    weeks_from: str
+    weeks_to: str
+
+
+class HygieneRead(Schema):
+    as_of: date = Field(description="The day the figures are for (today).")
+    items: list[HygieneRow]
+    reason: str | None = Field(
+        default=None, description="Why there is no rep to show; null when there are some."
+    )

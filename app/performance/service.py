@@ -48,8 +48,10 @@ def snapshot(session: Session, version: int | None) -> SnapshotRead | None:
     return SnapshotRead.model_validate(snap) if snap else None
 
 
-def version_for(session: Session, as_of: date | None) -> int | None:
-    return versioning.current_version(session, as_of=as_of)
+def version_for(session: Session, computed_on: date | None) -> int | None:
+    """The snapshot a read answers from: the latest, or the latest computed by the end of
+    ``computed_on``."""
+    return versioning.current_version(session, computed_on=computed_on)
 
 
 def default_period(settings: Settings, kind: str = "month") -> str:
@@ -261,10 +263,10 @@ def list_performance(
     sort: str,
     cursor: str | None,
     limit: int,
-    as_of: date | None,
+    computed_on: date | None,
 ) -> tuple[list[PerformanceRead], str | None, int | None]:
     offset, pinned = _parse_cursor(cursor)
-    version = pinned or version_for(session, as_of)
+    version = pinned or version_for(session, computed_on)
     if version is None:
         return [], None, None
     label = parse(period, settings.calendar).label if period else default_period(settings)
@@ -321,9 +323,9 @@ def rep_history(
     kind: str,
     start: str | None,
     end: str | None,
-    as_of: date | None,
+    computed_on: date | None,
 ) -> tuple[list[PerformanceRead], int | None]:
-    version = version_for(session, as_of)
+    version = version_for(session, computed_on)
     if version is None:
         return [], None
     stmt = select(PerformanceRow).where(
@@ -350,9 +352,14 @@ def rep_history(
 
 
 def coaching(
-    *, session: Session, settings: Settings, rep_id: int, period: str | None, as_of: date | None
+    *,
+    session: Session,
+    settings: Settings,
+    rep_id: int,
+    period: str | None,
+    computed_on: date | None,
 ) -> CoachingRead:
-    version = version_for(session, as_of)
+    version = version_for(session, computed_on)
     label = parse(period, settings.calendar).label if period else default_period(settings)
     row = (
         None
@@ -391,7 +398,7 @@ def leaderboard(
     metric: str,
     team_id: int | None,
     limit: int,
-    as_of: date | None,
+    computed_on: date | None,
 ) -> LeaderboardRead:
     if metric not in METRICS:
         raise InvalidInputError(
@@ -399,7 +406,7 @@ def leaderboard(
             details=[{"field": "metric", "message": f"one of {', '.join(METRICS)}"}],
         )
     label = parse(period, settings.calendar).label if period else default_period(settings)
-    version = version_for(session, as_of)
+    version = version_for(session, computed_on)
     if version is None:
         return LeaderboardRead(period=label, metric=metric, items=[], snapshot=None)
     reps, teams = _names(session, label, settings.calendar)
@@ -461,14 +468,14 @@ def team_performance(
     principal: Principal,
     team_id: int,
     period: str | None,
-    as_of: date | None,
+    computed_on: date | None,
 ) -> TeamPerformanceRead:
     """The team's own target rows, and the rollup of its reps' rows (the team tree)."""
     team = session.get(Team, team_id)
     if team is None:
         raise NotFoundError(f"team {team_id} not found")
     label = parse(period, settings.calendar).label if period else default_period(settings)
-    version = version_for(session, as_of)
+    version = version_for(session, computed_on)
     if version is None:
         return TeamPerformanceRead(
             team_id=team_id, team_name=team.name, period=label, rollup=[], rows=[], snapshot=None
@@ -570,7 +577,7 @@ def rep_trend(
     kind: str,
     periods: int,
     end: str | None,
-    as_of: date | None,
+    computed_on: date | None,
 ) -> dict[str, Any]:
     """The rep's metric over the last ``periods`` periods, with its least-squares slope."""
     if metric not in METRICS:
@@ -578,7 +585,7 @@ def rep_trend(
             f"unknown metric {metric!r}",
             details=[{"field": "metric", "message": f"one of {', '.join(METRICS)}"}],
         )
-    version = version_for(session, as_of)
+    version = version_for(session, computed_on)
     current = (
         parse(end, settings.calendar, field="end")
         if end
@@ -729,14 +736,14 @@ def summary(
     principal: Principal,
     period: str | None,
     metric: str,
-    as_of: date | None,
+    computed_on: date | None,
 ) -> SummaryRead:
     """One period and metric for a wallboard: totals, the attainment spread, each team's
     rollup, who is at risk, and how fresh each source is."""
     from app.sources.models import Source
 
     label = parse(period, settings.calendar).label if period else default_period(settings)
-    version = version_for(session, as_of)
+    version = version_for(session, computed_on)
     sources = [
         SummarySource(
             source_id=s.id,

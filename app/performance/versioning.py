@@ -40,11 +40,12 @@ def visible(model: VersionedModel, version: int) -> ColumnElement[bool]:
     )
 
 
-def current_version(session: Session, *, as_of: date | None = None) -> int | None:
-    """The latest complete snapshot, or the latest one computed by the end of ``as_of``."""
+def current_version(session: Session, *, computed_on: date | None = None) -> int | None:
+    """The latest complete snapshot, or the latest one computed by the end of
+    ``computed_on``."""
     stmt = select(Snapshot.id).where(Snapshot.status == "complete")
-    if as_of is not None:
-        end = datetime.combine(as_of + timedelta(days=1), time.min, UTC)
+    if computed_on is not None:
+        end = datetime.combine(computed_on + timedelta(days=1), time.min, UTC)
         stmt = stmt.where(Snapshot.computed_at < end)
     return session.scalar(stmt.order_by(Snapshot.id.desc()).limit(1))
 

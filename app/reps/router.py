@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter
 
 from app.deps import AdminKey, MetricsReaderKey, SessionDep, SettingsDep
@@ -18,7 +20,7 @@ def list_reps(
     principal: MetricsReaderKey,
     team_id: int | None = None,
     manager_id: int | None = None,
-    role: str | None = None,
+    role: Literal["rep", "manager"] | None = None,
     is_active: bool | None = None,
     cursor: CursorParam = None,
     limit: LimitParam = 100,

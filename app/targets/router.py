@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, File, Response, UploadFile, status
+from fastapi import APIRouter, File, Query, Response, UploadFile, status
 
 from app.deps import MetricsReaderKey, SessionDep, SettingsDep, TargetWriterKey
 from app.exceptions import NotFoundError, PayloadTooLargeError
 from app.pagination import CursorParam, LimitParam, paginate
+from app.performance.schemas import MetricName
+from app.periods import parse
 from app.targets import service
 from app.targets.models import Target
 from app.targets.schemas import (
@@ -49,11 +51,12 @@ def create_target(
 @router.get("", response_model=TargetPage)
 def list_targets(
     session: SessionDep,
+    settings: SettingsDep,
     principal: MetricsReaderKey,
     rep_id: int | None = None,
     team_id: int | None = None,
-    metric: str | None = None,
-    period: str | None = None,
+    metric: MetricName | None = None,
+    period: str | None = Query(None, description="2026-11, 2026-Q4, FY2026, 2026-W48"),
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> TargetPage:
@@ -62,7 +65,8 @@ def list_targets(
         rep_id=rep_id,
         team_id=team_id,
         metric=metric,
-        period=period,
+        # Stored by label: a label that does not parse is a 422, not an empty page.
+        period=parse(period, settings.calendar).label if period else None,
         visible_rep_ids=principal.rep_ids,
         visible_team_ids=principal.team_ids,
     )

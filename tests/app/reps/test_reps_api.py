@@ -61,8 +61,9 @@ def test_manager_cannot_read_other_teams_records(client, factory, org):
     h = factory.key("manager", rep_id=org["east_mgr"].id)
     ids = [d["external_id"] for d in client.get("/api/v1/deals", headers=h).json()["items"]]
     assert ids == ["EAST-DEAL"]
+    # A rep outside the manager's tree in a filter is a 404, as /reps/{id} answers.
     r = client.get("/api/v1/deals", params={"rep_id": org["w1"].id}, headers=h)
-    assert r.json()["items"] == []
+    assert r.status_code == 404 and r.json()["error"]["message"] == f"rep {org['w1'].id} not found"
 
 
 def test_admin_sets_team_manager_and_start_date(client, factory, org):
