@@ -28,7 +28,8 @@ def _database() -> sessionmaker[Session]:
     from app.db import make_engine, make_sessionmaker
     from app.migrate import upgrade
 
-    engine = make_engine(get_settings().database_url)
+    settings = get_settings()
+    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     upgrade(engine)
     return make_sessionmaker(engine)
 

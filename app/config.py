@@ -117,6 +117,12 @@ class Settings(BaseSettings):
 
     # API limits
     max_page_size: int = 500
+    sqlite_busy_timeout_ms: int = Field(
+        default=30_000,
+        ge=0,
+        description="SQLite: how long a write waits for another writer's lock before the "
+        "request answers 503 (reads never wait).",
+    )
     max_upload_bytes: int = 20 * 1024 * 1024
     max_json_bytes: int = Field(default=10 * 1024 * 1024, description="Largest JSON body.")
     rate_limit_per_minute: float = Field(

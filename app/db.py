@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,9 @@ def json_dumps(value: Any) -> str:
     return orjson.dumps(value, option=_JSON_OPTIONS).decode()
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, busy_timeout_ms: int = 30_000, **kwargs: Any) -> Engine:
+    """An engine for ``url``; on SQLite a writer waits up to ``busy_timeout_ms`` for the
+    write lock (then the request answers 503, :mod:`app.exceptions`)."""
     from app import versions  # it maps onto Base, defined here
     from app.performance import marks  # noqa: F401  (registers the org-change marks)
 
@@ -88,7 +91,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", partial(_sqlite_pragmas, busy_timeout_ms=busy_timeout_ms))
         # pysqlite's own transaction handling skips BEGIN before SAVEPOINTs and DDL; let
         # SQLAlchemy emit it so transactions and savepoints behave as on PostgreSQL.
         event.listen(engine, "begin", _sqlite_begin)
@@ -98,13 +101,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, *, busy_timeout_ms: int) -> None:
     # WAL lets the API read while a sync or recompute writes; foreign keys are off by default.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 

@@ -113,15 +113,34 @@ def _identify(session: Session, token: str) -> Principal:
 
 
 async def current_principal(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller's key, read afresh on every request (revocation applies at once)."""
+    """The caller's key, read afresh on every request (revocation applies at once).
+
+    Always in a read transaction: a write request's own session begins by taking the write
+    lock on SQLite (``BEGIN IMMEDIATE``, see :mod:`app.db`), and the key must not wait for
+    it, on the event loop least of all (every request, ``/health`` too, would wait with it).
+    A write request reads its key in a short session of its own; its write transaction then
+    begins in the route, off the loop."""
     if credentials is None or not credentials.credentials:
         raise AuthenticationError("missing API key: send Authorization: Bearer <key>")
+    token = credentials.credentials
+    if request.method in ("GET", "HEAD"):
+        return await _identify_in(session, token)
+    reader: Session = request.app.state.read_sessionmaker()
+    try:
+        return await _identify_in(reader, token)
+    finally:
+        with anyio.CancelScope(shield=True):
+            _finish(reader, False)  # a read: ending it is one short statement
+
+
+async def _identify_in(session: Session, token: str) -> Principal:
     if _connection_at_hand(session):
-        return _identify(session, credentials.credentials)
-    principal: Principal = await run_in_threadpool(_identify, session, credentials.credentials)
+        return _identify(session, token)
+    principal: Principal = await run_in_threadpool(_identify, session, token)
     return principal
 
 

@@ -13,6 +13,9 @@ The tree (the HTTP status each maps to in brackets)::
     │   └── InvertedRangeError    [422]  a range whose start is after its end
     ├── PayloadTooLargeError      [413]
     ├── RateLimitedError          [429]  the key's request rate is exceeded (with Retry-After)
+    ├── ServiceUnavailableError   [503]  the database is busy (a write waited out its lock
+    │                                    timeout) or unreachable; with Retry-After. Raised for
+    │                                    SQLAlchemy's OperationalError by the one handler
     ├── AuthenticationError       [401]  missing, unknown, revoked or expired API key
     └── PermissionDeniedError     [403]  the key's role may not do this
 
@@ -33,7 +36,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from psycopg.errors import NumericValueOutOfRange
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -95,6 +98,15 @@ class RateLimitedError(QuotaGapError):
     code = "rate_limited"
 
     def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class ServiceUnavailableError(QuotaGapError):
+    status_code = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
         super().__init__(message)
         self.headers = {"Retry-After": str(retry_after)}
 
@@ -203,7 +215,7 @@ def install_handlers(app: FastAPI) -> None:
         if isinstance(exc, NotModified):
             return Response(status_code=304, headers=exc.headers)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        if isinstance(exc, RateLimitedError):
+        if isinstance(exc, RateLimitedError | ServiceUnavailableError):
             headers = exc.headers
         return JSONResponse(
             error_body(exc.code, exc.message, exc.details),
@@ -240,7 +252,14 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OverflowError)
     @app.exception_handler(DBAPIError)
-    async def _out_of_range_number(_: Request, exc: Exception) -> JSONResponse:
+    async def _out_of_range_number(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, OperationalError):
+            # Locked past the busy timeout, or the server is away: try again, not a bug.
+            # The driver's message only: the statement's parameters may hold a key's hash.
+            path = request.url.path
+            log.warning("database unavailable on %s %s: %s", request.method, path, exc.orig)
+            busy = ServiceUnavailableError("the database is busy or unavailable; try again")
+            return await _domain(request, busy)
         if not _out_of_range(exc):
             raise exc  # any other database error is unexpected: see below
         # A number beyond the database's integers (an id of 2**70): bad input, not a 500.

@@ -66,7 +66,9 @@ def create_app(
     start_scheduler: bool = False,
 ) -> FastAPI:
     settings = settings or get_settings()
-    engine = engine or make_engine(settings.database_url)
+    engine = engine or make_engine(
+        settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
     factory = session_factory or make_sessionmaker(engine)
     jobs = JobRunner(factory, settings, inline=run_jobs_inline)
 

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app import ingest
+from app.config import Settings
 from app.deps import AdminKey, SessionDep, SettingsDep
 from app.exceptions import InvalidInputError, PayloadTooLargeError
 from app.imports import service
@@ -40,23 +43,37 @@ async def create_import(
     periods the import touched are then recomputed by the job `compute_job_id`."""
     limit = settings.max_upload_bytes
     mapping_text = (await _read(mapping, 1_000_000) or b"").decode("utf-8", errors="replace")
-    frames = {}
+    files: dict[str, bytes] = {}
     for name, upload in (("reps", reps), ("deals", deals), ("activities", activities)):
         content = await _read(upload, limit)
         if content is not None:
-            frames[name] = service.read_csv(content, name=name, max_rows=settings.max_csv_rows)
-    if not frames:
+            files[name] = content
+    if not files:
         raise InvalidInputError(
             "no file to import", details=[{"field": "deals", "message": "send at least one CSV"}]
         )
+    # Parsing and writing are long and wait for the write lock: off the event loop.
+    result, job_id = await run_in_threadpool(
+        _import, session, settings, mapping_text, files, strict
+    )
+    request.app.state.jobs.submit(job_id)
+    notice = ingest.horizon_notice(settings, result.earliest)
+    return ImportRead.model_validate(result).model_copy(
+        update={"compute_job_id": job_id, "notices": [notice] if notice else []}
+    )
+
+
+def _import(
+    session: Session, settings: Settings, mapping: str, files: dict[str, bytes], strict: bool
+) -> tuple[service.ImportResult, int]:
+    frames = {
+        name: service.read_csv(content, name=name, max_rows=settings.max_csv_rows)
+        for name, content in files.items()
+    }
     result = service.run_import(
-        session=session, mapping=Mapping.parse_text(mapping_text), strict=strict, **frames
+        session=session, mapping=Mapping.parse_text(mapping), strict=strict, **frames
     )
     # Recompute the periods the import touched, in the background (a job like any other).
     job = jobs_service.create(session=session, kind="compute", trigger="import")
     session.commit()
-    request.app.state.jobs.submit(job.id)
-    notice = ingest.horizon_notice(settings, result.earliest)
-    return ImportRead.model_validate(result).model_copy(
-        update={"compute_job_id": job.id, "notices": [notice] if notice else []}
-    )
+    return result, job.id

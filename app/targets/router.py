@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, File, Query, Response, UploadFile, status
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from app.config import Settings
 from app.deps import MetricsReaderKey, SessionDep, SettingsDep, TargetWriterKey
 from app.exceptions import NotFoundError, PayloadTooLargeError
 from app.pagination import CursorParam, LimitParam, paginate
@@ -98,6 +101,11 @@ async def upload_targets(
     content = await file.read(settings.max_upload_bytes + 1)
     if len(content) > settings.max_upload_bytes:
         raise PayloadTooLargeError(f"file larger than {settings.max_upload_bytes} bytes")
+    # Parsing and writing wait for the write lock: off the event loop.
+    return await run_in_threadpool(_upload, session, settings, content)
+
+
+def _upload(session: Session, settings: Settings, content: bytes) -> BulkResult:
     raw = service.rows_from_csv(content=content, max_rows=settings.max_csv_rows)
     rows = service.validate_rows(session=session, rows=raw, cal=settings.calendar)
     return _bulk(session, rows)

@@ -265,3 +265,15 @@ def test_an_import_before_the_history_horizon_says_what_to_run(client, factory):
     # Sent again, nothing changes, so there is nothing to say.
     again = client.post("/api/v1/imports", files=files, headers=factory.key("admin"))
     assert again.json()["notices"] == []
+
+
+def test_a_file_with_too_many_columns_is_refused_before_parsing(client, factory):
+    header = ",".join(f"c{i}" for i in range(100_000))
+    files = {
+        "mapping": ("mapping.yaml", MAPPING.read_bytes()),
+        "deals": ("deals.csv", (header + "\n" + "," * 99_999 + "\n").encode()),
+    }
+    r = client.post("/api/v1/imports", files=files, headers=factory.key("admin"))
+    assert r.status_code == 422
+    assert r.json()["error"]["details"][0]["field"] == "deals"
+    assert "columns" in r.json()["error"]["message"]
