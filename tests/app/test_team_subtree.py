@@ -62,9 +62,12 @@ def test_subtree_stays_within_a_managers_scope(client, factory, tree, url):
     factory.session.get(Team, teams["middle"]).manager_id = manager.id
     factory.session.flush()
     h = factory.key("manager", rep_id=manager.id)
-    assert _rep_ids(client, url, h, team_id=teams["top"]) == sorted(
+    assert _rep_ids(client, url, h, team_id=teams["middle"]) == sorted(
         [reps["middle"], reps["bottom"]]
     )
+    # A team above theirs is not theirs to filter on: 404, as its path form answers.
+    r = client.get(url, params={"team_id": teams["top"]}, headers=h)
+    assert r.status_code == 404
 
 
 @pytest.mark.parametrize("url", ["/api/v1/deals", "/api/v1/activities"])
