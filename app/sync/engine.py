@@ -42,6 +42,7 @@ from app.db import transaction, utcnow
 from app.deals.models import Deal
 from app.reps import service as reps_service
 from app.reps.models import Rep
+from app.sources import service as sources_service
 from app.sources.models import Source, SyncCursor, SyncRun
 from app.teams import service as teams_service
 from connectors import registry
@@ -99,15 +100,26 @@ def run_sync(
     # (a test's session factory shares one connection, which no two threads may use at once).
     db_lock = threading.Lock()
 
+    # Every request goes through the address guard (SSRF): no credentials to internal hosts.
+    guard = sources_service.request_guard(settings)
+
     def store_tokens(payload: dict[str, Any]) -> None:
+        # A token answer may say the account moved: a host the guard refuses is not stored,
+        # and fails the sync once the rotated tokens are safe.
+        refused = sources_service.refused_token_urls(payload, guard)
         # Rotated OAuth tokens are kept (encrypted) at once: losing them would lock us out.
-        credentials.update({k: v for k, v in payload.items() if k in TOKEN_FIELDS and v})
+        credentials.update(
+            {k: v for k, v in payload.items() if k in TOKEN_FIELDS and v and k not in refused}
+        )
         with db_lock, transaction(session_factory) as s:
             src = s.get(Source, source_id)
             if src is not None:
                 src.credentials_encrypted = secrets.encrypt(settings, credentials)
-                if payload.get("instance_url"):  # Salesforce may move an org to another host
+                # Salesforce may move an org to another host
+                if payload.get("instance_url") and "instance_url" not in refused:
                     src.base_url = str(payload["instance_url"]).rstrip("/")
+        if refused:
+            raise next(iter(refused.values()))
 
     error: str | None = None
     try:
@@ -119,6 +131,7 @@ def run_sync(
             on_refresh=store_tokens,
             transport=transport,
             sleep=sleep,
+            request_guard=guard,
         )
         try:
             streams = list(connector.streams())
