@@ -94,11 +94,11 @@ def check_url(
     resolves to must be public, so a name with one public and one private address is refused;
     a name that does not resolve is refused too unless ``unresolvable_ok``.
     """
-    parts = urlsplit(url)
     try:
-        port = parts.port
-    except ValueError:
-        port = -1
+        parts = urlsplit(url)
+        port = parts.port  # raises on a port that is no number or out of range
+    except ValueError:  # e.g. "http://[::1": an unclosed IPv6 literal
+        parts, port = urlsplit(""), -1
     if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
         raise DestinationRefused(
             f"{what} must be http(s) with a host",

@@ -34,13 +34,13 @@ def get(*, session: Session, source_id: int) -> Source:
 
 def origin(url: str) -> str:
     """``scheme://host[:port]`` of a URL, without user info, path or query (safe to show)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # not a URL the guard would pass: nothing worth showing
+        return ""
     host = parts.hostname or ""
     host = f"[{host}]" if ":" in host else host
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
     return f"{parts.scheme}://{host}{port}"
 
 

@@ -68,6 +68,16 @@ def test_an_internal_base_url_is_refused_at_creation(client, factory, settings, 
     assert "QG_SOURCE_ALLOW_PRIVATE_DESTINATIONS" in error["message"]
 
 
+@pytest.mark.parametrize("url", ["http://[::1", "http://crm.example.com:99999", "http://"])
+def test_a_malformed_base_url_is_a_422_not_a_500(client, factory, url):
+    h = factory.key("admin")
+    r = client.post("/api/v1/sources", json=_body(base_url=url), headers=h)
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "base_url"
+    sid = client.post("/api/v1/sources", json=_body(), headers=h).json()["id"]
+    r = client.patch(f"/api/v1/sources/{sid}", json={"base_url": url}, headers=h)
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "base_url"
+
+
 @pytest.mark.parametrize(
     ("kind", "key"),
     [
