@@ -416,8 +416,10 @@ def demo(
     from app.alerts import service as alerts_service
     from app.auth import service as auth_service
     from app.db import transaction
-    from app.demo.load import load_demo, sandbox_source
+    from app.demo.load import allow_sandbox_destination, load_demo, sandbox_source
 
+    if via_crm:  # the sandbox CRM is on loopback, which CRM URLs may not be by default
+        typer.echo(allow_sandbox_destination())
     settings = get_settings()
     factory = _database()
     with transaction(factory) as session:

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
         description="Allow webhook URLs on loopback, private or link-local addresses "
         "(off: a webhook must not become a way into the internal network).",
     )
+    source_allow_private_destinations: bool = Field(
+        default=False,
+        description="Allow CRM URLs (base, instance, login, token) on loopback, private or "
+        "link-local addresses: a local sandbox CRM, the demo, tests (off: an admin key must not "
+        "be able to send stored CRM credentials into the internal network).",
+    )
 
     # Polling
     cache_max_age_seconds: int = Field(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -22,12 +23,23 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSV_TYPE = "text/csv; charset=utf-8"
+# What a spreadsheet may take for the start of a formula (OWASP's list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A plain decimal number: a spreadsheet reads it as a value, so it needs no neutralising.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 def wants_csv(query: str, accept: str) -> bool:
     if ("format", "csv") in parse_qsl(query):
         return True
     return "text/csv" in accept and "application/json" not in accept
+
+
+def neutralise(value: Any) -> Any:
+    """The cell as written: a text cell that could start a formula gets a leading ``'``."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
@@ -37,7 +49,7 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
     elif isinstance(value, list):
         out[prefix] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     else:
-        out[prefix] = value
+        out[prefix] = neutralise(value)
 
 
 def to_csv(payload: Any) -> tuple[str, str | None]:
@@ -58,8 +70,10 @@ def to_csv(payload: Any) -> tuple[str, str | None]:
     for row in flat:
         columns.update(dict.fromkeys(row))
     buffer = io.StringIO()
+    # Column names are key paths, some through free-form dicts (a raw CRM payload): the same
+    # rule as cells.
+    csv.writer(buffer).writerow([neutralise(c) for c in columns])
     writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
-    writer.writeheader()
     writer.writerows(flat)
     return buffer.getvalue(), next_cursor
 

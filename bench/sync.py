@@ -278,7 +278,13 @@ def settings_for(url: str, secret_key: str) -> Any:
     from app.config import Settings
 
     # No .env file: the figures should not depend on the checkout's local configuration.
-    return Settings(_env_file=None, database_url=url, secret_key=secret_key)
+    # The sandbox CRM listens on loopback, which CRM URLs may not be by default.
+    return Settings(
+        _env_file=None,
+        database_url=url,
+        secret_key=secret_key,
+        source_allow_private_destinations=True,
+    )
 
 
 def prepare(url: str, secret_key: str, kind: str, sandbox_url: str) -> int:

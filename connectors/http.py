@@ -10,6 +10,8 @@
   refresh and one retry; the new tokens go to ``on_refresh`` (the engine stores them encrypted).
 * Secrets never reach a log: requests are logged as method and path only, without query
   strings or headers.
+* Destinations: ``guard_requests`` checks every request's URL (token refreshes too) before it
+  is sent; the sync engine refuses hosts on the service's own network there.
 
 The transport is injectable, so tests use respx or ``httpx.MockTransport``.
 """
@@ -242,6 +244,18 @@ class CrmClient:
         self.is_final = is_final or (lambda r: False)
         self.sleep = sleep
         self.requests = 0
+
+    def guard_requests(self, check: Callable[[str], None]) -> None:
+        """Run ``check`` on the URL of every request before it is sent, token refreshes
+        included; it raises to refuse the request. The app plugs its address guard in here
+        (CRM URLs must not lead stored credentials into its own network). Raise something
+        other than an httpx error: a refusal is final, not a network failure to retry."""
+
+        def hook(request: httpx.Request) -> None:
+            check(str(request.url))
+
+        hooks = self.http.event_hooks
+        self.http.event_hooks = {**hooks, "request": [*hooks.get("request", []), hook]}
 
     def close(self) -> None:
         self.http.close()

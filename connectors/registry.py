@@ -38,7 +38,10 @@ def connector_for(
     on_refresh: Callable[[dict[str, Any]], None] | None = None,
     transport: httpx.BaseTransport | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    request_guard: Callable[[str], None] | None = None,
 ) -> Connector:
+    """The connector of ``kind``; ``request_guard`` sees every request's URL before it is
+    sent (and raises to refuse it), from the first request on."""
     mod = module(kind)
     client = mod.build_client(
         base_url=base_url,
@@ -47,6 +50,8 @@ def connector_for(
         transport=transport,
         sleep=sleep,
     )
+    if request_guard is not None:
+        client.guard_requests(request_guard)
     connector: Connector = getattr(mod, _CONNECTOR_CLASS[kind])(client, config)
     return connector
 

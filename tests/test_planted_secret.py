@@ -33,6 +33,7 @@ def sandboxes():
 def test_planted_secrets_never_leave(client, factory, session, settings, sandboxes, caplog):
     caplog.set_level(logging.DEBUG)  # httpx, httpcore, the app: everything a deployment could log
     settings.webhook_allow_private_destinations = True
+    settings.source_allow_private_destinations = True  # the sandbox CRMs listen on loopback
     admin = factory.key("admin")
     sources = {
         # Works: an expired access token is refreshed with the planted client secret.

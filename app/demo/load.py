@@ -175,6 +175,21 @@ def _load_stage_history(session: Session, source_id: int, stages: pd.DataFrame) 
 
 
 SANDBOX_SOURCE = "Sandbox Salesforce"
+ALLOW_SANDBOX = "QG_SOURCE_ALLOW_PRIVATE_DESTINATIONS"
+
+
+def allow_sandbox_destination() -> str:
+    """Let this process (the demo's sync and the service it serves, whose scheduler syncs
+    again) send CRM requests to loopback: the demo's CRM is a sandbox on 127.0.0.1, which the
+    address guard refuses by default. Returns the line the demo prints to say so."""
+    import os
+
+    os.environ[ALLOW_SANDBOX] = "true"
+    get_settings.cache_clear()
+    return (
+        f"{ALLOW_SANDBOX}=true for this demo: its sandbox CRM listens on 127.0.0.1 "
+        "(leave it off in production)"
+    )
 
 
 def sandbox_source(*, session: Session, url: str) -> int:

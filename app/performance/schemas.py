@@ -185,7 +185,9 @@ class SummarySource(Schema):
     name: str
     kind: str
     last_success_at: UTCDatetime | None
-    last_error: str | None
+    last_error: str | None = Field(
+        description="The last sync's error; null for viewer keys, which may not read sources."
+    )
     consecutive_failures: int
 
 

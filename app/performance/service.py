@@ -750,7 +750,8 @@ def summary(
             name=s.name,
             kind=s.kind,
             last_success_at=s.last_success_at,
-            last_error=s.last_error,
+            # Viewers may not read sources (GET /sources is 403): freshness only, no error text.
+            last_error=None if principal.role == "viewer" else s.last_error,
             consecutive_failures=s.consecutive_failures,
         )
         for s in session.scalars(select(Source).order_by(Source.id))

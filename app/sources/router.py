@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
 
-from app.deps import AdminKey, RecordReaderKey, SessionDep, SettingsDep
+from app.auth.service import Principal
+from app.deps import AdminKey, RecordReaderKey, SessionDep, SettingsDep, require_roles
 from app.jobs import service as jobs_service
 from app.jobs.schemas import JobRead
 from app.pagination import CursorParam, LimitParam, paginate
@@ -22,6 +23,10 @@ from app.sources.schemas import (
 )
 
 router = APIRouter()
+
+# Quarantined records are raw CRM rows, often with no known owner, so no team tree can scope
+# them: only the roles that read every team's records may read them (not managers).
+QuarantineReaderKey = Annotated[Principal, Depends(require_roles("admin", "analyst"))]
 
 
 @router.post("", response_model=SourceRead, status_code=status.HTTP_201_CREATED)
@@ -67,12 +72,13 @@ def update_source(
 def list_quarantine(
     source_id: int,
     session: SessionDep,
-    _: RecordReaderKey,
+    _: QuarantineReaderKey,
     object_type: Literal["owner", "deal", "activity", "rep"] | None = None,
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> QuarantinePage:
-    """Records that could not be loaded, with their reason and raw payload."""
+    """Records that could not be loaded, with their reason and raw payload (admin and analyst:
+    raw rows belong to no team tree a manager could be scoped to)."""
     service.get(session=session, source_id=source_id)
     rows, next_cursor = paginate(
         session,

@@ -9,6 +9,12 @@ from app.schemas import Page, Schema, UTCDatetime
 Kind = Literal["hubspot", "salesforce", "pipedrive"]
 
 
+def _checked_base_url(v: str | None) -> str | None:
+    if v is not None and not v.startswith(("http://", "https://")):
+        raise ValueError("base_url must start with http:// or https://")
+    return v.rstrip("/") if v else v
+
+
 class Schedule(Schema):
     """When the source syncs: every N minutes (or seconds), or a cron expression (UTC)."""
 
@@ -35,7 +41,10 @@ class SourceBase(Schema):
     base_url: str | None = Field(
         default=None,
         max_length=500,
-        description="Override: Salesforce instance URL, a regional host, or a sandbox CRM.",
+        description="Override: Salesforce instance URL, a regional host, or a sandbox CRM. "
+        "Loopback, private and link-local addresses are refused (422) unless "
+        "QG_SOURCE_ALLOW_PRIVATE_DESTINATIONS=true; so are such credentials.instance_url, "
+        "login_url, token_url and api_domain.",
         examples=["https://acme.my.salesforce.com"],
     )
     schedule: Schedule = Field(default_factory=lambda: Schedule(interval_minutes=60))
@@ -45,9 +54,7 @@ class SourceBase(Schema):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
-        return v.rstrip("/") if v else v
+        return _checked_base_url(v)
 
 
 class SourceCreate(SourceBase):
@@ -66,11 +73,21 @@ class SourceUpdate(Schema):
     )
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    base_url: str | None = None
+    base_url: str | None = Field(
+        default=None,
+        max_length=500,
+        description="A new host needs `credentials` in the same request: the stored ones were "
+        "issued for the old host and never follow it.",
+    )
     credentials: dict[str, Any] | None = None
     schedule: Schedule | None = None
     config: dict[str, Any] | None = None
     is_enabled: bool | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        return _checked_base_url(v)
 
 
 class SyncRunRead(Schema):

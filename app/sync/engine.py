@@ -42,6 +42,7 @@ from app.db import transaction, utcnow
 from app.deals.models import Deal
 from app.reps import service as reps_service
 from app.reps.models import Rep
+from app.sources import service as sources_service
 from app.sources.models import Source, SyncCursor, SyncRun
 from app.teams import service as teams_service
 from connectors import registry
@@ -99,15 +100,11 @@ def run_sync(
     # (a test's session factory shares one connection, which no two threads may use at once).
     db_lock = threading.Lock()
 
-    def store_tokens(payload: dict[str, Any]) -> None:
-        # Rotated OAuth tokens are kept (encrypted) at once: losing them would lock us out.
-        credentials.update({k: v for k, v in payload.items() if k in TOKEN_FIELDS and v})
-        with db_lock, transaction(session_factory) as s:
-            src = s.get(Source, source_id)
-            if src is not None:
-                src.credentials_encrypted = secrets.encrypt(settings, credentials)
-                if payload.get("instance_url"):  # Salesforce may move an org to another host
-                    src.base_url = str(payload["instance_url"]).rstrip("/")
+    # Every request goes through the address guard (SSRF): no credentials to internal hosts.
+    guard = sources_service.request_guard(settings)
+    store_tokens = _token_store(
+        session_factory, settings, source_id, credentials, db_lock=db_lock, guard=guard
+    )
 
     error: str | None = None
     try:
@@ -119,6 +116,7 @@ def run_sync(
             on_refresh=store_tokens,
             transport=transport,
             sleep=sleep,
+            request_guard=guard,
         )
         try:
             streams = list(connector.streams())
@@ -167,6 +165,38 @@ def run_sync(
         final = session.get(SyncRun, run_id)
         assert final is not None
         return final
+
+
+def _token_store(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    source_id: int,
+    credentials: dict[str, Any],
+    *,
+    db_lock: threading.Lock,
+    guard: Callable[[str], None],
+) -> Callable[[dict[str, Any]], None]:
+    """What a sync does with a token answer (``on_refresh``): keeps the tokens, encrypted."""
+
+    def store_tokens(payload: dict[str, Any]) -> None:
+        # A token answer may say the account moved: a host the guard refuses is not stored,
+        # and fails the sync once the rotated tokens are safe.
+        refused = sources_service.refused_token_urls(payload, guard)
+        # Rotated OAuth tokens are kept (encrypted) at once: losing them would lock us out.
+        credentials.update(
+            {k: v for k, v in payload.items() if k in TOKEN_FIELDS and v and k not in refused}
+        )
+        with db_lock, transaction(session_factory) as s:
+            src = s.get(Source, source_id)
+            if src is not None:
+                src.credentials_encrypted = secrets.encrypt(settings, credentials)
+                # Salesforce may move an org to another host
+                if payload.get("instance_url") and "instance_url" not in refused:
+                    src.base_url = str(payload["instance_url"]).rstrip("/")
+        if refused:
+            raise next(iter(refused.values()))
+
+    return store_tokens
 
 
 def _sync_stream(

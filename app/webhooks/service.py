@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import secrets as stdlib_secrets
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from app import secrets
+from app import netguard, secrets
 from app.alerts.models import RULE_EVENTS, Alert
 from app.config import Settings
 from app.db import utcnow
-from app.exceptions import InvalidInputError, NotFoundError
+from app.exceptions import NotFoundError
 from app.teams import service as teams_service
 from app.teams.models import Team
 from app.webhooks import subscriptions
@@ -44,38 +41,6 @@ CHANGE_ICONS = {"updated": ":arrows_counterclockwise:", "resolved": ":white_chec
 # -- destinations
 
 
-def _refused(address: str) -> str | None:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    for label, flag in (
-        ("loopback", ip.is_loopback),
-        ("private", ip.is_private),
-        ("link-local", ip.is_link_local),
-        ("multicast", ip.is_multicast),
-        ("reserved", ip.is_reserved),
-        ("unspecified", ip.is_unspecified),
-        # Shared (carrier-grade NAT, 100.64/10), documentation, benchmarking ranges...
-        ("non-public", not ip.is_global),
-    ):
-        if flag:
-            return label
-    return None
-
-
-def _literal_address(host: str) -> str | None:
-    """The address a host names without DNS: an IP literal, or a numeric IPv4 form that
-    resolvers accept (``127.1``, ``2130706433``, ``0x7f.0.0.1``)."""
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    try:
-        return str(ipaddress.IPv4Address(socket.inet_aton(host)))
-    except OSError:
-        return None
-
-
 def check_destination(url: str, *, settings: Settings, resolve: bool = True) -> None:
     """Refuse URLs that point into the service's own network (SSRF), unless allowed.
 
@@ -83,36 +48,15 @@ def check_destination(url: str, *, settings: Settings, resolve: bool = True) -> 
     (``resolve=True`` and a lookup failure) the attempt fails. Every address the name resolves
     to must be public, so a name with one public and one private address is refused.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInputError(
-            "webhook URL must be http(s) with a host",
-            details=[{"field": "url", "message": "not an http(s) URL"}],
-        )
-    if settings.webhook_allow_private_destinations:
-        return
-    host = parts.hostname.rstrip(".").lower()
-    literal = _literal_address(host)
-    if literal is not None:
-        addresses = [literal]
-    elif host == "localhost" or host.endswith(".localhost"):
-        addresses = ["127.0.0.1"]  # RFC 6761: always loopback, whatever DNS says
-    else:
-        if not resolve:
-            return
-        try:
-            infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
-        except OSError:
-            return
-        addresses = [str(info[4][0]) for info in infos]
-    for address in addresses:
-        why = _refused(address)
-        if why:
-            raise InvalidInputError(
-                f"webhook URL resolves to a {why} address ({address}); "
-                "set QG_WEBHOOK_ALLOW_PRIVATE_DESTINATIONS=true to allow it",
-                details=[{"field": "url", "message": f"{why} address refused"}],
-            )
+    netguard.check_url(
+        url,
+        allow_private=settings.webhook_allow_private_destinations,
+        resolve=resolve,
+        field="url",
+        what="webhook URL",
+        setting="QG_WEBHOOK_ALLOW_PRIVATE_DESTINATIONS",
+        unresolvable_ok=True,
+    )
 
 
 # -- endpoints

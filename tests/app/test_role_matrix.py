@@ -47,7 +47,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/sources"): READERS,
     ("GET", "/api/v1/sources/{source_id}"): READERS,
     ("PATCH", "/api/v1/sources/{source_id}"): ADMIN,
-    ("GET", "/api/v1/sources/{source_id}/quarantine"): READERS,
+    ("GET", "/api/v1/sources/{source_id}/quarantine"): WRITERS,  # raw rows: no team scope
     ("GET", "/api/v1/sources/{source_id}/runs"): READERS,
     ("POST", "/api/v1/sources/{source_id}/sync"): ADMIN,
     ("GET", "/api/v1/jobs"): READERS,

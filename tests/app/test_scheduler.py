@@ -83,6 +83,7 @@ def _setup(url: str, sandbox_url: str, schedule: dict) -> tuple:
         scheduler_lease_seconds=2,
         webhook_dispatch_interval_seconds=0.2,
         webhook_allow_private_destinations=True,
+        source_allow_private_destinations=True,  # the sandbox CRM listens on loopback
     )
     factory = make_sessionmaker(engine)
     with transaction(factory) as s:

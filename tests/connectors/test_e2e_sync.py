@@ -59,6 +59,11 @@ def credentials(kind: str, url: str) -> dict[str, str]:
     }[kind]
 
 
+@pytest.fixture(autouse=True)
+def _sandboxes_on_loopback(settings):
+    settings.source_allow_private_destinations = True  # the sandbox CRMs listen on loopback
+
+
 @pytest.fixture(params=KINDS)
 def sandbox(request):
     state = SandboxState.seeded(**DEMO)
@@ -209,6 +214,7 @@ def test_sigkill_mid_sync_then_rerun_has_every_record_once(fresh_url, settings, 
             **os.environ,
             "QG_DATABASE_URL": fresh_url,
             "QG_SECRET_KEY": TEST_SECRET_KEY,
+            "QG_SOURCE_ALLOW_PRIVATE_DESTINATIONS": "true",
             "PYTHONPATH": str(ROOT),
         }
         proc = subprocess.Popen(

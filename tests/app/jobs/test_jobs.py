@@ -49,7 +49,8 @@ def _source(session, settings, url: str) -> Source:
 
 
 @pytest.fixture
-def sandbox():
+def sandbox(settings):
+    settings.source_allow_private_destinations = True  # the sandbox CRM listens on loopback
     with ServerThread(
         registry.sandbox_app("salesforce", SandboxState.seeded(**DEMO), page_size=200)
     ) as server:
@@ -106,7 +107,10 @@ def test_background_jobs_with_real_threads(tmp_path, sandbox):
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     engine = make_engine(url)
     upgrade(engine)
-    settings = Settings(database_url=url, secret_key=TEST_SECRET_KEY)
+    # The sandbox CRM listens on loopback.
+    settings = Settings(
+        database_url=url, secret_key=TEST_SECRET_KEY, source_allow_private_destinations=True
+    )
     factory = make_sessionmaker(engine)
     with transaction(factory) as s:
         source_id = _source(s, settings, sandbox).id
