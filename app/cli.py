@@ -388,10 +388,11 @@ def sandbox_crm(
     """Run a local CRM that speaks HubSpot's, Salesforce's or Pipedrive's wire format, with
     demo data, paging, rate limits and switchable faults (see connectors/sandbox/common.py).
     It accepts the token `sandbox-token` (and the refresh token `sandbox-refresh`)."""
+    from app.demo.sandbox import sandbox_state
     from connectors import registry
-    from connectors.sandbox.common import SandboxState, serve
+    from connectors.sandbox.common import serve
 
-    app = registry.sandbox_app(kind, SandboxState.seeded(seed=seed))
+    app = registry.sandbox_app(kind, sandbox_state(seed=seed))
     typer.echo(f"{kind} sandbox on http://{host}:{port} (token: sandbox-token)")
     serve(app, host=host, port=port)
 
@@ -427,11 +428,12 @@ def demo(
         alerts_service.default_rules(session=session)
     sandbox = None
     if via_crm:
+        from app.demo.sandbox import sandbox_state
         from app.sync import engine as sync_engine
         from connectors import registry
-        from connectors.sandbox.common import SandboxState, ServerThread
+        from connectors.sandbox.common import ServerThread
 
-        app = registry.sandbox_app("salesforce", SandboxState.seeded(seed=seed), page_size=2000)
+        app = registry.sandbox_app("salesforce", sandbox_state(seed=seed), page_size=2000)
         sandbox = ServerThread(app).__enter__()  # lives as long as the demo process
         with transaction(factory) as session:
             source_id = sandbox_source(session=session, url=sandbox.url)

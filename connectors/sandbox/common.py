@@ -1,9 +1,10 @@
 """What every sandbox CRM shares: seeded data, fault injection, rate limits, admin routes.
 
 A sandbox is a real HTTP server (``quotagap sandbox-crm --kind hubspot --port 8801``) that
-speaks one CRM's wire format for the endpoints Quota Gap uses. Its data comes from the demo
-generator, so every sandbox started with the same seed knows the same people (same emails):
-a rep present in two sandbox CRMs is one person.
+speaks one CRM's wire format for the endpoints Quota Gap uses. It serves the records it is
+given (``CrmRecords``: plain frames); the service's demo generator provides them
+(``app.demo.sandbox.sandbox_state``), so every sandbox started with the same seed knows the
+same people (same emails): a rep present in two sandbox CRMs is one person.
 
 Faults are switched on through ``POST /_sandbox/faults`` (JSON), for the next N requests to
 the CRM endpoints (admin routes are never faulted):
@@ -31,14 +32,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-
-from app.demo.generator import DemoConfig, DemoData, generate
 
 LimitHeaders = Callable[[int, int, float], dict[str, str]]
 
@@ -56,11 +55,29 @@ class Faults:
     mutate_count: int = 0
 
 
+class CrmRecords(Protocol):
+    """The CRM-neutral frames a sandbox serves (the demo generator's ``DemoData`` has this
+    shape): people keyed by ``reps.rep_key`` in teams keyed by ``teams.team_key``, deals and
+    activities owned through ``owner_key``, and ``stages`` describing the pipeline. The
+    sandbox changes ``deals`` in place (``touch``)."""
+
+    @property
+    def teams(self) -> pd.DataFrame: ...
+    @property
+    def reps(self) -> pd.DataFrame: ...
+    @property
+    def deals(self) -> pd.DataFrame: ...
+    @property
+    def activities(self) -> pd.DataFrame: ...
+    @property
+    def stages(self) -> pd.DataFrame: ...
+
+
 @dataclass
 class SandboxState:
     """The CRM's records (CRM-neutral frames) and the switches tests flip."""
 
-    data: DemoData
+    data: CrmRecords
     faults: Faults = field(default_factory=Faults)
     requests: int = 0
     rate_limited: int = 0
@@ -92,12 +109,6 @@ class SandboxState:
             token = f"sandbox-access-{self.issued}"
             self.tokens.add(token)
             return token
-
-    @classmethod
-    def seeded(cls, seed: int = 42, today: date | None = None, **config: Any) -> SandboxState:
-        today = today or datetime.now(UTC).date()
-        data = generate(DemoConfig(seed=seed, today=today, **config))
-        return cls(data=data, seed=seed)
 
     def touch(self, count: int) -> list[str]:
         """Change ``count`` deals now: a new amount and ``modified_at``; returns their ids."""
@@ -132,7 +143,13 @@ def install(
 ) -> None:
     """Add the fault middleware and the ``/_sandbox`` admin routes to a CRM app."""
     app.state.sandbox = state
+    _fault_middleware(app, state, limit_headers=limit_headers, limit_body=limit_body)
+    _admin_routes(app, state)
 
+
+def _fault_middleware(
+    app: FastAPI, state: SandboxState, *, limit_headers: LimitHeaders, limit_body: Callable[[], Any]
+) -> None:
     @app.middleware("http")
     async def faults(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -179,6 +196,8 @@ def install(
             )
         return response
 
+
+def _admin_routes(app: FastAPI, state: SandboxState) -> None:
     @app.post("/_sandbox/faults")
     async def set_faults(body: dict[str, Any]) -> dict[str, Any]:
         f = state.faults

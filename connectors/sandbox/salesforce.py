@@ -33,8 +33,7 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.demo.generator import DemoData
-from connectors.sandbox.common import SandboxState, install
+from connectors.sandbox.common import CrmRecords, SandboxState, install
 
 PREFIXES = {"User": "005", "Opportunity": "006", "Task": "00T", "Event": "00U"}
 DAILY_LIMIT = 100_000
@@ -90,7 +89,7 @@ def sf_date(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True).dt.strftime("%Y-%m-%d")
 
 
-def _users(data: DemoData) -> pd.DataFrame:
+def _users(data: CrmRecords) -> pd.DataFrame:
     r = data.reps
     # Users change when they join or leave: that is their SystemModstamp here.
     stamp = pd.to_datetime(r["end_date"].where(r["end_date"].notna(), r["start_date"]), utc=True)
@@ -110,7 +109,7 @@ def _users(data: DemoData) -> pd.DataFrame:
     )
 
 
-def _opportunities(data: DemoData) -> pd.DataFrame:
+def _opportunities(data: CrmRecords) -> pd.DataFrame:
     d = data.deals
     return pd.DataFrame(
         {
@@ -150,7 +149,7 @@ def _activity_columns(a: pd.DataFrame, obj: str) -> dict[str, Any]:
     }
 
 
-def _tasks(data: DemoData) -> pd.DataFrame:
+def _tasks(data: CrmRecords) -> pd.DataFrame:
     a = data.activities[data.activities["type"] != "meeting"]
     return pd.DataFrame(
         {
@@ -163,7 +162,7 @@ def _tasks(data: DemoData) -> pd.DataFrame:
     )
 
 
-def _events(data: DemoData) -> pd.DataFrame:
+def _events(data: CrmRecords) -> pd.DataFrame:
     a = data.activities[data.activities["type"] == "meeting"]
     start = sf_datetime(a["occurred_at"])
     return pd.DataFrame(
@@ -179,7 +178,7 @@ def _events(data: DemoData) -> pd.DataFrame:
     )
 
 
-OBJECTS: dict[str, Callable[[DemoData], pd.DataFrame]] = {
+OBJECTS: dict[str, Callable[[CrmRecords], pd.DataFrame]] = {
     "User": _users,
     "Opportunity": _opportunities,
     "Task": _tasks,
@@ -277,38 +276,30 @@ def _errors(status: int, code: str, message: str, **headers: str) -> JSONRespons
     return JSONResponse([{"message": message, "errorCode": code}], status, headers=headers)
 
 
-def create_app(
-    state: SandboxState, *, page_size: int = 200, multi_currency: bool = True
-) -> FastAPI:
-    app = FastAPI(title="Sandbox Salesforce")
-    cursors: OrderedDict[str, tuple[str, pd.DataFrame]] = OrderedDict()
-    opened = 0
+class _Cursors:
+    """Open query cursors (the oldest dropped past ``MAX_CURSORS``) and their pages."""
 
-    def usage() -> dict[str, str]:
-        return {"Sforce-Limit-Info": f"api-usage={state.requests}/{DAILY_LIMIT}"}
+    def __init__(self, state: SandboxState, page_size: int, multi_currency: bool) -> None:
+        self.state = state
+        self.page_size = page_size
+        self.multi_currency = multi_currency
+        self.cursors: OrderedDict[str, tuple[str, pd.DataFrame]] = OrderedDict()
+        self.opened = 0
 
-    # The limit headers always report the daily budget: Salesforce has no short-window header,
-    # and the fault's window is not what its clients pace against.
-    install(
-        app,
-        state,
-        limit_headers=lambda _remaining, _limit, _left: usage(),
-        limit_body=lambda: [
-            {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
-        ],
-    )
+    def usage(self) -> dict[str, str]:
+        return {"Sforce-Limit-Info": f"api-usage={self.state.requests}/{DAILY_LIMIT}"}
 
-    def refused(request: Request, version: str) -> Response | None:
+    def refused(self, request: Request, version: str) -> Response | None:
         if not _VERSION.match(version):
             return _errors(404, "NOT_FOUND", "The requested resource does not exist")
-        if not state.token_ok(request.headers.get("authorization")):
+        if not self.state.token_ok(request.headers.get("authorization")):
             return _errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
         return None
 
-    def page(version: str, locator: str, offset: int) -> Response:
-        obj, rows = cursors[locator]
-        cursors.move_to_end(locator)
-        end = offset + page_size
+    def page(self, version: str, locator: str, offset: int) -> Response:
+        obj, rows = self.cursors[locator]
+        self.cursors.move_to_end(locator)
+        end = offset + self.page_size
         body: dict[str, Any] = {
             "totalSize": len(rows),
             "done": end >= len(rows),
@@ -316,55 +307,78 @@ def create_app(
         }
         if end < len(rows):
             body["nextRecordsUrl"] = f"/services/data/{version}/query/{locator}-{end}"
-        state.page_served()
-        return JSONResponse(body, headers=usage())
+        self.state.page_served()
+        return JSONResponse(body, headers=self.usage())
 
-    async def start(request: Request, version: str, q: str, include_deleted: bool) -> Response:
-        nonlocal opened
-        if (denied := refused(request, version)) is not None:
+    def start(self, request: Request, version: str, q: str, include_deleted: bool) -> Response:
+        if (denied := self.refused(request, version)) is not None:
             return denied
         try:
             obj, rows = run_soql(
-                state, q, include_deleted=include_deleted, multi_currency=multi_currency
+                self.state, q, include_deleted=include_deleted, multi_currency=self.multi_currency
             )
         except SoqlError as exc:
-            return _errors(400, exc.code, str(exc), **usage())
-        opened += 1
-        locator = f"01g5g{opened:010d}IAA"
-        cursors[locator] = (obj, rows)
-        while len(cursors) > MAX_CURSORS:
-            cursors.popitem(last=False)
-        return page(version, locator, 0)
+            return _errors(400, exc.code, str(exc), **self.usage())
+        self.opened += 1
+        locator = f"01g5g{self.opened:010d}IAA"
+        self.cursors[locator] = (obj, rows)
+        while len(self.cursors) > MAX_CURSORS:
+            self.cursors.popitem(last=False)
+        return self.page(version, locator, 0)
 
-    async def more(request: Request, version: str, cursor: str) -> Response:
-        if (denied := refused(request, version)) is not None:
+    def more(self, request: Request, version: str, cursor: str) -> Response:
+        if (denied := self.refused(request, version)) is not None:
             return denied
         locator, _, offset = cursor.rpartition("-")
-        if locator not in cursors or not offset.isdigit():
-            return _errors(400, "INVALID_QUERY_LOCATOR", "invalid query locator", **usage())
-        return page(version, locator, int(offset))
+        if locator not in self.cursors or not offset.isdigit():
+            return _errors(400, "INVALID_QUERY_LOCATOR", "invalid query locator", **self.usage())
+        return self.page(version, locator, int(offset))
 
+
+def create_app(
+    state: SandboxState, *, page_size: int = 200, multi_currency: bool = True
+) -> FastAPI:
+    app = FastAPI(title="Sandbox Salesforce")
+    cursors = _Cursors(state, page_size, multi_currency)
+    # The limit headers always report the daily budget: Salesforce has no short-window header,
+    # and the fault's window is not what its clients pace against.
+    install(
+        app,
+        state,
+        limit_headers=lambda _remaining, _limit, _left: cursors.usage(),
+        limit_body=lambda: [
+            {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
+        ],
+    )
+    _query_routes(app, cursors)
+    _oauth_routes(app, state)
+    return app
+
+
+def _query_routes(app: FastAPI, cursors: _Cursors) -> None:
     @app.get("/services/data/{version}/query")
     async def query(request: Request, version: str, q: str = "") -> Response:
-        return await start(request, version, q, include_deleted=False)
+        return cursors.start(request, version, q, include_deleted=False)
 
     @app.get("/services/data/{version}/queryAll")
     async def query_all(request: Request, version: str, q: str = "") -> Response:
-        return await start(request, version, q, include_deleted=True)
+        return cursors.start(request, version, q, include_deleted=True)
 
     # Cursors remember whether deleted rows were asked for, so both paths page alike.
     @app.get("/services/data/{version}/query/{cursor}")
     async def query_more(request: Request, version: str, cursor: str) -> Response:
-        return await more(request, version, cursor)
+        return cursors.more(request, version, cursor)
 
     @app.get("/services/data/{version}/queryAll/{cursor}")
     async def query_all_more(request: Request, version: str, cursor: str) -> Response:
-        return await more(request, version, cursor)
+        return cursors.more(request, version, cursor)
 
     @app.get("/services/data")
     async def versions() -> list[dict[str, str]]:
         return [{"version": "60.0", "url": "/services/data/v60.0", "label": "Spring '24"}]
 
+
+def _oauth_routes(app: FastAPI, state: SandboxState) -> None:
     @app.post("/services/oauth2/token")
     async def token(request: Request) -> JSONResponse:
         form = await request.form()
@@ -398,5 +412,3 @@ def create_app(
                 "scope": "api refresh_token",
             }
         )
-
-    return app

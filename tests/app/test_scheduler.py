@@ -21,6 +21,7 @@ from app.alerts.models import Alert, AlertRule
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker, transaction
 from app.deals.models import Deal
+from app.demo.sandbox import sandbox_state
 from app.jobs.models import Job, Lease
 from app.migrate import upgrade
 from app.performance.models import Snapshot
@@ -28,7 +29,7 @@ from app.scheduler import LEADER_LEASE, Scheduler
 from app.sources.models import Source
 from app.webhooks.models import WebhookEndpoint
 from connectors import registry
-from connectors.sandbox.common import SandboxState, ServerThread
+from connectors.sandbox.common import ServerThread
 from tests.conftest import TEST_SECRET_KEY, _drop_postgres_database, _postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +49,7 @@ def fresh_url(backend, tmp_path):
 @pytest.fixture
 def sandbox():
     with ServerThread(
-        registry.sandbox_app("salesforce", SandboxState.seeded(**DEMO), page_size=500)
+        registry.sandbox_app("salesforce", sandbox_state(**DEMO), page_size=500)
     ) as server:
         yield server.url
 

@@ -19,12 +19,13 @@ from app import secrets
 from app.activities.models import Activity
 from app.db import make_engine, make_sessionmaker, transaction
 from app.deals.models import Deal
+from app.demo.sandbox import sandbox_state
 from app.migrate import upgrade
 from app.reps.models import Rep
 from app.sources.models import Source, SyncCursor, SyncRun
 from app.sync import engine
 from connectors import registry
-from connectors.sandbox.common import SandboxState, ServerThread
+from connectors.sandbox.common import ServerThread
 from tests.conftest import TEST_SECRET_KEY, _drop_postgres_database, _postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +67,7 @@ def _sandboxes_on_loopback(settings):
 
 @pytest.fixture(params=KINDS)
 def sandbox(request):
-    state = SandboxState.seeded(**DEMO)
+    state = sandbox_state(**DEMO)
     app = registry.sandbox_app(request.param, state, page_size=PAGE)
     with ServerThread(app) as server:
         yield request.param, server.url, state
@@ -172,12 +173,8 @@ def test_records_changed_while_paging_are_not_lost(session_factory, settings, se
 def test_one_person_in_two_crms_is_one_rep(session_factory, settings, session, client, factory):
     kinds = ("hubspot", "pipedrive")
     with (
-        ServerThread(
-            registry.sandbox_app(kinds[0], SandboxState.seeded(**DEMO), page_size=PAGE)
-        ) as a,
-        ServerThread(
-            registry.sandbox_app(kinds[1], SandboxState.seeded(**DEMO), page_size=PAGE)
-        ) as b,
+        ServerThread(registry.sandbox_app(kinds[0], sandbox_state(**DEMO), page_size=PAGE)) as a,
+        ServerThread(registry.sandbox_app(kinds[1], sandbox_state(**DEMO), page_size=PAGE)) as b,
     ):
         for kind, server in zip(kinds, (a, b), strict=True):
             sync(session_factory, settings, add_source(session_factory, settings, kind, server.url))
@@ -202,7 +199,7 @@ def fresh_url(backend, tmp_path):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_sigkill_mid_sync_then_rerun_has_every_record_once(fresh_url, settings, kind):
-    state = SandboxState.seeded(**DEMO)
+    state = sandbox_state(**DEMO)
     db = make_engine(fresh_url)
     upgrade(db)
     factory = make_sessionmaker(db)

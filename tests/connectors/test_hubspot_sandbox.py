@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from app.demo.sandbox import sandbox_state
 from connectors.base import Page, parse_datetime
 from connectors.hubspot import HubSpotConnector, build_client
 from connectors.sandbox.common import SandboxState, ServerThread
@@ -34,7 +35,7 @@ OAUTH = {
 
 @pytest.fixture
 def sandbox() -> Iterator[tuple[str, SandboxState]]:
-    state = SandboxState.seeded(**DEMO)
+    state = sandbox_state(**DEMO)
     with ServerThread(create_app(state, page_size=PAGE)) as server:
         yield server.url, state
 

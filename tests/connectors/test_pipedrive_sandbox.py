@@ -14,6 +14,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from app.demo.sandbox import sandbox_state
 from connectors.base import Page
 from connectors.pipedrive import PipedriveConnector, build_client
 from connectors.sandbox.common import SandboxState, ServerThread
@@ -54,7 +55,7 @@ def sandbox() -> Iterator[Sandbox]:
     # Yesterday as the demo's "today": every update_time is in the past, as in a real CRM,
     # so a record touched now sorts after everything already served.
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
-    state = SandboxState.seeded(
+    state = sandbox_state(
         seed=5, today=yesterday, teams=2, reps_per_team=3, months=4, activity_scale=0.15
     )
     deals = state.data.deals

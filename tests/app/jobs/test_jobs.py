@@ -10,13 +10,14 @@ from sqlalchemy import update
 from app import secrets
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker, transaction, utcnow
+from app.demo.sandbox import sandbox_state
 from app.jobs import leases, service
 from app.jobs.models import Job, Lease
 from app.main import create_app
 from app.migrate import upgrade
 from app.sources.models import Source
 from connectors import registry
-from connectors.sandbox.common import SandboxState, ServerThread
+from connectors.sandbox.common import ServerThread
 from tests.conftest import TEST_SECRET_KEY
 
 DEMO = {"seed": 3, "teams": 1, "reps_per_team": 3, "months": 2}
@@ -52,7 +53,7 @@ def _source(session, settings, url: str) -> Source:
 def sandbox(settings):
     settings.source_allow_private_destinations = True  # the sandbox CRM listens on loopback
     with ServerThread(
-        registry.sandbox_app("salesforce", SandboxState.seeded(**DEMO), page_size=200)
+        registry.sandbox_app("salesforce", sandbox_state(**DEMO), page_size=200)
     ) as server:
         yield server.url
 
