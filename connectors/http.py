@@ -6,8 +6,9 @@
   (remaining calls and the window's reset); when fewer than ``slow_down_below`` of the window
   remain, the client spreads the rest of the window over the remaining calls, so it slows
   down *before* the limit instead of hitting 429s.
-* Auth: a static bearer or API-token header, or OAuth2 refresh: a 401 is answered by one
-  refresh and one retry; the new tokens go to ``on_refresh`` (the engine stores them encrypted).
+* Auth: ``httpx.Auth`` flows: a static bearer or API-token header, or OAuth2 refresh: a 401
+  is answered by one refresh and one retry; the new tokens go to ``on_refresh`` (the engine
+  stores them encrypted). ``build_client`` builds every CRM's client from its ``CrmWire``.
 * Secrets never reach a log: requests are logged as method and path only, without query
   strings or headers.
 * Destinations: ``guard_requests`` checks every request's URL (token refreshes too) before it
@@ -18,11 +19,12 @@ The transport is injectable, so tests use respx or ``httpx.MockTransport``.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -73,37 +75,46 @@ class Limits:
 LimitsHook = Callable[[httpx.Response], Limits]
 
 
-class Auth:
-    """Adds credentials to requests; ``refresh`` returns False when it cannot help."""
-
-    def apply(self, request: httpx.Request) -> None:
-        raise NotImplementedError
-
-    def refresh(self, client: httpx.Client) -> bool:
-        return False
+USER_AGENT = "quotagap/0.1"
 
 
-class BearerAuth(Auth):
+def _is_401(response: httpx.Response) -> bool:
+    return response.status_code == 401
+
+
+def _never(response: httpx.Response) -> bool:
+    return False
+
+
+class BearerAuth(httpx.Auth):
     def __init__(self, token: str) -> None:
         self.token = token
 
-    def apply(self, request: httpx.Request) -> None:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
 
 
-class HeaderTokenAuth(Auth):
+class HeaderTokenAuth(httpx.Auth):
     """An API token in a header (Pipedrive's ``x-api-token``: never in a URL that gets logged)."""
 
     def __init__(self, header: str, token: str) -> None:
         self.header = header
         self.token = token
 
-    def apply(self, request: httpx.Request) -> None:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers[self.header] = self.token
+        yield request
 
 
-class OAuth2RefreshAuth(Auth):
-    """OAuth2 with a refresh token; ``on_refresh`` receives the token response to persist."""
+class OAuth2RefreshAuth(httpx.Auth):
+    """OAuth2 with a refresh token: a refused answer (``is_auth_error``) is followed by one
+    refresh and one retry. The CRM may rotate the refresh token; ``on_refresh`` receives the
+    token answer to persist (the engine stores it encrypted). The refresh goes through the
+    client's own send path, so it meets the same transport and request guard."""
+
+    # is_auth_error may look at the body (HubSpot's category, Salesforce's errorCode).
+    requires_response_body = True
 
     def __init__(
         self,
@@ -115,6 +126,7 @@ class OAuth2RefreshAuth(Auth):
         access_token: str | None = None,
         basic_client_auth: bool = False,
         on_refresh: Callable[[dict[str, Any]], None] | None = None,
+        is_auth_error: Callable[[httpx.Response], bool] = _is_401,
     ) -> None:
         self.token_url = token_url
         self.client_id = client_id
@@ -123,24 +135,45 @@ class OAuth2RefreshAuth(Auth):
         self.access_token = access_token
         self.basic_client_auth = basic_client_auth
         self.on_refresh = on_refresh
+        self.is_auth_error = is_auth_error
 
-    def apply(self, request: httpx.Request) -> None:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        self._apply(request)
+        response = yield request
+        if not self.is_auth_error(response):
+            return
+        answer = yield self._refresh_request(request)
+        if not self._accept(answer):
+            # Returning would hand the token endpoint's answer to the caller: say what failed.
+            raise CrmAuthError(
+                f"{request.method} {request.url.path}: credentials refused",
+                status=response.status_code,
+                body=response.text,
+            )
+        self._apply(request)
+        yield request
+
+    def _apply(self, request: httpx.Request) -> None:
         if self.access_token:
             request.headers["Authorization"] = f"Bearer {self.access_token}"
 
-    def refresh(self, client: httpx.Client) -> bool:
+    def _refresh_request(self, request: httpx.Request) -> httpx.Request:
         data = {"grant_type": "refresh_token", "refresh_token": self.refresh_token}
-        auth: tuple[str, str] | None = None
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if self.basic_client_auth:
-            auth = (self.client_id, self.client_secret or "")
+            pair = f"{self.client_id}:{self.client_secret or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         else:
             data["client_id"] = self.client_id
             if self.client_secret:
                 data["client_secret"] = self.client_secret
-        try:
-            response = client.post(self.token_url, data=data, auth=auth or httpx.USE_CLIENT_DEFAULT)
-        except (httpx.TimeoutException, httpx.NetworkError) as exc:
-            raise RetryableError(f"token refresh: {type(exc).__name__}") from exc
+        # The request's extensions carry the client's timeouts.
+        return httpx.Request(
+            "POST", self.token_url, data=data, headers=headers, extensions=request.extensions
+        )
+
+    def _accept(self, response: httpx.Response) -> bool:
+        """Take the new tokens from the token endpoint's answer; False when it refused."""
         if response.status_code in RETRY_STATUSES:
             # The token endpoint being down is an outage to wait out, not refused credentials.
             raise RetryableError(
@@ -151,8 +184,11 @@ class OAuth2RefreshAuth(Auth):
         if response.status_code >= 400:
             log.warning("token refresh refused (%s)", response.status_code)
             return False
-        payload = response.json()
-        token = payload.get("access_token")
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise MalformedResponseError("token refresh: malformed JSON") from exc
+        token = payload.get("access_token") if isinstance(payload, dict) else None
         if not token:
             return False
         self.access_token = token
@@ -168,6 +204,7 @@ def oauth_from(
     token_url: str,
     on_refresh: Callable[[dict[str, Any]], None] | None,
     basic_client_auth: bool = False,
+    is_auth_error: Callable[[httpx.Response], bool] = _is_401,
 ) -> OAuth2RefreshAuth | None:
     """OAuth2 refresh auth when the credentials hold ``client_id`` and ``refresh_token``."""
     if not (credentials.get("refresh_token") and credentials.get("client_id")):
@@ -180,6 +217,7 @@ def oauth_from(
         access_token=credentials.get("access_token") or None,
         basic_client_auth=basic_client_auth,
         on_refresh=on_refresh,
+        is_auth_error=is_auth_error,
     )
 
 
@@ -206,7 +244,7 @@ class CrmClient:
     def __init__(
         self,
         base_url: str,
-        auth: Auth | None = None,
+        auth: httpx.Auth | None = None,
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: httpx.Timeout | float = httpx.Timeout(30.0, connect=10.0),
@@ -227,9 +265,10 @@ class CrmClient:
             base_url=self.base_url,
             transport=transport,
             timeout=timeout,
+            auth=auth,
             headers={
                 "Accept": "application/json",
-                "User-Agent": "quotagap/0.1",
+                "User-Agent": USER_AGENT,
                 **dict(headers or {}),
             },
         )
@@ -289,7 +328,7 @@ class CrmClient:
         return self._retrying()(self._send_once, method, url, **kwargs)
 
     def _send_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        response = self._send_authenticated(method, url, **kwargs)
+        response = self._send(method, url, **kwargs)
         status = response.status_code
         if status >= 400 and self.is_final(response):
             raise CrmError(
@@ -314,24 +353,19 @@ class CrmClient:
         self._pace(response)
         return response
 
-    def _send_authenticated(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        response = self._send(method, url, **kwargs)
-        # One refresh and one retry; a second refusal is final.
-        auth = self.auth
-        if self.is_auth_error(response) and auth is not None and auth.refresh(self.http):
-            response = self._send(method, url, **kwargs)
-        return response
-
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        # The client's auth adds the credentials (and refreshes them once on a refusal).
         request = self.http.build_request(method, url, **kwargs)
-        if self.auth is not None:
-            self.auth.apply(request)
         self.requests += 1
         log.debug("%s %s", method, request.url.path)
         try:
             return self.http.send(request)
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise RetryableError(f"{method} {request.url.path}: {type(exc).__name__}") from exc
+            # Name the request that failed: it may be the token refresh, not ``request``.
+            failed = _request_of(exc) or request
+            refresh = failed.url != request.url
+            what = "token refresh" if refresh else f"{method} {request.url.path}"
+            raise RetryableError(f"{what}: {type(exc).__name__}") from exc
 
     def _pace(self, response: httpx.Response) -> None:
         if self.limits is None:
@@ -356,6 +390,70 @@ class CrmClient:
         return self._retrying()(lambda: _json(self._send_once(method, url, **kwargs)))
 
 
+def bearer_token(credentials: Mapping[str, Any]) -> httpx.Auth | None:
+    """A static bearer from ``credentials["access_token"]`` (None without one)."""
+    token = credentials.get("access_token")
+    return BearerAuth(str(token)) if token else None
+
+
+@dataclass(frozen=True)
+class CrmWire:
+    """What the one client builder needs to know of a CRM: which credentials it takes, how it
+    authenticates the token refresh, and how to read its answers."""
+
+    # The ValueError's text when the credentials hold neither form of auth.
+    needs: str
+    # The CRM's static credentials (a bearer, an API-token header), None when absent.
+    static_auth: Callable[[Mapping[str, Any]], httpx.Auth | None] = bearer_token
+    # Pipedrive: an api_token wins over OAuth credentials; elsewhere OAuth wins.
+    static_first: bool = False
+    # The client id and secret go to the token endpoint as HTTP Basic (else in the form).
+    basic_client_auth: bool = False
+    limits: LimitsHook | None = None
+    slow_down_below: float = 0.1
+    is_auth_error: Callable[[httpx.Response], bool] = _is_401
+    is_retryable: Callable[[httpx.Response], bool] = _never
+    is_final: Callable[[httpx.Response], bool] = _never
+    client_class: type[CrmClient] = CrmClient
+
+
+def build_client(
+    base_url: str,
+    *,
+    wire: CrmWire,
+    credentials: Mapping[str, Any],
+    token_url: str,
+    on_refresh: Callable[[dict[str, Any]], None] | None = None,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CrmClient:
+    """The client of one CRM account: OAuth2 refresh when the credentials hold
+    ``client_id`` and ``refresh_token`` (tokens refreshed at ``token_url``, handed to
+    ``on_refresh``), else the CRM's static credentials."""
+    oauth = oauth_from(
+        credentials,
+        token_url=token_url,
+        on_refresh=on_refresh,
+        basic_client_auth=wire.basic_client_auth,
+        is_auth_error=wire.is_auth_error,
+    )
+    static = wire.static_auth(credentials)
+    auth = (static or oauth) if wire.static_first else (oauth or static)
+    if auth is None:
+        raise ValueError(wire.needs)
+    return wire.client_class(
+        base_url,
+        auth,
+        transport=transport,
+        limits=wire.limits,
+        slow_down_below=wire.slow_down_below,
+        is_auth_error=wire.is_auth_error,
+        is_retryable=wire.is_retryable,
+        is_final=wire.is_final,
+        sleep=sleep,
+    )
+
+
 class MalformedResponseError(RetryableError):
     """A 2xx answer that is not JSON: proxies and overloaded CRMs do this; try again."""
 
@@ -367,6 +465,13 @@ def _json(response: httpx.Response) -> Any:
         raise MalformedResponseError(
             f"{response.request.method} {response.request.url.path}: malformed JSON"
         ) from exc
+
+
+def _request_of(exc: httpx.RequestError) -> httpx.Request | None:
+    try:
+        return exc.request
+    except RuntimeError:  # raised before any request was attached
+        return None
 
 
 def _path(url: str) -> str:

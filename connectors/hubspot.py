@@ -44,6 +44,7 @@ from typing import Any
 
 import httpx
 
+from connectors import http
 from connectors.base import (
     Connector,
     Page,
@@ -60,7 +61,7 @@ from connectors.base import (
     parse_datetime,
     record_id,
 )
-from connectors.http import Auth, BearerAuth, CrmClient, CrmError, Limits, oauth_from
+from connectors.http import CrmClient, CrmError, Limits
 
 KIND = "hubspot"
 DEFAULT_BASE_URL = "https://api.hubapi.com"
@@ -118,23 +119,13 @@ def build_client(
     """A private-app token (``access_token``) or OAuth (``client_id``, ``client_secret``,
     ``refresh_token``[, ``access_token``]); OAuth wins when both are present."""
     base = (base_url or DEFAULT_BASE_URL).rstrip("/")
-    auth: Auth | None = oauth_from(
-        credentials, token_url=f"{base}/oauth/v1/token", on_refresh=on_refresh
-    )
-    if auth is None and credentials.get("access_token"):
-        auth = BearerAuth(str(credentials["access_token"]))
-    if auth is None:
-        raise ValueError(
-            "HubSpot needs a private-app access_token, or client_id, client_secret and "
-            "refresh_token"
-        )
-    return CrmClient(
+    return http.build_client(
         base,
-        auth,
+        wire=WIRE,
+        credentials=credentials,
+        token_url=f"{base}/oauth/v1/token",
+        on_refresh=on_refresh,
         transport=transport,
-        limits=limits_from_headers,
-        is_auth_error=is_auth_error,
-        is_final=is_daily_limit,
         sleep=sleep,
     )
 
@@ -179,6 +170,14 @@ def _int(value: str | None) -> int | None:
         return int(str(value).strip()) if value is not None else None
     except ValueError:
         return None
+
+
+WIRE = http.CrmWire(
+    needs="HubSpot needs a private-app access_token, or client_id, client_secret and refresh_token",
+    limits=limits_from_headers,
+    is_auth_error=is_auth_error,
+    is_final=is_daily_limit,
+)
 
 
 # ------------------------------------------------------------------ pipelines

@@ -54,6 +54,7 @@ from typing import Any, ClassVar, Final
 
 import httpx
 
+from connectors import http
 from connectors.base import (
     Connector,
     Page,
@@ -68,14 +69,7 @@ from connectors.base import (
     parse_date,
     parse_datetime,
 )
-from connectors.http import (
-    Auth,
-    CrmClient,
-    CrmError,
-    HeaderTokenAuth,
-    Limits,
-    oauth_from,
-)
+from connectors.http import CrmClient, CrmError, HeaderTokenAuth, Limits
 
 log = logging.getLogger(__name__)
 
@@ -161,28 +155,30 @@ def build_client(
     (stored with the credentials), else ``api.pipedrive.com``.
     """
     root = _api_root(base_url or str(credentials.get("api_domain") or "") or DEFAULT_BASE_URL)
-    auth: Auth | None = None
-    if credentials.get("api_token"):
-        auth = HeaderTokenAuth("x-api-token", str(credentials["api_token"]))
-    else:
-        auth = oauth_from(
-            credentials,
-            token_url=str(credentials.get("token_url") or TOKEN_URL),
-            on_refresh=on_refresh,
-            basic_client_auth=True,
-        )
-    if auth is None:
-        raise ValueError(
-            "pipedrive credentials need api_token, or client_id, client_secret and refresh_token"
-        )
-    return CrmClient(
+    return http.build_client(
         root,
-        auth,
+        wire=WIRE,
+        credentials=credentials,
+        token_url=str(credentials.get("token_url") or TOKEN_URL),
+        on_refresh=on_refresh,
         transport=transport,
-        limits=rate_limits,
-        is_auth_error=is_auth_error,
         sleep=sleep,
     )
+
+
+def _api_token(credentials: Mapping[str, Any]) -> HeaderTokenAuth | None:
+    token = credentials.get("api_token")
+    return HeaderTokenAuth("x-api-token", str(token)) if token else None
+
+
+WIRE = http.CrmWire(
+    needs="pipedrive credentials need api_token, or client_id, client_secret and refresh_token",
+    static_auth=_api_token,
+    static_first=True,
+    basic_client_auth=True,
+    limits=rate_limits,
+    is_auth_error=is_auth_error,
+)
 
 
 # ------------------------------------------------------------------ value helpers

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from connectors import http
 from connectors.base import (
     Connector,
     Page,
@@ -37,14 +38,7 @@ from connectors.base import (
     parse_datetime,
     record_id,
 )
-from connectors.http import (
-    Auth,
-    BearerAuth,
-    CrmClient,
-    CrmError,
-    Limits,
-    oauth_from,
-)
+from connectors.http import CrmClient, CrmError, Limits
 
 KIND = "salesforce"
 # No global host: every org lives on its own instance (``https://acme.my.salesforce.com``).
@@ -127,24 +121,16 @@ def build_client(
     if not instance_url:
         raise ValueError("Salesforce needs the org's instance_url (https://acme.my.salesforce.com)")
     login_url = str(credentials.get("login_url") or DEFAULT_LOGIN_URL).rstrip("/")
-    auth: Auth | None = oauth_from(
-        credentials, token_url=f"{login_url}/services/oauth2/token", on_refresh=on_refresh
-    )
-    if auth is None and credentials.get("access_token"):
-        auth = BearerAuth(str(credentials["access_token"]))
-    if auth is None:
-        raise ValueError("Salesforce needs an access_token, or client_id and refresh_token")
-    client = SalesforceClient(
+    client = http.build_client(
         str(instance_url),
-        auth,
+        wire=WIRE,
+        credentials=credentials,
+        token_url=f"{login_url}/services/oauth2/token",
+        on_refresh=on_refresh,
         transport=transport,
-        limits=limits_from_headers,
-        slow_down_below=SLOW_DOWN_BELOW,
-        # Every 401 from the REST API is INVALID_SESSION_ID: refresh once, then retry.
-        is_auth_error=lambda r: r.status_code == 401,
-        is_retryable=is_retryable,
         sleep=sleep,
     )
+    assert isinstance(client, SalesforceClient)  # WIRE.client_class
     client.api_version = _version(credentials.get("api_version"))
     return client
 
@@ -171,6 +157,16 @@ def limits_from_headers(response: httpx.Response) -> Limits:
         return Limits()
     used, limit = int(match.group(1)), int(match.group(2))
     return Limits(remaining=max(0, limit - used), limit=limit, reset_seconds=DAILY_WINDOW_SECONDS)
+
+
+WIRE = http.CrmWire(
+    needs="Salesforce needs an access_token, or client_id and refresh_token",
+    limits=limits_from_headers,
+    slow_down_below=SLOW_DOWN_BELOW,
+    # Every 401 from the REST API is INVALID_SESSION_ID: refresh once, then retry.
+    is_retryable=is_retryable,
+    client_class=SalesforceClient,
+)
 
 
 def _version(value: Any) -> str:
