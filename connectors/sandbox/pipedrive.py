@@ -30,20 +30,24 @@ import json
 import math
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qs
 
-import numpy as np
-import numpy.typing as npt
 import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from connectors.sandbox.common import SandboxState, install
+from connectors.sandbox.pipedrive_paging import (
+    MAX_LIMIT,
+    BadRequest,
+    Order,
+    since_param,
+    v1_page,
+    v2_page,
+)
 
-MAX_LIMIT: Final = 500
 _INFO: Final = "Please check developers.pipedrive.com for more information about Pipedrive API."
 UNAUTHORIZED: Final = {
     "success": False,
@@ -59,10 +63,6 @@ OVER_LIMIT: Final = {
 }
 _V2_TIME: Final = "%Y-%m-%dT%H:%M:%SZ"
 _V1_TIME: Final = "%Y-%m-%d %H:%M:%S"
-
-
-class BadRequest(Exception):
-    pass
 
 
 def limit_headers(remaining: int, limit: int, seconds_left: float) -> dict[str, str]:
@@ -95,159 +95,6 @@ def _body(rows: pd.DataFrame, **extra: Any) -> Response:
     for key, value in extra.items():
         parts.append(f",{json.dumps(key)}:{json.dumps(value)}")
     return Response("".join(parts) + "}", media_type="application/json")
-
-
-def _limit(request: Request, page_size: int) -> int:
-    raw = request.query_params.get("limit")
-    if raw is None:
-        return min(100, page_size)
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise BadRequest(f"limit must be an integer, not {raw!r}") from exc
-    if not 1 <= value <= MAX_LIMIT:
-        raise BadRequest(f"limit must be within 1..{MAX_LIMIT}")
-    return min(value, page_size)
-
-
-def _since(raw: str | None, name: str) -> pd.Timestamp | None:
-    if not raw:
-        return None
-    try:
-        stamp = pd.Timestamp(raw)
-    except ValueError as exc:
-        raise BadRequest(f"{name} is not a valid time: {raw!r}") from exc
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def _encode(field: str, value: Any, last_id: int) -> str:
-    token = {"field": field, "fieldValue": value, "sortDirection": "asc", "id": last_id}
-    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> dict[str, Any]:
-    try:
-        token = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError) as exc:
-        raise BadRequest("invalid cursor") from exc
-    if not isinstance(token, dict) or not {"field", "fieldValue", "id"} <= token.keys():
-        raise BadRequest("invalid cursor")
-    return token
-
-
-@dataclass(frozen=True)
-class _Order:
-    """A frame's rows sorted by (key, id): pages are then binary searches and a slice.
-
-    Sorting and filtering the whole frame for every page made a full read quadratic (the
-    sandbox, not the client, was the bottleneck of a 1M-record sync).
-    """
-
-    positions: npt.NDArray[np.int64]  # row positions, in sort order
-    keys: npt.NDArray[np.int64]  # the sort key in that order (epoch ns for times)
-    ids: npt.NDArray[np.int64]
-
-    @classmethod
-    def of(cls, frame: pd.DataFrame, key: str) -> _Order:
-        keys = _int64(frame[key])
-        ids = _int64(frame["id"])
-        order = np.lexsort((ids, keys))
-        return cls(order.astype(np.int64), keys[order], ids[order])
-
-    def after(self, value: int, last_id: int) -> int:
-        """The first position past (value, last_id)."""
-        lo = int(np.searchsorted(self.keys, value, side="left"))
-        hi = int(np.searchsorted(self.keys, value, side="right"))
-        return lo + int(np.searchsorted(self.ids[lo:hi], last_id, side="right"))
-
-
-def _int64(values: pd.Series) -> npt.NDArray[np.int64]:
-    if isinstance(values.dtype, pd.DatetimeTZDtype) or values.dtype.kind == "M":
-        stamps = pd.to_datetime(values, utc=True)
-        # NaT (no update time) sorts last, as pandas' sort_values puts it.
-        out = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64)
-        out[stamps.isna().to_numpy()] = np.iinfo(np.int64).max
-        return out
-    return values.to_numpy(dtype=np.int64)
-
-
-def _ns(stamp: pd.Timestamp) -> int:
-    return int(stamp.value)
-
-
-def _v2_page(
-    frame: pd.DataFrame,
-    request: Request,
-    page_size: int,
-    orders: Callable[[str], _Order] | None = None,
-) -> tuple[pd.DataFrame, str | None]:
-    """Filter by ``updated_since``, order by (``sort_by``, id), resume after ``cursor``.
-
-    ``frame`` carries ``id`` (int) and, for records with an update time, ``modified_at``.
-    ``orders`` (the frame's cached ``_Order`` per sort column) makes a page cost a binary
-    search instead of a sort of the whole frame.
-    """
-    q = request.query_params
-    timed = "modified_at" in frame.columns
-    since = _since(q.get("updated_since"), "updated_since")
-    sort_by = q.get("sort_by", "id")
-    if sort_by not in {"id", "update_time"} or q.get("sort_direction", "asc") != "asc":
-        raise BadRequest("the sandbox sorts by id or update_time, ascending")
-    if sort_by == "update_time" and not timed:
-        raise BadRequest("this list cannot be sorted by update_time")
-    key = "modified_at" if sort_by == "update_time" else "id"
-    cursor = q.get("cursor")
-    token = _decode(cursor) if cursor else None
-    if token is not None and token["field"] != sort_by:
-        raise BadRequest("cursor belongs to another sort order")
-    limit = _limit(request, page_size)
-    if orders is not None and (since is None or not timed or key == "modified_at"):
-        order = orders(key)
-        start = 0
-        if since is not None and timed:
-            start = int(np.searchsorted(order.keys, _ns(since), side="left"))
-        if token is not None:
-            value = token["fieldValue"]
-            marker_value = _ns(pd.Timestamp(value)) if key == "modified_at" else int(value)
-            start = max(start, order.after(marker_value, int(token["id"])))
-        chosen = order.positions[start : start + limit]
-        page = frame.iloc[chosen]
-        more = start + limit < order.positions.size
-    else:
-        if since is not None and timed:
-            frame = frame[frame["modified_at"] >= since]
-        frame = frame.sort_values([key, "id"], kind="stable")
-        if token is not None:
-            value = token["fieldValue"]
-            value = pd.Timestamp(value) if key == "modified_at" else int(value)
-            after = (frame[key] > value) | (
-                (frame[key] == value) & (frame["id"] > int(token["id"]))
-            )
-            frame = frame[after]
-        page = frame.head(limit)
-        more = len(frame) > limit
-    if not more or page.empty:
-        return page, None
-    last = page.iloc[-1]
-    marker = last[key].isoformat() if key == "modified_at" else int(last[key])
-    return page, _encode(sort_by, marker, int(last["id"]))
-
-
-def _v1_page(
-    frame: pd.DataFrame, request: Request, page_size: int
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    q = request.query_params
-    try:
-        start = int(q.get("start", "0"))
-    except ValueError as exc:
-        raise BadRequest("start must be an integer") from exc
-    limit = _limit(request, page_size)
-    page = frame.iloc[max(0, start) : max(0, start) + limit]
-    more = len(frame) > start + limit
-    pagination: dict[str, Any] = {"start": start, "limit": limit, "more_items_in_collection": more}
-    if more:
-        pagination["next_start"] = start + limit
-    return page, pagination
 
 
 class _Tables:
@@ -322,12 +169,12 @@ class _Tables:
         acts = data.activities
         self.activities = acts.assign(id=_num(acts["external_id"]))
         # name -> (data version, frame, its orders by sort column); see ``view``.
-        self._views: dict[str, tuple[int, pd.DataFrame, dict[str, _Order]]] = {}
+        self._views: dict[str, tuple[int, pd.DataFrame, dict[str, Order]]] = {}
         self._views_lock = threading.RLock()  # a view may be built from another view
 
     def view(
         self, name: str, build: Callable[[], pd.DataFrame]
-    ) -> tuple[pd.DataFrame, Callable[[str], _Order]]:
+    ) -> tuple[pd.DataFrame, Callable[[str], Order]]:
         """``build()``'s frame and its sort orders, rebuilt only when the records change.
 
         Endpoints run on a thread pool, so the cache takes a lock. The version is read before
@@ -341,10 +188,10 @@ class _Tables:
                 self._views[name] = entry
         _, frame, orders = entry
 
-        def order(key: str) -> _Order:
+        def order(key: str) -> Order:
             with self._views_lock:
                 if key not in orders:
-                    orders[key] = _Order.of(frame, key)
+                    orders[key] = Order.of(frame, key)
                 return orders[key]
 
         return frame, order
@@ -496,6 +343,16 @@ def create_app(state: SandboxState, *, page_size: int = 100) -> FastAPI:
         body = {"success": False, "error": str(exc), "errorCode": 400, "error_info": _INFO}
         return JSONResponse(body, status_code=400)
 
+    _reference_routes(app, state, tables, page_size)
+    _record_routes(app, state, tables, page_size)
+    _recents_route(app, state, tables, page_size)
+    _oauth_routes(app, state)
+    return app
+
+
+def _reference_routes(app: FastAPI, state: SandboxState, tables: _Tables, page_size: int) -> None:
+    """Users, stages, pipelines and organizations."""
+
     @app.get("/v1/users")
     def users() -> Response:
         response = _body(tables.users)
@@ -504,7 +361,7 @@ def create_app(state: SandboxState, *, page_size: int = 100) -> FastAPI:
 
     @app.get("/api/v2/stages")
     def stages(request: Request) -> Response:
-        page, following = _v2_page(tables.stages, request, page_size)
+        page, following = v2_page(tables.stages, request, page_size)
         return _body(page, additional_data={"next_cursor": following})
 
     @app.get("/api/v2/pipelines")
@@ -518,7 +375,7 @@ def create_app(state: SandboxState, *, page_size: int = 100) -> FastAPI:
                 "is_deal_probability_enabled": True,
             }
         )
-        page, following = _v2_page(frame, request, page_size)
+        page, following = v2_page(frame, request, page_size)
         return _body(page, additional_data={"next_cursor": following})
 
     @app.get("/api/v2/organizations")
@@ -533,8 +390,12 @@ def create_app(state: SandboxState, *, page_size: int = 100) -> FastAPI:
             if len(wanted) > 100:
                 raise BadRequest("at most 100 ids")
             frame = frame[frame["id"].isin(wanted)]
-        page, following = _v2_page(frame, request, page_size)
+        page, following = v2_page(frame, request, page_size)
         return _body(page, additional_data={"next_cursor": following})
+
+
+def _record_routes(app: FastAPI, state: SandboxState, tables: _Tables, page_size: int) -> None:
+    """Deals (v2 and v1) and activities."""
 
     @app.get("/api/v2/deals")
     def deals_v2(request: Request) -> Response:
@@ -542,7 +403,7 @@ def create_app(state: SandboxState, *, page_size: int = 100) -> FastAPI:
         deals, orders = tables.view(
             f"deals:{status}", lambda: tables.by_status(tables.deals(), status)
         )
-        page, following = _v2_page(deals, request, page_size, orders)
+        page, following = v2_page(deals, request, page_size, orders)
         response = _body(tables.v2_deals(page), additional_data={"next_cursor": following})
         state.page_served()
         return response
@@ -550,7 +411,7 @@ def create_app(state: SandboxState, *, page_size: int = 100) -> FastAPI:
     @app.get("/api/v2/activities")
     def activities_v2(request: Request) -> Response:
         activities, orders = tables.view("activities", lambda: tables.activities)
-        page, following = _v2_page(activities, request, page_size, orders)
+        page, following = v2_page(activities, request, page_size, orders)
         response = _body(tables.v2_activities(page), additional_data={"next_cursor": following})
         state.page_served()
         return response
@@ -563,17 +424,19 @@ def create_app(state: SandboxState, *, page_size: int = 100) -> FastAPI:
         if sort not in {"id asc", "update_time asc"}:
             raise BadRequest("the sandbox sorts by 'id ASC' or 'update_time ASC'")
         key = "modified_at" if sort.startswith("update_time") else "id"
-        page, pagination = _v1_page(
+        page, pagination = v1_page(
             deals.sort_values([key, "id"], kind="stable"), request, page_size
         )
         response = _body(tables.v1_deals(page), additional_data={"pagination": pagination})
         state.page_served()
         return response
 
+
+def _recents_route(app: FastAPI, state: SandboxState, tables: _Tables, page_size: int) -> None:
     @app.get("/v1/recents")
     def recents(request: Request) -> Response:
         q = request.query_params
-        since = _since(q.get("since_timestamp"), "since_timestamp")
+        since = since_param(q.get("since_timestamp"), "since_timestamp")
         if since is None:
             raise BadRequest("since_timestamp is required")
         items = {part.strip() for part in q.get("items", "deal").split(",")}
@@ -583,7 +446,7 @@ def create_app(state: SandboxState, *, page_size: int = 100) -> FastAPI:
         deals = deals[deals["modified_at"] >= since].sort_values(
             ["modified_at", "id"], kind="stable"
         )
-        page, pagination = _v1_page(deals, request, page_size)
+        page, pagination = v1_page(deals, request, page_size)
         wire = tables.v1_deals(page)
         rows = pd.DataFrame(
             {
@@ -603,6 +466,8 @@ def create_app(state: SandboxState, *, page_size: int = 100) -> FastAPI:
         state.page_served()
         return response
 
+
+def _oauth_routes(app: FastAPI, state: SandboxState) -> None:
     @app.post("/oauth/token")
     async def oauth_token(request: Request) -> JSONResponse:
         if not _basic_client(request.headers.get("authorization")):
@@ -629,8 +494,6 @@ def create_app(state: SandboxState, *, page_size: int = 100) -> FastAPI:
                 "api_domain": str(request.base_url).rstrip("/"),
             }
         )
-
-    return app
 
 
 def _basic_client(header: str | None) -> bool:
