@@ -38,7 +38,6 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,23 +49,31 @@ from connectors.base import (
     Page,
     RecordError,
     Stream,
-    clean_text,
     currency_code,
-    email_address,
     iso,
     map_page,
-    parse_amount,
     parse_bool,
-    parse_date,
     parse_datetime,
-    record_id,
 )
 from connectors.http import CrmClient, CrmError, Limits
+from connectors.hubspot_records import (
+    ACTIVITY_OBJECTS,
+    MODIFIED,
+    SUBJECT_PROPERTY,
+    StageInfo,
+    activity_mapper,
+    deal_mapper,
+    id_of,
+    map_owner,
+    modified_at,
+    no_cursor,
+    parse_pipelines,
+    safe_modified,
+)
 
 KIND = "hubspot"
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 
-MODIFIED = "hs_lastmodifieddate"
 OBJECT_ID = "hs_object_id"
 # HubSpot's maximum page sizes: search 200, list endpoints 100.
 SEARCH_LIMIT = 200
@@ -91,14 +98,6 @@ DEAL_PROPERTIES = (
     "hs_is_closed_won",
     "deal_currency_code",
 )
-# Object type -> our activity type; the order is the tie-break of the merged stream.
-ACTIVITY_OBJECTS = {"calls": "call", "emails": "email", "meetings": "meeting", "tasks": "task"}
-SUBJECT_PROPERTY = {
-    "calls": "hs_call_title",
-    "emails": "hs_email_subject",
-    "meetings": "hs_meeting_title",
-    "tasks": "hs_task_subject",
-}
 ACTIVITY_PROPERTIES = ("hs_timestamp", "hubspot_owner_id", MODIFIED, "hs_createdate")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -178,219 +177,6 @@ WIRE = http.CrmWire(
     is_auth_error=is_auth_error,
     is_final=is_daily_limit,
 )
-
-
-# ------------------------------------------------------------------ pipelines
-
-
-@dataclass(frozen=True)
-class StageInfo:
-    pipeline_id: str
-    pipeline: str
-    stage: str
-    probability: float | None
-    # None: a closed stage whose probability is neither 1 nor 0 (the deal decides).
-    status: str | None
-
-
-def parse_pipelines(payload: Any) -> dict[tuple[str, str], StageInfo]:
-    """``GET /crm/v3/pipelines/deals`` as ``(pipeline id, stage id) -> StageInfo``."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
-        raise CrmError("GET /crm/v3/pipelines/deals: unexpected response", body=str(payload))
-    stages: dict[tuple[str, str], StageInfo] = {}
-    for pipeline in payload["results"]:
-        if not isinstance(pipeline, dict) or pipeline.get("id") is None:
-            continue
-        pipeline_id = str(pipeline["id"])
-        label = clean_text(pipeline.get("label"), 200) or pipeline_id
-        for stage in pipeline.get("stages") or []:
-            if not isinstance(stage, dict) or stage.get("id") is None:
-                continue
-            meta = stage.get("metadata")
-            if not isinstance(meta, dict):
-                meta = {}
-            probability = _probability(meta.get("probability"))
-            closed = parse_bool(meta.get("isClosed", False))
-            status: str | None = "open"
-            if closed:
-                won, lost = probability == 1.0, probability == 0.0
-                status = "won" if won else ("lost" if lost else None)
-            stages[(pipeline_id, str(stage["id"]))] = StageInfo(
-                pipeline_id=pipeline_id,
-                pipeline=label,
-                stage=clean_text(stage.get("label"), 200) or str(stage["id"]),
-                probability=probability,
-                status=status,
-            )
-    return stages
-
-
-def _probability(value: Any) -> float | None:
-    try:
-        probability = float(value)
-    except (TypeError, ValueError):
-        return None
-    return probability if 0.0 <= probability <= 1.0 else None
-
-
-# ------------------------------------------------------------------ mapping
-
-
-def _properties(raw: dict[str, Any]) -> dict[str, Any]:
-    props = raw.get("properties")
-    if not isinstance(props, dict):
-        raise RecordError("missing properties")
-    return props
-
-
-def _required(value: Any, name: str) -> str:
-    text = record_id(value, name, required=True)
-    assert text is not None
-    return text
-
-
-def modified_at(raw: Any) -> datetime | None:
-    """``hs_lastmodifieddate`` (``updatedAt`` when the property was not returned)."""
-    if not isinstance(raw, dict):
-        return None
-    props = raw.get("properties")
-    value = props.get(MODIFIED) if isinstance(props, dict) else None
-    return parse_datetime(value or raw.get("updatedAt"), MODIFIED)
-
-
-def _source_modified(raw: dict[str, Any]) -> datetime:
-    # An archived record's latest change is its archiving.
-    stamp = parse_datetime(raw.get("archivedAt"), "archivedAt") if raw.get("archived") else None
-    stamp = stamp or modified_at(raw)
-    if stamp is None:
-        raise RecordError(f"missing {MODIFIED}")
-    return stamp
-
-
-def map_owner(raw: dict[str, Any]) -> dict[str, Any]:
-    kind = str(raw.get("type") or "PERSON").upper()
-    if kind != "PERSON":
-        # Queues own records too, but they are not people a quota belongs to.
-        raise RecordError(f"owner type {kind} is not a person")
-    email = email_address(raw.get("email"))
-    name = " ".join(str(raw.get(k) or "").strip() for k in ("firstName", "lastName")).strip()
-    listed = raw.get("teams")
-    teams = [t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else []
-    primary = next((t for t in teams if parse_bool(t.get("primary", False))), None)
-    team = primary or (teams[0] if teams else None)
-    return {
-        # Deals and activities point at the owner id (not userId).
-        "external_id": _required(raw.get("id"), "id"),
-        "name": clean_text(name or email, 200),
-        # Lower-cased: the same person is matched across CRMs by email.
-        "email": email,
-        # Deactivated users become archived owners.
-        "is_active": not parse_bool(raw.get("archived", False)),
-        # HubSpot has no reporting line on owners; teams are the only grouping.
-        "manager_external_id": None,
-        "team_name": clean_text(team.get("name"), 200) if team else None,
-    }
-
-
-def deal_mapper(
-    stages: Mapping[tuple[str, str], StageInfo], default_currency: str
-) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    by_stage: dict[str, StageInfo] = {}
-    for (_, stage_id), info in stages.items():
-        by_stage.setdefault(stage_id, info)
-
-    def mapper(raw: dict[str, Any]) -> dict[str, Any]:
-        props = _properties(raw)
-        stage_id = _required(props.get("dealstage"), "dealstage")
-        pipeline_id = str(props.get("pipeline") or "").strip()
-        info = stages.get((pipeline_id, stage_id)) if pipeline_id else by_stage.get(stage_id)
-        if info is None:
-            where = f" in pipeline {pipeline_id!r}" if pipeline_id else ""
-            raise RecordError(f"unknown dealstage {stage_id!r}{where}")
-        status = info.status
-        if status is None:
-            won = props.get("hs_is_closed_won")
-            if won is None:
-                raise RecordError(
-                    f"closed stage {stage_id!r} has probability {info.probability}: "
-                    "neither won nor lost"
-                )
-            status = "won" if parse_bool(won) else "lost"
-        closedate = props.get("closedate")
-        return {
-            "external_id": _required(raw.get("id"), "id"),
-            "owner_external_id": _required(props.get("hubspot_owner_id"), "hubspot_owner_id"),
-            "name": clean_text(props.get("dealname")),
-            # The company is an association, not a deal property.
-            "account": None,
-            "amount": parse_amount(props.get("amount"), "amount"),
-            "currency": currency_code(props.get("deal_currency_code"), default=default_currency),
-            "stage": info.stage,
-            "pipeline": info.pipeline,
-            "probability": info.probability,
-            "status": status,
-            "created_at": parse_datetime(
-                props.get("createdate") or raw.get("createdAt"), "createdate", required=True
-            ),
-            "close_date": parse_date(closedate, "closedate"),
-            # On a closed deal closedate is when it closed; on an open one, the forecast.
-            "closed_at": parse_datetime(closedate, "closedate") if status != "open" else None,
-            "source_modified_at": _source_modified(raw),
-            "is_deleted": parse_bool(raw.get("archived", False)),
-        }
-
-    return mapper
-
-
-def activity_mapper(object_type: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    kind = ACTIVITY_OBJECTS[object_type]
-    subject = SUBJECT_PROPERTY[object_type]
-
-    def mapper(raw: dict[str, Any]) -> dict[str, Any]:
-        props = _properties(raw)
-        stamp = props.get("hs_timestamp")
-        if not stamp and object_type == "meetings":
-            stamp = props.get("hs_meeting_start_time")
-        return {
-            "external_id": _required(raw.get("id"), "id"),
-            "owner_external_id": _required(props.get("hubspot_owner_id"), "hubspot_owner_id"),
-            "type": kind,
-            "subject": clean_text(props.get(subject)),
-            "occurred_at": parse_datetime(stamp, "hs_timestamp", required=True),
-            "deal_external_id": deal_of(raw),
-            "source_modified_at": _source_modified(raw),
-            "is_deleted": parse_bool(raw.get("archived", False)),
-        }
-
-    return mapper
-
-
-def deal_of(raw: dict[str, Any]) -> str | None:
-    """The associated deal (``associations.deals.results[].id``; the lowest id if several)."""
-    associations = raw.get("associations")
-    deals = associations.get("deals") if isinstance(associations, dict) else None
-    results = deals.get("results") if isinstance(deals, dict) else None
-    ids = [
-        ref
-        for d in (results if isinstance(results, list) else [])
-        if isinstance(d, dict) and (ref := record_id(d.get("id"), "associated deal id"))
-    ]
-    return min(ids, key=lambda d: (len(d), d)) if ids else None
-
-
-def _id_of(raw: dict[str, Any]) -> Any:
-    return raw.get("id")
-
-
-def _safe_modified(raw: dict[str, Any]) -> datetime | None:
-    try:
-        return modified_at(raw)
-    except RecordError:
-        return None
-
-
-def _no_cursor(raw: dict[str, Any]) -> datetime | None:
-    return None
 
 
 # ------------------------------------------------------------------ paging
@@ -689,7 +475,7 @@ class HubSpotConnector(Connector):
             raws = [raw for _, j, raw in batch if j == i]
             if raws:
                 mapper = mappers[object_type]
-                parts.append(map_page(raws, mapper, id_of=_id_of, cursor_of=_safe_modified))
+                parts.append(map_page(raws, mapper, id_of=id_of, cursor_of=safe_modified))
         return _merge(parts)
 
     def deleted_pages(
@@ -703,7 +489,7 @@ class HubSpotConnector(Connector):
         associations = "deals" if linked else None
         for raws in archived_pages(self.client, object_type, properties, since, associations):
             # No cursor: archived lists are in id order, not in change order.
-            page = map_page(raws, mapper, id_of=_id_of, cursor_of=_no_cursor)
+            page = map_page(raws, mapper, id_of=id_of, cursor_of=no_cursor)
             for record in page.records:
                 record["is_deleted"] = True
             yield page
@@ -738,7 +524,7 @@ class OwnersStream(_HubSpotStream):
                 yield map_page(
                     results,
                     map_owner,
-                    id_of=_id_of,
+                    id_of=id_of,
                     cursor_of=lambda r: parse_datetime(r.get("updatedAt"), "updatedAt"),
                 )
                 if after is None:
