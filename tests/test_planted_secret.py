@@ -10,8 +10,9 @@ import secrets as stdlib_secrets
 import pytest
 from sqlalchemy import text
 
+from app.demo.sandbox import sandbox_state
 from connectors import registry
-from connectors.sandbox.common import SandboxState, ServerThread
+from connectors.sandbox.common import ServerThread
 
 DEMO = {"seed": 6, "teams": 1, "reps_per_team": 2, "months": 1}
 PLANTED = {name: f"PLANTED-{name}-{stdlib_secrets.token_hex(8)}" for name in ("cs", "tok", "pd")}
@@ -20,7 +21,7 @@ PLANTED = {name: f"PLANTED-{name}-{stdlib_secrets.token_hex(8)}" for name in ("c
 @pytest.fixture
 def sandboxes():
     servers = {
-        kind: ServerThread(registry.sandbox_app(kind, SandboxState.seeded(**DEMO), page_size=200))
+        kind: ServerThread(registry.sandbox_app(kind, sandbox_state(**DEMO), page_size=200))
         for kind in ("salesforce", "hubspot", "pipedrive")
     }
     for server in servers.values():
