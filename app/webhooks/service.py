@@ -23,7 +23,7 @@ from app.db import utcnow
 from app.exceptions import InvalidInputError, NotFoundError
 from app.teams import service as teams_service
 from app.teams.models import Team
-from app.webhooks import subscriptions
+from app.webhooks import resolve, subscriptions
 from app.webhooks.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 from app.webhooks.schemas import AttemptRead, DeliveryRead, WebhookCreate, WebhookUpdate
 
@@ -63,6 +63,21 @@ def _refused(address: str) -> str | None:
     return None
 
 
+def address_refusal(address: str) -> str | None:
+    """Why ``address`` is refused, or None: itself, then each IPv4 address it embeds."""
+    why = _refused(address)
+    for inner in resolve.embedded_ipv4(address):  # 6to4, NAT64, Teredo... (app.webhooks.resolve)
+        inner_why = _refused(inner)
+        why = why or (f"{inner_why} (embedded {inner})" if inner_why else None)
+    return why
+
+
+def pinned_transport(settings: Settings) -> resolve.PinnedTransport:
+    """The senders' transport: connections go to an address checked from one lookup."""
+    allow = settings.webhook_allow_private_destinations
+    return resolve.PinnedTransport(None if allow else address_refusal)
+
+
 def _literal_address(host: str) -> str | None:
     """The address a host names without DNS: an IP literal, or a numeric IPv4 form that
     resolvers accept (``127.1``, ``2130706433``, ``0x7f.0.0.1``)."""
@@ -80,8 +95,10 @@ def check_destination(url: str, *, settings: Settings, resolve: bool = True) -> 
     """Refuse URLs that point into the service's own network (SSRF), unless allowed.
 
     At creation an unresolvable host is accepted (DNS may not know it yet); at send time
-    (``resolve=True`` and a lookup failure) the attempt fails. Every address the name resolves
-    to must be public, so a name with one public and one private address is refused.
+    (``resolve=True``) a lookup failure fails the attempt, and the connection goes to an
+    address checked again from one lookup (:class:`app.webhooks.resolve.PinnedTransport`).
+    Every address the name resolves to must be public, so a name with one public and one
+    private address is refused.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -102,11 +119,14 @@ def check_destination(url: str, *, settings: Settings, resolve: bool = True) -> 
             return
         try:
             infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
-        except OSError:
-            return
+        except OSError as exc:  # fail closed: the attempt fails and is retried
+            raise InvalidInputError(
+                f"DNS lookup of {host} failed: {exc}",
+                details=[{"field": "url", "message": "host does not resolve"}],
+            ) from exc
         addresses = [str(info[4][0]) for info in infos]
     for address in addresses:
-        why = _refused(address)
+        why = address_refusal(address)
         if why:
             raise InvalidInputError(
                 f"webhook URL resolves to a {why} address ({address}); "
