@@ -42,6 +42,7 @@ LOGIN_PATH = "/dashboard/login"
 PRUNE_ABOVE = 10_000
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass
@@ -130,7 +131,7 @@ def parse_networks(entries: Sequence[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(e.strip(), strict=False) for e in entries if e.strip())
 
 
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _address(text: str) -> Address | None:
     try:
         address = ipaddress.ip_address(text.strip())
     except ValueError:
@@ -160,9 +161,6 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
     return str(current)
 
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
 def _trusted(address: Address, nets: Sequence[Network]) -> bool:
     return any(address.version == n.version and address in n for n in nets)
 
@@ -171,8 +169,8 @@ class AddressLimitMiddleware:
     """The per-address bucket (see the module's docstring): refuses an address whose bucket
     is empty before the app runs, and charges failed authentications and login attempts.
 
-    The refusal is a constant body sent from here: no route, no dependency, no database and
-    no serialization work for a client that is being refused."""
+    The refusal is a few bytes sent from here: no route, no dependency, no database and no
+    response model for a client that is being refused."""
 
     def __init__(self, app: ASGIApp, *, settings: Any) -> None:
         self.app = app
@@ -193,7 +191,8 @@ class AddressLimitMiddleware:
             await self.app(scope, receive, send)
             return
         peer = scope.get("client")
-        forwarded = Headers(scope=scope).get("x-forwarded-for")
+        # Each proxy may add its own header line instead of appending to one: read them all.
+        forwarded = ",".join(Headers(scope=scope).getlist("x-forwarded-for"))
         address = client_address(peer[0] if peer else None, forwarded, self._networks())
         wait = self.limiter.wait(address, per_minute, burst)
         if wait > 0:

@@ -15,7 +15,8 @@ BOGUS = {"Authorization": "Bearer qg_not_a_key"}
 
 @pytest.fixture
 def tight(settings):
-    settings.rate_limit_per_minute, settings.rate_limit_burst = 60, 3
+    # One token a minute: a slow machine cannot refill a bucket between two requests.
+    settings.rate_limit_per_minute, settings.rate_limit_burst = 1, 3
     return settings
 
 
