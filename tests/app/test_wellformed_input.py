@@ -71,3 +71,21 @@ def test_integers_over_64_bits_anywhere_are_4xx(client, factory, method, path, b
     r = client.request(method, path, json=body, headers=factory.key("admin"))
     assert 400 <= r.status_code < 500, r.text
     assert "error" in r.json()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rep_id,metric,period,value\r1\x00,won_revenue,2026-11,1\n",
+        'rep_id,metric,period,value\n"1,won_revenue,2026-11,1\n\x00"\r"x\n',
+    ],
+)
+def test_target_upload_of_malformed_csv_is_422(client, factory, text):
+    # Found by bench/fuzz_api.py: csv.Error ("new-line character seen in unquoted field").
+    r = client.post(
+        "/api/v1/targets/upload",
+        files={"file": ("t.csv", text.encode())},
+        headers=factory.key("admin"),
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"][0]["field"] in ("file", "rep")
