@@ -6,14 +6,16 @@ e.g. ``QG_CURRENCY_RATES='{"EUR": 1.08}'``.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from analytics.periods import FiscalCalendar, period_of, shift
 
@@ -135,7 +137,25 @@ class Settings(BaseSettings):
         default=1200, ge=0, description="Requests per minute per API key (0: no limit)."
     )
     rate_limit_burst: int = Field(default=300, ge=1, description="Requests a key may burst.")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or CIDRs of the reverse proxies in front of the service, "
+        "comma-separated; only their X-Forwarded-For names the client a per-address rate "
+        "limit is charged to (empty: the TCP peer is the client).",
+    )
     max_csv_rows: int = 200_000
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, v: object) -> object:
+        # "10.0.0.1, 10.1.0.0/16" as well as a JSON list; each entry must be a network.
+        if isinstance(v, str):
+            v = json.loads(v) if v.strip().startswith("[") else v.split(",")
+        if isinstance(v, list):
+            v = [str(e).strip() for e in v if str(e).strip()]
+            for entry in v:
+                ipaddress.ip_network(entry, strict=False)  # ValueError names the entry
+        return v
 
     @field_validator("reporting_currency")
     @classmethod

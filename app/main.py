@@ -20,7 +20,7 @@ from app.exceptions import install_handlers
 from app.exports import CSVExportMiddleware
 from app.exports import document as document_csv
 from app.jobs.runner import JobRunner
-from app.limits import BodyLimitMiddleware
+from app.limits import AddressLimitMiddleware, BodyLimitMiddleware
 from app.scheduler import Scheduler
 from app.telemetry import install as install_telemetry
 from app.watch import CommitWatch
@@ -41,7 +41,8 @@ recompute), `manager` (read own team tree), `viewer` (read metrics).
 **CSV**: every GET under `/api/v1` also answers `text/csv` (`?format=csv` or
 `Accept: text/csv`); the next page's cursor is in the `X-Next-Cursor` and `Link` headers.
 
-**Limits**: requests per minute per key (429 with `Retry-After`), body size (413).
+**Limits**: requests per minute per key (`/metrics` too), and failed authentications and
+dashboard logins per client address (429 with `Retry-After`); body size (413).
 
 **Strict input**: a query parameter an operation does not declare is a 422
 (`unknown_parameter`, naming it, with `did_you_mean` when a declared one is close); a value
@@ -148,6 +149,8 @@ def create_app(
     )
     # Outermost of the three: an unchanged GET is answered from memory (app.caching).
     app.add_middleware(RepresentationCache)
+    # Outside the cache too: an address refused for failed authentications gets nothing else.
+    app.add_middleware(AddressLimitMiddleware, settings=settings)
     document_csv(app)
     app.include_router(api_router)
     app.include_router(dashboard_router)  # HTML at /dashboard, outside the OpenAPI schema

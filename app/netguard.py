@@ -9,8 +9,8 @@ theirs. A URL is refused when any address its host names is loopback, private, l
 carrier-grade NAT, multicast, reserved or otherwise not globally routable; each kind of URL has
 a setting that allows such addresses (tests, a local sandbox CRM, a receiver on the LAN).
 
-Out of scope here: DNS rebinding between this check and the connection (the HTTP client
-resolves the name again).
+Webhook sends close the DNS-rebinding gap as well: they connect to an address checked from
+one lookup (:class:`app.webhooks.resolve.PinnedTransport`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,49 @@ class DestinationRefused(InvalidInputError):
     """A URL the service must not call: not http(s), or an address inside its own network."""
 
 
+# Prefixes whose last 32 bits are an IPv4 address.
+_LOW_32 = (
+    ipaddress.ip_network("::ffff:0:0/96"),  # IPv4-mapped
+    ipaddress.ip_network("::ffff:0:0:0/96"),  # IPv4-translated (SIIT, RFC 2765)
+    ipaddress.ip_network("64:ff9b::/96"),  # NAT64 well-known prefix (RFC 6052)
+    ipaddress.ip_network("64:ff9b:1::/48"),  # NAT64 local-use prefix (RFC 8215)
+    ipaddress.ip_network("::/96"),  # IPv4-compatible (deprecated, RFC 4291)
+)
+_ISATAP_IID = 0x0000_5EFE  # ISATAP: the interface id is 0000:5efe:<IPv4> (RFC 5214)
+
+
+def embedded_ipv4(address: str) -> list[str]:
+    """The IPv4 addresses an IPv6 address carries, each of which must pass the check too.
+
+    6to4 (``2002::/16``: bits 16-48), Teredo (``2001::/32``: the server and the obfuscated
+    client), NAT64 (``64:ff9b::/96``, ``64:ff9b:1::/48``), IPv4-mapped (``::ffff:0:0/96``),
+    IPv4-translated, IPv4-compatible (``::/96``) and ISATAP interface ids: the last 32 bits.
+    An IPv4 address carries none."""
+    ip = ipaddress.ip_address(address)
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    found: list[ipaddress.IPv4Address] = []
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    low = ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
+    if any(ip in net for net in _LOW_32) or (int(ip) >> 32) & 0xFFFF_FFFF == _ISATAP_IID:
+        found.append(low)
+    return [str(a) for a in dict.fromkeys(found)]
+
+
 def refused_reason(address: str) -> str | None:
-    """Why an IP address is no place to send requests to, or None if it is public."""
+    """Why an IP address is no place to send requests to, or None if it is public: itself,
+    then each IPv4 address it embeds (6to4, NAT64, Teredo...: :func:`embedded_ipv4`)."""
+    why = _own_reason(address)
+    for inner in embedded_ipv4(address):
+        inner_why = _own_reason(inner)
+        why = why or (f"{inner_why} (embedded {inner})" if inner_why else None)
+    return why
+
+
+def _own_reason(address: str) -> str | None:
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
@@ -112,7 +153,8 @@ def check_url(
         if not resolve or unresolvable_ok:
             return
         raise DestinationRefused(
-            f"{what}: cannot resolve {host!r}, so its addresses cannot be checked",
+            f"{what}: DNS lookup of {host} failed: cannot resolve {host!r}, so its addresses "
+            "cannot be checked",
             details=[{"field": field, "message": "host does not resolve"}],
         )
     for address in addresses:

@@ -46,6 +46,7 @@ from app.auth.service import Principal
 from app.config import Settings
 from app.deps import require_roles
 from app.jobs.models import JOB_STATUSES, Job
+from app.limits import rate_limit
 from app.performance.models import PerformanceRow, Snapshot
 from app.performance.versioning import visible
 from app.reps.models import Rep
@@ -570,5 +571,6 @@ def install(app: FastAPI) -> Telemetry:
     telemetry = Telemetry(app.state.settings, app.state.read_sessionmaker)
     app.state.telemetry = telemetry
     app.add_middleware(HttpMetricsMiddleware, metrics=telemetry.http)
-    app.include_router(router)
+    # The per-key rate limit of /api/v1 applies to scrapes too.
+    app.include_router(router, dependencies=[Depends(rate_limit)])
     return telemetry

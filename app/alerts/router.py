@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic import AwareDatetime
 
 from app.alerts import service
 from app.alerts.models import EVENT_TYPES, RULE_EVENTS, Alert, AlertRule
@@ -103,7 +103,9 @@ def list_alerts(
     rep_id: int | None = None,
     team_id: int | None = None,
     period: str | None = Query(None, description="2026-11, 2026-Q4, FY2026"),
-    since: datetime | None = None,
+    since: AwareDatetime | None = Query(
+        None, description="Created at or after; with a UTC offset (2026-01-01T00:00:00Z)."
+    ),
     state: AlertState | None = None,
     cursor: CursorParam = None,
     limit: LimitParam = 100,

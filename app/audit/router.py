@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 
 from app.audit import service
 from app.audit.models import AuditEntry
@@ -21,7 +21,9 @@ def list_audit(
     entity_type: Literal["target", "source", "alert_rule", "webhook", "api_key"] | None = None,
     entity_id: int | None = None,
     actor_key_id: int | None = None,
-    since: datetime | None = None,
+    since: AwareDatetime | None = Query(
+        None, description="Changed at or after; with a UTC offset (2026-01-01T00:00:00Z)."
+    ),
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> AuditPage:

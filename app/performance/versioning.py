@@ -44,7 +44,8 @@ def current_version(session: Session, *, computed_on: date | None = None) -> int
     """The latest complete snapshot, or the latest one computed by the end of
     ``computed_on``."""
     stmt = select(Snapshot.id).where(Snapshot.status == "complete")
-    if computed_on is not None:
+    # date.max has no next day (OverflowError): every snapshot was computed by its end.
+    if computed_on is not None and computed_on < date.max:
         end = datetime.combine(computed_on + timedelta(days=1), time.min, UTC)
         stmt = stmt.where(Snapshot.computed_at < end)
     return session.scalar(stmt.order_by(Snapshot.id.desc()).limit(1))

@@ -235,7 +235,18 @@ def rows_from_csv(*, content: bytes, max_rows: int) -> list[dict[str, Any]]:
         raise InvalidInputError(
             "the file is not UTF-8 text", details=[{"field": "file", "message": str(exc)}]
         ) from exc
-    reader = csv.DictReader(io.StringIO(text))
+    # newline="": the csv module reads \r, \n and \r\n line ends itself (as its docs ask).
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        return _read_rows(reader, max_rows=max_rows)
+    except csv.Error as exc:  # a malformed file is bad input, not a server error
+        raise InvalidInputError(
+            "the file is not valid CSV",
+            details=[{"field": "file", "message": f"line {reader.line_num}: {exc}"}],
+        ) from exc
+
+
+def _read_rows(reader: csv.DictReader[str], *, max_rows: int) -> list[dict[str, Any]]:
     header = {h.strip().lower() for h in (reader.fieldnames or [])}
     missing = {"metric", "period", "value"} - header
     if missing or not header & {"rep_id", "rep_email", "rep", "team_id", "team"}:

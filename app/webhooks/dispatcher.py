@@ -73,7 +73,8 @@ class Dispatcher:
         self.jitter = jitter
         self.client = httpx.Client(
             timeout=settings.webhook_timeout_seconds,
-            transport=transport,
+            # Resolved once, checked, connected to the checked address (DNS rebinding).
+            transport=transport or service.pinned_transport(settings),
             follow_redirects=False,
             headers={"user-agent": USER_AGENT},
         )

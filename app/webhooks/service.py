@@ -20,7 +20,7 @@ from app.db import utcnow
 from app.exceptions import NotFoundError
 from app.teams import service as teams_service
 from app.teams.models import Team
-from app.webhooks import subscriptions
+from app.webhooks import resolve, subscriptions
 from app.webhooks.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 from app.webhooks.schemas import AttemptRead, DeliveryRead, WebhookCreate, WebhookUpdate
 
@@ -41,12 +41,20 @@ CHANGE_ICONS = {"updated": ":arrows_counterclockwise:", "resolved": ":white_chec
 # -- destinations
 
 
+def pinned_transport(settings: Settings) -> resolve.PinnedTransport:
+    """The senders' transport: connections go to an address checked from one lookup."""
+    allow = settings.webhook_allow_private_destinations
+    return resolve.PinnedTransport(None if allow else netguard.refused_reason)
+
+
 def check_destination(url: str, *, settings: Settings, resolve: bool = True) -> None:
     """Refuse URLs that point into the service's own network (SSRF), unless allowed.
 
     At creation an unresolvable host is accepted (DNS may not know it yet); at send time
-    (``resolve=True`` and a lookup failure) the attempt fails. Every address the name resolves
-    to must be public, so a name with one public and one private address is refused.
+    (``resolve=True``) a lookup failure fails the attempt, and the connection goes to an
+    address checked again from one lookup (:class:`app.webhooks.resolve.PinnedTransport`).
+    Every address the name resolves to must be public, so a name with one public and one
+    private address is refused.
     """
     netguard.check_url(
         url,
@@ -55,7 +63,6 @@ def check_destination(url: str, *, settings: Settings, resolve: bool = True) -> 
         field="url",
         what="webhook URL",
         setting="QG_WEBHOOK_ALLOW_PRIVATE_DESTINATIONS",
-        unresolvable_ok=True,
     )
 
 
