@@ -44,7 +44,12 @@ class ComputeRequest(Schema):
     model_config = ConfigDict(json_schema_extra={"examples": [{"full": False}]})
 
     full: bool = Field(default=False, description="Recompute every period, not only dirty ones.")
-    as_of: date | None = Field(default=None, description="Compute as if today were this date.")
+    as_of: date | None = Field(
+        default=None,
+        ge=date(1900, 1, 1),
+        le=date(2199, 12, 31),
+        description="Compute as if today were this date (1900-01-01 to 2199-12-31).",
+    )
 
 
 class PerformanceRead(Schema):

@@ -89,3 +89,11 @@ def test_target_upload_of_malformed_csv_is_422(client, factory, text):
     )
     assert r.status_code == 422, r.text
     assert r.json()["error"]["details"][0]["field"] in ("file", "rep")
+
+
+def test_compute_as_of_out_of_range_is_a_422_not_a_failed_job(client, factory):
+    h = factory.key("admin")
+    for day in ("0001-01-01", "9999-12-31"):
+        r = client.post("/api/v1/compute", json={"as_of": day}, headers=h)
+        assert r.status_code == 422, r.text
+        assert "as_of" in r.text
