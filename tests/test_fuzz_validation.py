@@ -29,7 +29,7 @@ from app.imports import service
 from app.imports.mapping import Mapping
 from app.reps import service as reps_service
 from app.sources.models import QuarantinedRecord
-from connectors import base, hubspot, pipedrive, salesforce
+from connectors import base, hubspot, hubspot_records, pipedrive, pipedrive_records, salesforce
 
 FUZZ = settings(
     max_examples=150,
@@ -368,7 +368,7 @@ HS_OWNER = _record(
 @FUZZ
 @given(_page(HS_DEAL))
 def test_hubspot_deals(raws: list[Any]) -> None:
-    _check_page(raws, hubspot.deal_mapper(HUBSPOT_STAGES, "USD"), hubspot._id_of)
+    _check_page(raws, hubspot.deal_mapper(HUBSPOT_STAGES, "USD"), hubspot_records.id_of)
 
 
 # Salesforce: typed JSON, but any field may be null, missing or of another type.
@@ -560,7 +560,7 @@ PD_USER = _record(
 @given(_page(st.one_of(PD_DEAL, PD_RECENT)))
 def test_pipedrive_deals(raws: list[Any]) -> None:
     mapper = partial(pipedrive.map_deal, catalog=PD_CATALOG, accounts={"7": "Acme <Corp>"})
-    _check_page(raws, mapper, pipedrive._id_of)
+    _check_page(raws, mapper, pipedrive_records.id_of)
 
 
 @FUZZ
@@ -569,7 +569,7 @@ def test_pipedrive_activities(raws: list[Any], default_type: str | None) -> None
     mapper = partial(
         pipedrive.map_activity, types=pipedrive.ACTIVITY_TYPES, default_type=default_type
     )
-    _check_page(raws, mapper, pipedrive._id_of)
+    _check_page(raws, mapper, pipedrive_records.id_of)
 
 
 # ------------------------------------------------------------------ CSV imports
@@ -801,13 +801,13 @@ def test_csv_rep_import_loads_or_quarantines_every_row(
 @FUZZ
 @given(_page(HS_ACTIVITY), st.sampled_from(sorted(hubspot.ACTIVITY_OBJECTS)))
 def test_hubspot_activities(raws: list[Any], object_type: str) -> None:
-    _check_page(raws, hubspot.activity_mapper(object_type), hubspot._id_of)
+    _check_page(raws, hubspot.activity_mapper(object_type), hubspot_records.id_of)
 
 
 @FUZZ
 @given(_page(HS_OWNER))
 def test_hubspot_owners(raws: list[Any]) -> None:
-    _check_page(raws, hubspot.map_owner, hubspot._id_of)
+    _check_page(raws, hubspot.map_owner, hubspot_records.id_of)
 
 
 @FUZZ
@@ -819,4 +819,4 @@ def test_salesforce_owners(raws: list[Any]) -> None:
 @FUZZ
 @given(_page(PD_USER))
 def test_pipedrive_owners(raws: list[Any]) -> None:
-    _check_page(raws, pipedrive.map_owner, pipedrive._id_of)
+    _check_page(raws, pipedrive.map_owner, pipedrive_records.id_of)
