@@ -89,16 +89,17 @@ def _keep_spans(session: Session, _context: Any) -> None:
     for obj in session.dirty:
         if not isinstance(obj, Rep) or not inspect(obj).attrs.team_id.history.has_changes():
             continue
-        if obj.id not in moves and _spans(session, obj.id) == 0:
+        if obj.id not in moves and not _has_spans(session, obj.id):
             _first(session, obj)  # a rep's first team, set after the rep was created
         else:
             _cut(session, obj.id, obj.team_id, moves.get(obj.id) or utcnow().date())
 
 
-def _spans(session: Session, rep_id: int) -> int:
-    return len(
-        session.scalars(select(TeamMembership.id).where(TeamMembership.rep_id == rep_id)).all()
+def _has_spans(session: Session, rep_id: int) -> bool:
+    found = session.scalar(
+        select(TeamMembership.id).where(TeamMembership.rep_id == rep_id).limit(1)
     )
+    return found is not None
 
 
 def _first(session: Session, rep: Rep) -> None:
