@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from app.config import get_settings
+from app.core.config import get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from app.jobs.models import Job
+    from app.pipeline.jobs.models import Job
 
 cli = typer.Typer(
     help="Quota Gap: sales performance against target.",
@@ -25,11 +25,12 @@ cli = typer.Typer(
 
 def _database() -> sessionmaker[Session]:
     """Sessions on the configured database, brought to the latest schema first."""
-    from app.db import make_engine, make_sessionmaker
-    from app.migrate import upgrade
+    from app.core.db import make_sessionmaker
+    from app.core.migrate import upgrade
+    from app.pipeline.records import open_engine
 
     settings = get_settings()
-    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    engine = open_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     upgrade(engine)
     return make_sessionmaker(engine)
 
@@ -47,8 +48,8 @@ def _run_job(
 
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
-    from app.db import transaction
-    from app.jobs import service as jobs_service
+    from app.core.db import transaction
+    from app.pipeline.jobs import service as jobs_service
 
     with transaction(factory) as session:
         job_id = jobs_service.create(
@@ -147,7 +148,7 @@ def _serve(host: str | None, port: int | None, workers: int = 1) -> None:
         typer.echo("several workers: the scheduler is off here; run `quotagap worker` too")
     settings = get_settings()
     uvicorn.run(
-        "app.main:create_service_app",
+        "app.http.main:create_service_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
@@ -186,7 +187,7 @@ def create_api_key(
     from datetime import timedelta
 
     from app.auth import service as auth_service
-    from app.db import transaction
+    from app.core.db import transaction
 
     factory = _database()
     expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
@@ -220,7 +221,7 @@ def list_api_keys() -> None:
 def revoke_api_key(key_id: Annotated[int, typer.Argument(help="The key's id")]) -> None:
     """Revoke a key at once."""
     from app.auth import service as auth_service
-    from app.db import transaction
+    from app.core.db import transaction
 
     with transaction(_database()) as session:
         key = auth_service.revoke(session=session, key_id=key_id)
@@ -239,7 +240,8 @@ def rotate_api_key(
 
     from app.auth import service as auth_service
     from app.auth.models import ApiKey
-    from app.db import transaction, utcnow
+    from app.core.base import utcnow
+    from app.core.db import transaction
 
     with transaction(_database()) as session:
         old = session.get(ApiKey, key_id)
@@ -271,8 +273,8 @@ def rotate_secrets() -> None:
     drop the old key."""
     from sqlalchemy import select
 
-    from app import secrets
-    from app.db import transaction
+    from app.core import secrets
+    from app.core.db import transaction
     from app.sources.models import Source
     from app.webhooks.models import WebhookEndpoint
 
@@ -303,11 +305,11 @@ def import_(
     ] = True,
 ) -> None:
     """Import reps/teams, deals and activities from CSV files through a column mapping."""
-    from app import ingest
-    from app.db import transaction
-    from app.exceptions import InvalidInputError
-    from app.imports import service
-    from app.imports.mapping import Mapping
+    from app.core.db import transaction
+    from app.core.exceptions import InvalidInputError
+    from app.pipeline import ingest
+    from app.pipeline.imports import service
+    from app.pipeline.imports.mapping import Mapping
 
     factory = _database()
     frames = {
@@ -371,7 +373,7 @@ def sync(
 def worker() -> None:
     """Run the scheduler alone (with `QG_SCHEDULER_ENABLED=false` on the API processes).
     Several workers may run: one leads, the others take over if it dies."""
-    from app.scheduler import Scheduler
+    from app.pipeline.scheduler import Scheduler
 
     factory = _database()
     typer.echo("scheduler worker started; waiting for leadership")
@@ -416,7 +418,7 @@ def demo(
     a sync, the gaps computed, the API served. Prints an admin key."""
     from app.alerts import service as alerts_service
     from app.auth import service as auth_service
-    from app.db import transaction
+    from app.core.db import transaction
     from app.demo.load import allow_sandbox_destination, load_demo, sandbox_source
 
     if via_crm:  # the sandbox CRM is on loopback, which CRM URLs may not be by default
@@ -429,7 +431,7 @@ def demo(
     sandbox = None
     if via_crm:
         from app.demo.sandbox import sandbox_state
-        from app.sync import engine as sync_engine
+        from app.pipeline import sync as sync_engine
         from connectors import registry
         from connectors.sandbox.common import ServerThread
 

@@ -9,12 +9,13 @@ activities over 24 months, monthly ``won_revenue`` targets per rep):
                  process that ran it. Every compute runs in a fresh *spawned* child process,
                  so its ``ru_maxrss`` is that compute's peak (plus the interpreter and imports,
                  printed as "baseline").
-3. reference:    on the frames the job loads (``app.frames``, read outside the timing), the
+3. reference:    on the frames the job loads (``app.performance.frames``, read outside the
+                 timing), the
                  DuckDB SQL of the core aggregates per rep and month (won revenue in the
                  reporting currency, won deals, activities) against
                  ``analytics.metrics.period_metrics(kind="month")``; best of ``--repeat``
                  runs each, their ratio, and a check that both agree (1e-6 relative).
-4. incremental:  1,000 deals changed through ``app.ingest.upsert_records``, then
+4. incremental:  1,000 deals changed through ``app.pipeline.ingest.upsert_records``, then
                  ``compute.run(full=False)`` end to end (including the commit); recent
                  changes (deals created or closing in the last two months: amount, stage and
                  close changes), and 1,000 random deals across the whole history. Each
@@ -75,14 +76,15 @@ import psycopg  # noqa: E402
 from sqlalchemy import Engine, select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-import app.models  # noqa: E402, F401  (every model, so foreign keys resolve)
+import app.pipeline.records  # noqa: E402, F401  (every model, so foreign keys resolve)
 from analytics.metrics import period_metrics  # noqa: E402
 from app import ingest  # noqa: E402
-from app.config import Settings  # noqa: E402
-from app.db import make_engine, make_sessionmaker, transaction  # noqa: E402
+from app.core.config import Settings  # noqa: E402
+from app.core.db import make_sessionmaker, transaction  # noqa: E402
+from app.core.migrate import upgrade  # noqa: E402
 from app.deals.models import Deal  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
 from app.performance import compute  # noqa: E402
+from app.pipeline.records import open_engine  # noqa: E402
 from app.sources.models import Source  # noqa: E402
 
 AS_OF = date(2026, 11, 18)
@@ -625,7 +627,7 @@ def _peak_rss_bytes() -> int:
 def compute_job(url: str, months: int, full: bool, profile_top: int) -> dict[str, Any]:
     """Runs in the child: one compute in its own transaction; returns figures."""
     baseline = _peak_rss_bytes()
-    engine = make_engine(url)
+    engine = open_engine(url)
     settings = settings_for(url, months)
     factory = make_sessionmaker(engine)
     profiler = cProfile.Profile() if profile_top else None
@@ -991,7 +993,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     counts = data.counts()
     print(f"generated in {time.perf_counter() - t:.1f} s: {counts}")
     with fresh_database(args.db, args.pg_url, args.keep_db) as db:
-        engine = make_engine(db.url)
+        engine = open_engine(db.url)
         upgrade(engine)
         source_id = _insert_source(engine)
         t = time.perf_counter()

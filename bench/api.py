@@ -6,7 +6,7 @@ PostgreSQL scratch database ``qg_api_bench_<pid>`` on ``--pg-url``, dropped afte
 1. data:      ``quotagap demo --no-serve`` loads the demo (18 months up to today, through the
               sandbox CRM) and prints an admin key; on PostgreSQL the tables are then
               ``VACUUM ANALYZE``d, as autovacuum would (the dev server runs with it off).
-2. server:    ``uvicorn app.main:create_service_app --factory --workers 1 --no-access-log`` in
+2. server:    ``uvicorn app.http.main:create_service_app --factory --workers 1 --no-access-log`` in
               its own process, scheduler off (``QG_SCHEDULER_ENABLED=false``), uvloop and
               httptools when installed (uvicorn[standard] has both).
 3. load:      ``wrk`` (C, little CPU: the server keeps most of a core) with ``--latency``, or,
@@ -207,7 +207,13 @@ def server(workdir: Path, env: dict[str, str], port: int) -> Iterator[Server]:
     log = (workdir / "server.log").open("wb")
     process = subprocess.Popen(
         [
-            *(str(BIN / "python"), "-m", "uvicorn", "app.main:create_service_app", "--factory"),
+            *(
+                str(BIN / "python"),
+                "-m",
+                "uvicorn",
+                "app.http.main:create_service_app",
+                "--factory",
+            ),
             *("--workers", "1", "--host", "127.0.0.1", "--port", str(port)),
             *("--no-access-log", "--log-level", "warning"),
         ],

@@ -11,7 +11,7 @@ It prints figures and asserts nothing about time. For each CRM kind and target s
                 spawned child: the ceiling the sandbox + HTTP + mapping put on a sync (context).
 3. sync:        per database (SQLite file in a temp dir; PostgreSQL scratch database
                 ``qg_sync_bench_<pid>`` dropped afterwards): create, migrate, add a source with
-                OAuth credentials pointing at the sandbox, then ``app.sync.engine.run_sync`` end
+                OAuth credentials pointing at the sandbox, then ``app.pipeline.sync.run_sync`` end
                 to end (first sync, everything inserted) in a freshly spawned child process.
                 Figures: wall time, records/s, the child's CPU time, the sandbox's CPU time
                 during the run, and the child's peak RSS (``VmHWM``; "baseline" is the peak
@@ -275,7 +275,7 @@ def autoanalyze(url: str | None, every: float) -> Iterator[list[str]]:
 
 
 def settings_for(url: str, secret_key: str) -> Any:
-    from app.config import Settings
+    from app.core.config import Settings
 
     # No .env file: the figures should not depend on the checkout's local configuration.
     # The sandbox CRM listens on loopback, which CRM URLs may not be by default.
@@ -289,13 +289,14 @@ def settings_for(url: str, secret_key: str) -> Any:
 
 def prepare(url: str, secret_key: str, kind: str, sandbox_url: str) -> int:
     """Migrate the fresh database and add the source; returns its id."""
-    import app.models  # noqa: F401  (every model, so foreign keys resolve)
-    from app import secrets
-    from app.db import make_engine, make_sessionmaker, transaction
-    from app.migrate import upgrade
+    import app.pipeline.records  # noqa: F401  (every model, so foreign keys resolve)
+    from app.core import secrets
+    from app.core.db import make_sessionmaker, transaction
+    from app.core.migrate import upgrade
+    from app.pipeline.records import open_engine
     from app.sources.models import Source
 
-    engine = make_engine(url)
+    engine = open_engine(url)
     try:
         upgrade(engine)
         settings = settings_for(url, secret_key)
@@ -378,12 +379,13 @@ def sync_job(
     url: str, secret_key: str, source_id: int, profile_top: int, sql_top: int
 ) -> dict[str, Any]:
     """Child: one ``run_sync`` end to end; returns its figures."""
-    import app.models  # noqa: F401
-    from app.db import make_engine, make_sessionmaker
-    from app.sync import engine as sync_engine
+    import app.pipeline.records  # noqa: F401
+    from app.core.db import make_sessionmaker
+    from app.pipeline import sync as sync_engine
+    from app.pipeline.records import open_engine
 
     baseline = _peak_rss_bytes()
-    engine = make_engine(url)
+    engine = open_engine(url)
     timer = SqlTimer(engine) if sql_top else None
     settings = settings_for(url, secret_key)
     slept: list[float] = []

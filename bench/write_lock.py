@@ -32,12 +32,13 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.auth import service as auth_service  # noqa: E402
-from app.config import Settings  # noqa: E402
-from app.db import make_engine, make_sessionmaker, transaction  # noqa: E402
-from app.main import create_app  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
-from app.teams.models import Team  # noqa: E402
+from app.auth import service as auth_service
+from app.core.config import Settings
+from app.core.db import make_sessionmaker, transaction
+from app.core.migrate import upgrade
+from app.http.main import create_app
+from app.pipeline.records import open_engine
+from app.teams.models import Team
 
 WRITERS = 8
 
@@ -57,7 +58,7 @@ def _serve(path: Path) -> tuple[uvicorn.Server, str, str, list[int]]:
         rate_limit_per_minute=10**9,
         rate_limit_burst=10**9,
     )
-    engine = make_engine(url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    engine = open_engine(url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     upgrade(engine)
     with transaction(make_sessionmaker(engine)) as session:
         _, token = auth_service.create(session=session, role="admin")

@@ -1,7 +1,7 @@
 """The connector contract: a source is a set of streams; each stream yields mapped pages.
 
 A per-CRM module holds only endpoints, paging and field mapping. It never touches the
-database: the sync engine (``app/sync/engine.py``) stores each page's records and the stream's
+database: the sync engine (``app/pipeline/sync.py``) stores each page's records and the stream's
 cursor in one transaction, so a sync killed at any point resumes where it stopped and never
 writes a record twice.
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from app.db import make_engine
-from app.models import Base
+from app.pipeline.records import Base, open_engine
 
 config = context.config
 target_metadata = Base.metadata
@@ -30,10 +29,10 @@ if connection is not None:
 else:
     url = config.get_main_option("sqlalchemy.url")
     if not url:
-        from app.config import get_settings
+        from app.core.config import get_settings
 
         url = get_settings().database_url
-    engine = make_engine(url)
+    engine = open_engine(url)
     with engine.connect() as conn:
         _run(conn)
     engine.dispose()

@@ -19,10 +19,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import Settings
-from app.db import make_engine
-from app.main import create_app
-from app.migrate import upgrade
+from app.core.config import Settings
+from app.core.migrate import upgrade
+from app.http.main import create_app
+from app.pipeline.records import open_engine
 from tests.factories import Factory
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -83,7 +83,7 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="session")
 def engine(database_url: str) -> Iterator[Engine]:
-    eng = make_engine(database_url)
+    eng = open_engine(database_url)
     upgrade(eng)
     yield eng
     eng.dispose()

@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from analytics.periods import parse_period
-from app import secrets
 from app.activities.models import Activity
 from app.alerts.models import AlertRule
 from app.auth import service as auth_service
-from app.config import Settings
+from app.core import secrets
+from app.core.config import Settings
 from app.deals.models import Deal
 from app.reps.models import Rep
 from app.sources.models import Source

@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 
 from app.activities.models import Activity
 from app.deals.models import Deal
-from app.imports import service
-from app.imports.mapping import Mapping
+from app.pipeline.imports import service
+from app.pipeline.imports.mapping import Mapping
 from app.reps import service as reps_service
 from app.sources.models import QuarantinedRecord
 from connectors import base, hubspot, hubspot_records, pipedrive, pipedrive_records, salesforce

@@ -47,10 +47,10 @@ def test_lower_layers_import_nothing_from_higher_ones(package: str) -> None:
 
 def test_the_walk_sees_deferred_and_from_imports() -> None:
     tree = ast.parse(
-        "import app.db\n"
+        "import app.core.db\n"
         "from app.demo import generator\n"
         "from . import sibling\n"
         "def f():\n"
-        "    from app.config import Settings\n"
+        "    from app.core.config import Settings\n"
     )
-    assert [m for _, m in imported_modules(tree)] == ["app.db", "app.demo", "app.config"]
+    assert [m for _, m in imported_modules(tree)] == ["app.core.db", "app.demo", "app.core.config"]

@@ -11,9 +11,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 
-from app.db import make_engine
-from app.migrate import alembic_config, upgrade
-from app.models import Base
+from app.core.migrate import alembic_config, upgrade
+from app.pipeline.records import Base, open_engine
 from tests.conftest import _drop_postgres_database, _postgres_database
 
 
@@ -28,7 +27,7 @@ def fresh_url(backend, tmp_path):
 
 
 def test_migrated_schema_matches_models(fresh_url):
-    engine = make_engine(fresh_url)
+    engine = open_engine(fresh_url)
     upgrade(engine)
     with engine.connect() as conn:
         diff = compare_metadata(
@@ -49,7 +48,7 @@ def test_compute_state_storage(fresh_url, backend, tmp_path):
             url = f"sqlite:///{tmp_path / 'models.db'}"
         else:
             url = _postgres_database(f"qg_models_{uuid.uuid4().hex[:8]}")
-        engine = make_engine(url)
+        engine = open_engine(url)
         if build == "migrations":
             upgrade(engine)
         else:
@@ -74,7 +73,7 @@ def _state_storage(conn: Connection) -> str | None:
 
 
 def test_downgrade_to_base_and_back(fresh_url):
-    engine = make_engine(fresh_url)
+    engine = open_engine(fresh_url)
     upgrade(engine)
     cfg = alembic_config()
     with engine.begin() as conn:
@@ -94,7 +93,7 @@ def test_single_head():
 
 def test_memberships_backfilled_from_each_reps_team(fresh_url):
     """0011 gives each rep on a team one open span, from their start date."""
-    engine = make_engine(fresh_url)
+    engine = open_engine(fresh_url)
     upgrade(engine, "0010")
     with engine.begin() as conn:
         conn.execute(

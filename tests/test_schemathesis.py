@@ -7,7 +7,7 @@ must match what the schema documents for it (status code, content type and body)
 
 Every request is also sent again with one parameter the operation does not declare: that
 must be refused (422 ``unknown_parameter`` naming it) before anything else happens, whatever
-the rest of the request holds (see app/params.py).
+the rest of the request holds (see app/http/params.py).
 
 Nothing is excluded. Two things are made safe instead of skipped:
 
@@ -39,10 +39,11 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy.orm import Session
 
-from app import ingest, secrets
-from app.config import Settings
+from app.core import secrets
+from app.core.config import Settings
 from app.performance import compute
-from app.sync import engine as sync_engine
+from app.pipeline import ingest
+from app.pipeline import sync as sync_engine
 from tests.factories import Factory
 
 AS_OF = date(2026, 11, 15)

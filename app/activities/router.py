@@ -6,10 +6,10 @@ from pydantic import AwareDatetime
 from app.activities import service
 from app.activities.models import Activity
 from app.activities.schemas import ActivityPage, ActivityRead, ActivityType
-from app.deps import RecordReaderKey, SessionDep, SettingsDep
-from app.pagination import CursorParam, LimitParam, paginate
-from app.params import check_range
-from app.periods import parse, utc_bounds
+from app.core.pagination import CursorParam, LimitParam, paginate
+from app.core.periods import parse, utc_bounds
+from app.http.deps import RecordReaderKey, SessionDep, SettingsDep
+from app.http.params import check_range
 from app.teams.scope import TEAM_SCOPE_DESCRIPTION, TeamScope
 
 router = APIRouter()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from app.schemas import Page, Schema, UTCDatetime
+from app.core.schemas import Page, Schema, UTCDatetime
 
 ActivityType = Literal["call", "email", "meeting", "task"]
 

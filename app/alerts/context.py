@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from analytics.periods import Period, period_of, shift
-from app.config import Settings
+from app.core.config import Settings
 from app.performance import versioning
 from app.performance.membership import teams_of_movers
 from app.performance.models import CoachingRow, PerformanceRow

@@ -33,15 +33,14 @@ from analytics import rollups
 from analytics import wins as wins_analytics
 from analytics.metrics import to_reporting_currency
 from analytics.periods import Period
-from app import frames
 from app.alerts import lifecycle
 from app.alerts.context import ROW_FIGURES, Context, clean, money, pct, records
 from app.alerts.lifecycle import Candidate, Key
 from app.alerts.models import Alert, AlertRule
 from app.alerts.schemas import check_params
-from app.config import Settings
-from app.db import utcnow
-from app.performance import versioning
+from app.core.base import utcnow
+from app.core.config import Settings
+from app.performance import frames, versioning
 from app.performance.models import Snapshot
 from app.reps.models import Rep
 from app.teams import service as teams_service

@@ -16,10 +16,10 @@ from app.alerts.schemas import (
     AlertRuleUpdate,
     AlertState,
 )
-from app.deps import RecordReaderKey, SessionDep, SettingsDep, TargetWriterKey
-from app.pagination import CursorParam, LimitParam, paginate
-from app.periods import parse
-from app.schemas import Schema
+from app.core.pagination import CursorParam, LimitParam, paginate
+from app.core.periods import parse
+from app.core.schemas import Schema
+from app.http.deps import RecordReaderKey, SessionDep, SettingsDep, TargetWriterKey
 
 rules_router = APIRouter()
 alerts_router = APIRouter()

@@ -5,7 +5,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from app.alerts.models import RULE_EVENTS, STATES
-from app.schemas import Page, Schema, UTCDatetime
+from app.core.schemas import Page, Schema, UTCDatetime
 
 RuleEvent = Literal[
     "target.missed",

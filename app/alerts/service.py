@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.alerts.models import Alert, AlertRule
 from app.alerts.schemas import AlertRuleCreate, AlertRuleUpdate, check_params
 from app.auth.service import Principal
-from app.exceptions import InvalidInputError, NotFoundError
+from app.core.exceptions import InvalidInputError, NotFoundError
 from app.teams import service as teams_service
 
 

@@ -8,8 +8,8 @@ from pydantic import AwareDatetime
 from app.audit import service
 from app.audit.models import AuditEntry
 from app.audit.schemas import AuditPage, AuditRead
-from app.deps import AdminKey, SessionDep
-from app.pagination import CursorParam, LimitParam, paginate
+from app.core.pagination import CursorParam, LimitParam, paginate
+from app.http.deps import AdminKey, SessionDep
 
 router = APIRouter()
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import Field
 
-from app.schemas import Page, Schema, UTCDatetime
+from app.core.schemas import Page, Schema, UTCDatetime
 
 
 class AuditRead(Schema):

@@ -23,8 +23,8 @@ from app.alerts.models import AlertRule
 from app.audit.models import AuditEntry
 from app.auth.models import ApiKey
 from app.auth.service import Principal
-from app.db import utcnow
-from app.deps import CurrentKey, SessionDep
+from app.core.base import utcnow
+from app.http.deps import CurrentKey, SessionDep
 from app.sources.models import Source
 from app.targets.models import Target
 from app.webhooks.models import WebhookEndpoint

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query, status
 from app.auth import service
 from app.auth.models import ApiKey
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPage, ApiKeyRead
-from app.db import utcnow
-from app.deps import AdminKey, SessionDep
-from app.exceptions import ConflictError, NotFoundError
+from app.core.base import utcnow
+from app.core.exceptions import ConflictError, NotFoundError
+from app.http.deps import AdminKey, SessionDep
 from app.reps import service as reps_service
 
 router = APIRouter()

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from app.schemas import Page, Schema, UTCDatetime
+from app.core.schemas import Page, Schema, UTCDatetime
 
 Role = Literal["admin", "analyst", "manager", "viewer"]
 

@@ -11,10 +11,10 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import ROLES, ApiKey
-from app.db import utcnow
-from app.exceptions import AuthenticationError, InvalidInputError, NotFoundError
+from app.core.base import utcnow
+from app.core.exceptions import AuthenticationError, InvalidInputError, NotFoundError
+from app.core.versions import DataVersion, Versions, read_versions
 from app.reps import service as reps_service
-from app.versions import DataVersion, Versions, read_versions
 
 KEY_PREFIX = "qg_"
 
@@ -137,8 +137,9 @@ def identify(*, session: Session, token: str) -> tuple[Principal, Versions]:
 
     A request that gets here reads its key's row afresh (a revoked or expired key is refused
     at once; only the polling fast path keeps what this returned, and only until the next
-    commit: :class:`app.caching.KnownKeys`), and a GET needs the data versions for its ETag anyway
-    (:mod:`app.caching`); joining the two makes the check of a polling client one round trip.
+    commit: :class:`app.http.caching.KnownKeys`), and a GET needs the data versions for its
+    ETag anyway (:mod:`app.http.caching`); joining the two makes the check of a polling
+    client one round trip.
     The versions are those of the request's own transaction, as a separate read would be.
     """
     # Core on the session's connection: the ORM adds nothing to eight plain columns.

@@ -18,10 +18,10 @@ from fastapi.templating import Jinja2Templates
 
 from app.auth import service as auth_service
 from app.auth.service import Principal
+from app.core.exceptions import AuthenticationError, InvalidInputError
 from app.dashboard import formatting
 from app.dashboard import service as dashboard_service
-from app.deps import SessionDep, SettingsDep
-from app.exceptions import AuthenticationError, InvalidInputError
+from app.http.deps import SessionDep, SettingsDep
 
 HERE = Path(__file__).parent
 COOKIE = "qg_dashboard"

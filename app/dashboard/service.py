@@ -19,8 +19,9 @@ from app.alerts import service as alerts_service
 from app.alerts.models import Alert
 from app.alerts.schemas import AlertRead
 from app.auth.service import Principal
-from app.config import Settings
-from app.exceptions import NotFoundError
+from app.core.config import Settings
+from app.core.exceptions import NotFoundError
+from app.core.periods import parse
 from app.performance import compute, versioning
 from app.performance import service as performance
 from app.performance.models import PerformanceRow, Snapshot
@@ -30,7 +31,6 @@ from app.performance.schemas import (
     PerformanceRead,
     SnapshotRead,
 )
-from app.periods import parse
 from app.sources import service as sources_service
 from app.sources.schemas import SourceRead
 from app.teams.models import Team

@@ -5,7 +5,7 @@ from datetime import date, datetime
 from sqlalchemy import Boolean, ForeignKey, Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, utcnow
+from app.core.base import Base, utcnow
 
 DEAL_STATUSES = ("open", "won", "lost")
 

@@ -5,13 +5,13 @@ from datetime import date
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
+from app.core.pagination import CursorParam, LimitParam, paginate
+from app.core.periods import parse, utc_bounds
 from app.deals import service
 from app.deals.models import Deal
 from app.deals.schemas import DealPage, DealRead, DealStatus
-from app.deps import RecordReaderKey, SessionDep, SettingsDep
-from app.pagination import CursorParam, LimitParam, paginate
-from app.params import check_range
-from app.periods import parse, utc_bounds
+from app.http.deps import RecordReaderKey, SessionDep, SettingsDep
+from app.http.params import check_range
 from app.teams.scope import TEAM_SCOPE_DESCRIPTION, TeamScope
 
 router = APIRouter()

@@ -9,11 +9,11 @@ import pandas as pd
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from app import ingest
 from app.activities.models import Activity
-from app.config import get_settings
+from app.core.config import get_settings
 from app.deals.models import Deal, DealStageChange
 from app.demo.generator import DemoConfig, DemoData, generate
+from app.pipeline import ingest
 from app.reps import service as reps_service
 from app.sources.models import Source
 from app.targets import service as targets_service
@@ -194,7 +194,7 @@ def allow_sandbox_destination() -> str:
 
 def sandbox_source(*, session: Session, url: str) -> int:
     """The demo's CRM connection: the local Salesforce sandbox (OAuth, like a real org)."""
-    from app import secrets
+    from app.core import secrets
 
     settings = get_settings()
     credentials = {

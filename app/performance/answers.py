@@ -5,7 +5,7 @@ Two dates, two names. ``as_of`` is "as if today were": a compute's reporting dat
 ``--as-of``, the body of ``POST /api/v1/compute``, ``SnapshotRead.as_of``). ``computed_on`` is
 "the figures as computed on that date": a read endpoint answers from the latest snapshot
 computed on or before it. A read endpoint never takes ``as_of`` (it answers the
-unknown-parameter 422, with a hint: :data:`app.params.HINTS`).
+unknown-parameter 422, with a hint: :data:`app.http.params.HINTS`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import SessionDep
-from app.exceptions import NotFoundError
+from app.core.exceptions import NotFoundError
+from app.http.deps import SessionDep
 from app.performance import versioning
 from app.performance.models import Snapshot
 

@@ -60,9 +60,8 @@ from analytics.periods import (
     shift,
 )
 from analytics.targets import derive_rollup_targets, rollup_parts
-from app import frames
-from app.config import Settings
-from app.performance import versioning
+from app.core.config import Settings
+from app.performance import frames, versioning
 from app.performance.marks import EVERY_PERIOD
 from app.performance.membership import membership as current_membership
 from app.performance.membership import team_in_period
@@ -92,7 +91,7 @@ class Scope:
     data_start: date
     data_end: date
     dirty_days: list[date] = field(default_factory=list)
-    # (day, "deal" | "activity", rep id or ANY_REP), as marked by app.ingest.
+    # (day, "deal" | "activity", rep id or ANY_REP), as marked by app.pipeline.ingest.
     dirty: list[tuple[date, str, int]] = field(default_factory=list)
     # Month indices [first, last] the stored state is exact for (None: read the records).
     stored: tuple[int, int] | None = None

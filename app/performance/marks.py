@@ -1,6 +1,6 @@
 """Dirty marks: what changed since the last compute, for the next incremental one.
 
-Records (deals, activities) are marked by :mod:`app.ingest` as they are written, by UTC day
+Records (deals, activities) are marked by :mod:`app.pipeline.ingest` as they are written, by UTC day
 and rep (``deal`` / ``activity`` marks: their monthly figures are read or shifted again).
 Everything else a figure depends on is marked here, by a ``before_flush`` listener on every
 ORM session, so that each way of writing it (API, CSV upload, import, CRM sync, demo) is

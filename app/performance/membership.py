@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from analytics.periods import FiscalCalendar, period_from_index, period_index
-from app.periods import parse
+from app.core.periods import parse
 from app.reps.models import TeamMembership
 
 

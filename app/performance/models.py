@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, utcnow
+from app.core.base import Base, utcnow
 
 
 class Snapshot(Base):
@@ -186,8 +186,8 @@ class DealChange(Base):
     """A deal inserted or changed since the last compute, with the figures-deciding fields it
     had then (its *before* image; all null, ``existed`` false, for a deal new since).
 
-    Written with the deal by ``app.ingest``; the first change after a compute writes the row
-    and later ones leave it alone, so ``before`` is what the stored figures counted. An
+    Written with the deal by ``app.pipeline.ingest``; the first change after a compute writes
+    the row and later ones leave it alone, so ``before`` is what the stored figures counted. An
     incremental compute subtracts the before image's contribution from the stored monthly
     figures and adds the deal's current one, instead of reading every deal of the months
     the change touched; it deletes the rows it applied, in its own transaction.

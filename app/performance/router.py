@@ -5,19 +5,18 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import select
 
-from app.config import Settings
-from app.deps import (
+from app.core.config import Settings
+from app.core.exceptions import NotFoundError
+from app.core.pagination import CursorParam, LimitParam
+from app.core.periods import parse
+from app.http.deps import (
     MetricsReaderKey,
     RecordReaderKey,
     SessionDep,
     SettingsDep,
     TargetWriterKey,
 )
-from app.exceptions import NotFoundError
-from app.jobs import service as jobs_service
-from app.jobs.schemas import JobRead
-from app.pagination import CursorParam, LimitParam
-from app.params import check_range
+from app.http.params import check_range
 from app.performance import service
 from app.performance.answers import ComputedOn, empty_reason
 from app.performance.models import Snapshot
@@ -39,7 +38,8 @@ from app.performance.schemas import (
     WinRead,
     WinsRead,
 )
-from app.periods import parse
+from app.pipeline.jobs import service as jobs_service
+from app.pipeline.jobs.schemas import JobRead
 from app.reps import service as reps_service
 
 router = APIRouter()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ConfigDict, Field
 
 from analytics.metrics import METRICS
-from app.schemas import Schema, UTCDatetime
+from app.core.schemas import Schema, UTCDatetime
 
 Status = Literal["achieved", "on_track", "at_risk", "missed"]
 PeriodKind = Literal["month", "quarter", "year"]

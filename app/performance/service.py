@@ -16,8 +16,9 @@ from analytics import rollups, trends
 from analytics.metrics import METRICS
 from analytics.periods import FiscalCalendar, period_of
 from app.auth.service import Principal
-from app.config import Settings
-from app.exceptions import InvalidInputError, NotFoundError
+from app.core.config import Settings
+from app.core.exceptions import InvalidInputError, NotFoundError
+from app.core.periods import parse
 from app.performance import ranks, versioning
 from app.performance.membership import teams_of_movers
 from app.performance.models import CoachingRow, MetricRow, PerformanceRow, Snapshot
@@ -33,7 +34,6 @@ from app.performance.schemas import (
     SummaryTeam,
     TeamPerformanceRead,
 )
-from app.periods import parse
 from app.reps.models import Rep
 from app.teams.models import Team
 
@@ -652,7 +652,7 @@ def list_wins(
 ) -> list[dict[str, Any]]:
     """Deals to recognise in a period: above ``min_amount`` or in the period's top percentile."""
     from analytics import wins as wins_analytics
-    from app import frames
+    from app.performance import frames
 
     label = parse(period, settings.calendar).label if period else default_period(settings)
     p = parse(label, settings.calendar)
@@ -689,7 +689,7 @@ def hygiene_report(
 ) -> dict[str, Any]:
     """CRM hygiene per rep today: past-due and stale open deals, activities per week."""
     from analytics import hygiene
-    from app import frames
+    from app.performance import frames
 
     as_of = _today(settings)
     conn = session.connection()

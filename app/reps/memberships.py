@@ -17,8 +17,8 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, event, insert, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
-from app.exceptions import InvalidInputError
+from app.core.base import utcnow
+from app.core.exceptions import InvalidInputError
 from app.reps.models import Rep, TeamMembership
 
 _SPANS = cast(Table, TeamMembership.__table__)

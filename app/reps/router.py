@@ -4,9 +4,9 @@ from typing import Literal
 
 from fastapi import APIRouter
 
-from app.deps import AdminKey, MetricsReaderKey, SessionDep, SettingsDep
-from app.exceptions import NotFoundError
-from app.pagination import CursorParam, LimitParam, paginate
+from app.core.exceptions import NotFoundError
+from app.core.pagination import CursorParam, LimitParam, paginate
+from app.http.deps import AdminKey, MetricsReaderKey, SessionDep, SettingsDep
 from app.reps import service
 from app.reps.models import Rep
 from app.reps.schemas import RepPage, RepRead, RepUpdate

@@ -4,7 +4,7 @@ from datetime import date
 
 from pydantic import ConfigDict, EmailStr, Field
 
-from app.schemas import Page, Schema, UTCDatetime
+from app.core.schemas import Page, Schema, UTCDatetime
 
 
 class RepIdentityRead(Schema):

@@ -5,7 +5,7 @@ from datetime import date
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from app.exceptions import ConflictError, InvalidInputError, NotFoundError
+from app.core.exceptions import ConflictError, InvalidInputError, NotFoundError
 from app.reps import memberships
 from app.reps.models import Rep, RepIdentity
 from app.reps.schemas import RepUpdate

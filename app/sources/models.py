@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, utcnow
+from app.core.base import Base, utcnow
 
 SOURCE_KINDS = ("hubspot", "salesforce", "pipedrive", "csv")
 

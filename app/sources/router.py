@@ -5,10 +5,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request, status
 
 from app.auth.service import Principal
-from app.deps import AdminKey, RecordReaderKey, SessionDep, SettingsDep, require_roles
-from app.jobs import service as jobs_service
-from app.jobs.schemas import JobRead
-from app.pagination import CursorParam, LimitParam, paginate
+from app.core.pagination import CursorParam, LimitParam, paginate
+from app.http.deps import AdminKey, RecordReaderKey, SessionDep, SettingsDep, require_roles
+from app.pipeline.jobs import service as jobs_service
+from app.pipeline.jobs.schemas import JobRead
 from app.sources import service
 from app.sources.models import QuarantinedRecord, Source, SyncRun
 from app.sources.schemas import (

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from app.schemas import Page, Schema, UTCDatetime
+from app.core.schemas import Page, Schema, UTCDatetime
 
 Kind = Literal["hubspot", "salesforce", "pipedrive"]
 

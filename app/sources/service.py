@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from app import netguard, secrets
-from app.config import Settings
-from app.exceptions import ConflictError, InvalidInputError, NotFoundError
+from app.core import netguard, secrets
+from app.core.config import Settings
+from app.core.exceptions import ConflictError, InvalidInputError, NotFoundError
 from app.sources.models import QuarantinedRecord, Source, SyncCursor, SyncRun
 from app.sources.schemas import SourceCreate, SourceRead, SourceUpdate, SyncRunRead
 from connectors import registry

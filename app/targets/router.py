@@ -4,12 +4,12 @@ from fastapi import APIRouter, File, Query, Response, UploadFile, status
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.config import Settings
-from app.deps import MetricsReaderKey, SessionDep, SettingsDep, TargetWriterKey
-from app.exceptions import NotFoundError, PayloadTooLargeError
-from app.pagination import CursorParam, LimitParam, paginate
+from app.core.config import Settings
+from app.core.exceptions import NotFoundError, PayloadTooLargeError
+from app.core.pagination import CursorParam, LimitParam, paginate
+from app.core.periods import parse
+from app.http.deps import MetricsReaderKey, SessionDep, SettingsDep, TargetWriterKey
 from app.performance.schemas import MetricName
-from app.periods import parse
 from app.targets import service
 from app.targets.models import Target
 from app.targets.schemas import (

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from app.schemas import Page, Schema, UTCDatetime
+from app.core.schemas import Page, Schema, UTCDatetime
 
 Method = Literal["last_year_growth", "trailing_average"]
 Fallback = Literal["none", "trailing_average", "team_median"]

@@ -22,12 +22,12 @@ from analytics.periods import (
     same_period_last_year,
 )
 from analytics.periods import shift as shift_period
-from app import frames
 from app.activities.models import Activity
-from app.config import Settings
+from app.core.config import Settings
+from app.core.exceptions import InvalidInputError, NotFoundError
+from app.core.periods import parse
 from app.deals.models import Deal
-from app.exceptions import InvalidInputError, NotFoundError
-from app.periods import parse
+from app.performance import frames
 from app.reps.models import Rep
 from app.targets.models import Target
 from app.targets.schemas import Suggestion, SuggestRequest, TargetCreate

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from app.deps import AdminKey, MetricsReaderKey, SessionDep
-from app.exceptions import NotFoundError
-from app.pagination import CursorParam, LimitParam, paginate
+from app.core.exceptions import NotFoundError
+from app.core.pagination import CursorParam, LimitParam, paginate
+from app.http.deps import AdminKey, MetricsReaderKey, SessionDep
 from app.teams import service
 from app.teams.models import Team
 from app.teams.schemas import TeamCreate, TeamPage, TeamRead, TeamUpdate

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from app.exceptions import ConflictError, InvalidInputError, NotFoundError
+from app.core.exceptions import ConflictError, InvalidInputError, NotFoundError
 from app.teams.models import Team
 from app.teams.schemas import TeamCreate, TeamUpdate
 

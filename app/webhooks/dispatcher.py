@@ -30,9 +30,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks.webhooks import Webhook
 
 from app.alerts.models import Alert
-from app.config import Settings
-from app.db import transaction, utcnow
-from app.exceptions import InvalidInputError
+from app.core.base import utcnow
+from app.core.config import Settings
+from app.core.db import transaction
+from app.core.exceptions import InvalidInputError
 from app.webhooks import service
 from app.webhooks.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 from connectors.http import parse_retry_after

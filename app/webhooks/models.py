@@ -2,7 +2,7 @@
 
 A delivery row is written in the same transaction as the alert it carries, so an alert is
 never raised without its deliveries; the dispatcher sends what is due and records every
-attempt. The secret is stored encrypted (``app.secrets``) and shown only at creation.
+attempt. The secret is stored encrypted (``app.core.secrets``) and shown only at creation.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, utcnow
+from app.core.base import Base, utcnow
 
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 

@@ -28,8 +28,8 @@ import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# The check itself, and the IPv4 addresses an IPv6 address embeds, are app.netguard's.
-from app.netguard import embedded_ipv4  # noqa: E402,F401  (re-exported for callers)
+# The check itself, and the IPv4 addresses an IPv6 address embeds, are app.core.netguard's.
+from app.core.netguard import embedded_ipv4  # noqa: E402,F401  (re-exported for callers)
 
 
 class DestinationRefused(httpcore.ConnectError):

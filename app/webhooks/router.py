@@ -4,9 +4,9 @@ from typing import Literal
 
 from fastapi import APIRouter, Response, status
 
-from app.deps import SessionDep, SettingsDep, TargetWriterKey
-from app.pagination import CursorParam, LimitParam, paginate
-from app.schemas import Schema
+from app.core.pagination import CursorParam, LimitParam, paginate
+from app.core.schemas import Schema
+from app.http.deps import SessionDep, SettingsDep, TargetWriterKey
 from app.webhooks import service
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from app.webhooks.schemas import (

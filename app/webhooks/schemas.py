@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import AnyHttpUrl, ConfigDict, Field, field_validator
 
-from app.schemas import Page, Schema, UTCDatetime
+from app.core.schemas import Page, Schema, UTCDatetime
 from app.webhooks import subscriptions
 
 Format = Literal["standard", "slack"]

@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from app import netguard, secrets
 from app.alerts.models import RULE_EVENTS, Alert
-from app.config import Settings
-from app.db import utcnow
-from app.exceptions import NotFoundError
+from app.core import netguard, secrets
+from app.core.base import utcnow
+from app.core.config import Settings
+from app.core.exceptions import NotFoundError
 from app.teams import service as teams_service
 from app.teams.models import Team
 from app.webhooks import resolve, subscriptions

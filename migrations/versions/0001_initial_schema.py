@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import app.db
+import app.core.base
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -42,11 +42,11 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("is_enabled", sa.Boolean(), nullable=False),
-        sa.Column("last_success_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_success_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("consecutive_failures", sa.Integer(), nullable=False),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sources")),
         sa.UniqueConstraint("name", name=op.f("uq_sources_name")),
     )
@@ -56,8 +56,8 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("manager_id", sa.Integer(), nullable=True),
         sa.Column("parent_id", sa.Integer(), nullable=True),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         # teams and reps reference each other: SQLite takes the forward reference inline (it cannot
         # ALTER constraints later); PostgreSQL gets the constraint once reps exists.
         *([manager_fk] if sqlite else []),
@@ -84,8 +84,8 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("last_seen_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["source_id"],
             ["sources.id"],
@@ -110,8 +110,8 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=20), nullable=False),
         sa.Column("is_active", sa.Boolean(), nullable=False),
         sa.Column("start_date", sa.Date(), nullable=True),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["manager_id"], ["reps.id"], name=op.f("fk_reps_manager_id_reps"), ondelete="SET NULL"
         ),
@@ -139,7 +139,7 @@ def upgrade() -> None:
         sa.Column("source_id", sa.Integer(), nullable=False),
         sa.Column("stream", sa.String(length=50), nullable=False),
         sa.Column("value", sa.String(length=100), nullable=True),
-        sa.Column("updated_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["source_id"],
             ["sources.id"],
@@ -154,8 +154,8 @@ def upgrade() -> None:
         sa.Column("source_id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=20), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
-        sa.Column("started_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("fetched", sa.Integer(), nullable=False),
         sa.Column("inserted", sa.Integer(), nullable=False),
         sa.Column("updated", sa.Integer(), nullable=False),
@@ -188,11 +188,11 @@ def upgrade() -> None:
         sa.Column("owner_external_id", sa.String(length=200), nullable=True),
         sa.Column("type", sa.String(length=10), nullable=False),
         sa.Column("subject", sa.String(length=500), nullable=True),
-        sa.Column("occurred_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("occurred_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("deal_external_id", sa.String(length=200), nullable=True),
-        sa.Column("source_modified_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("source_modified_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("is_deleted", sa.Boolean(), nullable=False),
-        sa.Column("synced_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("synced_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["rep_id"], ["reps.id"], name=op.f("fk_activities_rep_id_reps"), ondelete="SET NULL"
         ),
@@ -220,10 +220,10 @@ def upgrade() -> None:
         sa.Column("key_hash", sa.String(length=64), nullable=False),
         sa.Column("role", sa.String(length=20), nullable=False),
         sa.Column("rep_id", sa.Integer(), nullable=True),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", app.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("revoked_at", app.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("last_used_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_used_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["rep_id"], ["reps.id"], name=op.f("fk_api_keys_rep_id_reps"), ondelete="CASCADE"
         ),
@@ -245,12 +245,12 @@ def upgrade() -> None:
         sa.Column("pipeline", sa.String(length=200), nullable=True),
         sa.Column("probability", sa.Double(), nullable=True),
         sa.Column("status", sa.String(length=10), nullable=False),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("close_date", sa.Date(), nullable=True),
-        sa.Column("closed_at", app.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("source_modified_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("source_modified_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("is_deleted", sa.Boolean(), nullable=False),
-        sa.Column("synced_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("synced_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["rep_id"], ["reps.id"], name=op.f("fk_deals_rep_id_reps"), ondelete="SET NULL"
         ),
@@ -277,7 +277,7 @@ def upgrade() -> None:
         sa.Column("source_id", sa.Integer(), nullable=False),
         sa.Column("external_id", sa.String(length=200), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=True),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["rep_id"], ["reps.id"], name=op.f("fk_rep_identities_rep_id_reps"), ondelete="CASCADE"
         ),
@@ -305,8 +305,8 @@ def upgrade() -> None:
         sa.Column("period_start", sa.Date(), nullable=False),
         sa.Column("period_end", sa.Date(), nullable=False),
         sa.Column("value", sa.Double(), nullable=False),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "(rep_id IS NULL) <> (team_id IS NULL)", name=op.f("ck_targets_one_subject")
         ),
@@ -341,7 +341,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("deal_id", sa.Integer(), nullable=False),
         sa.Column("stage", sa.String(length=200), nullable=False),
-        sa.Column("entered_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("entered_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["deal_id"],
             ["deals.id"],

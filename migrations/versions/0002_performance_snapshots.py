@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import app.db
+import app.core.base
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -23,7 +23,7 @@ def upgrade() -> None:
     op.create_table(
         "dirty_days",
         sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("marked_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("marked_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("day", name=op.f("pk_dirty_days")),
     )
     op.create_table(
@@ -58,7 +58,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=20), nullable=False),
         sa.Column("trigger", sa.String(length=50), nullable=False),
         sa.Column("as_of", sa.Date(), nullable=False),
-        sa.Column("computed_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("computed_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column(
             "periods",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),

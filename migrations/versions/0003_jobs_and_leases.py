@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import app.db
+import app.core.base
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -24,8 +24,8 @@ def upgrade() -> None:
         "leases",
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("holder", sa.String(length=200), nullable=False),
-        sa.Column("expires_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("acquired_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("acquired_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_leases")),
     )
     op.create_table(
@@ -53,9 +53,9 @@ def upgrade() -> None:
         ),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("worker", sa.String(length=200), nullable=True),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("started_at", app.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["source_id"],
             ["sources.id"],

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import app.db
+import app.core.base
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -46,8 +46,8 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_rules")),
     )
     op.create_table(
@@ -69,11 +69,11 @@ def upgrade() -> None:
         sa.Column("secret_encrypted", sa.Text(), nullable=False),
         sa.Column("is_enabled", sa.Boolean(), nullable=False),
         sa.Column("disabled_reason", sa.Text(), nullable=True),
-        sa.Column("disabled_at", app.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("failing_since", app.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("last_success_at", app.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("disabled_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("failing_since", app.core.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_success_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_endpoints")),
     )
     op.create_table(
@@ -96,7 +96,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("snapshot_id", sa.Integer(), nullable=True),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["rule_id"],
             ["alert_rules.id"],
@@ -124,12 +124,12 @@ def upgrade() -> None:
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", app.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("locked_until", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("next_attempt_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("locked_until", app.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_status_code", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("delivered_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("delivered_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["alert_id"],
             ["alerts.id"],
@@ -162,12 +162,12 @@ def upgrade() -> None:
         "webhook_attempts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("delivery_id", sa.Integer(), nullable=False),
-        sa.Column("attempted_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("attempted_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("response_body", sa.Text(), nullable=True),
         sa.Column("duration_ms", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("next_attempt_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["delivery_id"],
             ["webhook_deliveries.id"],

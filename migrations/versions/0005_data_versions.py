@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
+import app.core.base
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -26,7 +26,7 @@ def upgrade() -> None:
         "data_versions",
         sa.Column("scope", sa.String(length=20), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("changed_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("changed_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("scope", name=op.f("pk_data_versions")),
     )
     now = datetime.now(UTC)

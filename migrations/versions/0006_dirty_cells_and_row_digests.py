@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
+import app.core.base
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -21,7 +21,7 @@ VERSIONED = ("coaching_rows", "metric_rows", "performance_rows")
 _old = sa.table(
     "dirty_days",
     sa.column("day", sa.Date()),
-    sa.column("marked_at", app.db.UTCDateTime(timezone=True)),
+    sa.column("marked_at", app.core.base.UTCDateTime(timezone=True)),
 )
 
 
@@ -30,7 +30,7 @@ def _dirty_days(*extra: sa.Column[object]) -> sa.Table:
         "dirty_days",
         sa.Column("day", sa.Date(), nullable=False),
         *extra,
-        sa.Column("marked_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("marked_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("day", *(c.name for c in extra), name=op.f("pk_dirty_days")),
     )
 
@@ -62,7 +62,7 @@ def downgrade() -> None:
     op.drop_table("dirty_days")
     table = _dirty_days()
     if old:
-        now = app.db.utcnow()
+        now = app.core.base.utcnow()
         op.bulk_insert(table, [{"day": day, "marked_at": now} for (day,) in old])
     for name in reversed(VERSIONED):
         with op.batch_alter_table(name, schema=None) as batch_op:

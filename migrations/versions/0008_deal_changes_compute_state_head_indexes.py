@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
+import app.core.base
 
 revision: str = "0008"
 down_revision: str | None = "0007"
@@ -39,11 +39,11 @@ def upgrade() -> None:
         sa.Column("amount", sa.Double(), nullable=True),
         sa.Column("currency", sa.String(length=3), nullable=True),
         sa.Column("status", sa.String(length=10), nullable=True),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("close_date", sa.Date(), nullable=True),
-        sa.Column("closed_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", app.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("is_deleted", sa.Boolean(), nullable=True),
-        sa.Column("marked_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("marked_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("source_id", "external_id", name=op.f("pk_deal_changes")),
     )
     with op.batch_alter_table("coaching_rows", schema=None) as batch_op:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
+import app.core.base
 
 revision: str = "0011"
 down_revision: str | None = "0010"
@@ -34,7 +34,7 @@ def upgrade() -> None:
         ),
         sa.Column("valid_from", sa.Date(), nullable=True),
         sa.Column("valid_to", sa.Date(), nullable=True),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.base.UTCDateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_team_memberships_rep_id", "team_memberships", ["rep_id"])
     op.create_index("ix_team_memberships_team_id", "team_memberships", ["team_id"])

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import app.db
+import app.core.base
 
 revision: str = "0012"
 down_revision: str | None = "0011"
@@ -34,10 +34,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("current_snapshot_id", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("revision", sa.Integer(), server_default="0", nullable=False))
         batch_op.add_column(
-            sa.Column("updated_at", app.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("updated_at", app.core.base.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(
-            sa.Column("resolved_at", app.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("resolved_at", app.core.base.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(sa.Column("resolved_reason", sa.String(length=30), nullable=True))
         batch_op.create_index("ix_alerts_state_period", ["state", "period"], unique=False)

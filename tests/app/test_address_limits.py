@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from app.limits import client_address, parse_networks
+from app.http.limits import client_address, parse_networks
 
 BOGUS = {"Authorization": "Bearer qg_not_a_key"}
 

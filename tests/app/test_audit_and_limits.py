@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.audit.models import AuditEntry
-from app.limits import RateLimiter
+from app.http.limits import RateLimiter
 
 
 def _entries(session, entity_type: str) -> list[AuditEntry]:

@@ -9,8 +9,8 @@ from datetime import date
 from sqlalchemy import select
 
 from app.alerts.models import Alert
+from app.core.versions import DataVersion
 from app.performance import compute
-from app.versions import DataVersion
 
 AS_OF = date(2026, 2, 20)
 

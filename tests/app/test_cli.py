@@ -10,10 +10,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from app.alerts import service as alerts_service
-from app.db import make_engine, make_sessionmaker, transaction
+from app.core.db import make_sessionmaker, transaction
+from app.core.migrate import upgrade
 from app.demo.load import load_demo
-from app.jobs.models import Job
-from app.migrate import upgrade
+from app.pipeline.jobs.models import Job
+from app.pipeline.records import open_engine
 from tests.conftest import TEST_SECRET_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +33,7 @@ def _quotagap(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_compute_runs_the_chain_as_a_recorded_job(tmp_path):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    engine = make_engine(url)
+    engine = open_engine(url)
     upgrade(engine)
     factory = make_sessionmaker(engine)
     with transaction(factory) as session:

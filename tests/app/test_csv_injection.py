@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select
 
 from app.alerts.models import Alert
-from app.exports import to_csv
-from app.jobs.models import Job
+from app.http.exports import to_csv
 from app.performance import compute
+from app.pipeline.jobs.models import Job
 from app.sources.models import QuarantinedRecord, SyncRun
 from app.targets.models import Target
 

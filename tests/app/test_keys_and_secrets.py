@@ -11,10 +11,11 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from sqlalchemy import select
 
-from app import secrets
-from app.config import Settings
-from app.db import make_engine, make_sessionmaker, transaction
-from app.migrate import upgrade
+from app.core import secrets
+from app.core.config import Settings
+from app.core.db import make_sessionmaker, transaction
+from app.core.migrate import upgrade
+from app.pipeline.records import open_engine
 from app.sources.models import Source
 from app.webhooks.models import WebhookEndpoint
 
@@ -74,7 +75,7 @@ def _cli(url: str, key: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_secret_key_rotation_re_encrypts_everything(tmp_path):
     old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     url = f"sqlite:///{tmp_path / 'keys.db'}"
-    engine = make_engine(url)
+    engine = open_engine(url)
     upgrade(engine)
     factory = make_sessionmaker(engine)
     old = Settings(database_url=url, secret_key=old_key)

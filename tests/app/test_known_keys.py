@@ -1,5 +1,5 @@
 """The polling fast path keeps keys and versions in memory while nothing is committed
-(app.caching.KnownKeys, app.watch.CommitWatch), and sees every commit at once.
+(app.http.caching.KnownKeys, app.core.watch.CommitWatch), and sees every commit at once.
 
 These tests need writes that really commit, as in production: each gets a database of its
 own (the shared test database rolls every test back, and a rolled-back write is no commit).
@@ -19,10 +19,12 @@ from sqlalchemy import Engine, event, update
 
 from app.auth import service as auth_service
 from app.auth.models import ApiKey
-from app.config import Settings
-from app.db import make_engine, make_sessionmaker, transaction, utcnow
-from app.main import create_app
-from app.migrate import upgrade
+from app.core.base import utcnow
+from app.core.config import Settings
+from app.core.db import make_sessionmaker, transaction
+from app.core.migrate import upgrade
+from app.http.main import create_app
+from app.pipeline.records import open_engine
 from app.teams.models import Team
 from tests.conftest import TEST_SECRET_KEY, _drop_postgres_database, _postgres_database
 
@@ -33,7 +35,7 @@ URL = "/api/v1/teams"
 def committed(backend: str, tmp_path: Any) -> Iterator[tuple[str, Engine]]:
     name = f"qg_keys_{uuid.uuid4().hex[:8]}"
     url = f"sqlite:///{tmp_path / 'keys.db'}" if backend == "sqlite" else _postgres_database(name)
-    engine = make_engine(url)
+    engine = open_engine(url)
     upgrade(engine)
     yield url, engine
     engine.dispose()

@@ -16,8 +16,8 @@ import pytest
 
 from app.alerts.models import Alert
 from app.auth import service as auth_service
-from app.db import utcnow
-from app.jobs.models import Job
+from app.core.base import utcnow
+from app.pipeline.jobs.models import Job
 from app.webhooks.models import WebhookDelivery
 
 ALL = frozenset({"admin", "analyst", "manager", "viewer"})

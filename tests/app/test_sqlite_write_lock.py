@@ -22,10 +22,11 @@ import pytest
 import uvicorn
 
 from app.auth import service as auth_service
-from app.config import Settings
-from app.db import make_engine, make_sessionmaker, transaction
-from app.main import create_app
-from app.migrate import upgrade
+from app.core.config import Settings
+from app.core.db import make_sessionmaker, transaction
+from app.core.migrate import upgrade
+from app.http.main import create_app
+from app.pipeline.records import open_engine
 from app.teams.models import Team
 from tests.conftest import TEST_SECRET_KEY
 
@@ -52,7 +53,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
         rate_limit_per_minute=1_000_000,
         rate_limit_burst=1_000_000,
     )
-    engine = make_engine(url, busy_timeout_ms=BUSY_TIMEOUT_MS)
+    engine = open_engine(url, busy_timeout_ms=BUSY_TIMEOUT_MS)
     upgrade(engine)
     with transaction(make_sessionmaker(engine)) as session:
         _, token = auth_service.create(session=session, role="admin")

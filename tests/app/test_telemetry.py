@@ -13,11 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.jobs.models import Job
-from app.main import create_app
+from app.http.main import create_app
+from app.http.telemetry import UNMATCHED, HttpMetrics
 from app.performance import compute
+from app.pipeline.jobs.models import Job
 from app.sources.models import QuarantinedRecord, SyncRun
-from app.telemetry import UNMATCHED, HttpMetrics
 from app.webhooks.models import WebhookDelivery
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

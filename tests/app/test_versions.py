@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from app.db import make_engine, make_sessionmaker, transaction
-from app.migrate import upgrade
+from app.core.db import make_sessionmaker, transaction
+from app.core.migrate import upgrade
+from app.core.versions import DataVersion
+from app.pipeline.records import open_engine
 from app.reps.models import Rep
-from app.versions import DataVersion
 
 
 def _version(factory, scope: str) -> int:
@@ -16,7 +17,7 @@ def _version(factory, scope: str) -> int:
 
 
 def test_writes_bump_their_scope_once_committed(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    engine = open_engine(f"sqlite:///{tmp_path / 'v.db'}")
     upgrade(engine)
     factory = make_sessionmaker(engine)
     records, config = _version(factory, "records"), _version(factory, "config")

@@ -15,15 +15,16 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app import secrets
 from app.activities.models import Activity
-from app.db import make_engine, make_sessionmaker, transaction
+from app.core import secrets
+from app.core.db import make_sessionmaker, transaction
+from app.core.migrate import upgrade
 from app.deals.models import Deal
 from app.demo.sandbox import sandbox_state
-from app.migrate import upgrade
+from app.pipeline import sync as engine
+from app.pipeline.records import open_engine
 from app.reps.models import Rep
 from app.sources.models import Source, SyncCursor, SyncRun
-from app.sync import engine
 from connectors import registry
 from connectors.sandbox.common import ServerThread
 from tests.conftest import TEST_SECRET_KEY, _drop_postgres_database, _postgres_database
@@ -200,7 +201,7 @@ def fresh_url(backend, tmp_path):
 @pytest.mark.parametrize("kind", KINDS)
 def test_sigkill_mid_sync_then_rerun_has_every_record_once(fresh_url, settings, kind):
     state = sandbox_state(**DEMO)
-    db = make_engine(fresh_url)
+    db = open_engine(fresh_url)
     upgrade(db)
     factory = make_sessionmaker(db)
     tuned = settings.model_copy(update={"database_url": fresh_url})

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.sync.engine import _coalesce, _Prefetch
+from app.pipeline.sync import _coalesce, _Prefetch
 from connectors.base import Page, Reject
 
 

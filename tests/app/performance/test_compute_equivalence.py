@@ -1,6 +1,7 @@
 """The compute job's fast paths against the straightforward ones they replaced.
 
-* ``app.frames``: the chunked DB-API / COPY readers against ``pd.read_sql_query`` through
+* ``app.performance.frames``: the chunked DB-API / COPY readers against
+  ``pd.read_sql_query`` through
   SQLAlchemy (the reference below), on both backends, with awkward rows (NULLs, deleted
   records, boundary timestamps, microseconds, an unusual activity type).
 * the result rows written (performance, metric and coaching rows) against the
@@ -24,10 +25,9 @@ from sqlalchemy import Connection, column, delete, or_, select, table
 from analytics import drivers
 from analytics.metrics import METRIC_COLUMNS, period_metrics
 from analytics.periods import period_from_index
-from app import frames
 from app.demo.generator import DemoConfig
 from app.demo.load import load_demo
-from app.performance import compute, versioning
+from app.performance import compute, frames, versioning
 from app.performance.membership import team_in_period
 from app.performance.models import VERSIONING_COLUMNS, PerformanceRow
 from app.reps.models import Rep, TeamMembership

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app import ingest
 from app.activities.models import Activity
 from app.deals.models import Deal
 from app.demo.generator import DemoConfig
@@ -25,6 +24,7 @@ from app.performance.models import (
     MetricRow,
     PerformanceRow,
 )
+from app.pipeline import ingest
 from app.reps.models import Rep
 from app.targets import service as targets_service
 from connectors.base import ACTIVITY_FIELDS, DEAL_FIELDS

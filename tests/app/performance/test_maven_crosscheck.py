@@ -7,12 +7,12 @@ from datetime import date
 
 import duckdb
 import pytest
+from tests.app.pipeline.imports.test_import import MAPPING, MAVEN
 
-from app.config import Settings
-from app.imports import service as imports
-from app.imports.mapping import Mapping
+from app.core.config import Settings
 from app.performance import compute
-from tests.app.imports.test_import import MAPPING, MAVEN
+from app.pipeline.imports import service as imports
+from app.pipeline.imports.mapping import Mapping
 
 AS_OF = date(2018, 1, 2)  # every 2017 quarter has ended
 

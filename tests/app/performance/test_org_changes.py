@@ -13,12 +13,12 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from app import ingest
 from app.deals.models import Deal
 from app.demo.generator import DemoConfig
 from app.demo.load import load_demo
 from app.performance import compute, versioning
 from app.performance.models import CoachingRow, DirtyDay, MetricRow, PerformanceRow, Snapshot
+from app.pipeline import ingest
 from app.reps import memberships
 from app.reps.models import Rep, TeamMembership
 from app.targets import service as targets_service

@@ -107,7 +107,7 @@ def test_sort_filter_and_pagination_stay_on_one_snapshot(client, factory, demo, 
 def test_incremental_recompute_touches_only_changed_periods(
     client, factory, demo, session, settings
 ):
-    from app import ingest
+    from app.pipeline import ingest
 
     h = factory.key("analyst")
     before = _get(client, "/api/v1/performance", h, period="2026-03", metric="won_revenue")
@@ -265,7 +265,7 @@ def test_seasonal_and_working_day_pacing(client, factory, demo, session, setting
 def test_persistent_underperformer_survives_incremental_recompute(
     client, factory, session, settings
 ):
-    from app import ingest
+    from app.pipeline import ingest
 
     rep = factory.rep(start_date=date(2025, 1, 1))
     source = factory.source()

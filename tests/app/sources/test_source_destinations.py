@@ -15,9 +15,9 @@ import httpx
 import pytest
 from sqlalchemy.orm import object_session
 
-from app import secrets
+from app.core import secrets
+from app.pipeline import sync as engine
 from app.sources.models import Source
-from app.sync import engine
 
 PUBLIC = "93.184.216.34"  # what the fake DNS answers for a public CRM host
 

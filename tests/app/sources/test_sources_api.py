@@ -77,7 +77,7 @@ def test_only_admins_manage_sources(client, factory):
 
 
 def test_patch_replaces_credentials_without_showing_them(client, factory, session, settings):
-    from app import secrets
+    from app.core import secrets
 
     h = factory.key("admin")
     sid = client.post(

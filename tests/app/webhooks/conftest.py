@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy.orm import Session
 
 from app.alerts.models import Alert
-from app.config import Settings
-from app.db import utcnow
+from app.core.base import utcnow
+from app.core.config import Settings
 from app.webhooks import service as webhooks_service
 from tests.app.webhooks.receiver import Receiver
 from tests.conftest import _drop_postgres_database, _postgres_database

@@ -13,11 +13,12 @@ from email.utils import format_datetime
 import pytest
 from sqlalchemy import func, select
 
-from app import secrets
 from app.alerts.models import Alert
-from app.config import Settings
-from app.db import make_engine, make_sessionmaker, transaction
-from app.migrate import upgrade
+from app.core import secrets
+from app.core.config import Settings
+from app.core.db import make_sessionmaker, transaction
+from app.core.migrate import upgrade
+from app.pipeline.records import open_engine
 from app.webhooks import service as webhooks_service
 from app.webhooks.dispatcher import Dispatcher
 from app.webhooks.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
@@ -462,7 +463,7 @@ def test_a_crash_between_sending_and_recording_resends_the_same_id(
 
 
 def test_two_dispatchers_racing_never_send_a_delivery_twice(fresh_url, receiver):
-    engine = make_engine(fresh_url)
+    engine = open_engine(fresh_url)
     upgrade(engine)
     factory = make_sessionmaker(engine)
     settings = Settings(

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from app import secrets
-from app.config import Settings
-from app.db import make_engine, make_sessionmaker, transaction
-from app.migrate import upgrade
+from app.core import secrets
+from app.core.config import Settings
+from app.core.db import make_sessionmaker, transaction
+from app.core.migrate import upgrade
+from app.pipeline.records import open_engine
 from app.webhooks import service as webhooks_service
 from app.webhooks.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 from tests.app.webhooks.conftest import raise_alerts
@@ -40,7 +41,7 @@ def _wait(condition: Callable[[], bool], what: str, logs: list[Path], timeout: f
 
 
 def test_an_outage_with_a_restart_loses_nothing(fresh_url, tmp_path):
-    engine = make_engine(fresh_url)
+    engine = open_engine(fresh_url)
     upgrade(engine)
     factory = make_sessionmaker(engine)
     settings = Settings(

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from app.exceptions import InvalidInputError
+from app.core.exceptions import InvalidInputError
 from app.webhooks import service as webhooks_service
 from app.webhooks.dispatcher import Dispatcher
 from app.webhooks.resolve import embedded_ipv4

@@ -7,7 +7,7 @@ import json
 import pytest
 from sqlalchemy import select, text
 
-from app.db import utcnow
+from app.core.base import utcnow
 from app.webhooks import service as webhooks_service
 from app.webhooks.dispatcher import Dispatcher
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint

@@ -1,0 +1,481 @@
+"""The sync engine: drives any connector's streams into storage, page by page.
+
+Guarantees (whatever the CRM):
+
+* Each page's records and the stream's cursor are written in ONE transaction. A sync killed at
+  any point leaves whole pages behind it, and the next run resumes from the stored cursor.
+* Streams are read from ``cursor - lookback`` with ``>=``: late and equal timestamps are common,
+  and re-reading a record is harmless because records are upserted by (source, external id)
+  and identical ones are not written at all. Re-running a sync with no changes writes nothing.
+* The cursor never moves past the run's start time, so a record modified during the run is
+  read again by the next one.
+* A record that cannot be mapped, or whose owner is unknown, is quarantined with its reason
+  and raw payload; the sync goes on.
+
+Throughput: a sync mostly waits, on the CRM for the next page and on the database to write the
+last one. A reader thread (``_Prefetch``) therefore fetches and maps pages ahead of the writer,
+within a bounded number of records, and the writer stores consecutive pages together, about
+``COALESCE_RECORDS`` per transaction (``_coalesce``): fewer, larger transactions than the
+CRM's page size allows (HubSpot's search pages hold 200 records), with the same all-or-nothing
+guarantee, since the cursor stored is the last page's. Only the writer touches the database;
+the reader's one database write (rotated OAuth tokens) takes the same lock as the writer's
+transactions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.activities.models import Activity
+from app.core import secrets
+from app.core.base import utcnow
+from app.core.config import Settings
+from app.core.db import transaction
+from app.deals.models import Deal
+from app.pipeline import ingest
+from app.reps import service as reps_service
+from app.reps.models import Rep
+from app.sources import service as sources_service
+from app.sources.models import Source, SyncCursor, SyncRun
+from app.teams import service as teams_service
+from connectors import registry
+from connectors.base import ACTIVITY_FIELDS, DEAL_FIELDS, Page, Reject, iso, parse_datetime
+
+log = logging.getLogger(__name__)
+
+LOOKBACK = timedelta(minutes=5)
+# What an OAuth refresh may change: the tokens, and where the account lives now.
+TOKEN_FIELDS = {"access_token", "refresh_token", "instance_url", "api_domain"}
+MODELS: dict[str, type[Deal] | type[Activity]] = {"deals": Deal, "activities": Activity}
+FIELDS = {"deals": DEAL_FIELDS, "activities": ACTIVITY_FIELDS}
+OBJECT_TYPE = {"owners": "owner", "deals": "deal", "activities": "activity"}
+# Records the reader may hold ahead of the writer (bounds memory whatever the page size), and
+# the most one transaction stores: large enough to amortise a transaction's fixed queries,
+# small enough that a kill loses little work.
+PREFETCH_RECORDS = 8000
+COALESCE_RECORDS = 4000
+
+
+class SyncAlreadyRunning(RuntimeError):
+    pass
+
+
+def run_sync(
+    *,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    source_id: int,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    lookback: timedelta = LOOKBACK,
+    on_page: Callable[[SyncRun], None] | None = None,
+) -> SyncRun:
+    """Sync one source now; returns the finished run (succeeded or failed)."""
+    started = time.perf_counter()
+    with transaction(session_factory) as session:
+        source = session.get(Source, source_id)
+        if source is None:
+            raise LookupError(f"source {source_id} not found")
+        # A run left "running" by a crashed process is over: say so instead of waiting forever.
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.source_id == source_id, SyncRun.status == "running")
+            .values(status="failed", finished_at=utcnow(), error="interrupted (process ended)")
+        )
+        run = SyncRun(source_id=source_id, kind="sync", status="running")
+        session.add(run)
+        session.flush()
+        run_id = run.id
+        kind, base_url, config = source.kind, source.base_url, dict(source.config)
+        credentials = secrets.decrypt(settings, source.credentials_encrypted)
+    run_start = utcnow()
+    # The reader thread refreshes tokens while the writer stores pages: one writer at a time
+    # (a test's session factory shares one connection, which no two threads may use at once).
+    db_lock = threading.Lock()
+
+    # Every request goes through the address guard (SSRF): no credentials to internal hosts.
+    guard = sources_service.request_guard(settings)
+    store_tokens = _token_store(
+        session_factory, settings, source_id, credentials, db_lock=db_lock, guard=guard
+    )
+
+    error: str | None = None
+    try:
+        connector = registry.connector_for(
+            kind,
+            base_url=base_url,
+            credentials=credentials,
+            config=config,
+            on_refresh=store_tokens,
+            transport=transport,
+            sleep=sleep,
+            request_guard=guard,
+        )
+        try:
+            streams = list(connector.streams())
+            with db_lock, transaction(session_factory) as session:
+                current = session.get(SyncRun, run_id)
+                assert current is not None
+                current.details = {**current.details, "stream_count": len(streams)}
+            for stream in streams:
+                _sync_stream(
+                    session_factory,
+                    source_id,
+                    run_id,
+                    stream.name,
+                    stream.pages,
+                    run_start=run_start,
+                    lookback=lookback,
+                    on_page=on_page,
+                    db_lock=db_lock,
+                )
+        finally:
+            connector.client.close()
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        log.warning("sync of source %s failed: %s", source_id, error)
+    with transaction(session_factory) as session:
+        done = session.get(SyncRun, run_id)
+        source = session.get(Source, source_id)
+        assert done is not None and source is not None
+        done.status = "failed" if error else "succeeded"
+        done.error = error
+        done.finished_at = utcnow()
+        done.details = {**done.details, "duration_s": round(time.perf_counter() - started, 3)}
+        seen = done.details.get("earliest_day")
+        notice = ingest.horizon_notice(settings, date.fromisoformat(seen) if seen else None)
+        if notice:
+            done.details = {**done.details, "notices": [notice]}
+            log.warning("sync of source %s: %s", source_id, notice)
+        if error:
+            source.last_error = error
+            source.consecutive_failures += 1
+        else:
+            source.last_success_at = done.finished_at
+            source.last_error = None
+            source.consecutive_failures = 0
+    with session_factory() as session:
+        final = session.get(SyncRun, run_id)
+        assert final is not None
+        return final
+
+
+def _token_store(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    source_id: int,
+    credentials: dict[str, Any],
+    *,
+    db_lock: threading.Lock,
+    guard: Callable[[str], None],
+) -> Callable[[dict[str, Any]], None]:
+    """What a sync does with a token answer (``on_refresh``): keeps the tokens, encrypted."""
+
+    def store_tokens(payload: dict[str, Any]) -> None:
+        # A token answer may say the account moved: a host the guard refuses is not stored,
+        # and fails the sync once the rotated tokens are safe.
+        refused = sources_service.refused_token_urls(payload, guard)
+        # Rotated OAuth tokens are kept (encrypted) at once: losing them would lock us out.
+        credentials.update(
+            {k: v for k, v in payload.items() if k in TOKEN_FIELDS and v and k not in refused}
+        )
+        with db_lock, transaction(session_factory) as s:
+            src = s.get(Source, source_id)
+            if src is not None:
+                src.credentials_encrypted = secrets.encrypt(settings, credentials)
+                # Salesforce may move an org to another host
+                if payload.get("instance_url") and "instance_url" not in refused:
+                    src.base_url = str(payload["instance_url"]).rstrip("/")
+        if refused:
+            raise next(iter(refused.values()))
+
+    return store_tokens
+
+
+def _sync_stream(
+    session_factory: sessionmaker[Session],
+    source_id: int,
+    run_id: int,
+    stream_name: str,
+    pages: Callable[[datetime | None], Iterator[Page]],
+    *,
+    run_start: datetime,
+    lookback: timedelta,
+    on_page: Callable[[SyncRun], None] | None,
+    db_lock: threading.Lock,
+) -> None:
+    with db_lock, session_factory() as session:
+        cursor = session.get(SyncCursor, (source_id, stream_name))
+        stored = parse_datetime(cursor.value, "cursor") if cursor and cursor.value else None
+    since = stored - lookback if stored else None
+    managers: dict[str, str] = {}
+    reader = _Prefetch(pages(since), PREFETCH_RECORDS)
+    try:
+        for batch in reader.batches(1 if stream_name == "owners" else COALESCE_RECORDS):
+            page = _coalesce(batch)
+            with db_lock, transaction(session_factory) as session:
+                current = session.get(SyncRun, run_id)
+                assert current is not None
+                run = current
+                if stream_name == "owners":
+                    _store_owners(session, source_id, page, managers)
+                else:
+                    _store_records(session, source_id, stream_name, page, run)
+                _quarantine(session, source_id, stream_name, page)
+                _advance(session, source_id, stream_name, page.cursor, run_start)
+                run.fetched += page.fetched
+                run.quarantined += len(page.rejects)
+                run.pages += len(batch)
+                progress = dict(run.details.get("streams", {}))
+                progress[stream_name] = progress.get(stream_name, 0) + page.fetched
+                totals = dict(run.details.get("totals", {}))
+                if page.total is not None:
+                    totals.setdefault(stream_name, page.total)
+                run.details = {**run.details, "streams": progress, "totals": totals}
+            if on_page is not None:
+                on_page(run)
+    finally:
+        reader.close()
+    if managers:
+        with db_lock, transaction(session_factory) as session:
+            _link_managers(session, source_id, managers)
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _Prefetch:
+    """A stream's pages read in a thread, at most ``budget`` records ahead of the writer.
+
+    The pages keep their order; an error of the reader reaches the writer after the pages read
+    before it, exactly where a plain loop over the pages would have raised it.
+    """
+
+    def __init__(self, pages: Iterator[Page], budget: int) -> None:
+        self._budget = budget
+        self._items: list[Page | _Failed | None] = []  # None: the stream ended
+        self._held = 0  # records in self._items
+        self._stop = False
+        self._ready = threading.Condition()
+        self._thread = threading.Thread(
+            target=self._read, args=(pages,), name="sync-reader", daemon=True
+        )
+        self._thread.start()
+
+    def _read(self, pages: Iterator[Page]) -> None:
+        item: Page | _Failed | None
+        try:
+            for page in pages:
+                if not self._put(page, len(page.records) + len(page.rejects)):
+                    return
+            item = None
+        except BaseException as exc:  # handed to the writer, which raises it
+            item = _Failed(exc)
+        self._put(item, 0)
+
+    def _put(self, item: Page | _Failed | None, size: int) -> bool:
+        with self._ready:
+            # One page always fits, however large: a stream must be able to progress.
+            while self._items and self._held + size > self._budget and not self._stop:
+                self._ready.wait()
+            if self._stop:
+                return False
+            self._items.append(item)
+            self._held += size
+            self._ready.notify_all()
+            return True
+
+    def batches(self, limit: int) -> Iterator[list[Page]]:
+        """Consecutive pages of about ``limit`` records (fewer at the end of the stream or
+        before an error; a single page may be more).
+
+        The writer waits for a full batch rather than storing whatever is ready: the reader
+        goes on meanwhile, so waiting costs nothing, while small transactions would cost the
+        writer more per record exactly when it is behind.
+        """
+        while True:
+            batch: list[Page] = []
+            size = 0
+            failed: _Failed | None = None
+            ended = full = False
+            with self._ready:
+                while not (ended or full or failed):
+                    while not self._items:
+                        self._ready.wait()
+                    while self._items:
+                        head = self._items[0]
+                        if isinstance(head, Page):
+                            n = len(head.records) + len(head.rejects)
+                            if batch and size + n > limit:
+                                full = True
+                                break
+                            batch.append(head)
+                            size += n
+                            self._held -= n
+                        elif head is None:
+                            ended = True
+                        else:
+                            failed = head
+                        self._items.pop(0)
+                        if ended or failed:
+                            break
+                    full = full or size >= limit
+                    self._ready.notify_all()
+            if batch:
+                yield batch
+            if failed is not None:
+                raise failed.error
+            if ended:
+                return
+
+    def close(self) -> None:
+        with self._ready:
+            self._stop = True
+            self._ready.notify_all()
+        # A reader inside a request finishes it (or times out) on its own; not waited for.
+        self._thread.join(timeout=1.0)
+
+
+def _coalesce(batch: list[Page]) -> Page:
+    """Consecutive pages of one stream as one page that stores the same end state.
+
+    A record repeated in a later page (changed while paging, or re-read at a boundary) is stored
+    as its latest version only, and an earlier page's reject of a record that a later page
+    carries is dropped: processed one page at a time, the later page would have released it.
+    """
+    if len(batch) == 1:
+        return batch[0]
+    latest: dict[Any, dict[str, Any]] = {}
+    rejects: list[Reject] = []
+    cursors: list[datetime] = []
+    fetched = 0
+    for page in batch:
+        for record in page.records:
+            key = record.get("external_id")
+            latest.pop(key, None)  # re-inserted: keeps the order of the latest versions
+            latest[key] = record
+        fresh = {r.get("external_id") for r in page.records}
+        rejects = [r for r in rejects if r.external_id not in fresh]
+        rejects.extend(page.rejects)
+        fetched += page.fetched
+        if page.cursor is not None:
+            stamp = parse_datetime(page.cursor, "cursor")
+            assert stamp is not None
+            cursors.append(stamp)
+    return Page(
+        records=list(latest.values()),
+        rejects=rejects,
+        cursor=iso(max(cursors)) if cursors else None,
+        fetched=fetched,
+        total=next((p.total for p in batch if p.total is not None), None),
+    )
+
+
+def _advance(
+    session: Session, source_id: int, stream: str, page_cursor: str | None, run_start: datetime
+) -> None:
+    if page_cursor is None:
+        return
+    value = parse_datetime(page_cursor, "cursor")
+    assert value is not None
+    value = min(value, run_start)
+    row = session.get(SyncCursor, (source_id, stream))
+    if row is None:
+        session.add(SyncCursor(source_id=source_id, stream=stream, value=iso(value)))
+        return
+    current = parse_datetime(row.value, "cursor") if row.value else None
+    if current is None or value > current:
+        row.value = iso(value)
+
+
+def _store_owners(session: Session, source_id: int, page: Page, managers: dict[str, str]) -> None:
+    for owner in page.records:
+        rep = reps_service.resolve_identity(
+            session=session,
+            source_id=source_id,
+            external_id=str(owner["external_id"]),
+            name=owner.get("name") or str(owner.get("email") or owner["external_id"]),
+            email=owner.get("email"),
+            is_active=bool(owner.get("is_active", True)),
+        )
+        rep.is_active = bool(owner.get("is_active", True))
+        if owner.get("team_name") and rep.team_id is None:
+            rep.team_id = teams_service.get_or_create(
+                session=session, name=str(owner["team_name"])
+            ).id
+        if owner.get("manager_external_id"):
+            managers[str(owner["external_id"])] = str(owner["manager_external_id"])
+
+
+def _link_managers(session: Session, source_id: int, managers: dict[str, str]) -> None:
+    """The CRM's hierarchy (Salesforce ManagerId): who reports to whom, and who manages."""
+    ids = reps_service.identity_map(session=session, source_id=source_id)
+    for report, manager in managers.items():
+        rep_id, manager_id = ids.get(report), ids.get(manager)
+        if rep_id is None or manager_id is None or rep_id == manager_id:
+            continue
+        rep = session.get(Rep, rep_id)
+        boss = session.get(Rep, manager_id)
+        if rep is None or boss is None:
+            continue
+        rep.manager_id = manager_id
+        boss.role = "manager"
+
+
+def _store_records(session: Session, source_id: int, stream: str, page: Page, run: SyncRun) -> None:
+    ids = reps_service.identity_map(session=session, source_id=source_id)
+    rows: list[dict[str, Any]] = []
+    for record in page.records:
+        owner = record.get("owner_external_id")
+        rep_id = ids.get(str(owner)) if owner is not None else None
+        if rep_id is None:
+            reason = "missing owner" if owner is None else f"unknown owner {owner!r}"
+            page.rejects.append(_reject(record, reason))
+            continue
+        rows.append({**{f: record.get(f) for f in FIELDS[stream]}, "rep_id": rep_id})
+    counts = ingest.upsert_records(session, MODELS[stream], source_id, rows)
+    ingest.release(session, source_id, OBJECT_TYPE[stream], [r["external_id"] for r in rows])
+    run.inserted += counts.inserted
+    run.updated += counts.updated
+    run.deleted += counts.deleted
+    if counts.earliest is not None:
+        seen = run.details.get("earliest_day")
+        first = ingest.earliest(counts.earliest, date.fromisoformat(seen) if seen else None)
+        run.details = {**run.details, "earliest_day": str(first)}
+
+
+def _reject(record: dict[str, Any], reason: str) -> Reject:
+    raw = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in record.items()}
+    return Reject(str(record.get("external_id")), reason, raw)
+
+
+def _quarantine(session: Session, source_id: int, stream: str, page: Page) -> None:
+    if page.rejects:
+        ingest.quarantine(
+            session,
+            source_id,
+            OBJECT_TYPE[stream],
+            [(r.external_id, r.reason, r.raw) for r in page.rejects],
+        )
+
+
+def latest_runs(session: Session, source_id: int, limit: int = 20) -> list[SyncRun]:
+    return list(
+        session.scalars(
+            select(SyncRun)
+            .where(SyncRun.source_id == source_id)
+            .order_by(SyncRun.id.desc())
+            .limit(limit)
+        )
+    )
