@@ -29,6 +29,8 @@ from connectors import registry
 from connectors.sandbox.common import ServerThread
 from tests.conftest import TEST_SECRET_KEY, _drop_postgres_database, _postgres_database
 
+pytestmark = [pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = registry.CRM_KINDS
 DEMO = {"seed": 11, "teams": 2, "reps_per_team": 3, "months": 3}

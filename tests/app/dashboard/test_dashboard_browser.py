@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
 ROOT = Path(__file__).resolve().parents[3]
 DOCS = ROOT / "docs"
 SHOTS = (

@@ -7,12 +7,12 @@ from datetime import date
 
 import duckdb
 import pytest
-from tests.app.pipeline.imports.test_import import MAPPING, MAVEN
 
 from app.core.config import Settings
 from app.performance import compute
 from app.pipeline.imports import service as imports
 from app.pipeline.imports.mapping import Mapping
+from tests.app.pipeline.imports.test_import import MAPPING, MAVEN
 
 AS_OF = date(2018, 1, 2)  # every 2017 quarter has ended
 

@@ -33,6 +33,8 @@ from connectors import registry
 from connectors.sandbox.common import ServerThread
 from tests.conftest import TEST_SECRET_KEY, _drop_postgres_database, _postgres_database
 
+pytestmark = [pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[3]
 DEMO = {"seed": 4, "teams": 1, "reps_per_team": 3, "months": 2}
 

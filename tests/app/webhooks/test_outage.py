@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from app.core import secrets
@@ -26,6 +27,8 @@ from app.webhooks.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoin
 from tests.app.webhooks.conftest import raise_alerts
 from tests.app.webhooks.receiver import Receiver
 from tests.conftest import TEST_SECRET_KEY
+
+pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[3]
 
