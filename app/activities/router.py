@@ -10,7 +10,7 @@ from app.core.pagination import CursorParam, LimitParam, paginate
 from app.core.periods import parse, utc_bounds
 from app.http.deps import RecordReaderKey, SessionDep, SettingsDep
 from app.http.params import check_range
-from app.teams.scope import TEAM_SCOPE_DESCRIPTION, TeamScope
+from app.reps.scope import TEAM_SCOPE_DESCRIPTION, TeamScope
 
 router = APIRouter()
 

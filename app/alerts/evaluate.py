@@ -43,7 +43,7 @@ from app.core.config import Settings
 from app.performance import frames, versioning
 from app.performance.models import Snapshot
 from app.reps.models import Rep
-from app.teams import service as teams_service
+from app.teams import tree
 from app.teams.models import Team
 from app.webhooks import service as webhooks_service
 
@@ -479,9 +479,7 @@ def evaluate(*, session: Session, settings: Settings, today: date | None = None)
     now = utcnow()
     candidates = 0
     for rule in rules:
-        scope = (
-            teams_service.descendants(roots=rule.team_ids, edges=edges) if rule.team_ids else None
-        )
+        scope = tree.descendants(roots=rule.team_ids, edges=edges) if rule.team_ids else None
         params = check_params(rule.event_type, dict(rule.params))
         alerts = prior.get(rule.id, [])
         watch = frozenset(lifecycle.key(a) for a in alerts if a.state == "open")

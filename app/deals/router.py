@@ -12,7 +12,7 @@ from app.deals.models import Deal
 from app.deals.schemas import DealPage, DealRead, DealStatus
 from app.http.deps import RecordReaderKey, SessionDep, SettingsDep
 from app.http.params import check_range
-from app.teams.scope import TEAM_SCOPE_DESCRIPTION, TeamScope
+from app.reps.scope import TEAM_SCOPE_DESCRIPTION, TeamScope
 
 router = APIRouter()
 

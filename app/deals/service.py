@@ -6,7 +6,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app.deals.models import Deal
-from app.teams.scope import TeamScope, rep_ids
+from app.reps.scope import TeamScope, rep_ids
 
 
 def query(
@@ -28,7 +28,7 @@ def query(
     if rep_id is not None:
         stmt = stmt.where(Deal.rep_id == rep_id)
     if team_id is not None:
-        # The subtree by default: the records behind the team's figures (see app.teams.scope).
+        # The subtree by default: the records behind the team's figures (see app.reps.scope).
         stmt = stmt.where(
             Deal.rep_id.in_(rep_ids(session=session, team_id=team_id, team_scope=team_scope))
         )

@@ -480,10 +480,9 @@ def team_performance(
         return TeamPerformanceRead(
             team_id=team_id, team_name=team.name, period=label, rollup=[], rows=[], snapshot=None
         )
-    from app.teams import service as teams_service
+    from app.teams import tree as team_tree
 
-    edges = session.execute(select(Team.id, Team.parent_id)).all()
-    tree = teams_service.descendants(roots=[team_id], edges=[(t, p) for t, p in edges])
+    tree = team_tree.subtree(session=session, roots=[team_id])
     reps, teams = _names(session, label, settings.calendar)
     members = {rid for rid, rep in reps.items() if rep.team_id in tree and rep.role == "rep"}
     rows = list(

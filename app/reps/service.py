@@ -10,6 +10,8 @@ from app.reps import memberships
 from app.reps.models import Rep, RepIdentity
 from app.reps.schemas import RepUpdate
 from app.teams import service as teams_service
+from app.teams import tree
+from app.teams.models import Team
 
 
 def get(*, session: Session, rep_id: int) -> Rep:
@@ -99,10 +101,9 @@ def scope_of_manager(*, session: Session, manager_id: int) -> tuple[set[int], se
 
     Team and rep tables are small (hundreds of rows), so the trees are walked in memory.
     """
-    Team = teams_service.Team
     teams = session.execute(select(Team.id, Team.parent_id, Team.manager_id)).all()
     team_ids = {t.id for t in teams if t.manager_id == manager_id}
-    team_ids = teams_service.descendants(roots=team_ids, edges=[(t.id, t.parent_id) for t in teams])
+    team_ids = tree.descendants(roots=team_ids, edges=[(t.id, t.parent_id) for t in teams])
     reps = session.execute(select(Rep.id, Rep.manager_id, Rep.team_id)).all()
     by_manager: dict[int, list[int]] = {}
     for r in reps:

@@ -1,15 +1,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import ForeignKey, String, column, select, table
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from app.core.base import Base, utcnow
 
-if TYPE_CHECKING:
-    from app.reps.models import Rep
+# Teams sit below reps in the layering (a rep belongs to a team; app.reps imports app.teams),
+# so what a team needs of the reps table (its manager's name and id) is read through this
+# lightweight table rather than the Rep model.
+REPS = table("reps", column("id"), column("name"))
 
 
 class Team(Base):
@@ -27,11 +28,7 @@ class Team(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    # post_update: teams and reps point at each other, so the manager is set in a second step.
-    manager: Mapped[Rep | None] = relationship(
-        foreign_keys=[manager_id], lazy="joined", post_update=True
+    # The manager's name, read with the team (teams are few; one correlated subquery).
+    manager_name: Mapped[str | None] = column_property(
+        select(REPS.c.name).where(REPS.c.id == manager_id).correlate_except(REPS).scalar_subquery()
     )
-
-    @property
-    def manager_name(self) -> str | None:
-        return self.manager.name if self.manager else None

@@ -6,14 +6,14 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app.core.exceptions import ConflictError, InvalidInputError, NotFoundError
-from app.teams.models import Team
+from app.teams import tree
+from app.teams.models import REPS, Team
 from app.teams.schemas import TeamCreate, TeamUpdate
 
 __all__ = [
     "Team",
     "check_exist",
     "create",
-    "descendants",
     "get",
     "get_or_create",
     "query",
@@ -78,47 +78,26 @@ def update(*, session: Session, team: Team, team_in: TeamUpdate) -> Team:
             raise ConflictError(f"team {data['name']!r} exists")
     _apply(session=session, team=team, data=data)
     session.flush()
-    session.expire(team, ["manager"])
+    session.expire(team, ["manager_name"])
     return team
 
 
 def _apply(*, session: Session, team: Team, data: dict[str, object]) -> None:
-    from app.reps import service as reps_service  # reps imports teams; resolve at call time
-
     parent_id = data.get("parent_id")
     if isinstance(parent_id, int):
         get(session=session, team_id=parent_id)
-        if team.id is not None and team.id in _ancestors(session=session, team_id=parent_id):
+        if team.id is not None and team.id in tree.ancestors(session=session, team_id=parent_id):
             raise InvalidInputError(
                 "team cycle", details=[{"field": "parent_id", "message": "would make a cycle"}]
             )
     manager_id = data.get("manager_id")
     if isinstance(manager_id, int):
-        reps_service.get(session=session, rep_id=manager_id)
+        _check_rep(session=session, rep_id=manager_id)
     for field, value in data.items():
         setattr(team, field, value)
 
 
-def _ancestors(*, session: Session, team_id: int) -> set[int]:
-    seen: set[int] = set()
-    current: int | None = team_id
-    while current is not None and current not in seen:
-        seen.add(current)
-        current = session.scalar(select(Team.parent_id).where(Team.id == current))
-    return seen
-
-
-def descendants(*, roots: Iterable[int], edges: Iterable[tuple[int, int | None]]) -> set[int]:
-    """The roots and every team below them, from (team, parent) edges."""
-    children: dict[int, list[int]] = {}
-    for team_id, parent_id in edges:
-        if parent_id is not None:
-            children.setdefault(parent_id, []).append(team_id)
-    out = set(roots)
-    stack = list(out)
-    while stack:
-        for child in children.get(stack.pop(), []):
-            if child not in out:
-                out.add(child)
-                stack.append(child)
-    return out
+def _check_rep(*, session: Session, rep_id: int) -> None:
+    # The same 404 as GET /reps/{id}, without importing app.reps (see app.teams.models.REPS).
+    if session.scalar(select(REPS.c.id).where(REPS.c.id == rep_id)) is None:
+        raise NotFoundError(f"rep {rep_id} not found")

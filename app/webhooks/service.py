@@ -19,7 +19,7 @@ from app.core.base import utcnow
 from app.core.config import Settings
 from app.core.exceptions import NotFoundError
 from app.teams import service as teams_service
-from app.teams.models import Team
+from app.teams import tree
 from app.webhooks import resolve, subscriptions
 from app.webhooks.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 from app.webhooks.schemas import AttemptRead, DeliveryRead, WebhookCreate, WebhookUpdate
@@ -257,9 +257,9 @@ def enqueue(
     ]
     if not endpoints:
         return 0
-    edges = [(t, p) for t, p in session.execute(select(Team.id, Team.parent_id))]
+    edges = tree.edges(session=session)
     scopes = {
-        e.id: teams_service.descendants(roots=e.team_ids, edges=edges) if e.team_ids else None
+        e.id: tree.descendants(roots=e.team_ids, edges=edges) if e.team_ids else None
         for e in endpoints
     }
     now = utcnow()

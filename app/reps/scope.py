@@ -13,8 +13,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app.reps.models import Rep
-from app.teams.models import Team
-from app.teams.service import descendants
+from app.teams import tree
 
 TeamScope = Literal["subtree", "direct"]
 TEAM_SCOPE_DESCRIPTION = (
@@ -27,8 +26,7 @@ def team_ids(*, session: Session, team_id: int, team_scope: TeamScope) -> set[in
     """``team_id`` and, for ``subtree``, every team below it."""
     if team_scope == "direct":
         return {team_id}
-    edges = session.execute(select(Team.id, Team.parent_id)).all()
-    return descendants(roots=[team_id], edges=[(t, p) for t, p in edges])
+    return tree.subtree(session=session, roots=[team_id])
 
 
 def rep_ids(*, session: Session, team_id: int, team_scope: TeamScope) -> Select[int]:
