@@ -35,6 +35,7 @@ from analytics.metrics import to_reporting_currency
 from analytics.periods import Period
 from app.alerts import lifecycle
 from app.alerts.context import ROW_FIGURES, Context, clean, money, pct, records
+from app.alerts.events import Event
 from app.alerts.lifecycle import Candidate, Key
 from app.alerts.models import Alert, AlertRule
 from app.alerts.schemas import check_params
@@ -45,7 +46,6 @@ from app.performance.models import Snapshot
 from app.reps.models import Rep
 from app.teams import tree
 from app.teams.models import Team
-from app.webhooks import service as webhooks_service
 
 TARGET_EVENTS = ("target.missed", "target.at_risk", "rep.persistent_underperformance")
 
@@ -53,11 +53,14 @@ TARGET_EVENTS = ("target.missed", "target.at_risk", "rep.persistent_underperform
 @dataclass
 class Result:
     alerts: list[Alert]  # raised by this evaluation
-    deliveries: int
     rules: int
     candidates: int  # subjects meeting a rule's condition, raised now or before
     updated: list[Alert] = field(default_factory=list)
     resolved: list[Alert] = field(default_factory=list)
+    # The messages to send about changes to alerts raised before (raised ones are in alerts).
+    events: list[Event] = field(default_factory=list)
+    # Written by whoever sends the messages (app.pipeline.alerting), in the same transaction.
+    deliveries: int = 0
 
 
 def event_id(rule_id: int, c: Candidate) -> str:
@@ -452,7 +455,8 @@ def _prior(ctx: Context, rules: list[AlertRule]) -> dict[int, list[Alert]]:
 
 def evaluate(*, session: Session, settings: Settings, today: date | None = None) -> Result:
     """Raise the alerts the latest snapshot calls for, once each, and update or resolve the
-    ones raised before in the periods each rule looks at; with their deliveries.
+    ones raised before in the periods each rule looks at; the messages about them are in the
+    result, for :func:`app.pipeline.alerting.evaluate` to deliver.
 
     ``today`` defaults to the snapshot's own ``as_of``: alerts judge the figures at the date
     they were computed for.
@@ -464,7 +468,7 @@ def evaluate(*, session: Session, settings: Settings, today: date | None = None)
     )
     version = versioning.current_version(session)
     if not rules or version is None:
-        return Result(alerts=[], deliveries=0, rules=len(rules), candidates=0)
+        return Result(alerts=[], rules=len(rules), candidates=0)
     ctx = Context(
         session=session,
         settings=settings,
@@ -499,12 +503,9 @@ def evaluate(*, session: Session, settings: Settings, today: date | None = None)
         )
     session.add_all(changes.created)
     session.flush()
-    deliveries = webhooks_service.enqueue(
-        session=session, settings=settings, alerts=changes.created, events=changes.events
-    )
     return Result(
         alerts=changes.created,
-        deliveries=deliveries,
+        events=changes.events,
         rules=len(rules),
         candidates=candidates,
         updated=changes.updated,

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.alerts import events
 from app.alerts.models import Alert, AlertRule
-from app.webhooks import service as webhooks_service
 
 # The figures whose change is news, per rule type. Others (pace, elapsed share, percentile,
 # coaching focus) move without the situation changing.
@@ -83,7 +83,7 @@ class Changes:
     created: list[Alert] = field(default_factory=list)
     updated: list[Alert] = field(default_factory=list)
     resolved: list[Alert] = field(default_factory=list)
-    events: list[webhooks_service.Event] = field(default_factory=list)
+    events: list[events.Event] = field(default_factory=list)
 
 
 def key(alert: Alert) -> Key:
@@ -159,9 +159,7 @@ def _follow(
     alert.updated_at = now
     out.updated.append(alert)
     out.events.append(
-        webhooks_service.change_event(
-            alert, "updated", previous=previous, changed=diff, reopened=reopened
-        )
+        events.change_event(alert, "updated", previous=previous, changed=diff, reopened=reopened)
     )
 
 
@@ -185,9 +183,7 @@ def _resolve(
         diff = changed(alert.event_type, previous, now_figures)
     alert.revision += 1
     out.resolved.append(alert)
-    out.events.append(
-        webhooks_service.change_event(alert, "resolved", previous=previous, changed=diff)
-    )
+    out.events.append(events.change_event(alert, "resolved", previous=previous, changed=diff))
 
 
 def reconcile(

@@ -9,6 +9,7 @@ from app.core.exceptions import NotFoundError, PayloadTooLargeError
 from app.core.pagination import CursorParam, LimitParam, paginate
 from app.core.periods import parse
 from app.http.deps import MetricsReaderKey, SessionDep, SettingsDep, TargetWriterKey
+from app.performance import suggest
 from app.performance.schemas import MetricName
 from app.targets import service
 from app.targets.models import Target
@@ -128,7 +129,7 @@ def suggest_targets(
     """Propose targets from history, for review. Nothing is written until the accepted items
     are posted to `/api/v1/targets/bulk`."""
     return SuggestResponse(
-        items=service.suggest(session=session, request=request, settings=settings)
+        items=suggest.suggest(session=session, request=request, settings=settings)
     )
 
 

@@ -152,8 +152,8 @@ def _compute_stage(
     params: dict[str, Any],
 ) -> dict[str, Any]:
     """One compute at a time: snapshots are versions, and two writers would interleave."""
-    from app.alerts import evaluate
     from app.performance import compute
+    from app.pipeline import alerting
 
     with transaction(factory) as session:
         if not leases.acquire(session, COMPUTE_LEASE, holder, COMPUTE_LEASE_TTL):
@@ -177,7 +177,7 @@ def _compute_stage(
         # Still under the compute lease: two evaluations of one snapshot must not race.
         _update(factory, job_id, stage="alerts")
         with transaction(factory) as session:
-            found = evaluate.evaluate(session=session, settings=settings)
+            found = alerting.evaluate(session=session, settings=settings)
         return {
             **computed,
             "alerts": {

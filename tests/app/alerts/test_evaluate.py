@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from app.alerts import evaluate
 from app.alerts.models import Alert
 from app.performance import compute
+from app.pipeline import alerting
 from app.webhooks.models import WebhookDelivery
 
 AS_OF = date(2026, 11, 15)
@@ -80,7 +81,7 @@ def _subjects(alerts: list[Alert], team) -> set[tuple[str | None, str | None]]:
 
 def test_missed_targets_name_the_reps_and_carry_the_numbers(session, settings, factory, team):
     factory.alert_rule("target.missed")
-    result = evaluate.evaluate(session=session, settings=settings)
+    result = alerting.evaluate(session=session, settings=settings)
     missed = _alerts(session, "target.missed")
     # Lookback 1: October closed; August and September are older than the lookback.
     assert _subjects(missed, team) == {("Bob", "2026-10"), ("Cy", "2026-10")}
@@ -99,11 +100,11 @@ def test_missed_targets_name_the_reps_and_carry_the_numbers(session, settings, f
 def test_rerunning_raises_nothing_new(session, settings, factory, team):
     for event_type in evaluate.RULES:
         factory.alert_rule(event_type)
-    first = evaluate.evaluate(session=session, settings=settings)
+    first = alerting.evaluate(session=session, settings=settings)
     assert len(first.alerts) >= 6
     for _ in range(3):
         compute.run(session=session, settings=settings, as_of=AS_OF)
-        again = evaluate.evaluate(session=session, settings=settings)
+        again = alerting.evaluate(session=session, settings=settings)
         assert again.alerts == [] and again.candidates == first.candidates
     assert session.scalar(select(func.count()).select_from(Alert)) == len(first.alerts)
 
@@ -111,7 +112,7 @@ def test_rerunning_raises_nothing_new(session, settings, factory, team):
 def test_at_risk_then_missed_is_two_alerts(session, settings, factory, team):
     factory.alert_rule("target.at_risk", params={"pace_below": 0.8, "min_elapsed": 0.25})
     missed_rule = factory.alert_rule("target.missed")
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     at_risk = _alerts(session, "target.at_risk")
     assert _subjects(at_risk, team) == {("Bob", "2026-11"), ("Cy", "2026-11")}
     bob = next(a for a in at_risk if a.rep_id == team["Bob"].id)
@@ -120,7 +121,7 @@ def test_at_risk_then_missed_is_two_alerts(session, settings, factory, team):
     assert bob.data["expected_to_date"] == pytest.approx(5_000)
     # November closes with no more wins: the same reps now miss it, a new alert each.
     compute.run(session=session, settings=settings, as_of=date(2026, 12, 2))
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     november = [a for a in _alerts(session, "target.missed") if a.period == "2026-11"]
     assert {a.rep_id for a in november} == {team["Bob"].id, team["Cy"].id}
     assert all(a.rule_id == missed_rule.id for a in november)
@@ -129,12 +130,12 @@ def test_at_risk_then_missed_is_two_alerts(session, settings, factory, team):
 
 def test_at_risk_waits_for_enough_of_the_period(session, settings, factory, team):
     factory.alert_rule("target.at_risk", params={"min_elapsed": 0.6})
-    assert evaluate.evaluate(session=session, settings=settings).alerts == []
+    assert alerting.evaluate(session=session, settings=settings).alerts == []
 
 
 def test_persistent_underperformance_after_three_misses(session, settings, factory, team):
     factory.alert_rule("rep.persistent_underperformance")
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     (alert,) = _alerts(session, "rep.persistent_underperformance")
     assert (alert.rep_id, alert.period) == (team["Bob"].id, "2026-10")
     assert alert.data["consecutive_misses"] == 3
@@ -143,12 +144,12 @@ def test_persistent_underperformance_after_three_misses(session, settings, facto
 
 def test_persistent_threshold_is_configurable(session, settings, factory, team):
     factory.alert_rule("rep.persistent_underperformance", params={"consecutive_misses": 4})
-    assert evaluate.evaluate(session=session, settings=settings).alerts == []
+    assert alerting.evaluate(session=session, settings=settings).alerts == []
 
 
 def test_team_wide_gap_points_at_the_manager(session, settings, factory, team):
     factory.alert_rule("team.wide_gap")
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     alerts = _alerts(session, "team.wide_gap")
     october = [a for a in alerts if a.period == "2026-10"]
     assert len(october) == 1
@@ -161,7 +162,7 @@ def test_team_wide_gap_points_at_the_manager(session, settings, factory, team):
 
 def test_big_win_recognised(session, settings, factory, team):
     factory.alert_rule("deal.big_win", params={"min_amount": 100_000})
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     (alert,) = _alerts(session, "deal.big_win")
     assert (alert.subject_type, alert.subject_id) == ("deal", team["big"].id)
     assert alert.rep_id == team["Ann"].id and alert.period == "2026-11"
@@ -171,7 +172,7 @@ def test_big_win_recognised(session, settings, factory, team):
 
 def test_hygiene_flags_stale_open_deals(session, settings, factory, team):
     factory.alert_rule("crm.hygiene", params={"stale_deals": 5})
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     (alert,) = _alerts(session, "crm.hygiene")
     assert alert.rep_id == team["Cy"].id and alert.data["stale_deals"] == 6
     assert alert.period == "2026-11"
@@ -182,9 +183,9 @@ def test_rules_scoped_to_other_teams_or_metrics_stay_quiet(session, settings, fa
     factory.alert_rule("target.missed", team_ids=[other.id])
     factory.alert_rule("target.missed", metrics=["calls"])
     factory.alert_rule("target.missed", is_enabled=False)
-    assert evaluate.evaluate(session=session, settings=settings).alerts == []
+    assert alerting.evaluate(session=session, settings=settings).alerts == []
     scoped = factory.alert_rule("target.missed", team_ids=[team["team"].id])
-    assert {a.rule_id for a in evaluate.evaluate(session=session, settings=settings).alerts} == {
+    assert {a.rule_id for a in alerting.evaluate(session=session, settings=settings).alerts} == {
         scoped.id
     }
 
@@ -197,7 +198,7 @@ def test_alerts_and_their_deliveries_are_written_together(session, settings, fac
     )
     other_team = factory.team(name="West")
     factory.webhook(settings, "https://hooks.example.com/b", team_ids=[other_team.id])
-    result = evaluate.evaluate(session=session, settings=settings)
+    result = alerting.evaluate(session=session, settings=settings)
     deliveries = list(session.scalars(select(WebhookDelivery)))
     missed = _alerts(session, "target.missed")
     # Only the first endpoint wants target.missed; the second watches another team.
@@ -208,5 +209,5 @@ def test_alerts_and_their_deliveries_are_written_together(session, settings, fac
 
 def test_no_snapshot_no_alerts(session, settings, factory):
     factory.alert_rule("target.missed")
-    result = evaluate.evaluate(session=session, settings=settings)
+    result = alerting.evaluate(session=session, settings=settings)
     assert (result.alerts, result.rules) == ([], 1)

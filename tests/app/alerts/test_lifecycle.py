@@ -17,6 +17,7 @@ from sqlalchemy import select
 from app.alerts import evaluate
 from app.alerts.models import Alert
 from app.performance import compute
+from app.pipeline import alerting
 from app.targets.models import Target
 from app.webhooks.models import WebhookDelivery
 
@@ -45,7 +46,7 @@ def team(factory, session, settings):
 def _recompute(session, settings, as_of: date = AS_OF) -> evaluate.Result:
     # Full: the factories write records directly, not through a sync that marks them dirty.
     compute.run(session=session, settings=settings, as_of=as_of, full=True)
-    return evaluate.evaluate(session=session, settings=settings)
+    return alerting.evaluate(session=session, settings=settings)
 
 
 def _alert(session, event_type: str, *, rep_id=None, team_id=None, period="2026-10") -> Alert:
@@ -77,7 +78,7 @@ def _target(session, rep_id: int, period: str) -> Target:
 def test_changed_figures_update_the_alert_and_emit_updated(session, settings, factory, team):
     factory.alert_rule("target.missed")
     factory.webhook(settings, "https://hooks.example.com/all")
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     raised = _alert(session, "target.missed", rep_id=team["Bob"].id)
     assert (raised.state, raised.revision, raised.updated_at) == ("open", 0, None)
 
@@ -114,7 +115,7 @@ def test_the_same_figures_again_emit_nothing(session, settings, factory, team):
     factory.alert_rule("target.missed")
     factory.alert_rule("team.wide_gap")
     factory.webhook(settings, "https://hooks.example.com/all")
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     factory.won(team["Bob"], 2_000, date(2026, 10, 28))
     first = _recompute(session, settings)
     assert len(first.updated) == 2  # Bob's miss and the team's gap
@@ -135,7 +136,7 @@ def test_a_miss_made_good_is_resolved(session, settings, factory, team):
     raised_only, _ = factory.webhook(
         settings, "https://hooks.example.com/raised", event_types=["target.missed"]
     )
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     factory.won(team["Bob"], 8_000, date(2026, 10, 28))
     result = _recompute(session, settings)
     bob = _alert(session, "target.missed", rep_id=team["Bob"].id)
@@ -165,7 +166,7 @@ def test_a_miss_made_good_is_resolved(session, settings, factory, team):
 
 def test_a_corrected_or_deleted_target_resolves_the_miss(session, settings, factory, team):
     factory.alert_rule("target.missed")
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     _target(session, team["Cy"].id, "2026-10").value = 1_500
     session.delete(_target(session, team["Bob"].id, "2026-10"))
     session.flush()
@@ -183,7 +184,7 @@ def test_a_corrected_or_deleted_target_resolves_the_miss(session, settings, fact
 def test_a_resolved_alert_reopens_when_its_condition_returns(session, settings, factory, team):
     factory.alert_rule("target.missed")
     factory.webhook(settings, "https://hooks.example.com/all")
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     target = _target(session, team["Bob"].id, "2026-10")
     target.value = 2_000
     session.flush()
@@ -207,7 +208,7 @@ def test_team_wide_gap_follows_the_team(session, settings, factory, team):
     """The issue's case: the alert said what the team was when raised, not what it is now."""
     factory.alert_rule("team.wide_gap")
     factory.webhook(settings, "https://hooks.example.com/all", event_types=["*.updated"])
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     north = team["team"].id
     gap = _alert(session, "team.wide_gap", team_id=north)
     assert gap.data["reps_below_target"] == 2
@@ -234,7 +235,7 @@ def test_team_wide_gap_follows_the_team(session, settings, factory, team):
 def test_at_risk_is_resolved_when_the_period_closes(session, settings, factory, team):
     factory.alert_rule("target.at_risk")
     factory.alert_rule("target.missed")
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     bob = _alert(session, "target.at_risk", rep_id=team["Bob"].id, period="2026-11")
     assert bob.state == "open"
     result = _recompute(session, settings, as_of=date(2026, 12, 2))
@@ -248,7 +249,7 @@ def test_at_risk_is_resolved_when_the_period_closes(session, settings, factory, 
 
 def test_at_risk_caught_up_is_cleared(session, settings, factory, team):
     factory.alert_rule("target.at_risk")
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     factory.won(team["Bob"], 5_000, date(2026, 11, 10))  # 6,000 by day 15: ahead of pace
     result = _recompute(session, settings)
     bob = _alert(session, "target.at_risk", rep_id=team["Bob"].id, period="2026-11")
@@ -260,7 +261,7 @@ def test_at_risk_caught_up_is_cleared(session, settings, factory, team):
 def test_pace_drift_alone_is_not_an_update(session, settings, factory, team):
     """Expected-to-date grows every day; only the figures the alert is about count."""
     factory.alert_rule("target.at_risk")
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     result = _recompute(session, settings, as_of=date(2026, 11, 18))
     assert result.updated == []
     bob = _alert(session, "target.at_risk", rep_id=team["Bob"].id, period="2026-11")
@@ -271,7 +272,7 @@ def test_pace_drift_alone_is_not_an_update(session, settings, factory, team):
 
 def test_alerts_outside_the_lookback_are_left_alone(session, settings, factory, team):
     factory.alert_rule("target.missed")
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     # Bob makes October good, but the compute is in January: October is out of the window
     # (lookback 1: January and December), so its alert is not judged again.
     factory.won(team["Bob"], 8_000, date(2026, 10, 28))
@@ -283,7 +284,7 @@ def test_alerts_outside_the_lookback_are_left_alone(session, settings, factory, 
 
 def test_a_disabled_rule_leaves_its_alerts_alone(session, settings, factory, team):
     rule = factory.alert_rule("target.missed")
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     rule.is_enabled = False
     session.flush()
     factory.won(team["Bob"], 8_000, date(2026, 10, 28))
@@ -343,7 +344,7 @@ def test_hygiene_counts_update_then_resolve(session, settings, factory, team):
 
 def test_the_api_shows_the_lifecycle_and_filters_on_state(client, session, settings, factory, team):
     factory.alert_rule("target.missed")
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     factory.won(team["Bob"], 8_000, date(2026, 10, 28))  # Bob's miss made good
     factory.won(team["Cy"], 1_000, date(2026, 10, 28))  # Cy's smaller
     _recompute(session, settings)

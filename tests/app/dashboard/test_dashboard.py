@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.alerts import evaluate
 from app.alerts import service as alerts_service
 from app.auth import service as auth_service
 from app.demo.generator import DemoConfig
 from app.demo.load import load_demo
 from app.performance import compute
+from app.pipeline import alerting
 from app.teams.models import Team
 
 TODAY = date(2026, 11, 18)
@@ -73,7 +73,7 @@ def demo(session, settings):
     )
     alerts_service.default_rules(session=session)
     snap = compute.run(session=session, settings=settings, as_of=TODAY, full=True)
-    evaluate.evaluate(session=session, settings=settings, today=TODAY)
+    alerting.evaluate(session=session, settings=settings, today=TODAY)
     session.flush()
     return snap
 
@@ -324,12 +324,12 @@ def test_alerts_show_their_current_figures_and_resolved_ones_are_not_active(
     factory.alert_rule("target.missed")
     factory.alert_rule("team.wide_gap")
     compute.run(session=session, settings=settings, as_of=TODAY, full=True)
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
     # Bob makes October good (the team-wide gap clears with it); Cy's miss narrows.
     factory.won(reps["Bob"], 8_000, date(2026, 10, 28))
     factory.won(reps["Cy"], 4_000, date(2026, 10, 28))
     compute.run(session=session, settings=settings, as_of=TODAY, full=True)
-    evaluate.evaluate(session=session, settings=settings)
+    alerting.evaluate(session=session, settings=settings)
 
     token = _token(factory, "admin")
     assert _login(client, token).status_code == 303

@@ -13,6 +13,7 @@ from email.utils import format_datetime
 import pytest
 from sqlalchemy import func, select
 
+from app.alerts import events as alert_events
 from app.alerts.models import Alert
 from app.core import secrets
 from app.core.config import Settings
@@ -562,7 +563,7 @@ def test_a_change_to_an_alert_goes_out_signed_under_its_own_id(
     alert.state, alert.resolved_at = "resolved", clock.now
     alert.resolved_reason, alert.revision = "condition_cleared", 1
     alert.current = {**previous, "actual": 1200.0, "status": "achieved"}
-    event = webhooks_service.change_event(alert, "resolved", previous=previous, changed=["actual"])
+    event = alert_events.change_event(alert, "resolved", previous=previous, changed=["actual"])
     queued = webhooks_service.enqueue(session=session, settings=loopback_settings, events=[event])
     assert queued == 2
     with Dispatcher(session_factory, loopback_settings, clock=clock) as dispatcher:

@@ -7,6 +7,7 @@ import json
 import pytest
 from sqlalchemy import select, text
 
+from app.alerts import events as alert_events
 from app.core.base import utcnow
 from app.webhooks import service as webhooks_service
 from app.webhooks.dispatcher import Dispatcher
@@ -322,14 +323,14 @@ def test_slack_marks_updates_and_resolutions(session, settings):
     alert.current_summary = "Rep 1 no longer misses the 2026-02 won_revenue target."
     alert.state, alert.resolved_at, alert.revision = "resolved", utcnow(), 1
     alert.resolved_reason = "condition_cleared"
-    resolved = webhooks_service.change_event(alert, "resolved", previous=previous, changed=[])
+    resolved = alert_events.change_event(alert, "resolved", previous=previous, changed=[])
     text = json.loads(webhooks_service.render("slack", resolved.payload))["text"]
     assert text == (
         ":white_check_mark: *target.missed.resolved*: "
         "Rep 1 no longer misses the 2026-02 won_revenue target."
     )
     alert.state, alert.updated_at, alert.revision = "open", utcnow(), 2
-    updated = webhooks_service.change_event(alert, "updated", previous=previous, changed=[])
+    updated = alert_events.change_event(alert, "updated", previous=previous, changed=[])
     text = json.loads(webhooks_service.render("slack", updated.payload))["text"]
     assert text.startswith(":arrows_counterclockwise: *target.missed.updated*: ")
     assert updated.message_id == f"{alert.event_id}_updated_2"
