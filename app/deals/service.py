@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 from app.deals.models import Deal
-from app.reps.scope import TeamScope, rep_ids
+from app.reps.scope import TeamScope, owned_records
 
 
 def query(
@@ -24,16 +24,16 @@ def query(
     include_deleted: bool = False,
     visible_rep_ids: frozenset[int] | None = None,
 ) -> Select[Deal]:
-    stmt = select(Deal)
-    if rep_id is not None:
-        stmt = stmt.where(Deal.rep_id == rep_id)
-    if team_id is not None:
-        # The subtree by default: the records behind the team's figures (see app.reps.scope).
-        stmt = stmt.where(
-            Deal.rep_id.in_(rep_ids(session=session, team_id=team_id, team_scope=team_scope))
-        )
-    if source_id is not None:
-        stmt = stmt.where(Deal.source_id == source_id)
+    stmt = owned_records(
+        Deal,
+        session=session,
+        rep_id=rep_id,
+        team_id=team_id,
+        team_scope=team_scope,
+        source_id=source_id,
+        include_deleted=include_deleted,
+        visible_rep_ids=visible_rep_ids,
+    )
     if status is not None:
         stmt = stmt.where(Deal.status == status)
     if close_from is not None:
@@ -44,8 +44,4 @@ def query(
         stmt = stmt.where(Deal.created_at >= created_from)
     if created_before is not None:
         stmt = stmt.where(Deal.created_at < created_before)
-    if not include_deleted:
-        stmt = stmt.where(Deal.is_deleted.is_(False))
-    if visible_rep_ids is not None:
-        stmt = stmt.where(Deal.rep_id.in_(visible_rep_ids))
     return stmt
