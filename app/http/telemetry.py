@@ -45,7 +45,6 @@ from analytics.periods import period_of
 from app.auth.service import Principal
 from app.core.config import Settings
 from app.http.deps import require_roles
-from app.http.limits import rate_limit
 from app.performance.models import PerformanceRow, Snapshot
 from app.performance.versioning import visible
 from app.pipeline.jobs.models import JOB_STATUSES, Job
@@ -571,6 +570,7 @@ def install(app: FastAPI) -> Telemetry:
     telemetry = Telemetry(app.state.settings, app.state.read_sessionmaker)
     app.state.telemetry = telemetry
     app.add_middleware(HttpMetricsMiddleware, metrics=telemetry.http)
-    # The per-key rate limit of /api/v1 applies to scrapes too.
-    app.include_router(router, dependencies=[Depends(rate_limit)])
+    # The per-key rate limit of /api/v1 applies to scrapes too: the key's check charges it
+    # (app.http.deps.check_key).
+    app.include_router(router)
     return telemetry
