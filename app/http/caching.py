@@ -373,9 +373,9 @@ class RepresentationCache:
         # Read before the database: a commit after this moves it on, and the entry stored
         # below under the older generation is never used.
         generation = known.watch.generation() if known is not None else None
-        kept = known.get(key_hash, generation) if known is not None else None
+        held = known.get(key_hash, generation) if known is not None else None
         if (
-            kept is None
+            held is None
             and not headers.get("if-none-match")
             and (generation is None or not self._entries)
         ):
@@ -388,13 +388,13 @@ class RepresentationCache:
             nonlocal answer
             if not check.exact:
                 return False
-            if kept is None and known is not None:
+            if held is None and known is not None:
                 known.put(key_hash, generation, check.principal, check.versions)
             answer = self._early(app, scope, headers, check)
             return answer is not None
 
         try:
-            checked = await check_key(app=app, token=token, kept=kept, go_on=go_on)
+            checked = await check_key(app=app, token=token, kept=held, go_on=go_on)
         except QuotaGapError:
             return False  # the route answers the 401 or the 429
         if checked is None or answer is None:
