@@ -3,8 +3,9 @@
 Changes are captured from the ORM's unit of work (``after_flush``), so no write path can forget
 to log; the entry is inserted on the flushing connection, in the same transaction as the
 change, so a rolled-back change leaves no entry. The actor is what the request authenticated
-(``bind_actor`` puts it on the session); work outside a request (the CLI, the scheduler,
-a sync refreshing an OAuth token) is logged as ``system``.
+(``bind_actor`` puts it on the session, called by :func:`app.http.api.record_actor`); work
+outside a request (the CLI, the scheduler, a sync refreshing an OAuth token) is logged as
+``system``.
 
 Secrets never reach the log: encrypted columns and key hashes show only ``"<changed>"`` or
 ``"<set>"``; operational columns (last success, failure counts, timestamps) are left out, so
@@ -24,7 +25,6 @@ from app.audit.models import AuditEntry
 from app.auth.models import ApiKey
 from app.auth.service import Principal
 from app.core.base import utcnow
-from app.http.deps import CurrentKey, SessionDep
 from app.sources.models import Source
 from app.targets.models import Target
 from app.webhooks.models import WebhookEndpoint
@@ -153,9 +153,3 @@ def query(
     if since is not None:
         stmt = stmt.where(AuditEntry.at >= since)
     return stmt
-
-
-async def bind(session: SessionDep, principal: CurrentKey) -> None:
-    """Router dependency: changes made in this request are logged as this key's. Async: no
-    I/O here, so no thread-pool hop."""
-    bind_actor(session, principal)

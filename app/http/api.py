@@ -8,7 +8,8 @@ from app.audit import service as audit_service
 from app.audit.router import router as audit_router
 from app.auth.router import router as auth_router
 from app.deals.router import router as deals_router
-from app.http import caching, limits, params
+from app.http import caching, params
+from app.http.deps import CurrentKey, SessionDep
 from app.performance.router import router as performance_router
 from app.pipeline.imports.router import router as imports_router
 from app.pipeline.jobs.router import router as jobs_router
@@ -18,16 +19,22 @@ from app.targets.router import router as targets_router
 from app.teams.router import router as teams_router
 from app.webhooks.router import router as webhooks_router
 
+
+async def record_actor(session: SessionDep, principal: CurrentKey) -> None:
+    """Router dependency: changes made in this request are logged as this key's (the audit
+    log, :mod:`app.audit.service`). Async: no I/O here, so no thread-pool hop."""
+    audit_service.bind_actor(session, principal)
+
+
 # For every route, in order, after the app's own check of unknown query parameters
-# (app.http.main): the key's rate limit; the key as the actor of any change (the audit log); a 404
-# for an id filter naming no visible record; for GETs, ETag/Last-Modified and a 304 when the
-# client is current. The 304 comes last, so a request the route would refuse never gets one
-# (see app.http.params).
+# (app.http.main): the key, checked and charged to its rate limit (app.http.deps.check_key),
+# as the actor of any change (the audit log); a 404 for an id filter naming no visible record;
+# for GETs, ETag/Last-Modified and a 304 when the client is current. The 304 comes last, so a
+# request the route would refuse never gets one (see app.http.params).
 api_router = APIRouter(
     prefix="/api/v1",
     dependencies=[
-        Depends(limits.rate_limit),
-        Depends(audit_service.bind),
+        Depends(record_actor),
         Depends(params.check_filter_ids),
         Depends(caching.conditional),
     ],

@@ -8,7 +8,8 @@ reporting date is part of the tag too: "the current month" and pacing move at mi
 
 The versions come from the statement that authenticated the key (:mod:`app.http.deps`). A current
 client is answered before routing (:class:`RepresentationCache`), from the key and versions
-:class:`KnownKeys` holds until the next commit: no database round trip at all.
+:class:`KnownKeys` holds until the next commit: no database round trip at all. Whether the key
+may read is decided by the routes' own check (:func:`app.http.deps.check_key`) on both paths.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.auth import service as auth_service
 from app.auth.service import Principal
 from app.core import secrets
-from app.core.base import utcnow
 from app.core.config import Settings
 from app.core.exceptions import NotModified, QuotaGapError
 from app.core.versions import SCOPES, Versions, read_versions, unrecorded
@@ -41,12 +41,12 @@ from app.http.deps import (
     INEXACT,
     VERSIONS,
     CurrentKey,
+    KeyCheck,
     SessionDep,
     SettingsDep,
-    _connection_at_hand,
+    check_key,
 )
 from app.http.exports import wants_csv
-from app.http.limits import limiter_of
 
 # Path prefix (under /api/v1) -> the scopes its answers depend on. Longest prefix wins.
 ROUTE_SCOPES: dict[str, tuple[str, ...]] = {
@@ -356,84 +356,90 @@ class RepresentationCache:
     async def _answer_early(self, scope: Scope, send: Send) -> bool:
         """The polling fast path, before routing and dependency resolution (most of the cost
         of a poll): a client whose copy is current gets its 304, and a repeated GET whose
-        answer is in memory gets it, with the same checks as the route's. The key is checked
-        afresh (or as :class:`KnownKeys` holds it, until the next commit), the rate limit
-        applies, and the tag is computed by :func:`validators`; anything unusual (no tag to
-        match or nothing kept, an unknown key, a throttled key, versions not yet exact)
-        takes the full path.
+        answer is in memory gets it, with the same checks as the route's. The key goes
+        through the routes' own check (:func:`app.http.deps.check_key`), read afresh or as
+        :class:`KnownKeys` holds it until the next commit, and is charged to its rate limit
+        only when there is an answer to give; the tag is computed by :func:`validators`.
+        Anything unusual (no tag to match or nothing kept, an unknown key, a throttled key,
+        versions not yet exact) takes the full path, where the route answers it.
         """
         headers = Headers(scope=scope)
-        if_none_match = headers.get("if-none-match")
         scheme, _, token = headers.get("authorization", "").partition(" ")
         app = scope.get("app")
         if scheme.lower() != "bearer" or not token or app is None:
             return False
-        state = app.state
-        settings: Settings = state.settings
-        known: KnownKeys | None = getattr(state, "known_keys", None)
+        known: KnownKeys | None = getattr(app.state, "known_keys", None)
         key_hash = auth_service.hash_key(token)
         # Read before the database: a commit after this moves it on, and the entry stored
         # below under the older generation is never used.
         generation = known.watch.generation() if known is not None else None
-        hit = known.get(key_hash, generation) if known is not None else None
-        if hit is None and not if_none_match and (generation is None or not self._entries):
+        held = known.get(key_hash, generation) if known is not None else None
+        if (
+            held is None
+            and not headers.get("if-none-match")
+            and (generation is None or not self._entries)
+        ):
             # No tag to match, and no kept answer to serve that the route would not find as
             # cheaply (what is read here for one can be kept only under a known generation).
             return False
-        if hit is not None:
-            principal, versions = hit
-            if principal.expires_at is not None and principal.expires_at <= utcnow():
-                return False  # the route answers the 401
-        else:
-            session: Session = state.read_sessionmaker()
-            try:
-                if _connection_at_hand(session):
-                    found = _identify_exact(session, token)
-                else:
-                    found = await run_in_threadpool(_identify_exact, session, token)
-            except QuotaGapError:
+        answer: _Early | None = None
+
+        def go_on(check: KeyCheck) -> bool:
+            nonlocal answer
+            if not check.exact:
                 return False
-            finally:
-                session.close()
-            principal, versions, exact = found
-            if not exact:
-                return False
-            if known is not None:
-                known.put(key_hash, generation, principal, versions)
-        max_age = _cached_max_age(app, versions)
-        if max_age is None:
+            if held is None and known is not None:
+                known.put(key_hash, generation, check.principal, check.versions)
+            answer = self._early(app, scope, headers, check)
+            return answer is not None
+
+        try:
+            checked = await check_key(app=app, token=token, kept=held, go_on=go_on)
+        except QuotaGapError:
+            return False  # the route answers the 401 or the 429
+        if checked is None or answer is None:
             return False
-        query = scope.get("query_string", b"").decode("latin-1")
-        etag, validator_headers, _ = validators(
-            app=app,
-            settings=settings,
-            versions=versions,
-            key_id=principal.key_id,
-            scoped=principal.rep_ids is not None,
-            path=scope["path"],
-            query=query,
-            accept=headers.get("accept", ""),
-            max_age=max_age,
-        )
-        current = if_none_match is not None and _matches(if_none_match, etag)
-        kept = None if current else self.get(etag)
-        if not current and kept is None:
-            return False
-        if settings.rate_limit_per_minute > 0 and limiter_of(app).take(
-            principal.key_id, settings.rate_limit_per_minute, settings.rate_limit_burst
-        ):
-            return False  # the route answers the 429
-        scope[ROUTE_HINT] = _prefix_of(scope["path"], "304" if current else "200, kept")
-        fresh = [(k.lower().encode(), v.encode()) for k, v in validator_headers.items()]
-        if kept is None:
+        scope[ROUTE_HINT] = _prefix_of(scope["path"], "304" if answer.kept is None else "200, kept")
+        fresh = [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
+        if answer.kept is None:
             await send({"type": "http.response.start", "status": 304, "headers": fresh})
             await send({"type": "http.response.body", "body": b""})
         else:
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": [*kept.headers, *fresh]}
-            )
-            await send({"type": "http.response.body", "body": kept.body})
+            start = [*answer.kept.headers, *fresh]
+            await send({"type": "http.response.start", "status": 200, "headers": start})
+            await send({"type": "http.response.body", "body": answer.kept.body})
         return True
+
+    def _early(self, app: Any, scope: Scope, headers: Headers, check: KeyCheck) -> _Early | None:
+        """The fast path's answer to a key that may read, if it has one: a 304 when the
+        client's tag is current, else the kept answer under the tag; ``None`` otherwise."""
+        max_age = _cached_max_age(app, check.versions)
+        if max_age is None:
+            return None
+        etag, validator_headers, _ = validators(
+            app=app,
+            settings=app.state.settings,
+            versions=check.versions,
+            key_id=check.principal.key_id,
+            scoped=check.principal.rep_ids is not None,
+            path=scope["path"],
+            query=scope.get("query_string", b"").decode("latin-1"),
+            accept=headers.get("accept", ""),
+            max_age=max_age,
+        )
+        if_none_match = headers.get("if-none-match")
+        if if_none_match is not None and _matches(if_none_match, etag):
+            return _Early(None, validator_headers)
+        kept = self.get(etag)
+        return _Early(kept, validator_headers) if kept is not None else None
+
+
+@dataclass(frozen=True)
+class _Early:
+    """What the fast path sends: the kept answer (``None``: a 304) and fresh validators."""
+
+    kept: Representation | None
+    headers: dict[str, str]
 
 
 class KnownKeys:
@@ -481,11 +487,6 @@ def _prefix_of(path: str, answer: str) -> str:
         if rest == prefix or rest.startswith(prefix + "/"):
             return f"/api/v1{prefix}/... ({answer})"
     return f"/api/v1/... ({answer})"
-
-
-def _identify_exact(session: Session, token: str) -> tuple[Principal, Versions, bool]:
-    principal, versions = auth_service.identify(session=session, token=token)
-    return principal, versions, not unrecorded(session)
 
 
 def cache_control(scopes: tuple[str, ...], max_age: int) -> str:

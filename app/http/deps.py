@@ -9,7 +9,9 @@ a pooled connection is free (a checkout that could wait goes to a thread).
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
@@ -22,9 +24,11 @@ from starlette.concurrency import run_in_threadpool
 
 from app.auth import service as auth_service
 from app.auth.service import Principal
+from app.core.base import utcnow
 from app.core.config import Settings
-from app.core.exceptions import AuthenticationError, PermissionDeniedError
-from app.core.versions import unrecorded
+from app.core.exceptions import AuthenticationError, PermissionDeniedError, RateLimitedError
+from app.core.versions import Versions, unrecorded
+from app.http.limits import limiter_of
 
 
 async def get_settings(request: Request) -> Settings:
@@ -105,11 +109,83 @@ _bearer = HTTPBearer(
 )
 
 
-def _identify(session: Session, token: str) -> Principal:
+@dataclass(frozen=True)
+class KeyCheck:
+    """A key that may go on: who it is, and the data versions read with it (exact: see
+    :func:`app.core.versions.unrecorded`)."""
+
+    principal: Principal
+    versions: Versions
+    exact: bool
+
+
+async def check_key(
+    *,
+    app: Any,
+    token: str,
+    session: Session | None = None,
+    kept: tuple[Principal, Versions] | None = None,
+    go_on: Callable[[KeyCheck], bool] | None = None,
+) -> KeyCheck | None:
+    """Whether a key may read: the one place that decides it, for the routes
+    (:func:`current_principal`) and the polling fast path (:mod:`app.http.caching`), in order:
+
+    1. the key, read afresh with the data versions in one statement
+       (:func:`app.auth.service.identify`, in ``session``, or in a read session of its own),
+       or as the fast path ``kept`` it (:class:`app.http.caching.KnownKeys`, until the next
+       commit: a revocation is one);
+    2. revoked or expired: 401 (``identify`` refuses them; a kept key's expiry is checked
+       again, since time moves without a commit);
+    3. ``go_on``: the fast path goes on only with an answer to give (``None`` is returned,
+       nothing spent), since a request it passes on is charged by the route;
+    4. the key's rate limit (``QG_RATE_LIMIT_PER_MINUTE``): 429 once its tokens are spent.
+
+    The role comes last, from the route (:func:`require_roles`): only the route knows which
+    roles it allows. The fast path needs none: it answers a key only with a tag or an answer
+    a route gave that same key (tags are keyed by key), and a key's role never changes.
+    """
+    if kept is not None:
+        principal, versions = kept
+        if principal.expires_at is not None and principal.expires_at <= utcnow():
+            raise AuthenticationError("API key expired")
+        check = KeyCheck(principal, versions, exact=True)
+    elif session is not None:
+        check = await _read_key(session, token)
+    else:
+        # A write request's own session begins with the write lock on SQLite (see
+        # current_principal): its key is read in a short read session of its own.
+        reader: Session = app.state.read_sessionmaker()
+        try:
+            check = await _read_key(reader, token)
+        finally:
+            with anyio.CancelScope(shield=True):
+                _finish(reader, False)  # a read: ending it is one short statement
+    if go_on is not None and not go_on(check):
+        return None
+    settings: Settings = app.state.settings
+    if settings.rate_limit_per_minute > 0:
+        wait = limiter_of(app).take(
+            check.principal.key_id, settings.rate_limit_per_minute, settings.rate_limit_burst
+        )
+        if wait > 0:
+            raise RateLimitedError(
+                f"rate limit of {settings.rate_limit_per_minute:g} requests per minute "
+                "for this API key exceeded",
+                retry_after=math.ceil(wait),
+            )
+    return check
+
+
+async def _read_key(session: Session, token: str) -> KeyCheck:
+    if _connection_at_hand(session):
+        return _identify(session, token)
+    check: KeyCheck = await run_in_threadpool(_identify, session, token)
+    return check
+
+
+def _identify(session: Session, token: str) -> KeyCheck:
     principal, versions = auth_service.identify(session=session, token=token)
-    session.info[VERSIONS] = versions
-    session.info[INEXACT] = unrecorded(session)
-    return principal
+    return KeyCheck(principal, versions, exact=not unrecorded(session))
 
 
 async def current_principal(
@@ -117,7 +193,8 @@ async def current_principal(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller's key, read afresh on every request (revocation applies at once).
+    """The caller's key, read afresh on every request (revocation applies at once), and
+    charged to its rate limit (:func:`check_key`).
 
     Always in a read transaction: a write request's own session begins by taking the write
     lock on SQLite (``BEGIN IMMEDIATE``, see :mod:`app.core.db`), and the key must not wait for
@@ -126,22 +203,15 @@ async def current_principal(
     begins in the route, off the loop."""
     if credentials is None or not credentials.credentials:
         raise AuthenticationError("missing API key: send Authorization: Bearer <key>")
-    token = credentials.credentials
-    if request.method in ("GET", "HEAD"):
-        return await _identify_in(session, token)
-    reader: Session = request.app.state.read_sessionmaker()
-    try:
-        return await _identify_in(reader, token)
-    finally:
-        with anyio.CancelScope(shield=True):
-            _finish(reader, False)  # a read: ending it is one short statement
-
-
-async def _identify_in(session: Session, token: str) -> Principal:
-    if _connection_at_hand(session):
-        return _identify(session, token)
-    principal: Principal = await run_in_threadpool(_identify, session, token)
-    return principal
+    readonly = request.method in ("GET", "HEAD")
+    check = await check_key(
+        app=request.app, token=credentials.credentials, session=session if readonly else None
+    )
+    assert check is not None  # no go_on: a key that may not go on raised
+    if readonly:
+        session.info[VERSIONS] = check.versions
+        session.info[INEXACT] = not check.exact
+    return check.principal
 
 
 def _connection_at_hand(session: Session) -> bool:

@@ -3,8 +3,8 @@
 Two token buckets, both in this process: ``QG_RATE_LIMIT_PER_MINUTE`` tokens refill per
 minute up to ``QG_RATE_LIMIT_BURST``; an empty bucket answers 429 with ``Retry-After``.
 
-* **Per API key** (:func:`rate_limit`, a dependency of every route under /api/v1 and of
-  /metrics): every request of a valid key spends a token.
+* **Per API key** (charged by :func:`app.http.deps.check_key`, for every route under /api/v1,
+  /metrics and the polling fast path alike): every request of a valid key spends a token.
 * **Per client address** (:class:`AddressLimitMiddleware`, around the whole app): a request
   that fails authentication (any 401) and every ``POST /dashboard/login`` spends a token of
   its address. An address whose bucket is empty is refused before anything else runs, the
@@ -28,12 +28,10 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Request
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.exceptions import RateLimitedError, error_body
-from app.http.deps import CurrentKey, SettingsDep
+from app.core.exceptions import error_body
 
 WRITE_METHODS = ("POST", "PUT", "PATCH")
 LOGIN_PATH = "/dashboard/login"
@@ -108,22 +106,6 @@ def limiter_of(app: Any) -> RateLimiter:
     if limiter is None:
         limiter = app.state.rate_limiter = RateLimiter()
     return limiter
-
-
-async def rate_limit(request: Request, principal: CurrentKey, settings: SettingsDep) -> None:
-    """Router dependency: 429 with Retry-After once a key exceeds its rate. Async: it does
-    no I/O, and a sync dependency would cost a thread-pool hop on every request."""
-    if settings.rate_limit_per_minute <= 0:
-        return
-    wait = limiter_of(request.app).take(
-        principal.key_id, settings.rate_limit_per_minute, settings.rate_limit_burst
-    )
-    if wait > 0:
-        raise RateLimitedError(
-            f"rate limit of {settings.rate_limit_per_minute:g} requests per minute "
-            "for this API key exceeded",
-            retry_after=math.ceil(wait),
-        )
 
 
 def parse_networks(entries: Sequence[str]) -> tuple[Network, ...]:

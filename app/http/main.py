@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from sqlalchemy import Engine, text
@@ -60,6 +60,37 @@ Every figure is defined in `docs/metrics.md`; alerts and webhooks in `docs/alert
 """
 
 
+OPENAPI_TAGS = [
+    {"name": "reps", "description": "People, their team and manager."},
+    {"name": "teams", "description": "Teams and their managers."},
+    {"name": "targets", "description": "Goals per rep or team, metric and period."},
+    {"name": "records", "description": "Deals and activities behind every number."},
+    {
+        "name": "sources",
+        "description": "CRM connections, their sync health, runs and quarantined records.",
+    },
+    {"name": "imports", "description": "CSV imports with a column mapping."},
+    {
+        "name": "performance",
+        "description": "Gaps, pacing, coaching focus, rankings; "
+        "every figure comes from a named snapshot and is defined in docs/metrics.md.",
+    },
+    {"name": "jobs", "description": "Runs of the pipeline: stage, progress, outcome."},
+    {
+        "name": "alerts",
+        "description": "Alert rules and the alerts they raised, each with its numbers.",
+    },
+    {
+        "name": "webhooks",
+        "description": "Endpoints that receive signed alerts; deliveries and attempts.",
+    },
+    {"name": "api keys", "description": "Keys and roles (admin only)."},
+    {"name": "audit", "description": "Every change to configuration (admin only)."},
+    {"name": "operations", "description": "Prometheus metrics."},
+    {"name": "health", "description": "Liveness (no key)."},
+]
+
+
 def create_app(
     settings: Settings | None = None,
     engine: Engine | None = None,
@@ -73,9 +104,46 @@ def create_app(
     )
     factory = session_factory or make_sessionmaker(engine)
     jobs = JobRunner(factory, settings, inline=run_jobs_inline)
-
     scheduler = Scheduler(factory, settings) if start_scheduler else None
+    # Only with the app's own engine: sessions bound to an outer transaction (tests) see
+    # writes no commit announces.
+    watch = CommitWatch(engine) if session_factory is None else None
 
+    app = FastAPI(
+        lifespan=_lifespan(scheduler, jobs, watch),
+        # Every operation, /health and /metrics included: a query parameter it does not
+        # declare is a 422 before anything else runs, the key included (app.http.params).
+        dependencies=[Depends(params.reject_unknown)],
+        title="Quota Gap",
+        version="0.1.0",
+        description=DESCRIPTION,
+        openapi_tags=OPENAPI_TAGS,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = factory
+    # GETs only read: on SQLite they must not queue behind writers (see app.core.db).
+    app.state.read_sessionmaker = (
+        factory
+        if session_factory is not None
+        else make_sessionmaker(engine.execution_options(read_only=True))
+    )
+    app.state.jobs = jobs
+    app.state.known_keys = KnownKeys(watch) if watch is not None else None
+    install_handlers(app)
+    _add_middleware(app, settings)
+    document_csv(app)
+    app.include_router(api_router)
+    app.include_router(dashboard_router)  # HTML at /dashboard, outside the OpenAPI schema
+    _add_health(app, engine)
+    # Last, so its timing covers every other middleware: GET /metrics and HTTP latency.
+    install_telemetry(app)
+    return app
+
+
+def _lifespan(
+    scheduler: Scheduler | None, jobs: JobRunner, watch: CommitWatch | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if scheduler is not None:
@@ -89,59 +157,11 @@ def create_app(
         if watch is not None:
             watch.close()
 
-    app = FastAPI(
-        lifespan=lifespan,
-        # Every operation, /health and /metrics included: a query parameter it does not
-        # declare is a 422 before anything else runs, the key included (app.http.params).
-        dependencies=[Depends(params.reject_unknown)],
-        title="Quota Gap",
-        version="0.1.0",
-        description=DESCRIPTION,
-        openapi_tags=[
-            {"name": "reps", "description": "People, their team and manager."},
-            {"name": "teams", "description": "Teams and their managers."},
-            {"name": "targets", "description": "Goals per rep or team, metric and period."},
-            {"name": "records", "description": "Deals and activities behind every number."},
-            {
-                "name": "sources",
-                "description": "CRM connections, their sync health, runs and quarantined records.",
-            },
-            {"name": "imports", "description": "CSV imports with a column mapping."},
-            {
-                "name": "performance",
-                "description": "Gaps, pacing, coaching focus, rankings; "
-                "every figure comes from a named snapshot and is defined in docs/metrics.md.",
-            },
-            {"name": "jobs", "description": "Runs of the pipeline: stage, progress, outcome."},
-            {
-                "name": "alerts",
-                "description": "Alert rules and the alerts they raised, each with its numbers.",
-            },
-            {
-                "name": "webhooks",
-                "description": "Endpoints that receive signed alerts; deliveries and attempts.",
-            },
-            {"name": "api keys", "description": "Keys and roles (admin only)."},
-            {"name": "audit", "description": "Every change to configuration (admin only)."},
-            {"name": "operations", "description": "Prometheus metrics."},
-            {"name": "health", "description": "Liveness (no key)."},
-        ],
-    )
-    app.state.settings = settings
-    app.state.engine = engine
-    app.state.sessionmaker = factory
-    # GETs only read: on SQLite they must not queue behind writers (see app.core.db).
-    app.state.read_sessionmaker = (
-        factory
-        if session_factory is not None
-        else make_sessionmaker(engine.execution_options(read_only=True))
-    )
-    app.state.jobs = jobs
-    # Only with the app's own engine: sessions bound to an outer transaction (tests) see
-    # writes no commit announces.
-    watch = CommitWatch(engine) if session_factory is None else None
-    app.state.known_keys = KnownKeys(watch) if watch is not None else None
-    install_handlers(app)
+    return lifespan
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """The middleware, innermost first."""
     app.add_middleware(CSVExportMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -152,20 +172,15 @@ def create_app(
     app.add_middleware(RepresentationCache)
     # Outside the cache too: an address refused for failed authentications gets nothing else.
     app.add_middleware(AddressLimitMiddleware, settings=settings)
-    document_csv(app)
-    app.include_router(api_router)
-    app.include_router(dashboard_router)  # HTML at /dashboard, outside the OpenAPI schema
 
+
+def _add_health(app: FastAPI, engine: Engine) -> None:
     @app.get("/health", tags=["health"], summary="Liveness and database check (no auth)")
     def health() -> dict[str, str]:
         """Liveness and a database round trip; no key needed (load balancers, probes)."""
         with engine.execution_options(read_only=True).connect() as conn:
             conn.execute(text("SELECT 1"))
         return {"status": "ok"}
-
-    # Last, so its timing covers every other middleware: GET /metrics and HTTP latency.
-    install_telemetry(app)
-    return app
 
 
 def create_service_app() -> FastAPI:

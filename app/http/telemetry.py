@@ -45,7 +45,6 @@ from analytics.periods import period_of
 from app.auth.service import Principal
 from app.core.config import Settings
 from app.http.deps import require_roles
-from app.http.limits import rate_limit
 from app.performance.models import PerformanceRow, Snapshot
 from app.performance.versioning import visible
 from app.pipeline.jobs.models import JOB_STATUSES, Job
@@ -248,6 +247,14 @@ class DatabaseCollector(Collector):
     # -- sources ---------------------------------------------------------------------------
 
     def _sources(self, session: Session, out: _Families, now: datetime) -> None:
+        labels = self._source_health(session, out, now)
+        self._source_quarantine(session, out, labels)
+        self._source_runs(session, out, labels)
+
+    @staticmethod
+    def _source_health(session: Session, out: _Families, now: datetime) -> dict[int, list[str]]:
+        """Each source's last success, lag, failures in a row and whether it is enabled; the
+        labels of every source, by id."""
         last_success = out.gauge(
             "source_last_success_timestamp_seconds",
             "When the source last synced successfully (Unix time); absent if it never did.",
@@ -265,23 +272,6 @@ class DatabaseCollector(Collector):
             SOURCE_LABELS,
         )
         enabled = out.gauge("source_enabled", "1 when the source syncs on schedule.", SOURCE_LABELS)
-        quarantined = out.gauge(
-            "quarantined_records",
-            "Records of the source held in quarantine (they could not be mapped).",
-            SOURCE_LABELS,
-        )
-        synced = out.counter(
-            "source_records_synced",
-            "Records the source's syncs and imports have read (fetched) and written "
-            "(inserted, updated, deleted), by outcome.",
-            (*SOURCE_LABELS, "outcome"),
-        )
-        runs = out.counter(
-            "source_sync_runs",
-            "Sync and import runs of the source, by status.",
-            (*SOURCE_LABELS, "status"),
-        )
-
         sources = session.execute(
             select(
                 Source.id,
@@ -302,7 +292,15 @@ class DatabaseCollector(Collector):
             lag.add_metric(lv, max((now - since).total_seconds(), 0.0))
             failures.add_metric(lv, s.consecutive_failures)
             enabled.add_metric(lv, 1 if s.is_enabled else 0)
+        return labels
 
+    @staticmethod
+    def _source_quarantine(session: Session, out: _Families, labels: dict[int, list[str]]) -> None:
+        quarantined = out.gauge(
+            "quarantined_records",
+            "Records of the source held in quarantine (they could not be mapped).",
+            SOURCE_LABELS,
+        )
         counts = dict(
             session.execute(
                 select(QuarantinedRecord.source_id, func.count()).group_by(
@@ -313,6 +311,20 @@ class DatabaseCollector(Collector):
         for source_id, lv in labels.items():
             quarantined.add_metric(lv, counts.get(source_id, 0))
 
+    @staticmethod
+    def _source_runs(session: Session, out: _Families, labels: dict[int, list[str]]) -> None:
+        """Runs by status, and the records they read and wrote by outcome."""
+        synced = out.counter(
+            "source_records_synced",
+            "Records the source's syncs and imports have read (fetched) and written "
+            "(inserted, updated, deleted), by outcome.",
+            (*SOURCE_LABELS, "outcome"),
+        )
+        runs = out.counter(
+            "source_sync_runs",
+            "Sync and import runs of the source, by status.",
+            (*SOURCE_LABELS, "status"),
+        )
         totals: dict[int, dict[str, int]] = {}
         for row in session.execute(
             select(
@@ -571,6 +583,7 @@ def install(app: FastAPI) -> Telemetry:
     telemetry = Telemetry(app.state.settings, app.state.read_sessionmaker)
     app.state.telemetry = telemetry
     app.add_middleware(HttpMetricsMiddleware, metrics=telemetry.http)
-    # The per-key rate limit of /api/v1 applies to scrapes too.
-    app.include_router(router, dependencies=[Depends(rate_limit)])
+    # The per-key rate limit of /api/v1 applies to scrapes too: the key's check charges it
+    # (app.http.deps.check_key).
+    app.include_router(router)
     return telemetry

@@ -28,6 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -48,7 +49,15 @@ from app.sources import service as sources_service
 from app.sources.models import Source, SyncCursor, SyncRun
 from app.teams import service as teams_service
 from connectors import registry
-from connectors.base import ACTIVITY_FIELDS, DEAL_FIELDS, Page, Reject, iso, parse_datetime
+from connectors.base import (
+    ACTIVITY_FIELDS,
+    DEAL_FIELDS,
+    Connector,
+    Page,
+    Reject,
+    iso,
+    parse_datetime,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +90,68 @@ def run_sync(
 ) -> SyncRun:
     """Sync one source now; returns the finished run (succeeded or failed)."""
     started = time.perf_counter()
+    opened = _open_run(session_factory, settings, source_id)
+    run_start = utcnow()
+    # The reader thread refreshes tokens while the writer stores pages: one writer at a time
+    # (a test's session factory shares one connection, which no two threads may use at once).
+    db_lock = threading.Lock()
+
+    # Every request goes through the address guard (SSRF): no credentials to internal hosts.
+    guard = sources_service.request_guard(settings)
+    store_tokens = _token_store(
+        session_factory, settings, source_id, opened.credentials, db_lock=db_lock, guard=guard
+    )
+
+    error: str | None = None
+    try:
+        connector = registry.connector_for(
+            opened.kind,
+            base_url=opened.base_url,
+            credentials=opened.credentials,
+            config=opened.config,
+            on_refresh=store_tokens,
+            transport=transport,
+            sleep=sleep,
+            request_guard=guard,
+        )
+        try:
+            _sync_streams(
+                session_factory,
+                opened.run_id,
+                source_id,
+                connector,
+                run_start=run_start,
+                lookback=lookback,
+                on_page=on_page,
+                db_lock=db_lock,
+            )
+        finally:
+            connector.client.close()
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        log.warning("sync of source %s failed: %s", source_id, error)
+    _close_run(session_factory, settings, opened, error=error, started=started)
+    with session_factory() as session:
+        final = session.get(SyncRun, opened.run_id)
+        assert final is not None
+        return final
+
+
+@dataclass(frozen=True)
+class _OpenRun:
+    """A run just recorded as running, and what its connector needs of the source."""
+
+    source_id: int
+    run_id: int
+    kind: str
+    base_url: str | None
+    config: dict[str, Any]
+    credentials: dict[str, Any]
+
+
+def _open_run(
+    session_factory: sessionmaker[Session], settings: Settings, source_id: int
+) -> _OpenRun:
     with transaction(session_factory) as session:
         source = session.get(Source, source_id)
         if source is None:
@@ -94,57 +165,59 @@ def run_sync(
         run = SyncRun(source_id=source_id, kind="sync", status="running")
         session.add(run)
         session.flush()
-        run_id = run.id
-        kind, base_url, config = source.kind, source.base_url, dict(source.config)
-        credentials = secrets.decrypt(settings, source.credentials_encrypted)
-    run_start = utcnow()
-    # The reader thread refreshes tokens while the writer stores pages: one writer at a time
-    # (a test's session factory shares one connection, which no two threads may use at once).
-    db_lock = threading.Lock()
-
-    # Every request goes through the address guard (SSRF): no credentials to internal hosts.
-    guard = sources_service.request_guard(settings)
-    store_tokens = _token_store(
-        session_factory, settings, source_id, credentials, db_lock=db_lock, guard=guard
-    )
-
-    error: str | None = None
-    try:
-        connector = registry.connector_for(
-            kind,
-            base_url=base_url,
-            credentials=credentials,
-            config=config,
-            on_refresh=store_tokens,
-            transport=transport,
-            sleep=sleep,
-            request_guard=guard,
+        return _OpenRun(
+            source_id=source_id,
+            run_id=run.id,
+            kind=source.kind,
+            base_url=source.base_url,
+            config=dict(source.config),
+            credentials=secrets.decrypt(settings, source.credentials_encrypted),
         )
-        try:
-            streams = list(connector.streams())
-            with db_lock, transaction(session_factory) as session:
-                current = session.get(SyncRun, run_id)
-                assert current is not None
-                current.details = {**current.details, "stream_count": len(streams)}
-            for stream in streams:
-                _sync_stream(
-                    session_factory,
-                    source_id,
-                    run_id,
-                    stream.name,
-                    stream.pages,
-                    run_start=run_start,
-                    lookback=lookback,
-                    on_page=on_page,
-                    db_lock=db_lock,
-                )
-        finally:
-            connector.client.close()
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-        log.warning("sync of source %s failed: %s", source_id, error)
+
+
+def _sync_streams(
+    session_factory: sessionmaker[Session],
+    run_id: int,
+    source_id: int,
+    connector: Connector,
+    *,
+    run_start: datetime,
+    lookback: timedelta,
+    on_page: Callable[[SyncRun], None] | None,
+    db_lock: threading.Lock,
+) -> None:
+    """Read every stream of the source and store its pages; raises what the connector does."""
+    streams = list(connector.streams())
+    with db_lock, transaction(session_factory) as session:
+        current = session.get(SyncRun, run_id)
+        assert current is not None
+        current.details = {**current.details, "stream_count": len(streams)}
+    for stream in streams:
+        _sync_stream(
+            session_factory,
+            source_id,
+            run_id,
+            stream.name,
+            stream.pages,
+            run_start=run_start,
+            lookback=lookback,
+            on_page=on_page,
+            db_lock=db_lock,
+        )
+
+
+def _close_run(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    opened: _OpenRun,
+    *,
+    error: str | None,
+    started: float,
+) -> None:
+    """Record the run's outcome, and the source's health (last success, failures in a row)."""
+    source_id = opened.source_id
     with transaction(session_factory) as session:
-        done = session.get(SyncRun, run_id)
+        done = session.get(SyncRun, opened.run_id)
         source = session.get(Source, source_id)
         assert done is not None and source is not None
         done.status = "failed" if error else "succeeded"
@@ -163,10 +236,6 @@ def run_sync(
             source.last_success_at = done.finished_at
             source.last_error = None
             source.consecutive_failures = 0
-    with session_factory() as session:
-        final = session.get(SyncRun, run_id)
-        assert final is not None
-        return final
 
 
 def _token_store(
