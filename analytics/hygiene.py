@@ -16,7 +16,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from analytics.metrics import to_reporting_currency
+from analytics.currency import to_reporting_currency
 from analytics.periods import period_of
 
 __all__ = ["HYGIENE_COLUMNS", "hygiene"]

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from analytics.metrics import to_reporting_currency
+from analytics.currency import to_reporting_currency
 from analytics.periods import FiscalCalendar, index_label, period_index
 
 __all__ = ["WIN_COLUMNS", "wins"]

@@ -78,12 +78,12 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 import app.pipeline.records  # noqa: E402, F401  (every model, so foreign keys resolve)
 from analytics.metrics import period_metrics  # noqa: E402
-from app import ingest  # noqa: E402
 from app.core.config import Settings  # noqa: E402
 from app.core.db import make_sessionmaker, transaction  # noqa: E402
 from app.core.migrate import upgrade  # noqa: E402
 from app.deals.models import Deal  # noqa: E402
 from app.performance import compute  # noqa: E402
+from app.pipeline import ingest  # noqa: E402
 from app.pipeline.records import open_engine  # noqa: E402
 from app.sources.models import Source  # noqa: E402
 
