@@ -292,7 +292,8 @@ def period_metrics(
 
     ``key`` is the grouping column present on both frames: ``rep_id``, or a ``team_id`` that a
     caller added (one row per record and team it rolls up to) to get pooled team figures
-    (:func:`analytics.metric_rollups.rollup_metrics` gets the same from the per-rep rows without duplicating records).
+    (:func:`analytics.metric_rollups.rollup_metrics` gets the same from the per-rep rows
+    without duplicating records).
     Columns: ``key, period, period_index`` then :data:`METRIC_COLUMNS`.
 
     Vectorised: records are never copied (index positions of the live rows), codes
@@ -329,39 +330,71 @@ def period_metrics(
     columns: dict[str, npt.NDArray[Any]] = {}
     present = np.zeros(grid.size, dtype=bool)
     if n_live:
-        value = reporting_values(deals["amount"], deals["currency"], rates, live)
-        value = np.where(np.isnan(value), 0.0, value)
-        closed_rows = grid.count(0)
-        present |= closed_rows > 0
-        columns["won_revenue"] = grid.total(0, np.where(won, value, 0.0))
-        columns["closed_value"] = grid.total(0, value)
-        columns["won_deals"] = grid.count(0, won)
-        columns["lost_deals"] = grid.count(0, lost)
-        won_at = np.flatnonzero(won & (grid.cells[0] >= 0))
-        live_won = won_at if live is None else live[won_at]
-        columns["sales_cycle_days"] = _group_median(
-            grid.cells[0][won_at], cycle_days(deals, live_won, tz), grid.size
-        )
-        columns["opportunities"] = grid.count(1)
-        columns["pipeline_created"] = grid.total(1, value)
-        present |= columns["opportunities"] > 0
+        deal_columns, has_deals = _deal_columns(deals, live, won, lost, grid, rates=rates, tz=tz)
+        columns.update(deal_columns)
+        present |= has_deals
     if n_acts:
-        source = len(periods) - 1
-        cell = grid.cells[source]
-        keep = cell >= 0
-        slots = _type_slots(activities["type"])
-        slot = take_rows(slots, acts)[keep]
-        by_type = np.bincount(
-            cell[keep] * (_OTHER_TYPE + 1) + slot, minlength=grid.size * (_OTHER_TYPE + 1)
-        ).reshape(grid.size, _OTHER_TYPE + 1)
-        # A cell with only other-type activities gets no activity figures (and no row of its
-        # own), as a type pivot would; "activities" counts every type of a cell that has one.
-        typed = by_type[:, :_OTHER_TYPE].sum(axis=1) > 0
-        present |= typed
-        columns["activities"] = np.where(typed, by_type.sum(axis=1), 0).astype(np.int64)
-        for i, name in enumerate(ACTIVITY_METRIC_OF_TYPE.values()):
-            columns[name] = by_type[:, i].astype(np.int64)
+        activity_columns, has_activities = _activity_columns(
+            activities, acts, grid, len(periods) - 1
+        )
+        columns.update(activity_columns)
+        present |= has_activities
     return finish_metrics(grid.frame(key, present, columns), key, kind)
+
+
+def _deal_columns(
+    deals: pd.DataFrame,
+    live: npt.NDArray[np.intp] | None,
+    won: BoolArray,
+    lost: BoolArray,
+    grid: _Grid,
+    *,
+    rates: Mapping[str, float],
+    tz: str,
+) -> tuple[dict[str, npt.NDArray[Any]], BoolArray]:
+    """The deal figures per cell (formulas in the module docstring) and the cells that have
+    closed deals or opportunities. Grid source 0 holds the won and lost deals by close_date,
+    source 1 every deal by created_at."""
+    columns: dict[str, npt.NDArray[Any]] = {}
+    value = reporting_values(deals["amount"], deals["currency"], rates, live)
+    value = np.where(np.isnan(value), 0.0, value)
+    closed_rows = grid.count(0)
+    columns["won_revenue"] = grid.total(0, np.where(won, value, 0.0))
+    columns["closed_value"] = grid.total(0, value)
+    columns["won_deals"] = grid.count(0, won)
+    columns["lost_deals"] = grid.count(0, lost)
+    won_at = np.flatnonzero(won & (grid.cells[0] >= 0))
+    live_won = won_at if live is None else live[won_at]
+    columns["sales_cycle_days"] = _group_median(
+        grid.cells[0][won_at], cycle_days(deals, live_won, tz), grid.size
+    )
+    columns["opportunities"] = grid.count(1)
+    columns["pipeline_created"] = grid.total(1, value)
+    present: BoolArray = (closed_rows > 0) | (columns["opportunities"] > 0)
+    return columns, present
+
+
+def _activity_columns(
+    activities: pd.DataFrame, acts: npt.NDArray[np.intp] | None, grid: _Grid, source: int
+) -> tuple[dict[str, npt.NDArray[Any]], BoolArray]:
+    """``activities`` and the count of each type per cell (grid source ``source``), and the
+    cells that have an activity of a counted type."""
+    cell = grid.cells[source]
+    keep = cell >= 0
+    slots = _type_slots(activities["type"])
+    slot = take_rows(slots, acts)[keep]
+    by_type = np.bincount(
+        cell[keep] * (_OTHER_TYPE + 1) + slot, minlength=grid.size * (_OTHER_TYPE + 1)
+    ).reshape(grid.size, _OTHER_TYPE + 1)
+    # A cell with only other-type activities gets no activity figures (and no row of its
+    # own), as a type pivot would; "activities" counts every type of a cell that has one.
+    typed: BoolArray = by_type[:, :_OTHER_TYPE].sum(axis=1) > 0
+    columns: dict[str, npt.NDArray[Any]] = {
+        "activities": np.where(typed, by_type.sum(axis=1), 0).astype(np.int64)
+    }
+    for i, name in enumerate(ACTIVITY_METRIC_OF_TYPE.values()):
+        columns[name] = by_type[:, i].astype(np.int64)
+    return columns, typed
 
 
 def finish_ratios(out: pd.DataFrame) -> pd.DataFrame:

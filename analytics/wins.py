@@ -65,6 +65,35 @@ def wins(
     """
     if not 0.0 < top_percentile <= 100.0:
         raise ValueError(f"top_percentile must be within (0, 100], got {top_percentile!r}")
+    frame = _won_amounts(deals, rates=rates, kind=kind, cal=cal, id_column=id_column, key=key)
+    if periods is not None:
+        frame = frame[frame["period"].isin(list(periods))]
+    grouped = frame.groupby("_index", sort=False)["amount"]
+    n = grouped.transform("size")
+    frame["percentile"] = 100.0 * grouped.rank(method="max") / n
+    cutoff = grouped.transform("quantile", top_percentile / 100.0)
+    frame["top_percentile"] = (n >= min_deals) & (frame["amount"] >= cutoff)
+    if min_amount is None:
+        frame["above_threshold"] = False
+    else:
+        frame["above_threshold"] = frame["amount"] >= min_amount
+    out = frame[frame["top_percentile"] | frame["above_threshold"]].copy()
+    out = out.sort_values(["_index", "amount"], ascending=[True, False], kind="stable")
+    out["reason"] = _reasons(out, min_amount=min_amount, top_percentile=top_percentile)
+    return out[[id_column, key, *WIN_COLUMNS]].reset_index(drop=True)
+
+
+def _won_amounts(
+    deals: pd.DataFrame,
+    *,
+    rates: Mapping[str, float],
+    kind: str,
+    cal: FiscalCalendar,
+    id_column: str,
+    key: str,
+) -> pd.DataFrame:
+    """The won, not deleted deals with a close date and an amount: ``id_column, key, _index,
+    close_date, amount, period`` (amount in the reporting currency, _index the period's)."""
     live = ~deals["is_deleted"].to_numpy(dtype=bool)
     won = deals["status"].eq("won").to_numpy(dtype=bool, na_value=False)
     index = period_index(deals["close_date"], kind, cal)
@@ -85,19 +114,11 @@ def wins(
     frame = frame[frame["amount"].notna()]
     labels = {int(i): index_label(kind, int(i)) for i in pd.unique(frame["_index"])}
     frame["period"] = frame["_index"].map(labels).astype(object)
-    if periods is not None:
-        frame = frame[frame["period"].isin(list(periods))]
-    grouped = frame.groupby("_index", sort=False)["amount"]
-    n = grouped.transform("size")
-    frame["percentile"] = 100.0 * grouped.rank(method="max") / n
-    cutoff = grouped.transform("quantile", top_percentile / 100.0)
-    frame["top_percentile"] = (n >= min_deals) & (frame["amount"] >= cutoff)
-    if min_amount is None:
-        frame["above_threshold"] = False
-    else:
-        frame["above_threshold"] = frame["amount"] >= min_amount
-    out = frame[frame["top_percentile"] | frame["above_threshold"]].copy()
-    out = out.sort_values(["_index", "amount"], ascending=[True, False], kind="stable")
+    return frame
+
+
+def _reasons(out: pd.DataFrame, *, min_amount: float | None, top_percentile: float) -> pd.Series:
+    """Why each win is one, with the numbers (see :func:`wins`)."""
     amount_text = _thousands(out["amount"].to_numpy(dtype="float64"))
     share = 100.0 - top_percentile
     percentile_text = (
@@ -121,5 +142,4 @@ def wins(
         (threshold_text + "; " + top_text).to_numpy(dtype=object),
         np.where(is_big, threshold_text.to_numpy(dtype=object), top_text.to_numpy(dtype=object)),
     )
-    out["reason"] = pd.Series(reason, index=out.index, dtype=object)
-    return out[[id_column, key, *WIN_COLUMNS]].reset_index(drop=True)
+    return pd.Series(reason, index=out.index, dtype=object)
