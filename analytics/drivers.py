@@ -72,6 +72,7 @@ import numpy as np
 import pandas as pd
 
 from analytics._arrays import BoolArray, FloatArray, IntArray, ObjArray, safe_div
+from analytics._text import fixed, thousands
 from analytics.periods import PeriodKind, index_label, parse_period
 
 __all__ = [
@@ -258,25 +259,6 @@ def _pooled(sums: dict[str, FloatArray]) -> dict[str, FloatArray]:
     }
 
 
-def _ints(x: FloatArray) -> pd.Series:
-    """Whole numbers with thousands separators ("12,345"): the few of four digits or more
-    through Python's format, the rest (percentages, days) as the array's text."""
-    whole = np.round(x).astype(np.int64)
-    text = whole.astype(str).astype(object)
-    wide = np.flatnonzero(np.abs(whole) >= 1000)
-    text[wide] = [f"{v:,}" for v in whole[wide].tolist()]
-    return pd.Series(text, dtype=object)
-
-
-def _fixed(x: FloatArray, decimals: int) -> pd.Series:
-    """Non-negative numbers with exactly ``decimals`` decimals, vectorised ("0.50")."""
-    scale = 10**decimals
-    scaled = np.round(x * scale).astype(np.int64)
-    whole = pd.Series(scaled // scale, dtype=np.int64).astype(str)
-    fraction = pd.Series(scaled % scale, dtype=np.int64).astype(str).str.zfill(decimals)
-    return (whole + "." + fraction).astype(object)
-
-
 _PHRASES: Final[dict[str, str]] = {
     "activity": "activities per {kind}",
     "conversion": "opportunities per activity",
@@ -289,14 +271,14 @@ _PHRASES: Final[dict[str, str]] = {
 
 def _format_value(driver: str, x: FloatArray) -> pd.Series:
     if driver in ("activity", "deal_size"):
-        return _ints(x)
+        return thousands(x)
     if driver == "conversion":
-        return _fixed(x * 100.0, 1) + "%"
+        return fixed(x * 100.0, 1) + "%"
     if driver == "throughput":
-        return _fixed(x, 2)
+        return fixed(x, 2)
     if driver == "win_rate":
-        return _ints(x * 100.0) + "%"
-    return _ints(x) + " days"
+        return thousands(x * 100.0) + "%"
+    return thousands(x) + " days"
 
 
 def _reasons(
@@ -323,9 +305,9 @@ def _reasons(
             continue
         v, m, r = value[rows], median[rows], vs_team[rows]
         if driver == "cycle":
-            gap = _ints((r - 1.0) * 100.0) + "% longer"
+            gap = thousands((r - 1.0) * 100.0) + "% longer"
         else:
-            gap = _ints((1.0 - r) * 100.0) + "% below"
+            gap = thousands((1.0 - r) * 100.0) + "% below"
         said = (
             _PHRASES[driver].format(kind=kind)
             + " "

@@ -10,9 +10,9 @@ from collections.abc import Collection, Mapping
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
+from analytics._text import thousands
 from analytics.currency import to_reporting_currency
 from analytics.periods import FiscalCalendar, index_label, period_index
 
@@ -27,11 +27,6 @@ WIN_COLUMNS: Final[tuple[str, ...]] = (
     "top_percentile",
     "reason",
 )
-
-
-def _thousands(x: npt.NDArray[np.float64]) -> pd.Series:
-    text = pd.Series(np.round(x).astype(np.int64), dtype=np.int64).astype(str)
-    return text.str.replace(r"\B(?=(\d{3})+(?!\d))", ",", regex=True).astype(object)
 
 
 def wins(
@@ -119,7 +114,7 @@ def _won_amounts(
 
 def _reasons(out: pd.DataFrame, *, min_amount: float | None, top_percentile: float) -> pd.Series:
     """Why each win is one, with the numbers (see :func:`wins`)."""
-    amount_text = _thousands(out["amount"].to_numpy(dtype="float64"))
+    amount_text = thousands(out["amount"].to_numpy(dtype="float64"))
     share = 100.0 - top_percentile
     percentile_text = (
         pd.Series(np.floor(out["percentile"].to_numpy(dtype="float64")).astype(np.int64))
@@ -131,7 +126,7 @@ def _reasons(out: pd.DataFrame, *, min_amount: float | None, top_percentile: flo
         f"top {share:g}% of " + period_text + " won deals (percentile " + percentile_text + ")"
     )
     threshold_text = (
-        "amount " + amount_text + " ≥ " + _thousands(np.array([min_amount or 0.0]))[0]
+        "amount " + amount_text + " ≥ " + thousands(np.array([min_amount or 0.0]))[0]
         if min_amount is not None
         else pd.Series("", index=range(len(out)), dtype=object)
     )
