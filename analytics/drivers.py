@@ -66,12 +66,13 @@ from __future__ import annotations
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, cast
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
+from analytics._arrays import BoolArray, FloatArray, IntArray, ObjArray, safe_div
+from analytics._text import fixed, thousands
 from analytics.periods import PeriodKind, index_label, parse_period
 
 __all__ = [
@@ -83,11 +84,6 @@ __all__ = [
     "DriverConfig",
     "driver_table",
 ]
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
-ObjArray = npt.NDArray[np.object_]
 
 DRIVERS: Final[tuple[str, ...]] = ("activity", "conversion", "throughput", "win_rate", "deal_size")
 COMPARED_DRIVERS: Final[tuple[str, ...]] = (*DRIVERS, "cycle")
@@ -199,13 +195,6 @@ class DriverConfig:
 # --------------------------------------------------------------------------- helpers
 
 
-def _div(num: FloatArray, den: FloatArray) -> FloatArray:
-    """num / den, NaN where den is 0 or NaN."""
-    out: FloatArray = np.full(len(num), np.nan)
-    np.divide(num, den, out=out, where=(den != 0) & ~np.isnan(den))
-    return out
-
-
 def _log(x: FloatArray) -> FloatArray:
     """Natural log, NaN (not -inf) where x is not positive: the result is served as JSON."""
     out: FloatArray = np.full(len(x), np.nan)
@@ -260,33 +249,14 @@ def _pooled(sums: dict[str, FloatArray]) -> dict[str, FloatArray]:
     won_revenue, won = sums["won_revenue"], sums["won_deals"]
     closed, opps, acts = sums["closed_deals"], sums["opportunities"], sums["activities"]
     return {
-        "revenue": _div(won_revenue, sums["periods"]),
-        "activity": _div(acts, sums["periods"]),
-        "conversion": _div(opps, acts),
-        "throughput": _div(closed, opps),
-        "win_rate": _div(won, closed),
-        "deal_size": _div(won_revenue, won),
-        "cycle": _div(sums["cycle_weight"], sums["cycle_wins"]),
+        "revenue": safe_div(won_revenue, sums["periods"]),
+        "activity": safe_div(acts, sums["periods"]),
+        "conversion": safe_div(opps, acts),
+        "throughput": safe_div(closed, opps),
+        "win_rate": safe_div(won, closed),
+        "deal_size": safe_div(won_revenue, won),
+        "cycle": safe_div(sums["cycle_weight"], sums["cycle_wins"]),
     }
-
-
-def _ints(x: FloatArray) -> pd.Series:
-    """Whole numbers with thousands separators ("12,345"): the few of four digits or more
-    through Python's format, the rest (percentages, days) as the array's text."""
-    whole = np.round(x).astype(np.int64)
-    text = whole.astype(str).astype(object)
-    wide = np.flatnonzero(np.abs(whole) >= 1000)
-    text[wide] = [f"{v:,}" for v in whole[wide].tolist()]
-    return pd.Series(text, dtype=object)
-
-
-def _fixed(x: FloatArray, decimals: int) -> pd.Series:
-    """Non-negative numbers with exactly ``decimals`` decimals, vectorised ("0.50")."""
-    scale = 10**decimals
-    scaled = np.round(x * scale).astype(np.int64)
-    whole = pd.Series(scaled // scale, dtype=np.int64).astype(str)
-    fraction = pd.Series(scaled % scale, dtype=np.int64).astype(str).str.zfill(decimals)
-    return (whole + "." + fraction).astype(object)
 
 
 _PHRASES: Final[dict[str, str]] = {
@@ -301,14 +271,14 @@ _PHRASES: Final[dict[str, str]] = {
 
 def _format_value(driver: str, x: FloatArray) -> pd.Series:
     if driver in ("activity", "deal_size"):
-        return _ints(x)
+        return thousands(x)
     if driver == "conversion":
-        return _fixed(x * 100.0, 1) + "%"
+        return fixed(x * 100.0, 1) + "%"
     if driver == "throughput":
-        return _fixed(x, 2)
+        return fixed(x, 2)
     if driver == "win_rate":
-        return _ints(x * 100.0) + "%"
-    return _ints(x) + " days"
+        return thousands(x * 100.0) + "%"
+    return thousands(x) + " days"
 
 
 def _reasons(
@@ -335,9 +305,9 @@ def _reasons(
             continue
         v, m, r = value[rows], median[rows], vs_team[rows]
         if driver == "cycle":
-            gap = _ints((r - 1.0) * 100.0) + "% longer"
+            gap = thousands((r - 1.0) * 100.0) + "% longer"
         else:
-            gap = _ints((1.0 - r) * 100.0) + "% below"
+            gap = thousands((1.0 - r) * 100.0) + "% below"
         said = (
             _PHRASES[driver].format(kind=kind)
             + " "
@@ -378,14 +348,7 @@ def driver_table(
     label of the window's first period (it may precede the rep's first row). Columns:
     :data:`DRIVER_TABLE_COLUMNS`, sorted by rep_id and period_index.
     """
-    missing = [c for c in _REQUIRED if c not in metrics]
-    missing += [f"reps.{c}" for c in ("rep_id", "team_id", "role") if c not in reps]
-    if missing:
-        raise ValueError(f"driver_table: missing columns {', '.join(missing)}")
-    on = ["rep_id", "period_index"] if "period_index" in reps else ["rep_id"]
-    if reps.duplicated(on).any():
-        raise ValueError(f"driver_table: reps has more than one row for a {', '.join(on)}")
-
+    on = _join_columns(metrics, reps)
     kind = _kind_of(metrics["period"])
     window = config.window if config.window is not None else _PERIODS_PER_YEAR[kind]
     trailing = config.trailing_periods
@@ -397,68 +360,22 @@ def driver_table(
         reps[[*on, "team_id", "role"]], on=on, how="left", validate="many_to_one"
     )
     if frame.empty:
-        empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in DRIVER_TABLE_COLUMNS})
-        for c in ("rep_id", "team_id"):
-            empty[c] = frame[c].iloc[:0].reset_index(drop=True)
-        for c in ("period", "window_start", "coaching_focus", "focus_driver", "focus_reason"):
-            empty[c] = pd.Series(dtype=object)
-        for c in ("period_index", "window_periods", "team_peers"):
-            empty[c] = pd.Series(dtype=np.int64)
-        return empty[list(DRIVER_TABLE_COLUMNS)]
+        return _empty_table(frame)
 
     rep_codes, _ = pd.factorize(frame["rep_id"])
     order = np.lexsort((frame["period_index"].to_numpy(dtype=np.int64), rep_codes))
     frame = frame.iloc[order].reset_index(drop=True)
     codes = rep_codes[order].astype(np.int64)
     pidx = frame["period_index"].to_numpy(dtype=np.int64)
-    n = len(frame)
-
-    won = frame["won_deals"].to_numpy(dtype="float64", na_value=0.0)
-    cycle_days = frame["sales_cycle_days"].to_numpy(dtype="float64", na_value=np.nan)
-    has_cycle = ~np.isnan(cycle_days) & (won > 0)
-    columns: dict[str, FloatArray] = {
-        c: frame[c].to_numpy(dtype="float64", na_value=0.0)
-        for c in ("won_revenue", "won_deals", "closed_deals", "opportunities", "activities")
-    }
-    columns["cycle_weight"] = np.where(has_cycle, cycle_days * won, 0.0)
-    columns["cycle_wins"] = np.where(has_cycle, won, 0.0)
-    columns["periods"] = np.ones(n)
-    matrix = np.column_stack([columns[c] for c in _SUMS])
-    prefix = np.vstack([np.zeros((1, len(_SUMS))), np.cumsum(matrix, axis=0)])
 
     # Each rep owns a band of keys wide enough that "period index minus the whole lookback"
     # stays inside it, so one searchsorted finds range ends without crossing into another rep.
     margin = window + trailing + 1
     offset = pidx - int(pidx.min()) + margin
     stride = int(offset.max()) + 1
-    keys = codes * stride + offset
-
-    def upto(back: int) -> FloatArray:
-        """Prefix sums over each row's rep up to period_index - back (inclusive)."""
-        pos = np.searchsorted(keys, keys - back, side="right")
-        result: FloatArray = prefix[pos]
-        return result
-
-    at_t, at_w, at_wt = upto(0), upto(window), upto(window + trailing)
-    now = {c: (at_t - at_w)[:, i] for i, c in enumerate(_SUMS)}
-    before = {c: (at_w - at_wt)[:, i] for i, c in enumerate(_SUMS)}
+    now, before = _window_sums(frame, codes * stride + offset, window, trailing)
     value, baseline = _pooled(now), _pooled(before)
-
-    # Peer groups: (team, period); rows without a team have group -1 and no peers.
-    team_codes = pd.factorize(frame["team_id"])[0].astype(np.int64)
-    has_team = team_codes >= 0
-    raw = np.where(has_team, team_codes * stride + offset, -1)
-    group = np.where(has_team, np.unique(raw, return_inverse=True)[1].reshape(-1), -1)
-    group = group.astype(np.int64)
-    is_rep = frame["role"].eq("rep").to_numpy(dtype=bool, na_value=False)
-    candidate = is_rep & has_team
-    n_groups = max(int(group.max()) + 1, 1)  # at least one slot, so lookups never go out of range
-    most = np.zeros(n_groups)
-    np.maximum.at(most, group[candidate], now["periods"][candidate])
-    needed = np.minimum(min_peer, most[np.maximum(group, 0)])
-    eligible = candidate & (now["periods"] >= needed)
-    counts = np.bincount(group[eligible], minlength=n_groups)
-    peers = np.where(has_team, counts[np.maximum(group, 0)] - eligible, 0).astype(np.int64)
+    group, eligible, peers = _peers(frame, now, stride, offset, min_peer)
 
     starts = pidx - window + 1
     start_labels = {int(i): index_label(kind, int(i)) for i in np.unique(starts)}
@@ -475,11 +392,112 @@ def driver_table(
     reference = np.prod(np.column_stack([medians[d] for d in DRIVERS]), axis=1)
     out["revenue"] = value["revenue"]
     out["reference_revenue"] = reference
-    out["revenue_vs_team"] = _div(value["revenue"], reference)
+    out["revenue_vs_team"] = safe_div(value["revenue"], reference)
     out["revenue_log_ratio"] = _log(value["revenue"]) - _log(reference)
     out["revenue_trailing"] = baseline["revenue"]
-    out["revenue_vs_trailing"] = _div(value["revenue"], baseline["revenue"])
+    out["revenue_vs_trailing"] = safe_div(value["revenue"], baseline["revenue"])
+    out.update(_compare(value, baseline, medians, now, config))
+    return _table(out, peers, periods, kind=kind, window=window, config=config)
 
+
+def _join_columns(metrics: pd.DataFrame, reps: pd.DataFrame) -> list[str]:
+    """The columns ``reps`` joins on (``rep_id``, and ``period_index`` when dated), after
+    checking both frames have what :func:`driver_table` reads."""
+    missing = [c for c in _REQUIRED if c not in metrics]
+    missing += [f"reps.{c}" for c in ("rep_id", "team_id", "role") if c not in reps]
+    if missing:
+        raise ValueError(f"driver_table: missing columns {', '.join(missing)}")
+    on = ["rep_id", "period_index"] if "period_index" in reps else ["rep_id"]
+    if reps.duplicated(on).any():
+        raise ValueError(f"driver_table: reps has more than one row for a {', '.join(on)}")
+    return on
+
+
+def _empty_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """No rows, with the columns and dtypes of a :func:`driver_table`."""
+    empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in DRIVER_TABLE_COLUMNS})
+    for c in ("rep_id", "team_id"):
+        empty[c] = frame[c].iloc[:0].reset_index(drop=True)
+    for c in ("period", "window_start", "coaching_focus", "focus_driver", "focus_reason"):
+        empty[c] = pd.Series(dtype=object)
+    for c in ("period_index", "window_periods", "team_peers"):
+        empty[c] = pd.Series(dtype=np.int64)
+    return empty[list(DRIVER_TABLE_COLUMNS)]
+
+
+def _window_sums(
+    frame: pd.DataFrame, keys: IntArray, window: int, trailing: int
+) -> tuple[dict[str, FloatArray], dict[str, FloatArray]]:
+    """The :data:`_SUMS` of each row's window and of the trailing periods before it.
+
+    ``frame`` is sorted by rep and period and ``keys`` increases along it, a rep's periods
+    one apart: Σ over the window = prefix(key) − prefix(key − window), the trailing sums
+    prefix(key − window) − prefix(key − window − trailing).
+    """
+    won = frame["won_deals"].to_numpy(dtype="float64", na_value=0.0)
+    cycle_days = frame["sales_cycle_days"].to_numpy(dtype="float64", na_value=np.nan)
+    has_cycle = ~np.isnan(cycle_days) & (won > 0)
+    columns: dict[str, FloatArray] = {
+        c: frame[c].to_numpy(dtype="float64", na_value=0.0)
+        for c in ("won_revenue", "won_deals", "closed_deals", "opportunities", "activities")
+    }
+    columns["cycle_weight"] = np.where(has_cycle, cycle_days * won, 0.0)
+    columns["cycle_wins"] = np.where(has_cycle, won, 0.0)
+    columns["periods"] = np.ones(len(frame))
+    matrix = np.column_stack([columns[c] for c in _SUMS])
+    prefix = np.vstack([np.zeros((1, len(_SUMS))), np.cumsum(matrix, axis=0)])
+
+    def upto(back: int) -> FloatArray:
+        """Prefix sums over each row's rep up to period_index - back (inclusive)."""
+        pos = np.searchsorted(keys, keys - back, side="right")
+        result: FloatArray = prefix[pos]
+        return result
+
+    at_t, at_w, at_wt = upto(0), upto(window), upto(window + trailing)
+    now = {c: (at_t - at_w)[:, i] for i, c in enumerate(_SUMS)}
+    before = {c: (at_w - at_wt)[:, i] for i, c in enumerate(_SUMS)}
+    return now, before
+
+
+def _peers(
+    frame: pd.DataFrame,
+    now: dict[str, FloatArray],
+    stride: int,
+    offset: IntArray,
+    min_peer: int,
+) -> tuple[IntArray, BoolArray, IntArray]:
+    """(peer group, eligible as a peer, team_peers) of each row (module docstring).
+
+    Peer groups are (team, period); rows without a team have group -1 and no peers.
+    """
+    team_codes = pd.factorize(frame["team_id"])[0].astype(np.int64)
+    has_team = team_codes >= 0
+    raw = np.where(has_team, team_codes * stride + offset, -1)
+    group = np.where(has_team, np.unique(raw, return_inverse=True)[1].reshape(-1), -1)
+    group = group.astype(np.int64)
+    is_rep = frame["role"].eq("rep").to_numpy(dtype=bool, na_value=False)
+    candidate = is_rep & has_team
+    n_groups = max(int(group.max()) + 1, 1)  # at least one slot, so lookups never go out of range
+    most = np.zeros(n_groups)
+    np.maximum.at(most, group[candidate], now["periods"][candidate])
+    needed = np.minimum(min_peer, most[np.maximum(group, 0)])
+    eligible = candidate & (now["periods"] >= needed)
+    counts = np.bincount(group[eligible], minlength=n_groups)
+    peers = np.where(has_team, counts[np.maximum(group, 0)] - eligible, 0).astype(np.int64)
+    return group, eligible, peers
+
+
+def _compare(
+    value: dict[str, FloatArray],
+    baseline: dict[str, FloatArray],
+    medians: dict[str, FloatArray],
+    now: dict[str, FloatArray],
+    config: DriverConfig,
+) -> dict[str, object]:
+    """Each driver against the team and the trailing baseline, its contribution, and the
+    coaching focus (rules in the module docstring)."""
+    n = len(value["revenue"])
+    out: dict[str, object] = {}
     # What the rep would have produced at the team's rate: below min_deals a shortfall is
     # indistinguishable from bad luck, so the driver is not judged.
     evidence = {
@@ -494,15 +512,15 @@ def driver_table(
     performance, values, team_medians, ratios = (np.full(shape, np.inf) for _ in range(4))
     for j, d in enumerate(COMPARED_DRIVERS):
         v, m = value[d], medians[d]
-        vs_team = _div(v, m)
+        vs_team = safe_div(v, m)
         out[f"{d}_value"] = v
         out[f"{d}_team_median"] = m
         out[f"{d}_vs_team"] = vs_team
         out[f"{d}_trailing"] = baseline[d]
-        out[f"{d}_vs_trailing"] = _div(v, baseline[d])
+        out[f"{d}_vs_trailing"] = safe_div(v, baseline[d])
         if d in DRIVERS:
             out[f"{d}_contribution"] = _log(v) - _log(m)
-        perf = _div(m, v) if d == "cycle" else vs_team
+        perf = safe_div(m, v) if d == "cycle" else vs_team
         judged = ~np.isnan(perf) & (m > 0) & (evidence[d] >= config.min_deals)
         below = judged & (perf <= 1.0 - config.material_shortfall)
         performance[:, j] = np.where(below, perf, np.inf)
@@ -517,31 +535,45 @@ def driver_table(
     focus_driver[flagged] = names[weakest[flagged]]
     coaching_focus: ObjArray = np.full(n, None, dtype=object)
     coaching_focus[flagged] = foci[weakest[flagged]]
-    focus_value = np.where(flagged, values[rows, weakest], np.nan)
-    focus_median = np.where(flagged, team_medians[rows, weakest], np.nan)
-    focus_vs = np.where(flagged, ratios[rows, weakest], np.nan)
     out["coaching_focus"] = coaching_focus
     out["focus_driver"] = focus_driver
-    out["focus_value"] = focus_value
-    out["focus_team_median"] = focus_median
-    out["focus_vs_team"] = focus_vs
-    labels = frame["period"].to_numpy(dtype=object)
-    keep = np.arange(n) if periods is None else np.flatnonzero(np.isin(labels, list(periods)))
-    out = {k: v[keep] for k, v in out.items()}  # type: ignore[index]
+    out["focus_value"] = np.where(flagged, values[rows, weakest], np.nan)
+    out["focus_team_median"] = np.where(flagged, team_medians[rows, weakest], np.nan)
+    out["focus_vs_team"] = np.where(flagged, ratios[rows, weakest], np.nan)
+    return out
+
+
+def _table(
+    out: dict[str, object],
+    peers: IntArray,
+    periods: Collection[str] | None,
+    *,
+    kind: PeriodKind,
+    window: int,
+    config: DriverConfig,
+) -> pd.DataFrame:
+    """The rows of ``periods`` (all when None) as a frame, with their ``focus_reason``."""
+    labels = cast(ObjArray, out["period"])
+    keep = (
+        np.arange(len(labels))
+        if periods is None
+        else np.flatnonzero(np.isin(labels, list(periods)))
+    )
+    kept: dict[str, Any] = {k: v[keep] for k, v in out.items()}  # type: ignore[index]
     # (The reasons are text, the costliest column: written for the rows kept only.)
-    out["focus_reason"] = _reasons(
-        focus_driver[keep],
-        focus_value[keep],
-        focus_median[keep],
-        focus_vs[keep],
+    kept["focus_reason"] = _reasons(
+        kept["focus_driver"],
+        kept["focus_value"],
+        kept["focus_team_median"],
+        kept["focus_vs_team"],
         peers[keep],
         labels[keep],
         kind=kind,
         window=window,
         shortfall=config.material_shortfall,
     )
-    table = pd.DataFrame(out)
+    table = pd.DataFrame(kept)
     # Object, not the string dtype: None must stay None (JSON null), not become NaN.
     for c in ("period", "window_start", "coaching_focus", "focus_driver", "focus_reason"):
-        table[c] = pd.Series(out[c], dtype=object)
+        table[c] = pd.Series(kept[c], dtype=object)
     return table[list(DRIVER_TABLE_COLUMNS)]

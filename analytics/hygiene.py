@@ -16,7 +16,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from analytics.metrics import to_reporting_currency
+from analytics.currency import to_reporting_currency
 from analytics.periods import period_of
 
 __all__ = ["HYGIENE_COLUMNS", "hygiene"]
@@ -84,64 +84,19 @@ def hygiene(
     if stale_days < 0 or weeks < 1:
         raise ValueError("stale_days must be >= 0 and weeks >= 1")
     day_end = pd.Timestamp(datetime.combine(as_of + timedelta(days=1), time.min))
-    stale_from = pd.Timestamp(datetime.combine(as_of - timedelta(days=stale_days), time.min))
-
-    # Latest linked activity per deal, up to the end of as_of.
     acts = activities[_live(activities).to_numpy(dtype=bool)]
     occurred = _local_naive(acts["occurred_at"], tz)
-    by_then = (occurred < day_end).to_numpy(dtype=bool, na_value=False)
-    linked = by_then & acts["deal_external_id"].notna().to_numpy(dtype=bool)
-    last_touch = (
-        pd.Series(
-            occurred.to_numpy()[linked],
-            index=acts["deal_external_id"].to_numpy()[linked],
-            dtype="datetime64[ns]",
-        )
-        .groupby(level=0)
-        .max()
+    deal_figures = _deal_figures(
+        deals,
+        _last_touch(acts, occurred, day_end),
+        as_of=as_of,
+        day_end=day_end,
+        rates=rates,
+        stale_days=stale_days,
+        tz=tz,
+        key=key,
     )
-
-    live_deals = deals[_live(deals).to_numpy(dtype=bool)]
-    created = _local_naive(live_deals["created_at"], tz)
-    is_open = live_deals["status"].eq("open").to_numpy(dtype=bool, na_value=False) & ~(
-        created >= day_end
-    ).to_numpy(dtype=bool, na_value=False)
-    cand = live_deals[is_open]
-    created = created[is_open]
-    value = to_reporting_currency(cand["amount"], cand["currency"], rates).fillna(0.0)
-    close = pd.to_datetime(cand["close_date"]).astype("datetime64[ns]")
-    past_due = (close < pd.Timestamp(as_of)).to_numpy(dtype=bool, na_value=False)
-    touched = pd.Series(
-        last_touch.reindex(cand["external_id"].to_numpy()).to_numpy(dtype="datetime64[ns]"),
-        index=cand.index,
-    )
-    since = created.where(created > stale_from, stale_from)
-    stale = ~(touched >= since).to_numpy(dtype=bool, na_value=False)
-    amounts = value.to_numpy(dtype="float64")
-    deal_figures = (
-        pd.DataFrame(
-            {
-                key: cand[key].to_numpy(),
-                "open_deals": np.ones(len(cand), dtype=np.int64),
-                "open_amount": amounts,
-                "past_due_deals": past_due.astype(np.int64),
-                "past_due_amount": np.where(past_due, amounts, 0.0),
-                "stale_deals": stale.astype(np.int64),
-                "stale_amount": np.where(stale, amounts, 0.0),
-            }
-        )
-        .groupby(key, sort=False)
-        .sum()
-    )
-
-    # Last complete ISO week: this one if as_of is its Sunday, else the one before.
-    this_week = period_of(as_of, "week")
-    last_week_end = this_week.end if as_of == this_week.end else this_week.start - timedelta(1)
-    first_week_start = last_week_end - timedelta(days=7 * weeks - 1)
-    first_label = period_of(first_week_start, "week").label
-    last_label = period_of(last_week_end, "week").label
-    lo = pd.Timestamp(datetime.combine(first_week_start, time.min))
-    hi = pd.Timestamp(datetime.combine(last_week_end + timedelta(days=1), time.min))
+    first_label, last_label, lo, hi = _complete_weeks(as_of, weeks)
     in_weeks = ((occurred >= lo) & (occurred < hi)).to_numpy(dtype=bool, na_value=False)
     logged = pd.Series(acts[key].to_numpy()[in_weeks]).value_counts()
 
@@ -161,3 +116,81 @@ def hygiene(
     out["weeks_to"] = last_label
     out = out.reset_index()
     return out[[key, *HYGIENE_COLUMNS]]
+
+
+def _last_touch(acts: pd.DataFrame, occurred: pd.Series, day_end: pd.Timestamp) -> pd.Series:
+    """Latest linked activity per deal (indexed by ``deal_external_id``), up to the end of
+    as_of (``day_end``)."""
+    by_then = (occurred < day_end).to_numpy(dtype=bool, na_value=False)
+    linked = by_then & acts["deal_external_id"].notna().to_numpy(dtype=bool)
+    return (
+        pd.Series(
+            occurred.to_numpy()[linked],
+            index=acts["deal_external_id"].to_numpy()[linked],
+            dtype="datetime64[ns]",
+        )
+        .groupby(level=0)
+        .max()
+    )
+
+
+def _deal_figures(
+    deals: pd.DataFrame,
+    last_touch: pd.Series,
+    *,
+    as_of: date,
+    day_end: pd.Timestamp,
+    rates: Mapping[str, float],
+    stale_days: int,
+    tz: str,
+    key: str,
+) -> pd.DataFrame:
+    """The open, past-due and stale deal counts and amounts per ``key`` (formulas in
+    :func:`hygiene`), for the keys with an open deal."""
+    stale_from = pd.Timestamp(datetime.combine(as_of - timedelta(days=stale_days), time.min))
+    live_deals = deals[_live(deals).to_numpy(dtype=bool)]
+    created = _local_naive(live_deals["created_at"], tz)
+    is_open = live_deals["status"].eq("open").to_numpy(dtype=bool, na_value=False) & ~(
+        created >= day_end
+    ).to_numpy(dtype=bool, na_value=False)
+    cand = live_deals[is_open]
+    created = created[is_open]
+    value = to_reporting_currency(cand["amount"], cand["currency"], rates).fillna(0.0)
+    close = pd.to_datetime(cand["close_date"]).astype("datetime64[ns]")
+    past_due = (close < pd.Timestamp(as_of)).to_numpy(dtype=bool, na_value=False)
+    touched = pd.Series(
+        last_touch.reindex(cand["external_id"].to_numpy()).to_numpy(dtype="datetime64[ns]"),
+        index=cand.index,
+    )
+    since = created.where(created > stale_from, stale_from)
+    stale = ~(touched >= since).to_numpy(dtype=bool, na_value=False)
+    amounts = value.to_numpy(dtype="float64")
+    return (
+        pd.DataFrame(
+            {
+                key: cand[key].to_numpy(),
+                "open_deals": np.ones(len(cand), dtype=np.int64),
+                "open_amount": amounts,
+                "past_due_deals": past_due.astype(np.int64),
+                "past_due_amount": np.where(past_due, amounts, 0.0),
+                "stale_deals": stale.astype(np.int64),
+                "stale_amount": np.where(stale, amounts, 0.0),
+            }
+        )
+        .groupby(key, sort=False)
+        .sum()
+    )
+
+
+def _complete_weeks(as_of: date, weeks: int) -> tuple[str, str, pd.Timestamp, pd.Timestamp]:
+    """The first and last labels of the last ``weeks`` complete ISO weeks, and their span
+    [lo, hi) as local timestamps. The last complete week is this one if as_of is its Sunday,
+    else the one before."""
+    this_week = period_of(as_of, "week")
+    last_week_end = this_week.end if as_of == this_week.end else this_week.start - timedelta(1)
+    first_week_start = last_week_end - timedelta(days=7 * weeks - 1)
+    first_label = period_of(first_week_start, "week").label
+    last_label = period_of(last_week_end, "week").label
+    lo = pd.Timestamp(datetime.combine(first_week_start, time.min))
+    hi = pd.Timestamp(datetime.combine(last_week_end + timedelta(days=1), time.min))
+    return first_label, last_label, lo, hi

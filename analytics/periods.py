@@ -78,6 +78,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from analytics._arrays import EPOCH_ORDINAL, epoch_days
+
 __all__ = [
     "MISSING_INDEX",
     "FiscalCalendar",
@@ -112,9 +114,6 @@ ACCEPTED_FORMATS: Final[str] = (
 
 # Week offsets (from the fiscal year start) at which each 4-4-5 fiscal month starts.
 _MONTH_START_WEEKS_445: Final[tuple[int, ...]] = (0, 4, 8, 13, 17, 21, 26, 30, 34, 39, 43, 47)
-
-# date.toordinal() of 1970-01-01, to move between numpy epoch days and Python ordinals.
-_EPOCH_ORDINAL: Final[int] = date(1970, 1, 1).toordinal()
 
 _MONTH_RE: Final = re.compile(r"([0-9]{4})-([0-9]{2})")
 _QUARTER_RE: Final = re.compile(r"([0-9]{4})-Q([0-9])")
@@ -451,29 +450,18 @@ def periods_between(
     return [_from_index(k, i, cal) for i in range(lo, hi + 1)]
 
 
-def _epoch_days(dates: pd.Series) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """Days since 1970-01-01 (floored) and a missing-value mask, without a Python loop."""
-    series = dates if pd.api.types.is_datetime64_any_dtype(dates.dtype) else pd.to_datetime(dates)
-    if isinstance(series.dtype, pd.DatetimeTZDtype):
-        # Keep the wall-clock date in the column's own zone: that is the date the rep saw.
-        series = series.dt.tz_localize(None)
-    as_days = series.to_numpy().astype("datetime64[D]")
-    mask = np.isnat(as_days)
-    return as_days.astype(np.int64), mask
-
-
 def _boundaries_445(
     lo_days: int, hi_days: int, cal: FiscalCalendar
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Start (epoch days) and counterpart month index of every 4-4-5 month in range."""
-    lo = date.fromordinal(lo_days + _EPOCH_ORDINAL)
-    hi = date.fromordinal(hi_days + _EPOCH_ORDINAL)
+    lo = date.fromordinal(lo_days + EPOCH_ORDINAL)
+    hi = date.fromordinal(hi_days + EPOCH_ORDINAL)
     fy_lo = _fiscal_year_445(lo, cal)
     fy_hi = _fiscal_year_445(hi, cal)
     starts: list[int] = []
     months: list[int] = []
     for fy in range(fy_lo, fy_hi + 1):
-        year_start = _start_445(fy, cal).toordinal() - _EPOCH_ORDINAL
+        year_start = _start_445(fy, cal).toordinal() - EPOCH_ORDINAL
         first = _fy_first_month_index(fy, cal)
         for k, week in enumerate(_MONTH_START_WEEKS_445):
             starts.append(year_start + 7 * week)
@@ -486,7 +474,7 @@ def _indices(
 ) -> npt.NDArray[np.int64]:
     """Vectorised twin of :func:`_index_of_date` for non-missing epoch days."""
     if kind == "week":
-        return (days + (_EPOCH_ORDINAL - 1)) // 7
+        return (days + (EPOCH_ORDINAL - 1)) // 7
     if cal.kind == "calendar":
         month_index = days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
         month_index = month_index + 1970 * 12
@@ -516,7 +504,7 @@ def label_dates(
     local wall-clock date; strings are parsed by ``pandas.to_datetime``.
     """
     k = _check_kind(kind)
-    days, mask = _epoch_days(dates)
+    days, mask = epoch_days(dates)
     out = np.full(len(days), None, dtype=object)
     valid = ~mask
     if valid.any():
@@ -583,7 +571,7 @@ def period_index(
     periods have consecutive indices, and :func:`index_label` turns one back into its label.
     """
     k = _check_kind(kind)
-    days, mask = _epoch_days(dates)
+    days, mask = epoch_days(dates)
     out = np.full(len(days), MISSING_INDEX, dtype=np.int64)
     valid = ~mask
     if valid.any():

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from analytics._arrays import FloatArray, IntArray
 from analytics.metrics import METRICS
 from analytics.periods import index_label, parse_period, period_index
 
@@ -31,9 +32,6 @@ __all__ = [
     "streaks",
     "trend",
 ]
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 TREND_COLUMNS: Final[tuple[str, ...]] = (
     "metric",
@@ -145,40 +143,16 @@ def trend(
     if periods < 2:
         raise ValueError(f"periods must be >= 2, got {periods!r}")
     keys = _keys(key)
-    kinds, indices = _kinds_and_indices(history)
-    frame = history[[*keys, "metric"]].copy()
-    frame["period_kind"] = kinds.to_numpy(dtype=object)
-    frame["_index"] = indices
-    frame["_value"] = history[value].to_numpy(dtype="float64", na_value=np.nan)
-    if end is None:
-        last = frame.groupby("period_kind", dropna=False)["_index"].transform("max")
-        frame["_end"] = last.to_numpy(dtype=np.int64)
-    else:
-        frame["_end"] = end
-    frame["_x"] = frame["_index"] - (frame["_end"] - periods + 1)
-    frame = frame[(frame["_x"] >= 0) & (frame["_x"] < periods) & frame["_value"].notna()]
-    group_cols = [*keys, "metric", "period_kind"]
+    frame = _in_window(history, keys=keys, value=value, periods=periods, end=end)
     if frame.empty:
         empty = pd.DataFrame({c: pd.Series(dtype=object) for c in (*keys, *TREND_COLUMNS)})
         return empty
+    group_cols = [*keys, "metric", "period_kind"]
     # One row per (subject, metric, kind, x); duplicates are averaged rather than double-counted.
     cells = frame.groupby([*group_cols, "_end", "_x"], sort=True, dropna=False)["_value"].mean()
     wide = cells.unstack("_x").reindex(columns=range(periods))
     y = wide.to_numpy(dtype="float64")
-    present = ~np.isnan(y)
-    n = present.sum(axis=1)
-    x = np.broadcast_to(np.arange(periods, dtype="float64"), y.shape)
-    y0 = np.where(present, y, 0.0)
-    x_mean = np.where(present, x, 0.0).sum(axis=1) / n
-    y_mean = y0.sum(axis=1) / n
-    dx = np.where(present, x - x_mean[:, None], 0.0)
-    sxx = (dx * dx).sum(axis=1)
-    sxy = (dx * (y0 - y_mean[:, None])).sum(axis=1)
-    enough = (n >= min_points) & (sxx > 0)
-    slope = np.where(enough, sxy / np.where(sxx > 0, sxx, 1.0), np.nan)
-    scale = np.abs(y_mean)
-    relative = np.where(scale > 0, slope / np.where(scale > 0, scale, 1.0), np.nan)
-    relative = np.where(enough & (scale == 0) & (slope == 0), 0.0, relative)
+    n, y_mean, slope, relative = _fit(y, periods=periods, min_points=min_points)
     direction = np.full(len(y), None, dtype=object)
     known = ~np.isnan(relative)
     direction[known] = np.where(
@@ -206,6 +180,47 @@ def trend(
     out["direction"] = pd.Series(direction, dtype=object)
     out["improving"] = pd.Series(improving, dtype=object)
     return out[[*keys, *TREND_COLUMNS]]
+
+
+def _in_window(
+    history: pd.DataFrame, *, keys: list[str], value: str, periods: int, end: int | None
+) -> pd.DataFrame:
+    """The rows of ``history`` with a value inside their window: ``keys…, metric,
+    period_kind, _index, _value, _end`` (the window's last index) and ``_x`` (position)."""
+    kinds, indices = _kinds_and_indices(history)
+    frame = history[[*keys, "metric"]].copy()
+    frame["period_kind"] = kinds.to_numpy(dtype=object)
+    frame["_index"] = indices
+    frame["_value"] = history[value].to_numpy(dtype="float64", na_value=np.nan)
+    if end is None:
+        last = frame.groupby("period_kind", dropna=False)["_index"].transform("max")
+        frame["_end"] = last.to_numpy(dtype=np.int64)
+    else:
+        frame["_end"] = end
+    frame["_x"] = frame["_index"] - (frame["_end"] - periods + 1)
+    return frame[(frame["_x"] >= 0) & (frame["_x"] < periods) & frame["_value"].notna()]
+
+
+def _fit(
+    y: FloatArray, *, periods: int, min_points: int
+) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
+    """(n, ȳ, slope, relative_slope) of each row of ``y`` (x = 0..periods−1, NaN = no point),
+    formulas in :func:`trend`."""
+    present = ~np.isnan(y)
+    n = present.sum(axis=1)
+    x = np.broadcast_to(np.arange(periods, dtype="float64"), y.shape)
+    y0 = np.where(present, y, 0.0)
+    x_mean = np.where(present, x, 0.0).sum(axis=1) / n
+    y_mean = y0.sum(axis=1) / n
+    dx = np.where(present, x - x_mean[:, None], 0.0)
+    sxx = (dx * dx).sum(axis=1)
+    sxy = (dx * (y0 - y_mean[:, None])).sum(axis=1)
+    enough = (n >= min_points) & (sxx > 0)
+    slope = np.where(enough, sxy / np.where(sxx > 0, sxx, 1.0), np.nan)
+    scale = np.abs(y_mean)
+    relative = np.where(scale > 0, slope / np.where(scale > 0, scale, 1.0), np.nan)
+    relative = np.where(enough & (scale == 0) & (slope == 0), 0.0, relative)
+    return n, y_mean, slope, relative
 
 
 # --------------------------------------------------------------------------- streaks

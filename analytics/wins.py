@@ -10,10 +10,10 @@ from collections.abc import Collection, Mapping
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
-from analytics.metrics import to_reporting_currency
+from analytics._text import thousands
+from analytics.currency import to_reporting_currency
 from analytics.periods import FiscalCalendar, index_label, period_index
 
 __all__ = ["WIN_COLUMNS", "wins"]
@@ -27,11 +27,6 @@ WIN_COLUMNS: Final[tuple[str, ...]] = (
     "top_percentile",
     "reason",
 )
-
-
-def _thousands(x: npt.NDArray[np.float64]) -> pd.Series:
-    text = pd.Series(np.round(x).astype(np.int64), dtype=np.int64).astype(str)
-    return text.str.replace(r"\B(?=(\d{3})+(?!\d))", ",", regex=True).astype(object)
 
 
 def wins(
@@ -65,6 +60,35 @@ def wins(
     """
     if not 0.0 < top_percentile <= 100.0:
         raise ValueError(f"top_percentile must be within (0, 100], got {top_percentile!r}")
+    frame = _won_amounts(deals, rates=rates, kind=kind, cal=cal, id_column=id_column, key=key)
+    if periods is not None:
+        frame = frame[frame["period"].isin(list(periods))]
+    grouped = frame.groupby("_index", sort=False)["amount"]
+    n = grouped.transform("size")
+    frame["percentile"] = 100.0 * grouped.rank(method="max") / n
+    cutoff = grouped.transform("quantile", top_percentile / 100.0)
+    frame["top_percentile"] = (n >= min_deals) & (frame["amount"] >= cutoff)
+    if min_amount is None:
+        frame["above_threshold"] = False
+    else:
+        frame["above_threshold"] = frame["amount"] >= min_amount
+    out = frame[frame["top_percentile"] | frame["above_threshold"]].copy()
+    out = out.sort_values(["_index", "amount"], ascending=[True, False], kind="stable")
+    out["reason"] = _reasons(out, min_amount=min_amount, top_percentile=top_percentile)
+    return out[[id_column, key, *WIN_COLUMNS]].reset_index(drop=True)
+
+
+def _won_amounts(
+    deals: pd.DataFrame,
+    *,
+    rates: Mapping[str, float],
+    kind: str,
+    cal: FiscalCalendar,
+    id_column: str,
+    key: str,
+) -> pd.DataFrame:
+    """The won, not deleted deals with a close date and an amount: ``id_column, key, _index,
+    close_date, amount, period`` (amount in the reporting currency, _index the period's)."""
     live = ~deals["is_deleted"].to_numpy(dtype=bool)
     won = deals["status"].eq("won").to_numpy(dtype=bool, na_value=False)
     index = period_index(deals["close_date"], kind, cal)
@@ -85,20 +109,12 @@ def wins(
     frame = frame[frame["amount"].notna()]
     labels = {int(i): index_label(kind, int(i)) for i in pd.unique(frame["_index"])}
     frame["period"] = frame["_index"].map(labels).astype(object)
-    if periods is not None:
-        frame = frame[frame["period"].isin(list(periods))]
-    grouped = frame.groupby("_index", sort=False)["amount"]
-    n = grouped.transform("size")
-    frame["percentile"] = 100.0 * grouped.rank(method="max") / n
-    cutoff = grouped.transform("quantile", top_percentile / 100.0)
-    frame["top_percentile"] = (n >= min_deals) & (frame["amount"] >= cutoff)
-    if min_amount is None:
-        frame["above_threshold"] = False
-    else:
-        frame["above_threshold"] = frame["amount"] >= min_amount
-    out = frame[frame["top_percentile"] | frame["above_threshold"]].copy()
-    out = out.sort_values(["_index", "amount"], ascending=[True, False], kind="stable")
-    amount_text = _thousands(out["amount"].to_numpy(dtype="float64"))
+    return frame
+
+
+def _reasons(out: pd.DataFrame, *, min_amount: float | None, top_percentile: float) -> pd.Series:
+    """Why each win is one, with the numbers (see :func:`wins`)."""
+    amount_text = thousands(out["amount"].to_numpy(dtype="float64"))
     share = 100.0 - top_percentile
     percentile_text = (
         pd.Series(np.floor(out["percentile"].to_numpy(dtype="float64")).astype(np.int64))
@@ -110,7 +126,7 @@ def wins(
         f"top {share:g}% of " + period_text + " won deals (percentile " + percentile_text + ")"
     )
     threshold_text = (
-        "amount " + amount_text + " ≥ " + _thousands(np.array([min_amount or 0.0]))[0]
+        "amount " + amount_text + " ≥ " + thousands(np.array([min_amount or 0.0]))[0]
         if min_amount is not None
         else pd.Series("", index=range(len(out)), dtype=object)
     )
@@ -121,5 +137,4 @@ def wins(
         (threshold_text + "; " + top_text).to_numpy(dtype=object),
         np.where(is_big, threshold_text.to_numpy(dtype=object), top_text.to_numpy(dtype=object)),
     )
-    out["reason"] = pd.Series(reason, index=out.index, dtype=object)
-    return out[[id_column, key, *WIN_COLUMNS]].reset_index(drop=True)
+    return pd.Series(reason, index=out.index, dtype=object)

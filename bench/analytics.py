@@ -78,14 +78,15 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 import app.pipeline.records  # noqa: E402, F401  (every model, so foreign keys resolve)
 from analytics.metrics import period_metrics  # noqa: E402
-from app import ingest  # noqa: E402
 from app.core.config import Settings  # noqa: E402
 from app.core.db import make_sessionmaker, transaction  # noqa: E402
 from app.core.migrate import upgrade  # noqa: E402
 from app.deals.models import Deal  # noqa: E402
 from app.performance import compute  # noqa: E402
+from app.pipeline import ingest  # noqa: E402
 from app.pipeline.records import open_engine  # noqa: E402
 from app.sources.models import Source  # noqa: E402
+from connectors.base import DEAL_FIELDS as CRM_DEAL_FIELDS  # noqa: E402
 
 AS_OF = date(2026, 11, 18)
 GB = 1024**3
@@ -109,24 +110,8 @@ ACTIVITY_TYPES = ("call", "email", "meeting", "task")
 ACTIVITY_MIX = (0.42, 0.30, 0.16, 0.12)
 CURRENCIES = ("USD", "EUR", "GBP")
 CURRENCY_MIX = (0.80, 0.12, 0.08)
-DEAL_FIELDS = (
-    "external_id",
-    "rep_id",
-    "owner_external_id",
-    "name",
-    "account",
-    "amount",
-    "currency",
-    "stage",
-    "pipeline",
-    "probability",
-    "status",
-    "created_at",
-    "close_date",
-    "closed_at",
-    "source_modified_at",
-    "is_deleted",
-)
+# The columns a CRM record of a deal carries (connectors.base), and the rep it is assigned to.
+DEAL_FIELDS = (*CRM_DEAL_FIELDS, "rep_id")
 
 
 # --------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from analytics import hygiene as hygiene_analytics
 from analytics import rollups
 from analytics import wins as wins_analytics
-from analytics.metrics import to_reporting_currency
+from analytics.currency import to_reporting_currency
 from analytics.periods import Period
 from app.alerts import lifecycle
 from app.alerts.context import ROW_FIGURES, Context, clean, money, pct, records

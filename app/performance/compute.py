@@ -37,18 +37,17 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from analytics import drivers, gaps, trends
-from analytics.metrics import (
-    METRIC_COLUMNS,
+from analytics.currency import to_reporting_currency
+from analytics.metric_rollups import (
     cycle_medians,
     month_to_period,
     patch_metrics,
-    period_metrics,
     rollup_metrics,
     rollup_periods,
     shift_metrics,
-    to_reporting_currency,
     won_cycles,
 )
+from analytics.metrics import METRIC_COLUMNS, period_metrics
 from analytics.periods import (
     FiscalCalendar,
     Period,

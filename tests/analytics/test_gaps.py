@@ -18,15 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.gaps import (
-    GAP_COLUMNS,
-    GapConfig,
-    compute_gaps,
-    open_pipeline,
-    seasonal_shares,
-    trailing_win_rate,
-)
+from analytics.coverage import open_pipeline, trailing_win_rate
+from analytics.gaps import GAP_COLUMNS, GapConfig, compute_gaps
 from analytics.metrics import METRIC_COLUMNS
+from analytics.pacing import seasonal_shares
 from analytics.periods import FiscalCalendar, parse_period
 
 AS_OF = date(2026, 11, 20)

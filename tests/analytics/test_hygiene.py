@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from analytics.currency import UnknownCurrencyError
 from analytics.hygiene import HYGIENE_COLUMNS, hygiene
-from analytics.metrics import UnknownCurrencyError
 
 AS_OF = date(2026, 5, 20)
 RATES = {"USD": 1.0, "EUR": 2.0}

@@ -16,21 +16,22 @@ import pandas as pd
 import pytest
 
 from analytics import metrics as metrics_module
+from analytics.currency import UnknownCurrencyError, to_reporting_currency
+from analytics.metric_rollups import (
+    cycle_medians,
+    month_to_period,
+    rollup_metrics,
+    rollup_periods,
+    shift_metrics,
+    won_cycles,
+)
 from analytics.metrics import (
     ADDITIVE_METRICS,
     METRIC_COLUMNS,
     METRICS,
-    UnknownCurrencyError,
     additive_actuals,
-    cycle_medians,
     finish_ratios,
-    month_to_period,
     period_metrics,
-    rollup_metrics,
-    rollup_periods,
-    shift_metrics,
-    to_reporting_currency,
-    won_cycles,
 )
 from analytics.periods import FiscalCalendar
 
@@ -809,7 +810,8 @@ def _reference_period_metrics(
     key: str = "rep_id",
 ) -> pd.DataFrame:
     """The straightforward pandas version period_metrics replaced (groupby per part)."""
-    from analytics.metrics import _DAY_NS, _finish, _local
+    from analytics._records import DAY_NS, local
+    from analytics.metrics import finish_metrics
     from analytics.periods import MISSING_INDEX, period_index
 
     def convert(amount: pd.Series, currency: pd.Series) -> pd.Series:
@@ -830,13 +832,13 @@ def _reference_period_metrics(
         won = status == "won"
         lost = status == "lost"
         closed = (won | lost) & (closed_idx != MISSING_INDEX)
-        created_at = _local(live["created_at"], tz)
+        created_at = local(live["created_at"], tz)
         end = pd.to_datetime(live["close_date"])
-        local_closed = _local(live["closed_at"], tz).dt.tz_localize(None)
+        local_closed = local(live["closed_at"], tz).dt.tz_localize(None)
         end = local_closed.where(local_closed.notna(), end)
         start = created_at.dt.tz_localize(None)
         cycle = end.to_numpy(dtype="datetime64[ns]") - start.to_numpy(dtype="datetime64[ns]")
-        cycle_days = cycle.astype("timedelta64[ns]").astype(np.int64) / _DAY_NS
+        cycle_days = cycle.astype("timedelta64[ns]").astype(np.int64) / DAY_NS
         cycle_days = np.where(np.isnat(cycle), np.nan, cycle_days)
         keys = live[key].to_numpy()
         closed_frame = pd.DataFrame(
@@ -867,7 +869,7 @@ def _reference_period_metrics(
         parts.append(pd.DataFrame({"pipeline_created": g.sum(), "opportunities": g.size()}))
     acts = activities[~activities["is_deleted"].to_numpy(dtype=bool)]
     if len(acts):
-        idx = period_index(_local(acts["occurred_at"], tz), kind, cal)
+        idx = period_index(local(acts["occurred_at"], tz), kind, cal)
         ok = idx != MISSING_INDEX
         type_codes = (
             acts["type"]
@@ -885,7 +887,7 @@ def _reference_period_metrics(
         counts["activities"] = frame.groupby([key, "period_index"], sort=False).size()
         parts.append(counts)
     out = pd.concat(parts, axis=1)
-    return _finish(out.reset_index(), key, kind)
+    return finish_metrics(out.reset_index(), key, kind)
 
 
 def _random_records(

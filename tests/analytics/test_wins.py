@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.metrics import UnknownCurrencyError
+from analytics.currency import UnknownCurrencyError
 from analytics.wins import WIN_COLUMNS, wins
 
 RATES = {"USD": 1.0, "EUR": 2.0}
