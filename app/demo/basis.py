@@ -106,53 +106,6 @@ class Clock:
         )
 
 
-@dataclass(frozen=True)
-class Org:
-    teams: pd.DataFrame
-    reps: pd.DataFrame
-    # Per seller (non-manager rep); all arrays aligned.
-    key: StrArray
-    team: IntArray
-    start_day: IntArray
-    last_day: IntArray
-    cutoff_s: IntArray
-    active: BoolArray
-    act_rate: FloatArray
-    conv: FloatArray
-    win: FloatArray
-    size: FloatArray
-    cycle: FloatArray
-    # Per team.
-    currency: StrArray
-    shift_s: IntArray
-    team_act_rate: FloatArray
-    team_conv: FloatArray
-    team_win: FloatArray
-    team_size: FloatArray
-
-
-@dataclass(frozen=True)
-class Grid:
-    """Seller x month funnel volumes over the simulated months (warm-up included)."""
-
-    months: IntArray
-    lo_day: IntArray
-    busdays: IntArray
-    activities: IntArray
-    opportunities: IntArray
-
-
-@dataclass(frozen=True)
-class Deals:
-    frame: pd.DataFrame
-    stages: pd.DataFrame
-    seller: IntArray
-    created_s: IntArray
-    end_s: IntArray
-    external_id: StrArray
-    account: StrArray
-
-
 def month_first_day(months: IntArray) -> IntArray:
     return months.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
 

@@ -103,45 +103,31 @@ def _plain(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return ingest.records_from_frame(frame)
 
 
+_DEAL_FIELDS: tuple[str, ...] = ("name", "account", "amount", "currency", "stage", "pipeline")
+_DEAL_FIELDS += ("probability", "status", "created_at", "close_date", "closed_at", "is_deleted")
+_ACTIVITY_FIELDS = ("type", "subject", "occurred_at", "deal_external_id")
+
+
+def _owned(frame: pd.DataFrame, rep_ids: dict[str, int], fields: tuple[str, ...]) -> pd.DataFrame:
+    """The generator's rows as records: their external id, owner (the rep and the CRM's
+    owner key), ``fields`` as generated, and the CRM's modification time."""
+    return pd.DataFrame(
+        {
+            "external_id": frame["external_id"],
+            "rep_id": frame["owner_key"].map(rep_ids).astype("Int64"),
+            "owner_external_id": frame["owner_key"],
+            **{name: frame[name] for name in fields},
+            "source_modified_at": frame["modified_at"],
+        }
+    )
+
+
 def load_records(
     *, session: Session, source_id: int, data: DemoData, rep_ids: dict[str, int]
 ) -> int:
-    d = data.deals
-    deals = pd.DataFrame(
-        {
-            "external_id": d["external_id"],
-            "rep_id": d["owner_key"].map(rep_ids).astype("Int64"),
-            "owner_external_id": d["owner_key"],
-            "name": d["name"],
-            "account": d["account"],
-            "amount": d["amount"],
-            "currency": d["currency"],
-            "stage": d["stage"],
-            "pipeline": d["pipeline"],
-            "probability": d["probability"],
-            "status": d["status"],
-            "created_at": d["created_at"],
-            "close_date": d["close_date"],
-            "closed_at": d["closed_at"],
-            "source_modified_at": d["modified_at"],
-            "is_deleted": d["is_deleted"],
-        }
-    )
+    deals = _owned(data.deals, rep_ids, _DEAL_FIELDS)
     ingest.upsert_records(session, Deal, source_id, ingest.records_from_frame(deals))
-    a = data.activities
-    activities = pd.DataFrame(
-        {
-            "external_id": a["external_id"],
-            "rep_id": a["owner_key"].map(rep_ids).astype("Int64"),
-            "owner_external_id": a["owner_key"],
-            "type": a["type"],
-            "subject": a["subject"],
-            "occurred_at": a["occurred_at"],
-            "deal_external_id": a["deal_external_id"],
-            "source_modified_at": a["modified_at"],
-            "is_deleted": False,
-        }
-    )
+    activities = _owned(data.activities, rep_ids, _ACTIVITY_FIELDS).assign(is_deleted=False)
     ingest.upsert_records(session, Activity, source_id, ingest.records_from_frame(activities))
     _load_stage_history(session, source_id, data.deal_stages)
     return len(deals)
