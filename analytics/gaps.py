@@ -89,23 +89,17 @@ from analytics._arrays import (
     floats,
     safe_div,
 )
-from analytics.coverage import open_pipeline, trailing_win_rate
 from analytics.metrics import METRICS
-from analytics.pacing import PACINGS, Pacing, elapsed_shares, seasonal_shares
+from analytics.pacing import PACINGS, Pacing, elapsed_shares
 from analytics.periods import FiscalCalendar, parse_period
 from analytics.proration import target_factors
 
-# open_pipeline, trailing_win_rate and seasonal_shares build compute_gaps' pipeline, win_rates
-# and shares inputs: they are part of this module's API (callers read them as gaps.<name>).
 __all__ = [
     "GAP_COLUMNS",
     "GapConfig",
     "Pacing",
     "compute_gaps",
     "effective_targets",
-    "open_pipeline",
-    "seasonal_shares",
-    "trailing_win_rate",
 ]
 
 _SUBJECT: Final[list[str]] = ["subject_type", "subject_id"]

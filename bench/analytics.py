@@ -82,7 +82,7 @@ from app.core.config import Settings  # noqa: E402
 from app.core.db import make_sessionmaker, transaction  # noqa: E402
 from app.core.migrate import upgrade  # noqa: E402
 from app.deals.models import Deal  # noqa: E402
-from app.performance import compute  # noqa: E402
+from app.performance import compute, inputs, plan  # noqa: E402
 from app.pipeline import ingest  # noqa: E402
 from app.pipeline.records import open_engine  # noqa: E402
 from app.sources.models import Source  # noqa: E402
@@ -703,8 +703,8 @@ CORE = ("won_revenue", "won_deals", "activities")
 def load_frames(engine: Engine, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The deals and activities frames a full compute loads (same bounds, same columns)."""
     with Session(engine) as session:
-        scope = compute._scope(session, settings, as_of=AS_OF, full=True)
-        f = compute.load(session, scope)
+        scope = plan.scope_of(session, settings, as_of=AS_OF, full=True)
+        f = inputs.load(session, scope)
     return f.deals, f.activities
 
 

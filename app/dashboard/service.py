@@ -22,8 +22,8 @@ from app.auth.service import Principal
 from app.core.config import Settings
 from app.core.exceptions import NotFoundError
 from app.core.periods import parse
-from app.performance import compute, versioning
 from app.performance import service as performance
+from app.performance import versioning
 from app.performance.models import PerformanceRow, Snapshot
 from app.performance.schemas import (
     CoachingRead,
@@ -167,7 +167,7 @@ def period_choices(session: Session, settings: Settings, version: int | None) ->
     if version is None:
         return []
     snap = session.get(Snapshot, version)
-    today = max(compute.today(settings), snap.as_of) if snap else compute.today(settings)
+    today = max(settings.today(), snap.as_of) if snap else settings.today()
     rows = session.execute(
         select(PerformanceRow.period, PerformanceRow.period_kind, PerformanceRow.period_start)
         .where(
@@ -282,7 +282,7 @@ def _rep_lines(
             periods=TREND_PERIODS,
             end=period,
             computed_on=None,
-        )
+        ).model_dump()
         reps.append(
             RepLine(
                 perf=item,

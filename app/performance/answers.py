@@ -11,15 +11,11 @@ unknown-parameter 422, with a hint: :data:`app.http.params.HINTS`).
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
 
-from fastapi import Depends, Query
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from app.core.exceptions import NotFoundError
-from app.http.deps import SessionDep
 from app.performance import versioning
 from app.performance.models import Snapshot
 
@@ -29,7 +25,9 @@ NO_SNAPSHOT = (
 )
 
 
-def _require_snapshot(session: Session, computed_on: date) -> None:
+def require_snapshot(session: Session, computed_on: date) -> None:
+    """404 (NotFoundError, with why) when no snapshot was computed on or before ``computed_on``;
+    the ``computed_on`` query parameter of the read endpoints checks it (the router)."""
     if versioning.current_version(session, computed_on=computed_on) is not None:
         return
     first = session.scalar(
@@ -44,25 +42,6 @@ def _require_snapshot(session: Session, computed_on: date) -> None:
         f"no figures computed on or before {computed_on.isoformat()}: {why}",
         details=[{"field": "computed_on", "message": why}],
     )
-
-
-async def computed_on_param(
-    session: SessionDep,
-    computed_on: Annotated[
-        date | None,
-        Query(
-            description="Answer with the figures as computed on this date: the latest snapshot "
-            "computed on or before it (default: the latest). 404 before the first snapshot."
-        ),
-    ] = None,
-) -> date | None:
-    """The ``computed_on`` query parameter, 404 when no snapshot was computed by then."""
-    if computed_on is not None:
-        await run_in_threadpool(_require_snapshot, session, computed_on)
-    return computed_on
-
-
-ComputedOn = Annotated[date | None, Depends(computed_on_param)]
 
 
 def empty_reason(version: int | None, nothing: str) -> str:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from datetime import date
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from app.core.config import Settings
 from app.core.exceptions import NotFoundError
@@ -17,8 +19,9 @@ from app.http.deps import (
     TargetWriterKey,
 )
 from app.http.params import check_range
-from app.performance import service
-from app.performance.answers import ComputedOn, empty_reason
+from app.performance import crm, service
+from app.performance import summary as summaries
+from app.performance.answers import empty_reason, require_snapshot
 from app.performance.models import Snapshot
 from app.performance.schemas import (
     CoachingRead,
@@ -35,7 +38,6 @@ from app.performance.schemas import (
     SummaryRead,
     TeamPerformanceRead,
     TrendRead,
-    WinRead,
     WinsRead,
 )
 from app.pipeline.jobs import service as jobs_service
@@ -51,6 +53,26 @@ if TYPE_CHECKING:
 else:
     # service.SORTABLE, ascending or '-' descending: anything else is a 422 listing them.
     SortKey = Literal[tuple(k for key in service.SORTABLE for k in (key, f"-{key}"))]
+
+
+async def computed_on_param(
+    session: SessionDep,
+    computed_on: Annotated[
+        date | None,
+        Query(
+            description="Answer with the figures as computed on this date: the latest snapshot "
+            "computed on or before it (default: the latest). 404 before the first snapshot."
+        ),
+    ] = None,
+) -> date | None:
+    """The ``computed_on`` query parameter, 404 when no snapshot was computed by then
+    (:mod:`app.performance.answers`)."""
+    if computed_on is not None:
+        await run_in_threadpool(require_snapshot, session, computed_on)
+    return computed_on
+
+
+ComputedOn = Annotated[date | None, Depends(computed_on_param)]
 
 
 def _label(settings: Settings, period: str | None) -> str:
@@ -201,7 +223,7 @@ def rep_trend(
     if not principal.can_see_rep(rep_id):
         raise NotFoundError(f"rep {rep_id} not found")
     reps_service.get(session=session, rep_id=rep_id)
-    found = service.rep_trend(
+    trend = service.rep_trend(
         session=session,
         settings=settings,
         rep_id=rep_id,
@@ -213,7 +235,6 @@ def rep_trend(
     )
     if end:
         kind = parse(end, settings.calendar, field="end").kind  # type: ignore[assignment]
-    trend = TrendRead.model_validate({"metric": metric, "period_kind": kind, **found})
     if trend.points or any(v is not None for v in trend.values):
         return trend
     window = f"the {periods} {kind}s up to {end or 'the current one'}"
@@ -232,7 +253,7 @@ def list_wins(
 ) -> WinsRead:
     """Wins to recognise: won deals above a threshold or in the period's top percentile."""
     label = _label(settings, period)
-    items = service.list_wins(
+    items = crm.list_wins(
         session=session,
         settings=settings,
         principal=principal,
@@ -247,7 +268,7 @@ def list_wins(
             "(which needs 20 won deals)"
             + (f" or at least {min_amount:g}" if min_amount is not None else "")
         )
-    return WinsRead(period=label, items=[WinRead.model_validate(i) for i in items], reason=reason)
+    return WinsRead(period=label, items=items, reason=reason)
 
 
 @router.get("/hygiene", response_model=HygieneRead, tags=["performance"])
@@ -259,10 +280,8 @@ def hygiene(
 ) -> HygieneRead:
     """CRM hygiene per rep: open deals past their close date, open deals with no activity in
     30 days, and activities logged per week."""
-    report = HygieneRead.model_validate(
-        service.hygiene_report(
-            session=session, settings=settings, principal=principal, team_id=team_id
-        )
+    report = crm.hygiene_report(
+        session=session, settings=settings, principal=principal, team_id=team_id
     )
     if report.items:
         return report
@@ -311,7 +330,7 @@ def summary(
     """A compact wallboard payload: totals, attainment distribution, team rollups, who is at
     risk (largest gap first, with coaching focus) and each source's last sync. Poll it with
     `If-None-Match`: it answers 304 until a sync or compute changes it."""
-    answer = service.summary(
+    answer = summaries.summary(
         session=session,
         settings=settings,
         principal=principal,

@@ -7,7 +7,7 @@
 * the result rows written (performance, metric and coaching rows) against the
   ``to_dict("records")`` versions.
 * the metrics stage: team figures rolled up from the rep rows and quarters / years from
-  the months (``compute._all_metrics``) against ``period_metrics`` run per kind on frames
+  the months (``inputs.all_metrics``) against ``period_metrics`` run per kind on frames
   that duplicate every record per team (the reference below), under several calendars and
   timezones, on demo data with a two-level team tree.
 """
@@ -27,7 +27,7 @@ from analytics.metrics import METRIC_COLUMNS, period_metrics
 from analytics.periods import period_from_index
 from app.demo.generator import DemoConfig
 from app.demo.load import load_demo
-from app.performance import compute, frames, versioning
+from app.performance import compute, frames, inputs, plan, results, store, versioning
 from app.performance.membership import team_in_period
 from app.performance.models import VERSIONING_COLUMNS, PerformanceRow
 from app.reps.models import Rep, TeamMembership
@@ -254,7 +254,7 @@ def test_chunks_concatenate(factory, session, monkeypatch):
 # ---------------------------------------------------------- reference: the old metrics stage
 
 
-def reference_metrics(f: compute.Frames, settings: Any, kind: str) -> pd.DataFrame:
+def reference_metrics(f: inputs.Frames, settings: Any, kind: str) -> pd.DataFrame:
     common: dict[str, Any] = {
         "kind": kind,
         "cal": settings.calendar,
@@ -312,11 +312,11 @@ def test_rolled_up_metrics_match_period_metrics_per_team_and_kind(
     demo_tree, session, settings, overrides
 ):
     tuned = settings.model_copy(update=overrides)
-    scope = compute._scope(session, tuned, as_of=TODAY, full=True)
-    f = compute.load(session, scope)
+    scope = plan.scope_of(session, tuned, as_of=TODAY, full=True)
+    f = inputs.load(session, scope)
     assert f.membership["team_id"].nunique() >= 4
-    ours = compute._all_metrics(f, tuned)
-    for kind in compute.KINDS:
+    ours = inputs.all_metrics(f, tuned)
+    for kind in plan.KINDS:
         theirs = reference_metrics(f, tuned, kind)
         assert len(theirs) > 0
         pd.testing.assert_frame_equal(ours[kind], theirs, check_exact=False, rtol=1e-12)
@@ -325,10 +325,10 @@ def test_rolled_up_metrics_match_period_metrics_per_team_and_kind(
 
 
 def test_compute_loads_compact_frames(demo_tree, session, settings):
-    scope = compute._scope(session, settings, as_of=TODAY, full=True)
-    f = compute.load(session, scope)
-    assert list(f.activities.columns) == list(compute.ACTIVITY_COLUMNS)
-    assert list(f.deals.columns) == list(compute.DEAL_COLUMNS)
+    scope = plan.scope_of(session, settings, as_of=TODAY, full=True)
+    f = inputs.load(session, scope)
+    assert list(f.activities.columns) == list(inputs.ACTIVITY_COLUMNS)
+    assert list(f.deals.columns) == list(inputs.DEAL_COLUMNS)
     assert isinstance(f.activities["type"].dtype, pd.CategoricalDtype)
     conn = session.connection()
     full = frames.activities_frame(conn, since=scope.data_start, until=scope.data_end)
@@ -419,29 +419,29 @@ def test_row_builders_match_the_records_versions(demo_tree, session, settings, m
     """On a first (full) compute every row is new, so each builder gets its whole frame."""
     built: dict[str, int] = {}
     tables: list[tuple[Any, ...]] = []
-    real_table = compute._coaching_table
+    real_table = results.coaching_table
 
     def table(*args: Any) -> Any:
         tables.append(args)
         return real_table(*args)
 
-    monkeypatch.setattr(compute, "_coaching_table", table)
+    monkeypatch.setattr(results, "coaching_table", table)
 
     def spy(name: str, reference: Any) -> None:
-        real = getattr(compute, name)
+        real = getattr(store, name)
 
         def both(*args: Any) -> Any:
             columns = real(*args)
-            ours = compute._records(columns)  # the builders give columns
-            theirs = reference(*tables[-1]) if name == "_coaching_rows" else reference(*args)
+            ours = store.records(columns)  # the builders give columns
+            theirs = reference(*tables[-1]) if name == "coaching_rows" else reference(*args)
             assert _typed(ours) == _typed(theirs)  # values, their types and key order
             built[name] = len(ours)
             return columns
 
-        monkeypatch.setattr(compute, name, both)
+        monkeypatch.setattr(store, name, both)
 
-    spy("_performance_rows", reference_performance_rows)
-    spy("_metric_rows", reference_metric_rows)
-    spy("_coaching_rows", reference_coaching)
+    spy("performance_rows", reference_performance_rows)
+    spy("metric_rows", reference_metric_rows)
+    spy("coaching_rows", reference_coaching)
     compute.run(session=session, settings=settings, as_of=TODAY, full=True)
     assert min(built.values()) > 0 and len(built) == 3

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from analytics import trends
 from app.demo.generator import DemoConfig
 from app.demo.load import load_demo
-from app.performance import compute, ranks, service
+from app.performance import compute, ranks, reads
 from app.performance.schemas import PerformanceRead
 from app.reps.models import Rep
 
@@ -51,9 +51,9 @@ def test_rank_matches_trends_ranks_on_random_rows():
     )
     expected = trends.ranks(frame, metric="attainment", higher_is_better=True)
     for item, want in zip(reps, expected.to_dict("records"), strict=True):
-        assert item.rank_in_company == service._int_or_none(want["rank_in_company"])
-        assert item.rank_in_team == service._int_or_none(want["rank_in_team"])
-        pct = service._float_or_none(want["percentile_in_company"])
+        assert item.rank_in_company == reads.int_or_none(want["rank_in_company"])
+        assert item.rank_in_team == reads.int_or_none(want["rank_in_team"])
+        pct = reads.float_or_none(want["percentile_in_company"])
         assert item.percentile_in_company == (None if pct is None else round(pct, 1))
     assert all(r.rank_in_company is None for r in rows if r.subject_type == "team")
     assert any(r.rank_in_team is None and r.rank_in_company for r in reps)  # no team: no team rank

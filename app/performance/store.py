@@ -1,0 +1,210 @@
+"""Writing a compute's results: the snapshot's versioned result rows (performance, metric and
+coaching rows: :mod:`app.performance.versioning`), the state the next incremental compute
+starts from, and the marks and changes it has now read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from analytics.metrics import METRIC_COLUMNS
+from app.core.config import Settings
+from app.performance import versioning
+from app.performance.inputs import Inputs
+from app.performance.models import (
+    VERSIONING_COLUMNS,
+    CoachingRow,
+    DealChange,
+    DirtyDay,
+    MetricRow,
+    PerformanceRow,
+    Snapshot,
+)
+from app.performance.plan import Scope, stored_months
+from app.performance.state import save_state
+from app.performance.timing import timed
+
+
+def write(
+    session: Session,
+    *,
+    settings: Settings,
+    snapshot: Snapshot,
+    scope: Scope,
+    inputs: Inputs,
+    gap_rows: pd.DataFrame,
+    actuals: pd.DataFrame,
+    coaching: pd.DataFrame,
+    timings: dict[str, float],
+) -> tuple[int, tuple[int, int], int | None]:
+    """Store the snapshot's rows and state, clear the marks and changes it read, purge the
+    versions past retention; each part timed into ``timings``. Returns the rows written, the
+    months the state is exact for, and the first version kept."""
+    version = snapshot.id
+    with timed(timings, "write.performance"):
+        perf_key = ("subject_type", "rep_id", "team_id", "metric", "period")
+        written = versioning.write(
+            session,
+            PerformanceRow,
+            version=version,
+            key=perf_key,
+            frame=gap_rows,
+            fields=[c for c in PERFORMANCE_FIELDS if c in gap_rows and c not in perf_key],
+            build=performance_rows,
+            scope=PerformanceRow.period.in_(scope.labels),
+        )
+    with timed(timings, "write.metrics"):
+        written += versioning.write(
+            session,
+            MetricRow,
+            version=version,
+            key=("subject_type", "subject_id", "period"),
+            frame=actuals,
+            fields=["period_kind", "period_start", *METRIC_COLUMNS],
+            build=metric_rows,
+            scope=MetricRow.period.in_(scope.labels),
+        )
+    with timed(timings, "write.coaching"):
+        written += versioning.write(
+            session,
+            CoachingRow,
+            version=version,
+            key=("rep_id", "period"),
+            frame=coaching,
+            fields=[c for c in coaching.columns if c not in ("rep_id", "period")],
+            build=coaching_rows,
+            scope=CoachingRow.period.in_(scope.labels),
+        )
+    with timed(timings, "write.state"):
+        months = stored_months(scope, settings.calendar)
+        save_state(session, version, _state_kept(inputs, scope, months))
+    # Every mark and change there is was read by this compute: no other writer can add one
+    # meanwhile (app.performance.compute locks them on PostgreSQL; SQLite's write
+    # transactions begin IMMEDIATE).
+    session.execute(delete(DealChange))
+    session.execute(delete(DirtyDay))
+    return written, months, _purge(session, settings, snapshot, scope)
+
+
+def _state_kept(inputs: Inputs, scope: Scope, months: tuple[int, int]) -> dict[str, pd.DataFrame]:
+    """The state to store: the open deals due by the end of the scope, the rest in ``months``."""
+    return {
+        name: frame[
+            frame["close_date"] <= pd.Timestamp(scope.data_end)
+            if name == "due"
+            else frame["period_index"].between(months[0], months[1])
+        ]
+        for name, frame in inputs.state.items()
+    }
+
+
+def _purge(session: Session, settings: Settings, snapshot: Snapshot, scope: Scope) -> int | None:
+    """Purge the versions computed before the retention window; the first version kept."""
+    keep = session.scalar(
+        select(Snapshot.id)
+        .where(
+            Snapshot.computed_at
+            >= snapshot.computed_at - timedelta(days=settings.snapshot_retention_days)
+        )
+        .order_by(Snapshot.id)
+    )
+    # Rows closed since the last purge have valid_to above its point: purging to the same
+    # point again would find nothing (and scan the tables to find it).
+    if keep is not None and scope.previous.get("purged_to") != keep:
+        versioning.purge(session, keep_from_version=keep)
+    return keep
+
+
+def clean_columns(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, list[Any]]:
+    """Each column's values as ``versioning.clean`` makes them (numpy -> Python, NaN -> None),
+    as ``clean(record.get(column))`` over ``frame.to_dict("records")`` would give them, but
+    converted a column at a time (``tolist``) rather than value by value."""
+    n = len(frame)
+    out: dict[str, list[Any]] = {}
+    for name in columns:
+        if name not in frame:
+            out[name] = [None] * n
+            continue
+        series = frame[name]
+        kind = series.dtype.kind if isinstance(series.dtype, np.dtype) else "O"
+        if kind == "f":
+            array = series.to_numpy()
+            values = array.tolist()
+            for i in np.flatnonzero(np.isnan(array)).tolist():
+                values[i] = None
+        elif kind in "iub":
+            values = series.tolist()
+        elif pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+            # Text (the focus, its reason, labels): nothing to convert but missing values.
+            values = series.tolist()
+            for i in np.flatnonzero(series.isna().to_numpy()).tolist():
+                values[i] = None
+        else:  # objects and extension types: to_dict boxes a missing pd.NA as None
+            values = [None if v is pd.NA else versioning.clean(v) for v in series.tolist()]
+        out[name] = values
+    return out
+
+
+def records(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
+PERFORMANCE_FIELDS = [
+    c.key
+    for c in PerformanceRow.__table__.columns
+    if c.key not in VERSIONING_COLUMNS and c.key != "details"
+]
+
+
+# The row builders give ``versioning.write`` database columns (name -> values), not rows:
+# it inserts a column at a time.
+
+
+def performance_rows(rows: pd.DataFrame) -> dict[str, list[Any]]:
+    values = clean_columns(rows, PERFORMANCE_FIELDS)
+    for c in ("rep_id", "team_id", "target_id"):
+        values[c] = [None if v is None or pd.isna(v) else int(v) for v in values[c]]
+    for c in ("period_start", "period_end"):
+        days = {v: pd.Timestamp(v).date() for v in set(values[c])}
+        values[c] = [days[v] for v in values[c]]
+    values["consecutive_misses"] = [int(v or 0) for v in values["consecutive_misses"]]
+    values["details"] = [{} for _ in range(len(rows))]
+    return values
+
+
+def metric_rows(actuals: pd.DataFrame) -> dict[str, list[Any]]:
+    return {
+        "subject_type": actuals["subject_type"].tolist(),
+        "subject_id": [int(v) for v in actuals["subject_id"].tolist()],
+        "period": actuals["period"].tolist(),
+        "period_kind": actuals["period_kind"].tolist(),
+        "period_start": actuals["period_start"].tolist(),
+        "values": records(clean_columns(actuals, METRIC_COLUMNS)),
+    }
+
+
+def coaching_rows(table: pd.DataFrame) -> dict[str, list[Any]]:
+    names = [str(c) for c in table.columns if c != "period_kind"]
+    values = clean_columns(table, names)
+    fixed = {"rep_id", "period", "coaching_focus", "focus_reason"}
+    driver_values = records({k: v for k, v in values.items() if k not in fixed})
+    if not driver_values:  # no driver columns at all: one empty dict per row
+        driver_values = [{} for _ in range(len(table))]
+    return {
+        "rep_id": [int(v) for v in table["rep_id"].tolist()],
+        "period": table["period"].tolist(),
+        "period_kind": table["period_kind"].tolist(),
+        "coaching_focus": [
+            None if focus is None or pd.isna(focus) else str(focus)
+            for focus in values["coaching_focus"]
+        ],
+        "focus_reason": values["focus_reason"],
+        "drivers": driver_values,
+    }
