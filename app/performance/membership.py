@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from analytics.periods import FiscalCalendar, period_from_index, period_index
 from app.core.periods import parse
 from app.reps.models import TeamMembership
+from app.teams import tree
 
 
 def _up(teams: pd.DataFrame) -> pd.DataFrame:
@@ -26,14 +27,7 @@ def _up(teams: pd.DataFrame) -> pd.DataFrame:
         int(t): (None if pd.isna(p) else int(p))
         for t, p in zip(teams["team_id"], teams["parent_id"], strict=True)
     }
-    pairs: list[tuple[int, int]] = []
-    for team in parent:
-        seen: set[int] = set()
-        current: int | None = team
-        while current is not None and current not in seen:
-            seen.add(current)
-            pairs.append((team, current))
-            current = parent.get(current)
+    pairs = [(team, up) for team in parent for up in tree.lineage(team, parent)]
     return pd.DataFrame(pairs, columns=["team_id", "group_id"], dtype="int64")
 
 

@@ -3,7 +3,7 @@ is what its figures, its alert rules' and webhooks' scope and its manager's acce
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -37,11 +37,17 @@ def subtree(*, session: Session, roots: Iterable[int]) -> set[int]:
     return descendants(roots=roots, edges=edges(session=session))
 
 
-def ancestors(*, session: Session, team_id: int) -> set[int]:
-    """The team and every team above it (a parent chain, stopping at a loop)."""
-    seen: set[int] = set()
+def lineage(team_id: int, parent: Mapping[int, int | None]) -> list[int]:
+    """The team, its parent, its parent's parent ... up to the root (stopping at a loop, which
+    the API refuses to make but a CRM import could hold)."""
+    out: list[int] = []
     current: int | None = team_id
-    while current is not None and current not in seen:
-        seen.add(current)
-        current = session.scalar(select(Team.parent_id).where(Team.id == current))
-    return seen
+    while current is not None and current not in out:
+        out.append(current)
+        current = parent.get(current)
+    return out
+
+
+def ancestors(*, session: Session, team_id: int) -> set[int]:
+    """The team and every team above it."""
+    return set(lineage(team_id, dict(edges(session=session))))
