@@ -231,7 +231,7 @@ def _teams(
             period=period,
             computed_on=None,
         )
-        rollup = next((r for r in read.rollup if r.get("metric") == metric), None)
+        rollup = next((r.model_dump() for r in read.rollup if r.metric == metric), None)
         lines.append(TeamLine(team_id, name, parent_id, rollup, None))
     scale = bar_scale([t.rollup.get("attainment") for t in lines if t.rollup])
     for t in lines:

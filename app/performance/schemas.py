@@ -149,11 +149,38 @@ class LeaderboardRead(Schema):
     reason: str | None = Field(default=None, description=REASON)
 
 
+class TeamRollupRow(Schema):
+    """One metric of a team's rollup over the reps of its tree (``analytics.rollups.rollup``;
+    docs/metrics.md, "Team rollups")."""
+
+    metric: str
+    period: str
+    reps: int = Field(description="Rep rows pooled: the reps of the team and its sub-teams.")
+    actual: float | None = Field(description="Σ actual; null for ratio metrics.")
+    target: float | None = Field(description="Σ target over the reps with a target.")
+    attainment: float | None = Field(
+        description="Σ actual / Σ target over the reps with a target; null without one."
+    )
+    reps_with_target: int
+    reps_below_target: int = Field(
+        description="Reps below target: missed or at risk in a running period, attainment "
+        "under 100% in a finished one."
+    )
+    share_below_target: float | None = Field(description="reps_below_target / reps_with_target.")
+    team_wide_gap: bool = Field(
+        description="At least 3 reps with a target and more than half of them below it."
+    )
+    company_variance_between_teams: float | None = Field(
+        default=None,
+        description="η²: the share of the company's attainment variance that lies between teams.",
+    )
+
+
 class TeamPerformanceRead(Schema):
     team_id: int
     team_name: str
     period: str
-    rollup: list[dict[str, Any]]
+    rollup: list[TeamRollupRow]
     rows: list[PerformanceRead]
     snapshot: int | None
     reason: str | None = Field(default=None, description=REASON)

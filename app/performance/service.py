@@ -38,6 +38,7 @@ from app.performance.schemas import (
     PerformanceRead,
     SnapshotRead,
     TeamPerformanceRead,
+    TeamRollupRow,
     TrendRead,
 )
 from app.reps.models import Rep
@@ -315,7 +316,7 @@ def team_performance(
             if i.subject_type == "rep"
         ]
     )
-    summary: list[dict[str, Any]] = []
+    summary: list[TeamRollupRow] = []
     if not rep_rows.empty:
         # A running period is judged on status (at risk / missed), a finished one on attainment.
         running = any(i.status in ("on_track", "at_risk") for i in items)
@@ -328,7 +329,7 @@ def team_performance(
         )
         rolled = rolled.rename(columns={"eta_squared": "company_variance_between_teams"})
         summary = [
-            versioning.clean(r)
+            TeamRollupRow(**versioning.clean(r))
             for r in rolled.drop(columns=["team_id"], errors="ignore").to_dict("records")
         ]
     visible_items = [
