@@ -13,14 +13,15 @@ Run from the project root, e.g. the redesign of issue 18 against the commit befo
         bench/analytics.py --reps 300 --deals 100000 --activities 1000000
     .venv/bin/python bench/against.py ff34533 --rounds 3 -- bench/write_lock.py --seconds 5
 
-The benchmark runs with this tree's interpreter (``sys.executable``) and its working
-directory set to each tree, so each tree's own code is imported (the benchmarks put their
-tree first on ``sys.path``).
+The benchmark runs with this tree's interpreter (``sys.executable``), its working directory
+and ``PYTHONPATH`` set to each tree, so each tree's own code is imported, in the processes it
+starts too.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -53,8 +54,11 @@ def timings(output: str) -> dict[str, list[float]]:
 
 
 def run(tree: Path, command: Sequence[str]) -> str:
+    # PYTHONPATH too: the processes a benchmark starts (the quotagap script, uvicorn, spawned
+    # children) then import the tree's code, not the editable install's.
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     result = subprocess.run(
-        [sys.executable, *command], cwd=tree, capture_output=True, text=True, check=False
+        [sys.executable, *command], cwd=tree, env=env, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         sys.stderr.write(result.stdout + result.stderr)
