@@ -84,11 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("ref", help="the reference commit (any git revision)")
     parser.add_argument("--rounds", type=int, default=2, help="runs in each tree (alternating)")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- script.py [args...]")
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
+    parser.usage = "against.py REF [--rounds N] -- BENCHMARK.py [ARGS...]"
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv or argv.index("--") == len(argv) - 1:
         parser.error("give the benchmark after --, e.g. -- bench/write_lock.py")
+    split = argv.index("--")
+    args, command = parser.parse_args(argv[:split]), argv[split + 1 :]
     with tempfile.TemporaryDirectory(prefix="qg-ref-") as tmp:
         ref_tree = Path(tmp) / "ref"
         subprocess.run(
