@@ -4,12 +4,14 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
+from sqlalchemy import select
 
 from app.auth import service
 from app.auth.models import ApiKey
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPage, ApiKeyRead
 from app.core.base import utcnow
 from app.core.exceptions import ConflictError, NotFoundError
+from app.core.pagination import CursorParam, LimitParam, paginate
 from app.http.deps import AdminKey, SessionDep
 from app.reps import service as reps_service
 
@@ -33,11 +35,13 @@ def create_key(key_in: ApiKeyCreate, session: SessionDep, _: AdminKey) -> ApiKey
 
 
 @router.get("", response_model=ApiKeyPage)
-def list_keys(session: SessionDep, _: AdminKey) -> ApiKeyPage:
-    """API keys with role, scope, expiry and revocation; never the keys themselves."""
-    return ApiKeyPage(
-        items=[ApiKeyRead.model_validate(k) for k in service.list_keys(session=session)]
-    )
+def list_keys(
+    session: SessionDep, _: AdminKey, cursor: CursorParam = None, limit: LimitParam = 100
+) -> ApiKeyPage:
+    """API keys with role, scope, expiry and revocation, oldest first, a page at a time;
+    never the keys themselves."""
+    keys, next_cursor = paginate(session, select(ApiKey), ApiKey.id, cursor=cursor, limit=limit)
+    return ApiKeyPage(items=[ApiKeyRead.model_validate(k) for k in keys], next_cursor=next_cursor)
 
 
 @router.delete("/{key_id}", response_model=ApiKeyRead)

@@ -67,6 +67,30 @@ def test_keys_are_stored_hashed_and_shown_once(client, factory, session):
     assert token not in str(listed)
 
 
+def test_the_key_list_comes_a_page_at_a_time(client, factory):
+    # The list was unbounded: with tens of thousands of keys (the long fuzz run creates one a
+    # request) one GET took more than 10 s.
+    admin = factory.key("admin")
+    for _ in range(4):
+        client.post("/api/v1/api-keys", json={"role": "viewer", "name": "tv"}, headers=admin)
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        r = client.get("/api/v1/api-keys", params=params, headers=admin)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert len(page["items"]) <= 2
+        seen += [k["id"] for k in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) >= 5
+    assert pages >= 3
+    too_big = client.get("/api/v1/api-keys", params={"limit": 501}, headers=admin)
+    assert too_big.status_code == 422
+
+
 def test_manager_key_needs_a_rep(client, factory):
     r = client.post("/api/v1/api-keys", json={"role": "manager"}, headers=factory.key())
     assert r.status_code == 422
