@@ -113,7 +113,7 @@ def create_app(
         lifespan=_lifespan(scheduler, jobs, watch),
         # Every operation, /health and /metrics included: a query parameter it does not
         # declare is a 422 before anything else runs, the key included (app.http.params).
-        dependencies=[Depends(params.reject_unknown)],
+        dependencies=[Depends(params.reject_unknown), Depends(params.reject_nul)],
         title="Quota Gap",
         version="0.1.0",
         description=DESCRIPTION,

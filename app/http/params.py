@@ -14,13 +14,19 @@ exist must not get an answer that looks like a real one (every row, or none). So
   ``source_id``, ``rule_id`` and ``actor_key_id`` in the query name a record like the path
   form does, so an unknown one answers 404 like the path form. A manager's key gets 404 for a
   rep or team outside their tree, as on ``/reps/{id}`` and ``/teams/{id}``.
+* **NUL characters** (:func:`reject_nul`, a dependency of the whole app): text with a NUL
+  (U+0000) in a query parameter or a JSON body answers 422 naming where it is. PostgreSQL
+  cannot store it in text or jsonb (it raised a DataError, a 500); SQLite would store it and
+  the two backends would disagree.
 * **Ranges** (:func:`check_range`): a start after its end answers 422 naming both; the routes
   call it, since only they know which of their parameters pair up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import json
 from typing import Any
 
 from fastapi import Request
@@ -33,7 +39,12 @@ from starlette.concurrency import run_in_threadpool
 from app.alerts.models import AlertRule
 from app.auth.models import ApiKey
 from app.auth.service import Principal
-from app.core.exceptions import InvertedRangeError, NotFoundError, UnknownParameterError
+from app.core.exceptions import (
+    InvalidInputError,
+    InvertedRangeError,
+    NotFoundError,
+    UnknownParameterError,
+)
 from app.http.deps import CurrentKey, SessionDep
 from app.reps.models import Rep
 from app.sources.models import Source
@@ -89,6 +100,37 @@ def _problem(name: str, accepted: list[str]) -> dict[str, Any]:
         detail["did_you_mean"] = close[0]
     detail["accepted"] = accepted
     return detail
+
+
+def _nul_paths(value: Any, path: str) -> list[str]:
+    """Where in a decoded JSON value a string holds a NUL (keys included)."""
+    if isinstance(value, str):
+        return [path] if "\x00" in value else []
+    if isinstance(value, dict):
+        out = [f"{path}.{k}".lstrip(".") for k in value if "\x00" in str(k)]
+        for k, v in value.items():
+            out += _nul_paths(v, f"{path}.{k}".lstrip("."))
+        return out
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nul_paths(v, f"{path}[{i}]")]
+    return []
+
+
+async def reject_nul(request: Request) -> None:
+    """422 for a NUL character in a query parameter or anywhere in a JSON body."""
+    fields = [name for name, value in request.query_params.multi_items() if "\x00" in value]
+    if request.headers.get("content-type", "").startswith("application/json"):
+        body = await request.body()  # Starlette keeps it for the route
+        # JSON can only carry a NUL escaped; a body without the escape has none to find.
+        # Not JSON at all: the route's own parsing answers it.
+        if b"\\u0000" in body.lower():
+            with contextlib.suppress(ValueError):
+                fields += _nul_paths(json.loads(body), "")
+    if fields:
+        raise InvalidInputError(
+            "text may not contain a NUL (U+0000) character",
+            details=[{"field": f, "message": "contains a NUL (U+0000) character"} for f in fields],
+        )
 
 
 async def reject_unknown(request: Request) -> None:

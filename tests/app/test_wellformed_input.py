@@ -97,3 +97,30 @@ def test_compute_as_of_out_of_range_is_a_422_not_a_failed_job(client, factory):
         r = client.post("/api/v1/compute", json={"as_of": day}, headers=h)
         assert r.status_code == 422, r.text
         assert "as_of" in r.text
+
+
+def test_a_nul_character_is_a_422_naming_where_it_is(client, factory):
+    # PostgreSQL cannot store U+0000 in text or jsonb: it was a DataError, a 500 (found by
+    # bench/fuzz_api.py on POST /api/v1/teams); SQLite stored it.
+    h = factory.key("admin")
+    r = client.post("/api/v1/teams", json={"name": "North\u0000"}, headers=h)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"] == [
+        {"field": "name", "message": "contains a NUL (U+0000) character"}
+    ]
+    r = client.post(
+        "/api/v1/sources",
+        json={"kind": "hubspot", "name": "H", "credentials": {"access_token": ["a", "\u0000"]}},
+        headers=h,
+    )
+    assert r.status_code == 422, r.text
+    assert [d["field"] for d in r.json()["error"]["details"]] == ["credentials.access_token[1]"]
+    r = client.get("/api/v1/deals", params={"status": "won\u0000"}, headers=h)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"][0]["field"] == "status"
+
+
+def test_the_text_backslash_u0000_is_not_a_nul(client, factory):
+    r = client.post("/api/v1/teams", json={"name": "North \\u0000"}, headers=factory.key("admin"))
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "North \\u0000"
