@@ -38,15 +38,18 @@ from app.targets.models import Target
 from app.teams.models import Team
 from app.webhooks.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 
+# Imported for their listeners (global Session events), not for a name.
+LISTENERS = (marks, memberships)
+
 
 def open_engine(url: str, *, busy_timeout_ms: int = 30_000, **kwargs: Any) -> Engine:
     """An engine on ``url`` (:func:`app.core.db.make_engine`) with every model mapped and
-    every consistency listener installed."""
-    assert marks and memberships  # imported for their listeners
+    every consistency listener installed (:data:`LISTENERS`)."""
     return make_engine(url, busy_timeout_ms=busy_timeout_ms, **kwargs)
 
 
 __all__ = [
+    "LISTENERS",
     "Activity",
     "Alert",
     "AlertRule",
