@@ -255,7 +255,7 @@ def test_zero_wins_give_nan_logs_not_infinities() -> None:
 def test_window_pools_the_preceding_periods_and_trailing_precedes_the_window() -> None:
     # X has rows in 2025-01, -02, -04, -05 (none in -03). window=2, trailing=2.
     rows = [
-        row("X", "2025-01", 24300, acts=10, opps=1, closed=1, won=1, revenue=100, cycle=10),
+        row("X", "2025-01", 24300, acts=30, opps=1, closed=1, won=1, revenue=100, cycle=10),
         row("X", "2025-02", 24301, acts=20, opps=2, closed=4, won=1, revenue=200, cycle=10),
         row("X", "2025-04", 24303, acts=30, opps=3, closed=4, won=1, revenue=300, cycle=20),
         row("X", "2025-05", 24304, acts=50, opps=5, closed=6, won=3, revenue=900, cycle=50),
@@ -274,19 +274,42 @@ def test_window_pools_the_preceding_periods_and_trailing_precedes_the_window() -
     assert may["revenue"] == pytest.approx(600)
     # Won-weighted cycle: (20 x 1 + 50 x 3) / 4 = 42.5.
     assert may["cycle_value"] == pytest.approx(42.5)
-    # Trailing 2025-02..03: only the 2025-02 row -> activity 20 per period, win rate 1/4.
-    assert may["activity_trailing"] == pytest.approx(20)
-    assert may["win_rate_trailing"] == pytest.approx(0.25)
-    assert may["win_rate_vs_trailing"] == pytest.approx(1.6)
-    assert may["revenue_trailing"] == pytest.approx(200)
+    # Trailing 2025-02..03 lacks 2025-03: a baseline of half its periods is no baseline.
+    assert np.isnan(may["activity_trailing"])
+    assert np.isnan(may["win_rate_vs_trailing"])
+    assert np.isnan(may["revenue_trailing"])
     apr = r[r["period"] == "2025-04"].iloc[0]
     # Window 2025-03..04 holds only the 2025-04 row; trailing 2025-01..02 holds two.
     assert apr["window_start"] == "2025-03"
     assert apr["window_periods"] == 1
     assert apr["activity_value"] == pytest.approx(30)
-    assert apr["activity_trailing"] == pytest.approx(15)
+    # Trailing 2025-01..02, both there: activity 25 per period, win rate 2/5.
+    assert apr["activity_trailing"] == pytest.approx(25)
+    assert apr["win_rate_trailing"] == pytest.approx(0.4)
+    assert apr["revenue_vs_trailing"] == pytest.approx(300 / 150)
     jan = r[r["period"] == "2025-01"].iloc[0]
     assert np.isnan(jan["activity_trailing"])
+
+
+def test_a_baseline_in_the_warm_up_months_is_null() -> None:
+    # A CRM's first months hold a few records: 2 opportunities in 2025-01 against about 20 a
+    # month later. A baseline there would read as a 10x rise; it must be null instead.
+    rows = [
+        row("X", "2025-01", 24300, acts=0, opps=2, closed=1, won=1, revenue=100),
+        *(
+            row("X", f"2025-{m:02d}", 24299 + m, acts=0, opps=20, closed=10, won=3, revenue=900)
+            for m in range(2, 7)
+        ),
+    ]
+    cfg = DriverConfig(window=2, trailing_periods=1, min_deals=0)
+    r = driver_table(pd.DataFrame(rows), reps_frame(("X", "T", "rep")), config=cfg)
+    by_period = r.set_index("period")
+    # 2025-03: trailing 2025-01 (warm-up: 3 records vs a median of 30) -> null.
+    assert np.isnan(by_period.loc["2025-03", "pipeline_trailing"])
+    assert np.isnan(by_period.loc["2025-03", "revenue_vs_trailing"])
+    # 2025-04: trailing 2025-02 is past the warm-up.
+    assert by_period.loc["2025-04", "pipeline_trailing"] == pytest.approx(20)
+    assert by_period.loc["2025-04", "pipeline_vs_trailing"] == pytest.approx(1.0)
 
 
 def test_windows_do_not_leak_between_reps() -> None:
@@ -345,7 +368,9 @@ def test_default_window_is_a_year_of_the_frame_kind() -> None:
         row("A", "2026-Q2", 8105, acts=100, opps=10, closed=10, won=3, revenue=3e4),
         row("A", "2025-Q2", 8101, acts=500, opps=10, closed=10, won=3, revenue=3e4),
     ]
-    table = driver_table(pd.DataFrame(rows), reps_frame(("A", "T", "rep")))
+    table = driver_table(
+        pd.DataFrame(rows), reps_frame(("A", "T", "rep")), config=DriverConfig(trailing_periods=1)
+    )
     q = table[table["period"] == "2026-Q2"].iloc[0]
     # 4 quarters: 2025-Q3..2026-Q2, so 2025-Q2 is the first trailing quarter, not in the window.
     assert q["window_start"] == "2025-Q3"
@@ -404,7 +429,10 @@ def _hit_rates(kind: str) -> pd.DataFrame:
         ramping = pd.to_datetime(latest["start_date"]) > pd.Timestamp(TODAY) - pd.DateOffset(
             months=6
         )
-        latest = latest[~ramping]
+        # A rep who left inside the window needs no coaching (and a partial last period
+        # reads as a collapse of activity).
+        left = latest["end_date"].notna()
+        latest = latest[~ramping & ~left]
         weak = latest[latest["planted_weakness"].notna()]
         healthy = latest[latest["planted_weakness"].isna()]
         out.append(
