@@ -30,7 +30,9 @@ A recent finding needs all of, with performance p = ratio (1 / ratio for the cyc
   default 3, about a 0.1% chance for a rep still working at their earlier rate, so that the
   five count drivers of every rep in every period do not add up to many false alarms).
 
-Among findings the driver with the lowest p against the own level is named.
+Among findings the driver with the lowest p against the own level is named. It is the rep's
+focus unless the window's finding is further below the team (a chronic weakness deeper than
+the recent fall stays the thing to coach).
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class Recent:
     columns: dict[str, FloatArray]
     driver: ObjArray
     figures: dict[str, FloatArray]
+    # The finding's performance against the team (inf without one), to weigh it against the
+    # window's finding.
+    against_team: FloatArray
 
 
 def _counts(
@@ -98,14 +103,15 @@ def judge(
     nan = np.full(n, np.nan)
     if periods == 0:
         figures = {k: nan for k in ("value", "team_median", "vs_team", "own", "vs_own")}
-        return Recent(dict.fromkeys(columns(drivers), nan), np.full(n, None, dtype=object), figures)
+        none: ObjArray = np.full(n, None, dtype=object)
+        return Recent(dict.fromkeys(columns(drivers), nan), none, figures, np.full(n, np.inf))
     value, own = pooled(recent), pooled(earlier)
     full = recent["periods"] == periods
     known = full & (earlier["periods"] >= periods)
     counts = _counts(recent, own, periods)
     bar = 1.0 - shortfall
     cols: dict[str, FloatArray] = {}
-    best = np.full(n, np.inf)
+    best, team_level = np.full(n, np.inf), np.full(n, np.inf)
     chosen = np.full(n, -1, dtype=np.int64)
     for j, d in enumerate(drivers):
         needs_tracking = d in ("activity", "conversion")
@@ -126,8 +132,9 @@ def judge(
             flagged &= wins >= min_deals
         better = flagged & (p_own < best)
         best = np.where(better, p_own, best)
+        team_level = np.where(better, p_team, team_level)
         chosen = np.where(better, j, chosen)
-    return _finding(cols, chosen, own, drivers)
+    return _finding(cols, chosen, own, drivers, team_level)
 
 
 def _finding(
@@ -135,6 +142,7 @@ def _finding(
     chosen: IntArray,
     own: dict[str, FloatArray],
     drivers: tuple[str, ...],
+    against_team: FloatArray,
 ) -> Recent:
     """Each row's finding and its figures, from the index of the chosen driver (-1: none)."""
     n = len(chosen)
@@ -151,4 +159,4 @@ def _finding(
         figures["vs_team"][rows] = cols[f"{d}_recent_vs_team"][rows]
         figures["own"][rows] = own[d][rows]
         figures["vs_own"][rows] = cols[f"{d}_recent_vs_own"][rows]
-    return Recent(cols, driver, figures)
+    return Recent(cols, driver, figures, against_team)

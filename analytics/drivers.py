@@ -73,8 +73,8 @@ most ``1 − material_shortfall``; the one with the lowest ratio is the window's
 
 Recent finding (:mod:`analytics.driver_recent`): the last ``recent_periods`` periods judged
 against the rep's own level in the rest of the window and against the team, so a sudden
-collapse is not averaged away by a year of history. When there is one it is the focus
-(``focus_window`` = "recent"), otherwise the window's finding is (``focus_window`` = "window").
+collapse is not averaged away by a year of history. The focus is whichever of the two findings
+is further below the team: ``focus_window`` says which ("recent" or "window").
 
 ``coaching_focus`` is the focus driver mapped through :data:`FOCUS_OF_DRIVER` (what the rep
 must do, :data:`COACHING_FOCI`); None when no driver is materially below. ``focus_driver``,
@@ -202,7 +202,8 @@ class DriverConfig:
     ``window``: periods pooled, ending with the evaluated one (None: a year of the frame's
     period kind). ``trailing_periods``: the rep's own baseline, just before the window.
     ``material_shortfall``: how far below the team median (as a share of it) a driver must be
-    to be named; 0.35 separates planted 0.5x weaknesses from the spread of healthy reps.
+    to be named; 0.33 names at least 95% of planted 0.5x weaknesses and flags at most 5% of
+    healthy reps on the planted-weakness generator (tests/analytics/planted.py, docs/metrics.md).
     ``min_deals``: the evidence needed to judge a ratio (module docstring).
     ``min_peer_periods``: periods in the window a peer needs to count towards the team
     median, capped at what the team's longest-serving rep has (None: half the window, rounded
@@ -213,7 +214,7 @@ class DriverConfig:
 
     window: int | None = None
     trailing_periods: int = 3
-    material_shortfall: float = 0.35
+    material_shortfall: float = 0.33
     min_deals: int = 10
     min_peer_periods: int | None = None
     recent_periods: int | None = None
@@ -569,7 +570,9 @@ def _focus(
     names = np.array(COMPARED_DRIVERS, dtype=object)
     driver: ObjArray = np.full(n, None, dtype=object)
     driver[flagged] = names[weakest[flagged]]
-    is_recent = recent.driver != None  # noqa: E711 (element-wise over an object array)
+    # The recent finding, unless the window's is further below the team.
+    window_level = performance[rows, weakest]
+    is_recent = (recent.driver != None) & (recent.against_team <= window_level)  # noqa: E711
     driver = np.where(is_recent, recent.driver, driver)
 
     def pick(suffix: str) -> FloatArray:

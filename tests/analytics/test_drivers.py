@@ -25,7 +25,8 @@ from analytics.metrics import period_metrics
 from analytics.periods import FiscalCalendar, period_of, shift
 from app.demo.generator import DemoConfig, generate
 
-ONE = DriverConfig(window=1, min_deals=0)
+# The hand-computed frames below were laid out around a 35% bar (A's activity is 33% below).
+ONE = DriverConfig(window=1, min_deals=0, material_shortfall=0.35)
 
 
 def row(
@@ -221,7 +222,9 @@ def test_reps_without_any_team_or_not_in_reps() -> None:
 def test_too_little_evidence_is_not_judged() -> None:
     # Default min_deals=10: A's expected wins at the team rate are 10 closed x .5 = 5 < 10, so
     # the 40% win-rate shortfall is not judged; activity (33% below) is not material.
-    table = driver_table(pd.DataFrame(JAN), TEAM, config=DriverConfig(window=1))
+    table = driver_table(
+        pd.DataFrame(JAN), TEAM, config=DriverConfig(window=1, material_shortfall=0.35)
+    )
     a = by_rep(table)["A"]
     assert a["coaching_focus"] is None
     assert a["win_rate_vs_team"] == pytest.approx(0.6)  # still reported
@@ -479,3 +482,100 @@ def test_rows_of_some_periods_are_the_full_tables_rows() -> None:
     assert set(some["period"]) == set(wanted) and some["focus_reason"].notna().any()
     expected = full[full["period"].isin(wanted)].reset_index(drop=True)
     pd.testing.assert_frame_equal(some, expected)
+
+
+# ------------------------------------------------------------- pipeline generation
+
+# 2026-01 without activities (an opportunities-only export), team T:
+#   rep  opps closed won revenue | pipeline thr  win  size
+#   A    5    5      2   20,000  | 5        1.0  .4   10,000
+#   B    10   10     4   40,000  | 10       1.0  .4   10,000
+#   C    12   12     5   50,000  | 12       1.0  .42  10,000
+#   D    11   11     4   40,000  | 11       1.0  .36  10,000
+NO_ACTS = [
+    row("A", "2026-01", 24312, acts=0, opps=5, closed=5, won=2, revenue=20_000),
+    row("B", "2026-01", 24312, acts=0, opps=10, closed=10, won=4, revenue=40_000),
+    row("C", "2026-01", 24312, acts=0, opps=12, closed=12, won=5, revenue=50_000),
+    row("D", "2026-01", 24312, acts=0, opps=11, closed=11, won=4, revenue=40_000),
+]
+
+
+def test_without_activities_pipeline_is_the_first_driver_and_the_focus() -> None:
+    r = by_rep(driver_table(pd.DataFrame(NO_ACTS), TEAM, config=ONE))
+    a = r["A"]
+    assert a["identity"] == "pipeline"
+    assert np.isnan(a["activity_value"]) and np.isnan(a["conversion_value"])
+    assert not a["activity_judged"] and not a["conversion_judged"]
+    # Pipeline 5 vs median of B, C, D (11): 55% below -> "pipeline" (create more opps).
+    assert a["pipeline_team_median"] == pytest.approx(11)
+    assert a["pipeline_judged"]
+    assert a["coaching_focus"] == "pipeline"
+    assert a["focus_reason"] == (
+        "opportunities created per month 5.0 vs team median 11.0 (55% below) in 2026-01"
+    )
+    # revenue = pipeline x throughput x win rate x deal size, exactly.
+    parts = [a[f"{d}_contribution"] for d in ("pipeline", "throughput", "win_rate", "deal_size")]
+    assert sum(parts) == pytest.approx(a["revenue_log_ratio"])
+    assert np.isnan(a["activity_contribution"])
+
+
+def test_with_activities_pipeline_is_reported_not_judged() -> None:
+    r = by_rep(driver_table(pd.DataFrame(JAN), TEAM, config=ONE))
+    b = r["B"]
+    assert b["identity"] == "activity"
+    assert b["pipeline_value"] == pytest.approx(10)
+    assert not b["pipeline_judged"] and np.isnan(b["pipeline_contribution"])
+    assert b["activity_judged"]
+
+
+def test_a_source_without_activities_is_never_held_to_the_activity_bar() -> None:
+    # B and C come from a CRM that syncs activities, A and D from a CSV export without them.
+    rows = [
+        row("A", "2026-01", 24312, acts=0, opps=10, closed=10, won=4, revenue=40_000),
+        row("B", "2026-01", 24312, acts=200, opps=10, closed=10, won=4, revenue=40_000),
+        row("C", "2026-01", 24312, acts=220, opps=11, closed=11, won=4, revenue=40_000),
+        row("D", "2026-01", 24312, acts=0, opps=11, closed=11, won=4, revenue=40_000),
+    ]
+    reps = TEAM.iloc[:4].assign(tracks_activities=[False, True, True, False])
+    r = by_rep(driver_table(pd.DataFrame(rows), reps, config=ONE))
+    for rep in ("A", "D"):
+        assert r[rep]["identity"] == "pipeline"
+        assert r[rep]["coaching_focus"] is None
+        assert np.isnan(r[rep]["activity_vs_team"])
+    # The tracked reps' activity bar is set by tracked reps only (C's 220 for B, not 0).
+    assert r["B"]["activity_team_median"] == pytest.approx(220)
+    assert r["B"]["identity"] == "activity"
+
+
+def test_a_recent_collapse_is_named_with_its_window() -> None:
+    # Four reps at 20 opportunities, 10 closed, 3 won a month for a year; in the last three
+    # months A wins nothing (expected 9 at A's earlier rate: far beyond noise).
+    rows = []
+    for rep in "ABCD":
+        for m in range(12):
+            collapsed = rep == "A" and m >= 9
+            rows.append(
+                row(
+                    rep,
+                    f"2025-{m + 1:02d}",
+                    24300 + m,
+                    acts=200,
+                    opps=20,
+                    closed=10,
+                    won=0 if collapsed else 3,
+                    revenue=0 if collapsed else 30_000,
+                )
+            )
+    table = driver_table(pd.DataFrame(rows), TEAM.iloc[:4], periods=["2025-12"])
+    a = by_rep(table)["A"]
+    # Over the year A's win rate is 27/120 vs 36/120 for the team (25% below): no finding.
+    assert a["win_rate_vs_team"] == pytest.approx(0.75)
+    assert a["focus_window"] == "recent"
+    assert a["coaching_focus"] == "win_rate"
+    assert a["win_rate_recent_value"] == 0 and a["win_rate_recent_vs_own"] == 0
+    assert a["recent_window_start"] == "2025-10"
+    assert a["focus_reason"] == (
+        "win rate 0% vs 30% in the 9 months before (100% below own level; team median 30%)"
+        " over the 3 months to 2025-12"
+    )
+    assert all(r["coaching_focus"] is None for k, r in by_rep(table).items() if k != "A")
