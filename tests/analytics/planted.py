@@ -164,7 +164,10 @@ def confusion(results: pd.DataFrame) -> pd.DataFrame:
 def _markdown(table: pd.DataFrame) -> str:
     head = "| planted \\ named | " + " | ".join(map(str, table.columns)) + " |"
     rule = "|---" * (len(table.columns) + 1) + "|"
-    rows = [f"| {i} | " + " | ".join(map(str, r)) + " |" for i, r in zip(table.index, table.values)]
+    rows = [
+        f"| {i} | " + " | ".join(map(str, r)) + " |"
+        for i, r in zip(table.index, table.values, strict=True)
+    ]
     return "\n".join([head, rule, *rows])
 
 
