@@ -103,7 +103,9 @@ def _run(
         gap_rows = results.gap_rows(session, settings, scope, inputs, metrics, actuals, as_of)
 
     with timed(timings, "drivers"):
-        coaching = results.coaching_table(metrics, inputs, in_scope, settings.calendar)
+        coaching = results.coaching_table(
+            metrics, inputs, in_scope, settings.calendar, results.rep_sources(session)
+        )
 
     with timed(timings, "write"):
         written, stored_months, keep = store.write(

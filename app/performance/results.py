@@ -20,6 +20,7 @@ from app.performance.inputs import Inputs, by_team
 from app.performance.membership import team_in_period
 from app.performance.models import PerformanceRow
 from app.performance.plan import WIN_RATE_MONTHS, Scope
+from app.reps.models import RepIdentity
 
 
 def actuals(metrics: dict[str, pd.DataFrame], in_scope: dict[str, set[str]]) -> pd.DataFrame:
@@ -187,21 +188,50 @@ def _prior_runs(
     return out
 
 
+def rep_sources(session: Session) -> pd.DataFrame:
+    """``rep_id, source_id``: the sources each rep's records come from (their identities)."""
+    rows = session.execute(select(RepIdentity.rep_id, RepIdentity.source_id)).all()
+    return pd.DataFrame(rows, columns=["rep_id", "source_id"])
+
+
+def tracks_activities(rep_month: pd.DataFrame, sources: pd.DataFrame) -> pd.DataFrame:
+    """``rep_id, tracks_activities`` for the reps known to come from a source: true when one
+    of their sources brought any activity, for any of its reps, in the monthly history.
+
+    A source that does not sync activities (an opportunities-only CSV, a CRM whose activities
+    are not read) must not make its reps look idle next to those of one that does; the
+    drivers then judge them on pipeline generation (analytics.drivers). Reps without a source
+    are left to the drivers' own rule (their team's activities in the window)."""
+    active = rep_month.loc[rep_month["activities"].fillna(0) > 0, "rep_id"].unique()
+    with_activities = sources.loc[sources["rep_id"].isin(active), "source_id"].unique()
+    tracked = sources.assign(tracks_activities=sources["source_id"].isin(with_activities))
+    any_source: pd.DataFrame = tracked.groupby("rep_id", as_index=False).agg(
+        tracks_activities=("tracks_activities", "any")
+    )
+    return any_source
+
+
 def coaching_table(
     metrics: dict[str, pd.DataFrame],
     inputs: Inputs,
     in_scope: dict[str, set[str]],
     cal: FiscalCalendar,
+    sources: pd.DataFrame,
 ) -> pd.DataFrame:
     """The driver tables of the months and quarters in scope, with ``period_kind``; a rep is
-    compared with the team they were on in each period."""
+    compared with the team they were on in each period, and judged on activities only when
+    their source tracks them (:func:`tracks_activities`; ``sources``: :func:`rep_sources`)."""
     tables: list[pd.DataFrame] = []
+    month = metrics["month"]
+    tracking = tracks_activities(
+        month[month["subject_type"] == "rep"].rename(columns={"subject_id": "rep_id"}), sources
+    )
     for kind in ("month", "quarter"):
         m = metrics[kind]
         rep_metrics = m[m["subject_type"] == "rep"].rename(columns={"subject_id": "rep_id"})
         reps = team_in_period(
             inputs.spans, inputs.reps, kind=kind, indices=rep_metrics["period_index"], cal=cal
-        )
+        ).merge(tracking, on="rep_id", how="left")
         # Quarters: a year of quarters against the quarter before it, within 15 months of data.
         config = (
             drivers.DriverConfig() if kind == "month" else drivers.DriverConfig(trailing_periods=1)

@@ -115,6 +115,37 @@ class PerformancePage(Schema):
     reason: str | None = Field(default=None, description=REASON)
 
 
+class DriverEntry(Schema):
+    """One funnel driver of a rep against the team (docs/metrics.md, "Funnel drivers")."""
+
+    driver: str = Field(
+        description="activity, conversion, pipeline, throughput, win_rate, deal_size, cycle "
+        "or pipeline_created.",
+        examples=["win_rate"],
+    )
+    value: float | None = Field(description="The rep's figure over the window.", examples=[0.18])
+    team_median: float | None = Field(
+        description="Median of the rep's team peers (the rep left out).", examples=[0.3]
+    )
+    vs_team: float | None = Field(
+        description="value / team_median (for the cycle above 1 is slower).", examples=[0.6]
+    )
+    contribution: float | None = Field(
+        description="log(value / team_median) for the factors of revenue in the rep's "
+        "identity; they add up to log(revenue / reference revenue). Null otherwise.",
+        examples=[-0.51],
+    )
+    judged: bool = Field(
+        description="Whether the driver could be named: in the rep's identity, with a team "
+        "median and enough deals for a shortfall to show."
+    )
+    window: str = Field(description="The periods pooled.", examples=["months 2025-05 to 2026-04"])
+    reason: str = Field(
+        description="The comparison in words, or why the driver was not judged.",
+        examples=["win rate 18% vs team median 30% (40% below)"],
+    )
+
+
 class CoachingRead(Schema):
     rep_id: int
     rep_name: str
@@ -122,10 +153,24 @@ class CoachingRead(Schema):
     period: str
     period_kind: str
     coaching_focus: str | None = Field(
-        description="The weakest funnel driver against the team, or null at team level."
+        description="What the rep must do: activity, opportunities (turn activity into "
+        "opportunities), pipeline (create more opportunities), win_rate, deal_size or cycle; "
+        "null when no driver is materially below the team.",
+        examples=["pipeline"],
     )
     focus_reason: str | None
-    drivers: dict[str, Any]
+    focus_window: str | None = Field(
+        description="Where the focus was found: 'window' (the year's pool) or 'recent' (the "
+        "last periods against the rep's own earlier level and the team).",
+        examples=["window"],
+    )
+    ranked: list[DriverEntry] = Field(
+        description="The drivers in order: the focus first, then the largest negative "
+        "contribution first."
+    )
+    drivers: dict[str, Any] = Field(
+        description="Every figure of the rep's driver-table row, flat (docs/metrics.md)."
+    )
     snapshot: int
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from analytics import rollups, trends
+from analytics.driver_list import ranked_drivers
 from analytics.metrics import METRICS
 from analytics.periods import period_index, period_of
 from app.auth.service import Principal
@@ -33,6 +34,7 @@ from app.performance.reads import (
 )
 from app.performance.schemas import (
     CoachingRead,
+    DriverEntry,
     LeaderboardEntry,
     LeaderboardRead,
     PerformanceRead,
@@ -200,6 +202,11 @@ def coaching(
         period_kind=row.period_kind,
         coaching_focus=row.coaching_focus,
         focus_reason=row.focus_reason,
+        focus_window=row.drivers.get("focus_window"),
+        ranked=[
+            DriverEntry(**entry)
+            for entry in ranked_drivers(row.drivers, period=row.period, kind=row.period_kind)
+        ],
         drivers=row.drivers,
         snapshot=row.valid_from,
     )

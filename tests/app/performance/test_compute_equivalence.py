@@ -372,15 +372,30 @@ def reference_metric_rows(actuals: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def reference_coaching(
-    metrics: dict[str, pd.DataFrame], inputs: Any, in_scope: dict[str, set[str]], cal: Any
+    metrics: dict[str, pd.DataFrame],
+    inputs: Any,
+    in_scope: dict[str, set[str]],
+    cal: Any,
+    sources: pd.DataFrame,
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    # A source brings activities when any rep of it has some in the months.
+    month = metrics["month"]
+    busy = set(
+        month.loc[(month["subject_type"] == "rep") & (month["activities"] > 0), "subject_id"]
+    )
+    busy_sources = set(sources.loc[sources["rep_id"].isin(busy), "source_id"])
+    tracking = {
+        rep: any(s in busy_sources for s in group["source_id"])
+        for rep, group in sources.groupby("rep_id")
+    }
     for kind in ("month", "quarter"):
         m = metrics[kind]
         rep_metrics = m[m["subject_type"] == "rep"].rename(columns={"subject_id": "rep_id"})
         reps = team_in_period(
             inputs.spans, inputs.reps, kind=kind, indices=rep_metrics["period_index"], cal=cal
         )
+        reps["tracks_activities"] = reps["rep_id"].map(tracking)
         config = (
             drivers.DriverConfig() if kind == "month" else drivers.DriverConfig(trailing_periods=1)
         )
