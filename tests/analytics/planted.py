@@ -149,7 +149,7 @@ def named(org: Org, config: DriverConfig = DriverConfig()) -> pd.DataFrame:
     )
 
 
-def trial(*, activities: bool, collapse: bool = False, seeds: range = range(12)) -> pd.DataFrame:
+def trial(*, activities: bool, collapse: bool = False, seeds: range = range(24)) -> pd.DataFrame:
     return pd.concat(
         [named(Org(seed=s, activities=activities, collapse=collapse)) for s in seeds],
         ignore_index=True,
