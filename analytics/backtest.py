@@ -81,7 +81,9 @@ __all__ = [
     "chosen_methods",
     "error_summary",
     "midpoint_figures",
+    "months_read",
     "rollup_months",
+    "shift_midpoints",
 ]
 
 METHODS: Final = ("run_rate", "pipeline")
@@ -257,13 +259,19 @@ class _Instants:
     elapsed: FloatArray  # share of the period's days before the midpoint
 
 
+def months_read(cfg: BacktestConfig) -> tuple[int, int]:
+    """The month indices ``lo..hi`` whose figures :func:`backtest` reads: the ended periods
+    and the trailing win-rate window before them."""
+    current = int(period_index(pd.Series([pd.Timestamp(cfg.as_of)]), "month", cfg.cal)[0])
+    start = current - max(cfg.months, 3 * cfg.quarters + 3)
+    return start - WIN_RATE_MONTHS, current - 1
+
+
 def _instants(cfg: BacktestConfig) -> tuple[int, int, list[_Instants]]:
     """The month range the backtest reads (``lo..hi``) and its ended months and quarters."""
     cal = cfg.cal
-    current = int(period_index(pd.Series([pd.Timestamp(cfg.as_of)]), "month", cal)[0])
-    hi = current - 1
-    start = current - max(cfg.months, 3 * cfg.quarters + 3)
-    lo = start - WIN_RATE_MONTHS
+    lo, hi = months_read(cfg)
+    current = hi + 1
     months = np.arange(lo, hi + 1, dtype=np.int64)
     first_day, days, mid_day = _month_table(months, cal)
     half = (mid_day - first_day).astype("float64")
@@ -416,3 +424,31 @@ def chosen_methods(
         ),
     ]
     return pd.concat(frames, ignore_index=True)
+
+
+def shift_midpoints(
+    base: pd.DataFrame, *, added: pd.DataFrame, removed: pd.DataFrame, key: str = "rep_id"
+) -> pd.DataFrame:
+    """A :func:`midpoint_figures` frame after some deals changed, without its other deals:
+    per cell, base + added − removed (``added`` / ``removed``: the figures of the changed
+    deals as they are now / as ``base`` counted them). A value is exactly 0 once its count is
+    (no drift from adding and taking back the same amounts); a cell with every count 0 has no
+    row, as in :func:`midpoint_figures`."""
+    cell = [key, "period_index"]
+    changes = [f for f in (added, removed) if len(f)]
+    if not changes:
+        return base
+    signed = pd.concat(
+        [
+            base,
+            *(f.assign(**{c: -f[c] for c in MID_COLUMNS}) if f is removed else f for f in changes),
+        ],
+        ignore_index=True,
+    )
+    out = signed.groupby(cell, as_index=False, sort=True)[list(MID_COLUMNS)].sum()
+    for count in _COUNTS:
+        out.loc[out[count] == 0, count.replace("_deals", "_value")] = 0.0
+    present = (out[list(_COUNTS)] != 0).any(axis=1).to_numpy()
+    out = out[present].reset_index(drop=True)
+    out[list(_COUNTS)] = out[list(_COUNTS)].astype(np.int64)
+    return out
