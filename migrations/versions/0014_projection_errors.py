@@ -23,12 +23,12 @@ depends_on: str | Sequence[str] | None = None
 
 _COLUMNS = (
     ("projection_method", sa.String(length=20)),
-    ("projection", sa.Float()),
-    ("run_rate_mape", sa.Float()),
-    ("run_rate_bias", sa.Float()),
+    ("projection", sa.Double()),
+    ("run_rate_mape", sa.Double()),
+    ("run_rate_bias", sa.Double()),
     ("run_rate_periods", sa.Integer()),
-    ("pipeline_mape", sa.Float()),
-    ("pipeline_bias", sa.Float()),
+    ("pipeline_mape", sa.Double()),
+    ("pipeline_bias", sa.Double()),
     ("pipeline_periods", sa.Integer()),
 )
 
