@@ -106,9 +106,10 @@ def with_projections(rows: pd.DataFrame, errors: pd.DataFrame) -> pd.DataFrame:
     found = at >= 0
     own = found & (keys["period_kind"].to_numpy() != "year")
     for c in ERROR_COLUMNS:
-        values = errors[c].to_numpy(dtype="float64", na_value=np.nan)
-        rows[c] = np.where(own, values[np.maximum(at, 0)], np.nan)
-    chosen = errors["method"].to_numpy(dtype=object)[np.maximum(at, 0)]
+        # A trailing NaN: a row without errors (at −1) looks it up.
+        values = np.append(errors[c].to_numpy(dtype="float64", na_value=np.nan), np.nan)
+        rows[c] = np.where(own, values[at], np.nan)
+    chosen = np.append(errors["method"].to_numpy(dtype=object), None)[at]
     backtested = found & rows["metric"].isin(BACKTESTED_METRICS).to_numpy()
     method = np.where(backtested & (chosen == "pipeline"), "pipeline", "run_rate")
     rows["projection_method"] = method.astype(object)
