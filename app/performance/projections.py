@@ -109,7 +109,7 @@ def with_projections(rows: pd.DataFrame, errors: pd.DataFrame) -> pd.DataFrame:
         # A trailing NaN: a row without errors (at −1) looks it up.
         values = np.append(errors[c].to_numpy(dtype="float64", na_value=np.nan), np.nan)
         rows[c] = np.where(own, values[at], np.nan)
-    chosen = np.append(errors["method"].to_numpy(dtype=object), None)[at]
+    chosen = np.append(errors["method"].to_numpy(dtype=object), [None])[at]
     backtested = found & rows["metric"].isin(BACKTESTED_METRICS).to_numpy()
     method = np.where(backtested & (chosen == "pipeline"), "pipeline", "run_rate")
     rows["projection_method"] = method.astype(object)
