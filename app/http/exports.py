@@ -69,6 +69,10 @@ def to_csv(payload: Any) -> tuple[str, str | None]:
     columns: dict[str, None] = {}
     for row in flat:
         columns.update(dict.fromkeys(row))
+    # An object that is null in some rows (a method's projection error) leaves its fields'
+    # cells empty there, rather than adding a column of its own beside them.
+    nested = {c.rsplit(".", 1)[0] for c in columns if "." in c}
+    columns = {c: None for c in columns if c not in nested}
     buffer = io.StringIO()
     # Column names are key paths, some through free-form dicts (a raw CRM payload): the same
     # rule as cells.

@@ -31,7 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.performance import results, store
+from app.performance import projections, results, store
 from app.performance.inputs import from_records, load, metrics_from
 from app.performance.models import Snapshot
 from app.performance.plan import KINDS, Scope, basis, gap_basis, scope_of
@@ -75,7 +75,8 @@ def _run(
     *, session: Session, settings: Settings, as_of: date | None, full: bool, trigger: str
 ) -> Snapshot:
     """The stages of a compute, each timed under its key of ``details["timings_s"]``: load
-    (with load.* its parts on the stored path), metrics, gaps, drivers, write (with write.*)."""
+    (with load.* its parts on the stored path), metrics, gaps, projections (their backtested
+    error), drivers, write (with write.*)."""
     started = clock.perf_counter()
     timings: dict[str, float] = {}
     with timed(timings, "load"):
@@ -101,6 +102,11 @@ def _run(
         in_scope = {kind: {p.label for p in scope.periods[kind]} for kind in KINDS}
         actuals = results.actuals(metrics, in_scope)
         gap_rows = results.gap_rows(session, settings, scope, inputs, metrics, actuals, as_of)
+
+    with timed(timings, "projections"):
+        gap_rows = projections.with_projections(
+            gap_rows, projections.errors(inputs, settings, as_of)
+        )
 
     with timed(timings, "drivers"):
         coaching = results.coaching_table(

@@ -16,6 +16,7 @@ import numpy.typing as npt
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from analytics.backtest import midpoint_figures
 from analytics.metric_rollups import (
     cycle_medians,
     month_to_period,
@@ -199,6 +200,9 @@ def from_records(f: Frames, settings: Settings, as_of: date | None) -> Inputs:
         key="rep_id",
     )
     rep_won = won_cycles(f.deals, kind="month", cal=cal, tz=settings.timezone, key="rep_id")
+    rep_mid = midpoint_figures(
+        f.deals, cal=cal, rates=settings.currency_rates, tz=settings.timezone, key="rep_id"
+    )
     due = f.deals.iloc[:0] if as_of is None else f.deals[due_mask(f.deals, as_of)]
     tenure = team_tenure(
         f.spans, f.reps, f.teams, months=rep_month["period_index"].to_numpy(), cal=cal
@@ -213,7 +217,12 @@ def from_records(f: Frames, settings: Settings, as_of: date | None) -> Inputs:
         rep_month=rep_month,
         cycles=sales_cycles(rep_won.drop(columns="deal_id", errors="ignore"), tenure, cal),
         due=due,
-        state={"rep_month": rep_month, "won": rep_won, "due": due_state(due)},
+        state={
+            "rep_month": rep_month,
+            "won": rep_won,
+            "due": due_state(due),
+            "rep_mid": rep_mid,
+        },
         deals=len(f.deals),
         activities=len(f.activities),
     )

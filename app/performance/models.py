@@ -119,6 +119,16 @@ class PerformanceRow(_Versioned, Base):
     # Null for a target set on the period; for one derived from the targets of its months
     # (analytics.targets), their periods joined by commas. target_id is then null.
     target_derived_from: Mapped[str | None] = mapped_column(Text)
+    # The projection shown by default and its method (run_rate | pipeline), and each
+    # method's backtested error on the subject's own history (app.performance.projections).
+    projection_method: Mapped[str | None] = mapped_column(String(20))
+    projection: Mapped[float | None]
+    run_rate_mape: Mapped[float | None]
+    run_rate_bias: Mapped[float | None]
+    run_rate_periods: Mapped[int | None]
+    pipeline_mape: Mapped[float | None]
+    pipeline_bias: Mapped[float | None]
+    pipeline_periods: Mapped[int | None]
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 

@@ -66,7 +66,7 @@ class Scope:
 
 
 # The frames of the stored state, one ComputeState row each (see app.performance.state).
-STATE = ("rep_month", "won", "due")
+STATE = ("rep_month", "won", "due", "rep_mid")
 
 
 def basis(settings: Settings) -> dict[str, Any]:

@@ -18,7 +18,12 @@ from app.core.exceptions import InvalidInputError
 from app.performance import ranks, versioning
 from app.performance.membership import teams_of_movers
 from app.performance.models import MetricRow, PerformanceRow
-from app.performance.schemas import PerformanceRead
+from app.performance.schemas import (
+    PerformanceRead,
+    ProjectionError,
+    ProjectionErrors,
+    ProjectionMethod,
+)
 from app.reps.models import Rep
 from app.teams.models import Team
 
@@ -121,6 +126,15 @@ def formula_inputs(
     return {(m.subject_type, m.subject_id, m.period): m.values for m in metric_rows}
 
 
+def _error(
+    method: ProjectionMethod, mape: float | None, bias: float | None, periods: int | None
+) -> ProjectionError | None:
+    """A method's stored error, None without a period measured."""
+    if not periods or mape is None or bias is None:
+        return None
+    return ProjectionError(method=method, mape=mape, bias=bias, periods=periods)
+
+
 def to_read(
     row: PerformanceRow,
     reps: dict[int, RepName],
@@ -164,6 +178,12 @@ def to_read(
         projected_with_pipeline=row.projected_with_pipeline,
         coverage=row.coverage,
         coverage_needed=row.coverage_needed,
+        projection_method=row.projection_method,
+        projection=row.projection,
+        projection_errors=ProjectionErrors(
+            run_rate=_error("run_rate", row.run_rate_mape, row.run_rate_bias, row.run_rate_periods),
+            pipeline=_error("pipeline", row.pipeline_mape, row.pipeline_bias, row.pipeline_periods),
+        ),
         consecutive_misses=row.consecutive_misses,
         persistent_underperformer=row.consecutive_misses >= PERSISTENT_AFTER,
         inputs=inputs,

@@ -52,6 +52,43 @@ class ComputeRequest(Schema):
     )
 
 
+ProjectionMethod = Literal["run_rate", "pipeline"]
+
+
+class ProjectionError(Schema):
+    """How far one projection method has been off for this subject, measured on its own
+    history: the projection made at the midpoint of each of its last ended periods of this
+    kind (12 months, 4 quarters) against the result. See docs/metrics.md, "Projection error"."""
+
+    method: ProjectionMethod = Field(
+        description="'run_rate': actual / elapsed share. 'pipeline': actual + open deals due "
+        "in the period weighted by the trailing win rate (in the backtest; the live figure "
+        "weights them by their CRM probability)."
+    )
+    mape: float = Field(
+        description="Mean |projection - actual| / actual over the periods measured (0.12: "
+        "usually off by 12%)."
+    )
+    bias: float = Field(
+        description="Mean (projection - actual) / actual: above 0 the method over-projects, "
+        "below 0 it under-projects."
+    )
+    periods: int = Field(
+        description="How many ended periods were measured (those with an actual above 0)."
+    )
+
+
+class ProjectionErrors(Schema):
+    run_rate: ProjectionError | None = Field(
+        default=None, description="The run rate's error; null without a period to measure it."
+    )
+    pipeline: ProjectionError | None = Field(
+        default=None,
+        description="The pipeline-weighted projection's error; null without a period to "
+        "measure it (and for metrics open deals cannot move).",
+    )
+
+
 class PerformanceRead(Schema):
     """A subject's figure for a metric and period, against its target, and how it is paced."""
 
@@ -96,6 +133,22 @@ class PerformanceRead(Schema):
     projected_with_pipeline: float | None
     coverage: float | None = Field(description="open pipeline due in the period / remaining")
     coverage_needed: float | None = Field(description="1 / the subject's trailing win rate")
+    projection_method: ProjectionMethod | None = Field(
+        default=None,
+        description="The projection shown by default: for won_revenue and won_deals, the "
+        "method with the lower backtested error (mape) of the subject's team (a team's own; a "
+        "rep without one for the team: the rep's own), among those measured on at least 3 "
+        "periods; 'run_rate' otherwise. A fiscal year takes its quarters' method.",
+    )
+    projection: float | None = Field(
+        default=None,
+        description="The figure of projection_method: projected or projected_with_pipeline.",
+    )
+    projection_errors: ProjectionErrors = Field(
+        default_factory=ProjectionErrors,
+        description="Each method's backtested error for this subject, metric and period kind "
+        "(won_revenue and won_deals, months and quarters).",
+    )
     consecutive_misses: int
     persistent_underperformer: bool
     rank_in_team: int | None = None

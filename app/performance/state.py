@@ -24,6 +24,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from analytics.backtest import midpoint_figures, shift_midpoints
 from analytics.metric_rollups import cycle_medians, patch_metrics, shift_metrics, won_cycles
 from analytics.metrics import period_metrics
 from analytics.periods import (
@@ -250,10 +251,12 @@ def from_stored(session: Session, scope: Scope, settings: Settings, as_of: date)
         base = state["rep_month"][_in_months(state["rep_month"], held)]
     dirty = _dirty_cells(scope, settings, w)
     with timed(timings, "cells"):
-        rep_month, fresh_won = _read_cells(conn, settings, base, dirty, w, read)
+        rep_month, fresh_won, fresh_mid = _read_cells(conn, settings, base, dirty, w, read)
     with timed(timings, "changes"):
-        rep_month, won, changed_ids, after = _apply_changes(
-            conn, settings, state, rep_month, fresh_won, w, read
+        mids = state["rep_mid"]
+        rep_mid = pd.concat([mids[_in_months(mids, held)], *fresh_mid], ignore_index=True)
+        rep_month, won, rep_mid, changed_ids, after = _apply_changes(
+            conn, settings, state, rep_month, rep_mid, fresh_won, w, read
         )
     # Quarter, year and team medians: from the won deals of the periods wanted.
     with timed(timings, "cycles"):
@@ -275,7 +278,7 @@ def from_stored(session: Session, scope: Scope, settings: Settings, as_of: date)
         rep_month=rep_month[rep_month["period_index"].between(w.lo, w.hi)],
         cycles=cycles,
         due=due,
-        state={"rep_month": rep_month, "won": won, "due": due_state(due)},
+        state={"rep_month": rep_month, "won": won, "due": due_state(due), "rep_mid": rep_mid},
         deals=read.deals,
         activities=read.activities,
         timings=timings,
@@ -309,12 +312,13 @@ def _read_cells(
     dirty: dict[str, _Dirty],
     w: _Window,
     read: _Read,
-) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+) -> tuple[pd.DataFrame, list[pd.DataFrame], list[pd.DataFrame]]:
     """The state's monthly figures with the ``dirty`` cells read again from the records, and
-    the won deals of the months read whole."""
+    the won deals and midpoint figures (:func:`midpoint_figures`) of the months read whole."""
     cal, tz, rates = settings.calendar, settings.timezone, settings.currency_rates
     fresh_deals: list[pd.DataFrame] = []
     fresh_won: list[pd.DataFrame] = []
+    fresh_mid: list[pd.DataFrame] = []
     for first, last, _ in dirty["deal"].runs():  # every rep's
         p0, p1 = w.by_index[first], w.by_index[last]
         d = frames.deals_frame(
@@ -330,6 +334,9 @@ def _read_cells(
         fresh_deals.append(part[part["period_index"].between(first, last)])
         won = won_cycles(d, kind="month", cal=cal, tz=tz, key="rep_id")
         fresh_won.append(won[won["period_index"].between(first, last)])
+        # Keyed by close month, as the won figures: the deals read cover those months.
+        mid = midpoint_figures(d, cal=cal, rates=rates, tz=tz, key="rep_id")
+        fresh_mid.append(mid[mid["period_index"].between(first, last)])
     fresh_activities: list[pd.DataFrame] = []
     for first, last, rep_ids in dirty["activity"].runs():
         p0, p1 = w.by_index[first], w.by_index[last]
@@ -348,7 +355,7 @@ def _read_cells(
             keep &= part["rep_id"].isin(rep_ids)
         fresh_activities.append(part[keep])
     if not (dirty["deal"].months or dirty["activity"].months):
-        return base, fresh_won
+        return base, fresh_won, fresh_mid
     empty = period_metrics(
         _NO_DEALS, _NO_ACTIVITIES, kind="month", cal=cal, rates=rates, tz=tz, key="rep_id"
     )
@@ -360,7 +367,7 @@ def _read_cells(
         activities_stale=dirty["activity"].stale(base),
         kind="month",
     )
-    return rep_month, fresh_won
+    return rep_month, fresh_won, fresh_mid
 
 
 def _apply_changes(
@@ -368,14 +375,16 @@ def _apply_changes(
     settings: Settings,
     state: dict[str, pd.DataFrame],
     rep_month: pd.DataFrame,
+    rep_mid: pd.DataFrame,
     fresh_won: list[pd.DataFrame],
     w: _Window,
     read: _Read,
-) -> tuple[pd.DataFrame, pd.DataFrame, npt.NDArray[np.int64], pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, npt.NDArray[np.int64], pd.DataFrame]:
     """Changed deals: out with what the state counted of them, in with what they are now,
     in the months the state holds (the others were read whole by :func:`_read_cells`).
 
-    Returns the monthly figures, the won deals, the changed deals' ids and what they are now.
+    Returns the monthly figures, the won deals, the midpoint figures, the changed deals' ids
+    and what they are now.
     """
     cal, tz, rates = settings.calendar, settings.timezone, settings.currency_rates
     held = w.held
@@ -412,7 +421,13 @@ def _apply_changes(
         cycles=cycle_medians(in_touched, key="rep_id"),
         kind="month",
     )
-    return rep_month, won, changed_ids, after
+
+    def mid_of(deals: pd.DataFrame) -> pd.DataFrame:
+        part = midpoint_figures(deals, cal=cal, rates=rates, tz=tz, key="rep_id")
+        return part[_in_months(part, held)]
+
+    rep_mid = shift_midpoints(rep_mid, added=mid_of(after), removed=mid_of(before))
+    return rep_month, won, rep_mid, changed_ids, after
 
 
 def _due(

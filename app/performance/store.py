@@ -175,6 +175,8 @@ def performance_rows(rows: pd.DataFrame) -> dict[str, list[Any]]:
         days = {v: pd.Timestamp(v).date() for v in set(values[c])}
         values[c] = [days[v] for v in values[c]]
     values["consecutive_misses"] = [int(v or 0) for v in values["consecutive_misses"]]
+    for c in ("run_rate_periods", "pipeline_periods"):
+        values[c] = [None if v is None else int(v) for v in values[c]]
     values["details"] = [{} for _ in range(len(rows))]
     return values
 

@@ -178,6 +178,7 @@ def test_the_page_shows_the_apis_numbers(client, factory, demo):
     token = _token(factory, "analyst")
     headers = {"Authorization": f"Bearer {token}"}
     assert _login(client, token).status_code == 303
+    errors_shown = 0
     for metric in ("won_revenue", "activities"):
         page = _page(client, period=PERIOD, metric=metric)
         assert page.attrs_of["period-label"]["data-period"] == PERIOD
@@ -191,9 +192,14 @@ def test_the_page_shows_the_apis_numbers(client, factory, demo):
         assert set(rows) == {i["rep_id"] for i in api["items"]} and rows
         for item in api["items"]:
             row = rows[item["rep_id"]]
-            for field in ("actual", "target", "attainment", "expected_to_date"):
+            for field in ("actual", "target", "attainment", "expected_to_date", "projection"):
                 assert _number(row[field]) == item[field], (item["rep_id"], field)
             assert row["status"] == item["status"]
+            # how far the projection's method is usually off, and which method it is
+            error = item["projection_errors"][item["projection_method"]]
+            assert _number(row.get("projection_error")) == (error and error["mape"])
+            assert row.get("projection_method") == (error and item["projection_method"])
+            errors_shown += error is not None
         # the leaderboard, in the API's order, with its values
         board = client.get(
             "/api/v1/leaderboard", params={"period": PERIOD, "metric": metric}, headers=headers
@@ -226,6 +232,7 @@ def test_the_page_shows_the_apis_numbers(client, factory, demo):
             ).json()["rollup"]
             mine = next(r for r in rollup if r["metric"] == metric)
             assert _number(row["attainment"]) == mine["attainment"]
+    assert errors_shown  # won_revenue's projections have a measured error
     # alerts of the period, as the API lists them
     alerts = client.get("/api/v1/alerts", params={"period": PERIOD}, headers=headers).json()
     shown_alerts = page.rows("alerts", "alert-id")

@@ -161,6 +161,14 @@ def _check_page_against_api(page: Any, url: str, key: str) -> tuple[str, str]:
         assert row["status"] == item["status"]
         # what a person reads: the attainment rounded to a whole percent
         assert row["text"]["attainment"] == f"{round(item['attainment'] * 100)}%"
+        # the projection, and how far its method is usually off (when measured)
+        assert _num(row["values"]["projection"]) == item["projection"]
+        error = item["projection_errors"][item["projection_method"]]
+        if error is None:
+            assert "projection_error" not in row["values"]
+        else:
+            shown = row["text"]["projection_error"]
+            assert shown.startswith(f"usually off by ±{round(error['mape'] * 100)}%"), shown
         trend = _api(url, key, f"/api/v1/reps/{row['id']}/trend", metric=metric, end=period).json()
         assert json.loads(row["values"]["trend"]) == trend["values"]
         coaching = _api(url, key, f"/api/v1/reps/{row['id']}/coaching", period=period)

@@ -352,6 +352,8 @@ def reference_performance_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
         for c in ("period_start", "period_end"):
             row[c] = pd.Timestamp(row[c]).date()
         row["consecutive_misses"] = int(row["consecutive_misses"] or 0)
+        for c in ("run_rate_periods", "pipeline_periods"):
+            row[c] = None if row[c] is None else int(row[c])
         row["details"] = {}
         out.append(row)
     return out

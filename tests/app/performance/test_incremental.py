@@ -8,6 +8,7 @@ import math
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -332,3 +333,39 @@ def test_compute_pauses_cycle_collection_and_resumes_it(session, settings, monke
         assert not gc.isenabled()  # a caller's own pause is left as it was
     finally:
         gc.enable()
+
+
+def _midpoints(session: Any) -> Any:
+    from app.performance.state import load_state
+
+    mid = load_state(session)["rep_mid"]
+    return mid.sort_values(["rep_id", "period_index"], ignore_index=True)
+
+
+def test_midpoint_figures_in_the_state_shift_with_the_changed_deals(session, settings):
+    """The projection backtest's inputs (won to and open at each month's midpoint) are kept in
+    the state; an incremental compute shifts them by the changed deals to what a full compute
+    reads from the records, and the rows' projection errors follow."""
+    load_demo(
+        session=session, config=DemoConfig(seed=7, today=TODAY, teams=3, reps_per_team=4, months=15)
+    )
+    compute.run(session=session, settings=settings, as_of=TODAY, full=True)
+    kept = _midpoints(session)
+    assert len(kept) and (kept["open_mid_deals"] > 0).any()
+    _plant_changes(session)
+    inc = compute.run(session=session, settings=settings, as_of=TODAY)
+    shifted = _midpoints(session)
+    assert not shifted.equals(kept)  # the planted changes moved some midpoint figures
+    full = compute.run(session=session, settings=settings, as_of=TODAY, full=True)
+    read = _midpoints(session)
+    assert list(shifted.columns) == list(read.columns)
+    assert shifted[["rep_id", "period_index"]].equals(read[["rep_id", "period_index"]])
+    for column in shifted.columns:
+        assert np.allclose(shifted[column], read[column], rtol=1e-9, atol=1e-6), column
+    measured = session.scalar(
+        select(func.count()).where(
+            PerformanceRow.valid_to.is_(None), PerformanceRow.run_rate_periods > 0
+        )
+    )
+    assert measured, "no row carries a measured projection error"
+    assert inc.details["deals"] < full.details["deals"]
