@@ -24,6 +24,7 @@ from sqlalchemy import Connection, column, delete, or_, select, table
 
 from analytics import drivers
 from analytics.metrics import METRIC_COLUMNS, period_metrics
+from analytics.path_to_target import PATH_COLUMNS
 from analytics.periods import period_from_index
 from app.demo.generator import DemoConfig
 from app.demo.load import load_demo
@@ -352,7 +353,8 @@ def reference_performance_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
         for c in ("period_start", "period_end"):
             row[c] = pd.Timestamp(row[c]).date()
         row["consecutive_misses"] = int(row["consecutive_misses"] or 0)
-        row["details"] = {}
+        path = {c: versioning.clean(r.get(f"path_{c}")) for c in PATH_COLUMNS}
+        row["details"] = {"path_to_target": path} if path["path_to_target"] else {}
         out.append(row)
     return out
 
