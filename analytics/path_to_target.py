@@ -169,7 +169,8 @@ def _lookup(rows: pd.DataFrame, frame: pd.DataFrame, on: list[str], what: str) -
 def _take(frame: pd.DataFrame, column: str, at: np.ndarray, missing: float) -> FloatArray:
     out: FloatArray = np.full(len(at), missing)
     found = at >= 0
-    out[found] = floats(frame[column])[at[found]]
+    if found.any():  # (no pipeline frame at all has no columns to read)
+        out[found] = floats(frame[column])[at[found]]
     return out
 
 
@@ -229,7 +230,8 @@ def path_to_target(
     for c in PATH_COLUMNS:
         column = out[c].to_numpy(copy=True)
         column[sel] = figures[c]
-        out[c] = column
+        # Object, not pandas' string dtype: None must stay None (JSON null), not become NaN.
+        out[c] = pd.Series(column, index=out.index, dtype=column.dtype)
     return out
 
 
@@ -243,7 +245,7 @@ def _empty(index: pd.Index) -> pd.DataFrame:
             in ("new_opportunities_can_close", "pipeline_covers", "reachable", "path_to_target")
             else np.float64
         )
-        out[c] = np.full(n, None if kind is object else np.nan, dtype=kind)
+        out[c] = pd.Series(np.full(n, None if kind is object else np.nan), index=index, dtype=kind)
     return out
 
 
