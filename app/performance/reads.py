@@ -18,7 +18,7 @@ from app.core.exceptions import InvalidInputError
 from app.performance import ranks, versioning
 from app.performance.membership import teams_of_movers
 from app.performance.models import MetricRow, PerformanceRow
-from app.performance.schemas import PerformanceRead
+from app.performance.schemas import PathToTarget, PerformanceRead
 from app.reps.models import Rep
 from app.teams.models import Team
 
@@ -121,6 +121,21 @@ def formula_inputs(
     return {(m.subject_type, m.subject_id, m.period): m.values for m in metric_rows}
 
 
+def path_of(row: PerformanceRow) -> PathToTarget | None:
+    """The row's stored path to target (``details``, written by the compute), or None."""
+    stored = (row.details or {}).get("path_to_target")
+    if not stored or row.gap is None:
+        return None
+    figures = {k: v for k, v in stored.items() if k in PathToTarget.model_fields}
+    return PathToTarget(
+        **figures,
+        metric=row.metric,
+        period=row.period,
+        gap=row.gap,
+        sentence=stored["path_to_target"],
+    )
+
+
 def to_read(
     row: PerformanceRow,
     reps: dict[int, RepName],
@@ -131,6 +146,7 @@ def to_read(
     team_id = rep.team_id if rep is not None else row.team_id
     metric = METRICS.get(row.metric)
     inputs = {k: (values or {}).get(k) for k in (metric.inputs if metric else ())}
+    path = path_of(row)
     return PerformanceRead(
         subject_type=row.subject_type,
         rep_id=row.rep_id,
@@ -166,6 +182,8 @@ def to_read(
         coverage_needed=row.coverage_needed,
         consecutive_misses=row.consecutive_misses,
         persistent_underperformer=row.consecutive_misses >= PERSISTENT_AFTER,
+        path_to_target=path.sentence if path else None,
+        path_to_target_figures=path,
         inputs=inputs,
         records=_records_link(row),
         snapshot=row.valid_from,
