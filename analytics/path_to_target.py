@@ -64,14 +64,22 @@ expected wins) and ``open_pipeline`` = open_amount or open_deals (all of it won)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Final
 
 import numpy as np
 import pandas as pd
 
-from analytics._arrays import BoolArray, FloatArray, ObjArray, as_int64, epoch_day, floats
-from analytics._text import fixed, thousands
+from analytics._arrays import (
+    EPOCH_ORDINAL,
+    BoolArray,
+    FloatArray,
+    ObjArray,
+    as_int64,
+    epoch_day,
+    floats,
+)
 from analytics.pacing import working_days
 from analytics.periods import FiscalCalendar, index_label, period_index
 
@@ -311,34 +319,60 @@ def _flags(values: BoolArray, known: BoolArray) -> ObjArray:
 # ------------------------------------------------------------------------------ sentences
 
 
-def _amount(x: FloatArray) -> pd.Series:
-    """Short amounts: 950, 9.5k, 38k, 1.2M (non-negative)."""
+def _texts(values: FloatArray, fmt: Callable[[float], str]) -> ObjArray:
+    """``fmt`` of each value, called once per distinct value (a sentence's numbers are rounded
+    to few distinct ones), not once per row; "n/a" for NaN."""
+    values = np.asarray(values, dtype=np.float64)
+    known = ~np.isnan(values)
+    out: ObjArray = np.full(len(values), "n/a", dtype=object)
+    uniques, inverse = np.unique(values[known], return_inverse=True)
+    out[known] = np.array([fmt(float(v)) for v in uniques], dtype=object)[inverse.reshape(-1)]
+    return out
+
+
+def _short(v: float) -> str:
+    if v < 1e3:
+        return f"{v:,.0f}"
+    if v < 1e4:
+        return f"{v / 1e3:.1f}".removesuffix(".0") + "k"
+    if v < 999_500:
+        return f"{v / 1e3:,.0f}k"
+    return f"{v / 1e6:,.1f}".removesuffix(".0") + "M"
+
+
+def _amount(x: FloatArray) -> ObjArray:
+    """Short amounts: 950, 9.5k, 38k, 1.2M (non-negative), rounded to what they show first."""
     x = np.nan_to_num(np.asarray(x, dtype=np.float64))
-    under_10k = fixed(x / 1e3, 1).str.replace(".0", "", regex=False) + "k"
-    thousands_k = thousands(x / 1e3) + "k"
-    millions = fixed(x / 1e6, 1).str.replace(".0", "", regex=False) + "M"
-    text = np.select(
+    shown = np.select(
         [x < 1e3, x < 1e4, x < 999_500],
-        [thousands(x), under_10k, thousands_k],
-        default=millions,
+        [np.round(x), np.round(x, -2), np.round(x, -3)],
+        default=np.round(x, -5),
     )
-    return pd.Series(text, dtype=object)
+    return _texts(shown, _short)
 
 
-def _count(x: FloatArray, one: str, many: str) -> pd.Series:
+def _whole(x: FloatArray) -> ObjArray:
+    """Whole numbers with thousands separators ("1,234")."""
+    return _texts(np.round(x), lambda v: f"{v:,.0f}")
+
+
+def _count(x: FloatArray, one: str, many: str) -> ObjArray:
     """ "1 win", "4 wins"."""
-    n = thousands(x)
-    return n + pd.Series(np.where(x == 1, " " + one, " " + many), dtype=object)
+    words: ObjArray = np.where(x == 1, " " + one, " " + many).astype(object)
+    out: ObjArray = _whole(x) + words
+    return out
 
 
-def _day_names(end: np.ndarray, as_of: date) -> pd.Series:
+def _day_names(end: np.ndarray, as_of: date) -> ObjArray:
     """ "30 June", with the year when it is not as_of's ("31 March 2027")."""
-    labels = {}
-    for d in pd.unique(end):
-        day = pd.Timestamp(d).date()
+    days = end.astype("datetime64[D]").astype(np.int64).astype(np.float64)
+
+    def name(v: float) -> str:
+        day = date.fromordinal(int(v) + EPOCH_ORDINAL)
         text = f"{day.day} {day:%B}"
-        labels[d] = text if day.year == as_of.year else f"{text} {day.year}"
-    return pd.Series([labels[d] for d in end], dtype=object)
+        return text if day.year == as_of.year else f"{text} {day.year}"
+
+    return _texts(days, name)
 
 
 def _sentences(
@@ -349,83 +383,55 @@ def _sentences(
     as_of: date,
     window: str,
 ) -> ObjArray:
-    """The ``path_to_target`` sentence of each applicable row, built over whole columns."""
-    n = len(gap)
+    """The ``path_to_target`` sentence of each applicable row, built over whole columns
+    (object arrays: numpy joins their strings without pandas' per-operation overhead)."""
     by = _day_names(end, as_of)
     wins = f["wins_needed"]
-    needs = pd.Series(
-        np.where(
-            np.isnan(wins),
-            "wins needed unknown (no won deal " + window + ")",
-            "needs " + _count(np.nan_to_num(wins), "more win", "more wins"),
-        ),
-        dtype=object,
+    needs = np.where(
+        np.isnan(wins),
+        "wins needed unknown (no won deal " + window + ")",
+        "needs " + _count(np.nan_to_num(wins), "more win", "more wins"),
     )
-    lead = pd.Series(np.where(revenue, _amount(gap) + " short: ", ""), dtype=object)
+    lead = np.where(revenue, _amount(gap) + " short: ", "")
     deals = f["open_deals"]
-    pipeline_text = pd.Series(
-        np.where(
-            revenue,
-            " worth "
-            + _amount(f["open_amount"])
-            + " ("
-            + _amount(f["weighted_amount"])
-            + " weighted)",
-            " (" + fixed(np.nan_to_num(f["weighted_deals"]), 1) + " wins expected)",
-        ),
-        dtype=object,
+    pipeline_text = np.where(
+        revenue,
+        " worth " + _amount(f["open_amount"]) + " (" + _amount(f["weighted_amount"]) + " weighted)",
+        " (" + _texts(np.round(f["weighted_deals"], 1), lambda v: f"{v:.1f}") + " wins expected)",
     )
-    pipeline = pd.Series(
-        np.where(
-            deals > 0,
-            " from " + _count(deals, "open deal", "open deals") + pipeline_text,
-            ", with no open deal due by " + by,
-        ),
-        dtype=object,
+    pipeline = np.where(
+        deals > 0,
+        " from " + _count(deals, "open deal", "open deals") + pipeline_text,
+        ", with no open deal due by " + by,
     )
     # Whole days up: "can close" is cycle ≤ days left (whole days), so the text agrees with it.
-    cycle = thousands(np.ceil(f["cycle_days"]))
+    cycle = _whole(np.ceil(f["cycle_days"]))
     closes = _count(np.nan_to_num(f["closes_needed"]), "close", "closes")
     opps = _count(np.nan_to_num(f["opportunities_needed"]), "opportunity", "opportunities")
-    new_count = pd.Series(
-        np.select(
-            [~np.isnan(f["opportunities_needed"]), np.isnan(f["wins_needed"])],
-            [
-                ": about "
-                + opps
-                + " ("
-                + closes
-                + " at a "
-                + thousands(f["win_rate"] * 100.0)
-                + "% win rate)",
-                "",
-            ],
-            default=_why_no_opportunities(f, window),
-        ),
-        dtype=object,
+    rate = _whole(f["win_rate"] * 100.0)
+    new_count = np.select(
+        [~np.isnan(f["opportunities_needed"]), np.isnan(f["wins_needed"])],
+        [": about " + opps + " (" + closes + " at a " + rate + "% win rate)", ""],
+        default=_why_no_opportunities(f, window),
     )
     can = f["new_opportunities_can_close"]
-    timing = pd.Series(
-        np.select(
-            [can == True, can == False],  # noqa: E712 (object arrays of True / False / None)
-            [
-                "new opportunities can still close by "
-                + by
-                + " at a "
-                + cycle
-                + "-day cycle"
-                + new_count,
-                "new opportunities won't close before " + by + " at a " + cycle + "-day cycle",
-            ],
-            default="sales cycle unknown (no won deal " + window + ")",
-        ),
-        dtype=object,
+    timing = np.select(
+        [can == True, can == False],  # noqa: E712 (object arrays of True / False / None)
+        [
+            "new opportunities can still close by "
+            + by
+            + " at a "
+            + cycle
+            + "-day cycle"
+            + new_count,
+            "new opportunities won't close before " + by + " at a " + cycle + "-day cycle",
+        ],
+        default="sales cycle unknown (no won deal " + window + ")",
     )
-    prefix = pd.Series(
-        np.where(f["reachable"] == "out_of_reach", "out of reach: ", ""), dtype=object
-    )
-    text: ObjArray = (prefix + lead + needs + pipeline + "; " + timing).to_numpy(dtype=object)
-    assert len(text) == n
+    prefix = np.where(f["reachable"] == "out_of_reach", "out of reach: ", "")
+    text: ObjArray = (
+        prefix.astype(object) + lead + needs.astype(object) + pipeline + "; " + timing
+    ).astype(object)
     return text
 
 
