@@ -11,6 +11,7 @@ from datetime import date
 from typing import Final, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from analytics._arrays import (
@@ -25,7 +26,14 @@ from analytics._arrays import (
 )
 from analytics.periods import FiscalCalendar, period_from_index, period_index
 
-__all__ = ["PACINGS", "Pacing", "curve_values", "elapsed_shares", "seasonal_shares"]
+__all__ = [
+    "PACINGS",
+    "Pacing",
+    "curve_values",
+    "elapsed_shares",
+    "seasonal_shares",
+    "working_days",
+]
 
 Pacing = Literal["linear", "working_days", "seasonal"]
 PACINGS: Final[tuple[str, ...]] = ("linear", "working_days", "seasonal")
@@ -85,6 +93,21 @@ def elapsed_shares(
     elapsed = np.where(additive, share, linear)
     mode = np.where(additive, mode, "level").astype(object)
     return elapsed, mode
+
+
+def working_days(
+    first: npt.NDArray[np.datetime64],
+    stop: npt.NDArray[np.datetime64],
+    *,
+    holidays: tuple[date, ...],
+) -> IntArray:
+    """Working days in [first, stop): Mon-Fri days minus ``holidays``, as the
+    ``working_days`` pacing counts them (0 where stop <= first)."""
+    hols = np.array(holidays, dtype="datetime64[D]")
+    first_days = first.astype("datetime64[D]")
+    stop_days = np.maximum(stop.astype("datetime64[D]"), first_days)
+    out: IntArray = np.busday_count(first_days, stop_days, holidays=hols).astype(np.int64)
+    return out
 
 
 def _bookings(

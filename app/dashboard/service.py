@@ -95,6 +95,8 @@ class TeamLine:
     parent_id: int | None
     rollup: dict[str, Any] | None
     bar: Bar | None
+    # The team's own target row for the metric when it is at risk with a path to target.
+    at_risk: PerformanceRead | None = None
 
 
 @dataclass
@@ -232,7 +234,16 @@ def _teams(
             computed_on=None,
         )
         rollup = next((r.model_dump() for r in read.rollup if r.metric == metric), None)
-        lines.append(TeamLine(team_id, name, parent_id, rollup, None))
+        own = next(
+            (
+                r
+                for r in read.rows
+                if r.subject_type == "team" and r.team_id == team_id and r.metric == metric
+            ),
+            None,
+        )
+        at_risk = own if own and own.status == "at_risk" and own.path_to_target else None
+        lines.append(TeamLine(team_id, name, parent_id, rollup, None, at_risk))
     scale = bar_scale([t.rollup.get("attainment") for t in lines if t.rollup])
     for t in lines:
         if t.rollup:

@@ -19,6 +19,7 @@ from app.performance import ranks, versioning
 from app.performance.membership import teams_of_movers
 from app.performance.models import MetricRow, PerformanceRow
 from app.performance.schemas import (
+    PathToTarget,
     PerformanceRead,
     ProjectionError,
     ProjectionErrors,
@@ -135,6 +136,21 @@ def _error(
     return ProjectionError(method=method, mape=mape, bias=bias, periods=periods)
 
 
+def path_of(row: PerformanceRow) -> PathToTarget | None:
+    """The row's stored path to target (``details``, written by the compute), or None."""
+    stored = (row.details or {}).get("path_to_target")
+    if not stored or row.gap is None:
+        return None
+    figures = {k: v for k, v in stored.items() if k in PathToTarget.model_fields}
+    return PathToTarget(
+        **figures,
+        metric=row.metric,
+        period=row.period,
+        gap=row.gap,
+        sentence=stored["path_to_target"],
+    )
+
+
 def to_read(
     row: PerformanceRow,
     reps: dict[int, RepName],
@@ -145,6 +161,7 @@ def to_read(
     team_id = rep.team_id if rep is not None else row.team_id
     metric = METRICS.get(row.metric)
     inputs = {k: (values or {}).get(k) for k in (metric.inputs if metric else ())}
+    path = path_of(row)
     return PerformanceRead(
         subject_type=row.subject_type,
         rep_id=row.rep_id,
@@ -186,6 +203,8 @@ def to_read(
         ),
         consecutive_misses=row.consecutive_misses,
         persistent_underperformer=row.consecutive_misses >= PERSISTENT_AFTER,
+        path_to_target=path.sentence if path else None,
+        path_to_target_figures=path,
         inputs=inputs,
         records=_records_link(row),
         snapshot=row.valid_from,

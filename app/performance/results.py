@@ -10,7 +10,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from analytics import coverage, drivers, gaps, pacing, trends
+from analytics import coverage, drivers, gaps, pacing, path_to_target, trends
 from analytics.currency import to_reporting_currency
 from analytics.periods import FiscalCalendar, shift
 from analytics.targets import derive_rollup_targets
@@ -38,7 +38,8 @@ def gap_rows(
     as_of: date,
 ) -> pd.DataFrame:
     """Each subject's figures of the periods in scope (``figures``: :func:`actuals`) against
-    their targets, with the open pipeline, the trailing win rates and the runs of misses."""
+    their targets, with the open pipeline, the trailing win rates, the path to target
+    (:data:`PATH_FIELDS`) and the runs of misses."""
     cal = settings.calendar
     all_periods = [p for ps in scope.periods.values() for p in ps]
     # Only open deals due from as_of on can count (open_pipeline's own rule): the team
@@ -91,7 +92,33 @@ def gap_rows(
         config=config,
         shares=shares,
     )
+    rows = _with_path(rows, monthly, pipeline, settings, as_of)
     return _with_streaks(session, rows, scope, cal)
+
+
+# The path to target's columns in the gap rows (stored in PerformanceRow.details).
+PATH_FIELDS = tuple(f"path_{c}" for c in path_to_target.PATH_COLUMNS)
+
+
+def _with_path(
+    rows: pd.DataFrame,
+    monthly: pd.DataFrame,
+    pipeline: pd.DataFrame,
+    settings: Settings,
+    as_of: date,
+) -> pd.DataFrame:
+    """The gap rows with their path to target (:mod:`analytics.path_to_target`): the rates
+    pooled from the same monthly frame as the drivers, the pipeline of the gaps."""
+    rates = path_to_target.pooled_rates(monthly, as_of=as_of, cal=settings.calendar)
+    path = path_to_target.path_to_target(
+        rows,
+        rates,
+        pipeline,
+        as_of=as_of,
+        cal=settings.calendar,
+        holidays=tuple(settings.holidays),
+    )
+    return pd.concat([rows, path.add_prefix("path_")], axis=1)
 
 
 def _seasonal_shares(session: Session, settings: Settings, f: Inputs, as_of: date) -> pd.DataFrame:

@@ -89,6 +89,63 @@ class ProjectionErrors(Schema):
     )
 
 
+class PathToTarget(Schema):
+    """What closes a subject's gap in an open period at its own rates, and whether it still
+    can (``analytics/path_to_target.py``; docs/metrics.md, "Path to target"). Only for
+    won_revenue and won_deals rows with a gap > 0 in a period not yet ended."""
+
+    metric: str
+    period: str
+    gap: float = Field(description="target - actual, in the metric's unit.")
+    wins_needed: int | None = Field(
+        description="ceil(gap / deal_size) for won_revenue, ceil(gap) for won_deals; null when "
+        "the deal size is unknown (no won deal in the rates' window)."
+    )
+    closes_needed: int | None = Field(
+        description="ceil(wins_needed / win_rate): deals to close (won or lost); null when the "
+        "win rate is unknown or 0."
+    )
+    opportunities_needed: int | None = Field(
+        description="ceil(wins_needed / (win_rate x throughput)): new deals to create; null "
+        "when a rate is unknown or 0."
+    )
+    days_left: int = Field(description="period_end - as_of, in calendar days.")
+    working_days_left: int = Field(
+        description="Mon-Fri days after as_of up to period_end, minus QG_HOLIDAYS."
+    )
+    deal_size: float | None = Field(
+        description="The subject's Σ won_revenue / Σ won_deals over the 12 months to as_of."
+    )
+    win_rate: float | None = Field(description="Σ won_deals / Σ closed_deals, same window.")
+    throughput: float | None = Field(
+        description="Σ closed_deals / Σ opportunities (deals closed per deal created), same window."
+    )
+    cycle_days: float | None = Field(
+        description="Won-deal-weighted mean of the months' median sales cycles, same window."
+    )
+    new_opportunities_can_close: bool | None = Field(
+        description="cycle_days <= days_left: an opportunity created now can still close in "
+        "the period; null when the cycle is unknown."
+    )
+    open_deals: int = Field(description="Open deals due from as_of to the period's end.")
+    open_amount: float = Field(description="Their amount, in the reporting currency.")
+    open_pipeline: float = Field(
+        description="open_amount (won_revenue) or open_deals (won_deals): all of it won."
+    )
+    weighted_pipeline: float = Field(
+        description="Σ amount x probability (won_revenue) or Σ probability (won_deals)."
+    )
+    pipeline_covers: bool = Field(description="weighted_pipeline >= gap.")
+    reachable: Literal["on_pipeline", "needs_new_pipeline", "out_of_reach"] | None = Field(
+        description="on_pipeline: the weighted pipeline covers the gap, or nothing new can "
+        "close in time and the open pipeline could; needs_new_pipeline: it falls short and new "
+        "opportunities can still close; out_of_reach: nothing new can close in time and even "
+        "every open deal won falls short; null when the cycle is unknown and the pipeline "
+        "falls short."
+    )
+    sentence: str = Field(description="The same in words, saying why a figure is unknown.")
+
+
 class PerformanceRead(Schema):
     """A subject's figure for a metric and period, against its target, and how it is paced."""
 
@@ -151,6 +208,14 @@ class PerformanceRead(Schema):
     )
     consecutive_misses: int
     persistent_underperformer: bool
+    path_to_target: str | None = Field(
+        default=None,
+        description="What closes the gap at the subject's own rates, in words (won_revenue and "
+        "won_deals in an open period with a gap); null otherwise.",
+    )
+    path_to_target_figures: PathToTarget | None = Field(
+        default=None, description="The figures behind path_to_target."
+    )
     rank_in_team: int | None = None
     rank_in_company: int | None = None
     percentile_in_company: float | None = None
@@ -223,6 +288,11 @@ class CoachingRead(Schema):
     )
     drivers: dict[str, Any] = Field(
         description="Every figure of the rep's driver-table row, flat (docs/metrics.md)."
+    )
+    path_to_target: list[PathToTarget] = Field(
+        default_factory=list,
+        description="The rep's path to target in the period, for won_revenue then won_deals "
+        "(those with a gap in an open period; empty otherwise).",
     )
     snapshot: int
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from analytics import rollups, trends
 from analytics.driver_list import ranked_drivers
 from analytics.metrics import METRICS
+from analytics.path_to_target import PATH_METRICS
 from analytics.periods import period_index, period_of
 from app.auth.service import Principal
 from app.core.config import Settings
@@ -26,6 +27,7 @@ from app.performance.reads import (
     int_or_none,
     page_cursor,
     parse_cursor,
+    path_of,
     reads,
     rep_names,
     rollup_frame,
@@ -37,6 +39,7 @@ from app.performance.schemas import (
     DriverEntry,
     LeaderboardEntry,
     LeaderboardRead,
+    PathToTarget,
     PerformanceRead,
     SnapshotRead,
     TeamPerformanceRead,
@@ -177,6 +180,9 @@ def coaching(
     period: str | None,
     computed_on: date | None,
 ) -> CoachingRead:
+    """The rep's drivers and focus in the period, and their paths to target. A rep with no
+    deal or activity in the period yet (early in a month) has no driver row but may well have
+    a gap to close: they get the paths alone."""
     version = version_for(session, computed_on)
     label = parse(period, settings.calendar).label if period else default_period(settings)
     row = (
@@ -190,10 +196,27 @@ def coaching(
             )
         )
     )
-    if row is None:
+    paths = _paths(session, version, rep_id, label) if version is not None else []
+    if row is None and not paths:
         raise NotFoundError(f"no coaching figures for rep {rep_id} in {label} (not computed)")
     rep = session.get(Rep, rep_id)
     assert rep is not None
+    if row is None:
+        assert version is not None
+        return CoachingRead(
+            rep_id=rep_id,
+            rep_name=rep.name,
+            team_id=rep.team_id,
+            period=label,
+            period_kind=parse(label, settings.calendar).kind,
+            coaching_focus=None,
+            focus_reason=f"no deal or activity in {label} yet: no driver figures",
+            focus_window=None,
+            ranked=[],
+            drivers={},
+            path_to_target=[p for p, _ in paths],
+            snapshot=max(v for _, v in paths),
+        )
     return CoachingRead(
         rep_id=rep_id,
         rep_name=rep.name,
@@ -208,8 +231,26 @@ def coaching(
             for entry in ranked_drivers(row.drivers, period=row.period, kind=row.period_kind)
         ],
         drivers=row.drivers,
+        path_to_target=[p for p, _ in paths],
         snapshot=row.valid_from,
     )
+
+
+def _paths(
+    session: Session, version: int, rep_id: int, period: str
+) -> list[tuple[PathToTarget, int]]:
+    """The rep's paths to target in the period, from the same snapshot's performance rows,
+    each with the version its row was written in."""
+    rows = session.scalars(
+        select(PerformanceRow).where(
+            versioning.visible(PerformanceRow, version),
+            PerformanceRow.rep_id == rep_id,
+            PerformanceRow.period == period,
+            PerformanceRow.metric.in_(PATH_METRICS),
+        )
+    )
+    paths = [(p, r.valid_from) for r in rows if (p := path_of(r)) is not None]
+    return sorted(paths, key=lambda pair: PATH_METRICS.index(pair[0].metric))
 
 
 def leaderboard(

@@ -27,6 +27,7 @@ from app.performance.models import (
     Snapshot,
 )
 from app.performance.plan import Scope, stored_months
+from app.performance.results import PATH_FIELDS
 from app.performance.state import save_state
 from app.performance.timing import timed
 
@@ -55,7 +56,10 @@ def write(
             version=version,
             key=perf_key,
             frame=gap_rows,
-            fields=[c for c in PERFORMANCE_FIELDS if c in gap_rows and c not in perf_key],
+            fields=[
+                *(c for c in PERFORMANCE_FIELDS if c in gap_rows and c not in perf_key),
+                *(c for c in PATH_FIELDS if c in gap_rows),
+            ],
             build=performance_rows,
             scope=PerformanceRow.period.in_(scope.labels),
         )
@@ -177,8 +181,22 @@ def performance_rows(rows: pd.DataFrame) -> dict[str, list[Any]]:
     values["consecutive_misses"] = [int(v or 0) for v in values["consecutive_misses"]]
     for c in ("run_rate_periods", "pipeline_periods"):
         values[c] = [None if v is None else int(v) for v in values[c]]
-    values["details"] = [{} for _ in range(len(rows))]
+    values["details"] = path_details(rows)
     return values
+
+
+def path_details(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each row's ``details``: ``{"path_to_target": {...}}`` (the figures of
+    :mod:`analytics.path_to_target`, unprefixed) for a row with a path, ``{}`` otherwise."""
+    if "path_path_to_target" not in rows:
+        return [{} for _ in range(len(rows))]
+    names = [c.removeprefix("path_") for c in PATH_FIELDS]
+    columns = clean_columns(rows, PATH_FIELDS)
+    path = [
+        dict(zip(names, figures, strict=True)) for figures in zip(*columns.values(), strict=True)
+    ]
+    # A row has a path exactly when it has its sentence (analytics.path_to_target).
+    return [{"path_to_target": p} if p["path_to_target"] else {} for p in path]
 
 
 def metric_rows(actuals: pd.DataFrame) -> dict[str, list[Any]]:

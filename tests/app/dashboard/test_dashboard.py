@@ -357,3 +357,37 @@ def test_alerts_show_their_current_figures_and_resolved_ones_are_not_active(
     first, *rest = shown
     assert first == cy and rest
     assert all(shown[i]["state"] == "resolved" for i in rest)
+
+
+def test_at_risk_reps_and_teams_show_their_path_to_target(client, factory, demo, session, settings):
+    """Each at-risk rep and team row carries the API's path_to_target sentence; no other does."""
+    team_id = session.scalar(select(Team.id).order_by(Team.id))
+    # A team target far out of reach this month: the team is at risk, with a path.
+    factory.target(team_id=team_id, period="2026-11", value=5_000_000.0)
+    compute.run(session=session, settings=settings, as_of=TODAY, full=True)
+    token = _token(factory, "analyst")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert _login(client, token).status_code == 303
+    page = _page(client, period="2026-11", metric="won_revenue")
+    api = client.get(
+        "/api/v1/performance",
+        params={"period": "2026-11", "metric": "won_revenue", "limit": 500},
+        headers=headers,
+    ).json()["items"]
+    rows = page.rows("reps")
+    at_risk = [i for i in api if i["status"] == "at_risk" and i["path_to_target"]]
+    assert at_risk, "the demo has no at-risk rep with a gap this month"
+    for item in api:
+        shown = rows[item["rep_id"]].get("path_to_target")
+        expected = item["path_to_target"] if item in at_risk else None
+        assert shown == expected, item["rep_id"]
+    teams = client.get(
+        "/api/v1/performance",
+        params={"period": "2026-11", "metric": "won_revenue", "subject_type": "team"},
+        headers=headers,
+    ).json()["items"]
+    (team,) = [t for t in teams if t["team_id"] == team_id]
+    assert team["status"] == "at_risk" and team["path_to_target"].startswith("out of reach: ")
+    shown_teams = page.rows("teams", "team-id")
+    assert shown_teams[team_id]["path_to_target"] == team["path_to_target"]
+    assert all("path_to_target" not in row for t, row in shown_teams.items() if t != team_id)

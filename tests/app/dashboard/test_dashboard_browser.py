@@ -175,6 +175,20 @@ def _check_page_against_api(page: Any, url: str, key: str) -> tuple[str, str]:
         focus = coaching.json()["coaching_focus"] if coaching.status_code == 200 else None
         assert row["values"]["coaching_focus"] == (focus or "")
 
+    # the path to target under each at-risk rep with a gap, as the API words it
+    paths = page.eval_on_selector_all(
+        "#reps tr.path-row",
+        "rs => rs.map(r => [r.dataset.pathFor, r.querySelector('[data-metric]').dataset.value,"
+        " r.innerText.trim()])",
+    )
+    expected = {
+        str(i["rep_id"]): i["path_to_target"]
+        for i in items
+        if i["status"] == "at_risk" and i["path_to_target"]
+    }
+    assert {rep: value for rep, value, _ in paths} == expected
+    assert all(text.endswith(value) for _, value, text in paths)
+
     board = _api(url, key, "/api/v1/leaderboard", period=period, metric=metric).json()["items"]
     shown = page.evaluate(READ_ROWS, "#leaderboard li[data-rep-id]")
     assert [(int(r["id"]), int(r["rank"])) for r in shown] == [

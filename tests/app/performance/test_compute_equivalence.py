@@ -24,6 +24,7 @@ from sqlalchemy import Connection, column, delete, or_, select, table
 
 from analytics import drivers
 from analytics.metrics import METRIC_COLUMNS, period_metrics
+from analytics.path_to_target import PATH_COLUMNS
 from analytics.periods import period_from_index
 from app.demo.generator import DemoConfig
 from app.demo.load import load_demo
@@ -354,7 +355,8 @@ def reference_performance_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
         row["consecutive_misses"] = int(row["consecutive_misses"] or 0)
         for c in ("run_rate_periods", "pipeline_periods"):
             row[c] = None if row[c] is None else int(row[c])
-        row["details"] = {}
+        path = {c: versioning.clean(r.get(f"path_{c}")) for c in PATH_COLUMNS}
+        row["details"] = {"path_to_target": path} if path["path_to_target"] else {}
         out.append(row)
     return out
 

@@ -155,6 +155,9 @@ def test_incremental_equals_full_row_for_row(session, settings, overrides):
     assert session.scalar(select(DealChange.external_id).limit(1)) is None
     total_deals = session.scalar(select(Deal.id).order_by(Deal.id.desc()).limit(1))
     assert inc.details["deals"] < total_deals  # only the dirty cells' records were read
+    # The comparison covers the paths to target (PerformanceRow.details) too.
+    paths = _visible(session, PerformanceRow, inc.id, inc.periods)
+    assert sum(1 for row in paths.values() if row["details"].get("path_to_target")) > 10
     _assert_same_as_full(session, tuned, inc)
 
 
