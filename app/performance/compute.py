@@ -105,7 +105,7 @@ def _run(
 
     with timed(timings, "projections"):
         gap_rows = projections.with_projections(
-            gap_rows, projections.errors(inputs, settings, as_of)
+            gap_rows, projections.errors(inputs, settings, as_of), as_of
         )
 
     with timed(timings, "drivers"):

@@ -14,6 +14,9 @@ other metrics are projected by run rate only and have no error):
   without a period to measure it on. Fiscal years have too few ended instances: none.
 * ``projection_method``: :func:`analytics.backtest.chosen_methods` (a year takes its
   quarters' choice); ``run_rate`` for every other metric.
+
+Only rows of periods not ended by ``as_of`` carry them: an ended period's projection is its
+actual, and its stored rows must not change with each month's errors.
 * ``projection``: ``projected_with_pipeline`` when the method is ``pipeline``, else
   ``projected``.
 """
@@ -80,8 +83,10 @@ def errors(inputs: Inputs, settings: Settings, as_of: date) -> pd.DataFrame:
     return summary.drop(columns="best_method").merge(chosen, on=_KEY, how="outer")
 
 
-def with_projections(rows: pd.DataFrame, errors: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` (gap rows) with :data:`PROJECTION_COLUMNS` (module docstring)."""
+def with_projections(rows: pd.DataFrame, errors: pd.DataFrame, as_of: date) -> pd.DataFrame:
+    """``rows`` (gap rows) with :data:`PROJECTION_COLUMNS` (module docstring). A period that
+    has ended is projected at its actual: its rows get no error and the run rate, so they stay
+    as stored while the errors move with each month's history (or a rep's team move)."""
     rows = rows.copy()
     n = len(rows)
     if not n:
@@ -103,7 +108,8 @@ def with_projections(rows: pd.DataFrame, errors: pd.DataFrame) -> pd.DataFrame:
     by_kind = keys.assign(period_kind=keys["period_kind"].replace({"year": "quarter"}))
     index = pd.MultiIndex.from_frame(errors[_KEY])
     at = index.get_indexer(pd.MultiIndex.from_frame(by_kind))
-    found = at >= 0
+    ended = rows["period_end"].to_numpy(dtype="datetime64[D]") < np.datetime64(as_of, "D")
+    found = (at >= 0) & ~ended
     own = found & (keys["period_kind"].to_numpy() != "year")
     for c in ERROR_COLUMNS:
         # A trailing NaN: a row without errors (at −1) looks it up.
