@@ -176,3 +176,19 @@ def rep_record(
         )
         answer.reason = empty_reason(version, nothing)
     return answer
+
+
+def runs_at(
+    *, session: Session, settings: Settings, rep_ids: Collection[int], period: str
+) -> dict[int, CoachingRun]:
+    """The run of the focus named in ``period`` for each of ``rep_ids`` that has one there,
+    from the latest snapshot (the dashboard's trend per rep)."""
+    version = versioning.current_version(session)
+    if version is None or not rep_ids:
+        return {}
+    cal = settings.calendar
+    p = parse(period, cal)
+    until = int(period_index(pd.Series([p.start]), p.kind, cal)[0])
+    frame = history(session, version=version, kind=p.kind, cal=cal, rep_ids=rep_ids, until=until)
+    record = coaching_record(frame)
+    return {int(r["rep_id"]): run_of(record, r) for r in rows(record[record["period"] == p.label])}

@@ -357,3 +357,44 @@ def test_alerts_show_their_current_figures_and_resolved_ones_are_not_active(
     first, *rest = shown
     assert first == cy and rest
     assert all(shown[i]["state"] == "resolved" for i in rest)
+
+
+def test_the_coaching_record_panel_shows_the_apis_runs(client, factory, demo, session):
+    """Each rep of the page with a focus named in the period, with the API's run: since when,
+    the driver's ratio in each period, the verdict and how long without improving."""
+    token = _token(factory)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert _login(client, token).status_code == 303
+    page = _page(client, period=PERIOD)
+    reps = page.rows("reps")
+    shown = page.rows("coaching-record")
+    expected = {}
+    for rep_id in reps:
+        record = client.get(
+            f"/api/v1/reps/{rep_id}/coaching/record",
+            params={"end": PERIOD, "periods": 1},
+            headers=headers,
+        ).json()
+        run = record["current_run"]
+        if run is not None and run["period"] == PERIOD:
+            expected[rep_id] = run
+    # The demo plants weaknesses: some reps have a focus, and only they are listed.
+    assert expected and set(shown) == set(expected)
+    for rep_id, run in expected.items():
+        row = shown[rep_id]
+        assert row["coaching_record"] == run["summary"]
+        assert row["_attrs"]["data-verdict"] == run["verdict"]
+        assert int(row["_attrs"]["data-stalled"]) == run["stalled_periods"]
+        assert row["coaching_record"].startswith(
+            f"{run['coaching_focus'].replace('_', ' ')} since {run['since']}: "
+        )
+    # The longest stalled first.
+    stalled = [int(row["_attrs"]["data-stalled"]) for row in shown.values()]
+    assert stalled == sorted(stalled, reverse=True)
+    # A manager sees their own team's reps only.
+    team = session.scalars(select(Team).where(Team.parent_id.is_not(None))).first()
+    manager = _token(factory, "manager", rep_id=team.manager_id)
+    assert _login(client, manager).status_code == 303
+    theirs = _page(client, period=PERIOD)
+    mine = theirs.rows("coaching-record")
+    assert set(mine) <= set(shown) & set(theirs.rows("reps"))
