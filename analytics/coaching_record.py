@@ -34,9 +34,12 @@ the last known one among the following periods:
 
 Runs: per row with a focus named, the run ending there is the longest stretch of consecutive
 periods (no gap) of that rep ending at the row, with the same ``focus_driver`` named in each.
-``run_start`` is its first period, ``run_periods`` its length, ``run_change`` = performance now
-− performance at ``run_start`` and ``run_verdict`` the rule above applied to that change
-(``too_early`` for a run of one period). The stall, the alert's input:
+``run_start`` is its first period and ``run_periods`` its length. Where the driver went
+lately is judged over the run's last w = max(horizon, 2) periods (all of it when shorter):
+``run_change`` = performance now − performance w − 1 periods before (or at ``run_start``), and
+``run_verdict`` the rule above applied to that change (``too_early`` for a run of one period).
+A rise long ago does not make a run "improving" when it has been flat since; the stall counts
+that. The stall, the alert's input:
 
     stalled_periods = i − j + 1, with j the earliest period of the run such that
                       performance_i − performance_j < noise (no improvement since j);
@@ -49,7 +52,8 @@ each of those periods.
 
 Summaries are sentences with the numbers, e.g. "pipeline named in 2026-03; opportunities per
 month 0.52× team in 2026-03, 0.71× in 2026-04, 0.93× in 2026-05: improving", and for the run
-"pipeline since 2026-03: 0.52× → 0.71× → 0.93×, improving".
+"pipeline since 2026-03: 0.52× → 0.71× → 0.93×, improving" (with ", ... over the last 3
+months" when the run is longer than that).
 """
 
 from __future__ import annotations
@@ -372,8 +376,12 @@ def _runs(
     first = np.flatnonzero(breaks)
     start_pos = first[run_id - 1]
     position = np.arange(n) - start_pos
-    run_change = perf - perf[start_pos]
-    run_verdict = np.where(position > 0, _verdict(perf[start_pos], perf, config), "too_early")
+    # Judged over the run's last ``horizon`` periods: what a manager acts on is where the
+    # driver went lately, not that it rose a year ago (the stall says that).
+    window = np.minimum(position, max(config.horizon - 1, 1))
+    base = np.arange(n) - window
+    run_change = perf - perf[base]
+    run_verdict = np.where(window > 0, _verdict(perf[base], perf, config), "too_early")
 
     stalled = np.where(~np.isnan(perf) & (perf <= config.resolved_above) & named, 1, 0)
     for lag in range(1, int(position.max(initial=0)) + 1):
@@ -392,7 +400,11 @@ def _runs(
     trend = np.where(position >= RUN_SHOWN, "… → " + trend, trend)
     verdict_words = pd.Series(run_verdict, dtype=object).map(_VERDICT_WORDS)
     focus = _words(frame["coaching_focus"].fillna(frame["focus_driver"]))
-    summary = focus + " since " + run_start + ": " + trend + ", " + verdict_words
+    lately = pd.Series(
+        np.where(window < position, f" over the last {max(config.horizon, 2)} {kind}s", ""),
+        dtype=object,
+    )
+    summary = focus + " since " + run_start + ": " + trend + ", " + verdict_words + lately
     # (Rows with no focus named get figures too; coaching_record drops them.)
     return {
         "run_start": run_start,

@@ -418,8 +418,11 @@ class CoachingRun(Schema):
     since: str = Field(description="The run's first period.")
     periods: int = Field(description="Periods in the run.")
     points: list[RecordPoint] = Field(description="The driver in each period of the run.")
-    change: float | None = Field(description="Performance now minus at the run's start.")
-    verdict: Verdict = Field(description=VERDICT + " Judged from the run's first period.")
+    change: float | None = Field(
+        description="Performance now minus `horizon` − 1 periods before (at least one "
+        "period; the run's start when it is shorter)."
+    )
+    verdict: Verdict = Field(description=VERDICT + " Judged over the run's last periods.")
     stalled_periods: int = Field(
         description="Periods in a row the focus was named without the driver improving by "
         "0.05 since the first of them (0 when no longer materially below); what the "

@@ -86,6 +86,11 @@ def test_improving_then_resolved_with_the_issue_numbers():
     # January and February named nothing: no entries.
     assert set(record["period"]) == {"2026-03", "2026-04", "2026-05"}
 
+    # The issue's run: 0.52, 0.58, 0.63 from March, judged from its start.
+    may = entry(record, 1, "2026-05")
+    assert (may["run_verdict"], may["run_change"]) == ("improving", pytest.approx(0.11))
+    assert may["run_summary"] == "opportunities since 2026-03: 0.52× → 0.58× → 0.63×, improving"
+
     resolved = history(rows(1, ["conversion", "conversion", None], conversion=[0.52, 0.6, 0.71]))
     first = entry(coaching_record(resolved), 1, "2026-01")
     assert first["verdict"] == "resolved" and first["latest_performance"] == pytest.approx(0.71)
@@ -106,10 +111,12 @@ def test_stalled_run_counts_periods_without_improvement():
     may = entry(record, 7, "2026-05")
     assert (may["run_start"], may["run_periods"]) == ("2026-01", 5)
     assert may["stalled_periods"] == 5 and may["stalled_since"] == "2026-01"
+    # The run's verdict looks at its last 3 months: 0.42 (March) to 0.43, not improving.
     assert may["run_verdict"] == "not_improving"
-    assert may["run_change"] == pytest.approx(0.03)
+    assert may["run_change"] == pytest.approx(0.01)
     assert may["run_summary"] == (
-        "win rate since 2026-01: 0.40× → 0.30× → 0.42× → 0.41× → 0.43×, not improving"
+        "win rate since 2026-01: 0.40× → 0.30× → 0.42× → 0.41× → 0.43×, not improving over "
+        "the last 3 months"
     )
     # At February (0.30) it fell: stalled 2 periods (worse than January), worsening.
     february = entry(record, 7, "2026-02")
@@ -125,9 +132,15 @@ def test_a_stall_counts_only_since_the_last_improvement():
     # 0.30, 0.31, 0.45, 0.46, 0.44: improved in March (+0.14), then flat. At May the driver
     # is no better than in March (0.44 − 0.45 < 0.05) but better than February (+0.13).
     h = history(rows(2, ["win_rate"] * 5, win_rate=[0.30, 0.31, 0.45, 0.46, 0.44]))
-    may = entry(coaching_record(h), 2, "2026-05")
+    record = coaching_record(h)
+    may = entry(record, 2, "2026-05")
     assert may["stalled_periods"] == 3 and may["stalled_since"] == "2026-03"
-    assert may["run_periods"] == 5 and may["run_verdict"] == "improving"
+    # Lately (March to May) flat: the rise of March does not make the run "improving" now.
+    assert may["run_periods"] == 5 and may["run_verdict"] == "not_improving"
+    # In April the last 3 months were February to April: +0.15, improving.
+    april = entry(record, 2, "2026-04")
+    assert april["run_verdict"] == "improving" and april["run_change"] == pytest.approx(0.15)
+    assert april["run_summary"].endswith("0.46×, improving over the last 3 months")
 
 
 def test_focus_change_starts_a_new_run():
@@ -261,3 +274,16 @@ def test_a_new_driver_is_followed_generically():
         pytest.approx(0.71),
     )
     assert first["summary"].startswith("pipeline named in 2026-01; opportunities per month 0.52×")
+
+
+def test_every_reps_long_run_is_judged_lately():
+    # Two reps with the same 5-month run: each one's verdict and sentence are its own
+    # (a rep's rows further down the frame once lost the "over the last" of the sentence).
+    h = history(
+        rows(13, ["win_rate"] * 5, win_rate=[0.30, 0.31, 0.45, 0.46, 0.44]),
+        rows(14, ["win_rate"] * 5, win_rate=[0.30, 0.31, 0.45, 0.46, 0.44]),
+    )
+    runs = current_runs(h, coaching_record(h))
+    assert list(runs["rep_id"]) == [13, 14]
+    assert list(runs["run_verdict"]) == ["not_improving", "not_improving"]
+    assert all(s.endswith("not improving over the last 3 months") for s in runs["run_summary"])

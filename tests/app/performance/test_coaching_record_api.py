@@ -90,7 +90,8 @@ def test_each_focus_named_and_how_its_driver_moved(client, factory, world):
     assert [p["vs_team"] for p in run["points"]] == pytest.approx(ANN)
     assert run["verdict"] == "not_improving"
     assert run["summary"] == (
-        "win rate since 2026-05: 0.40× → 0.38× → 0.41× → 0.39× → 0.42× → 0.40×, not improving"
+        "win rate since 2026-05: 0.40× → 0.38× → 0.41× → 0.39× → 0.42× → 0.40×, not improving "
+        "over the last 3 months"
     )
 
 
