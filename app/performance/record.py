@@ -13,8 +13,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from analytics.coaching_record import RecordConfig, coaching_record, current_runs
-from analytics.periods import FiscalCalendar, parse_period, period_index, period_of, shift
+from analytics.periods import (
+    FiscalCalendar,
+    PeriodError,
+    parse_period,
+    period_index,
+    period_of,
+    shift,
+)
 from app.core.config import Settings
+from app.core.exceptions import InvalidInputError
 from app.core.periods import parse
 from app.performance import versioning
 from app.performance.answers import empty_reason
@@ -143,7 +151,13 @@ def rep_record(
     cal = settings.calendar
     last = parse(end, cal, field="end") if end else period_of(settings.today(), kind, cal)
     kind = last.kind
-    first = shift(last, -(periods - 1), cal)
+    try:
+        first = shift(last, -(periods - 1), cal)
+    except PeriodError as exc:
+        message = f"{periods} {kind}s up to {last.label} reach outside the supported dates"
+        raise InvalidInputError(
+            message, details=[{"field": "periods", "message": message}]
+        ) from exc
     until = int(period_index(pd.Series([last.start]), kind, cal)[0])
     version = versioning.current_version(session, computed_on=computed_on)
     rep = session.get(Rep, rep_id)

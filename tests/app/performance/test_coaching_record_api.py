@@ -179,6 +179,7 @@ def test_scope_and_not_found(client, factory, world):
         {"horizon": 13},
         {"kind": "week"},
         {"end": "2026-13"},
+        {"end": "0001-02", "periods": 12},  # before the first supported month
         {"period_kind": "month"},  # the parameter is `kind`, as on /trend and /performance
     ],
 )
