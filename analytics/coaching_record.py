@@ -27,7 +27,7 @@ the last known one among the following periods:
     change    = pk − p0
     verdict   = too_early      followed = 0, or p0 unknown
                 resolved       pk > resolved_above (no longer materially below the team:
-                               1 − the drivers' material shortfall, 0.65)
+                               1 − the drivers' material shortfall, 0.67)
                 improving      change ≥ noise
                 worsening      change ≤ −noise
                 not_improving  otherwise (|change| < noise: within the noise of the ratio)

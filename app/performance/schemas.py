@@ -370,8 +370,9 @@ class TrendRead(Schema):
 Verdict = Literal["improving", "not_improving", "worsening", "resolved", "too_early"]
 VERDICT = (
     "improving / worsening: the named driver's performance moved by at least 0.05 (up / "
-    "down); not_improving: less than that; resolved: above 0.65 of the team's, no longer "
-    "materially below; too_early: no later figure yet (docs/metrics.md, 'Coaching record')."
+    "down); not_improving: less than that; resolved: above 0.67 of the team's (the focus "
+    "threshold), no longer materially below; too_early: no later figure yet "
+    "(docs/metrics.md, 'Coaching record')."
 )
 
 

@@ -58,7 +58,7 @@ def entry(record: pd.DataFrame, rep: int, period: str) -> dict[str, Any]:
 
 def test_improving_then_resolved_with_the_issue_numbers():
     # Named in March at 0.52; April 0.58 (+0.06), May 0.63 (+0.11): improving, still below
-    # 0.65. Another month at 0.71 would be resolved.
+    # 0.67. Another month at 0.71 would be resolved.
     h = history(
         rows(
             1,
@@ -202,7 +202,7 @@ def test_cycle_lower_is_better_and_recent_window_preferred():
     assert january["performance"] == pytest.approx(0.625)
     assert january["after_1_vs_team"] == pytest.approx(1.25)
     assert january["after_1_performance"] == pytest.approx(0.8)
-    # The last known is March: 1 / 1.45 = 0.69 > 0.65, resolved.
+    # The last known is March: 1 / 1.45 = 0.69 > 0.67, resolved.
     assert january["latest_performance"] == pytest.approx(1 / 1.45)
     assert january["verdict"] == "resolved"
     # Slower cycle, lower performance: 1.6 → 1.9 is worsening.
