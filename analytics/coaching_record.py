@@ -38,17 +38,20 @@ periods (no gap) of that rep ending at the row, with the same ``focus_driver`` n
 lately is judged over the run's last w = max(horizon, 2) periods (all of it when shorter):
 ``run_change`` = performance now − performance w − 1 periods before (or at ``run_start``), and
 ``run_verdict`` the rule above applied to that change (``too_early`` for a run of one period).
-A rise long ago does not make a run "improving" when it has been flat since; the stall counts
-that. The stall, the alert's input:
+A rise long ago does not make a run "improving" when it has been flat since. The stall, the
+alert's input:
 
-    stalled_periods = i − j + 1, with j the earliest period of the run such that
-                      performance_i − performance_j < noise (no improvement since j);
-                      0 when performance_i is unknown or above resolved_above
-    stalled_since   = the period j
+    stalled_periods = the largest k such that performance_i − performance_j < noise for
+                      every period j of the run among the last k (i − k < j ≤ i): the driver
+                      is no better now than in any of them; 0 when performance_i is unknown
+                      or above resolved_above
+    stalled_since   = the period i − k + 1
 
-so "named k periods in a row without improving" is ``stalled_periods ≥ k``: the driver is no
-better (beyond the noise) now than it was k − 1 periods ago, and the same focus was named in
-each of those periods.
+so "named k periods in a row without improving" is ``stalled_periods ≥ k``: the same focus
+was named in each of the last k periods and the driver improved since none of them. A period
+from which it did improve (a dip it recovered from) ends the count, and so does one without a
+figure (no evidence either way). As k ≥ the verdict window implies no improvement over it, a
+run stalled that long is never judged "improving".
 
 Summaries are sentences with the numbers, e.g. "pipeline named in 2026-03; opportunities per
 month 0.52× team in 2026-03, 0.71× in 2026-04, 0.93× in 2026-05: improving", and for the run
@@ -384,10 +387,12 @@ def _runs(
     run_verdict = np.where(window > 0, _verdict(perf[base], perf, config), "too_early")
 
     stalled = np.where(~np.isnan(perf) & (perf <= config.resolved_above) & named, 1, 0)
+    held = stalled > 0
     for lag in range(1, int(position.max(initial=0)) + 1):
         back = np.maximum(np.arange(n) - lag, 0)
-        # NaN earlier ratios compare False: an unknown period is no evidence of a stall.
-        held = (position >= lag) & (perf[back] > perf - config.noise) & (stalled > 0)
+        # Every period back to this one must be no worse than now (less the noise); NaN
+        # compares False: an unknown period ends the count.
+        held &= (position >= lag) & (perf[back] > perf - config.noise)
         stalled = np.where(held, lag + 1, stalled)
     stalled_since = _labels(kind, pidx - stalled + 1, stalled > 0)
     run_start = frame["period"].astype(str).to_numpy(dtype=object)[start_pos]

@@ -426,7 +426,7 @@ class CoachingRun(Schema):
     verdict: Verdict = Field(description=VERDICT + " Judged over the run's last periods.")
     stalled_periods: int = Field(
         description="Periods in a row the focus was named without the driver improving by "
-        "0.05 since the first of them (0 when no longer materially below); what the "
+        "0.05 since any of them (0 when no longer materially below); what the "
         "rep.coaching_stalled alert fires on."
     )
     stalled_since: str | None = Field(description="The first of those periods.")

@@ -22,7 +22,7 @@ FOCUS = {"conversion": "opportunities", "cycle": "cycle", "win_rate": "win_rate"
 
 
 def month(i: int) -> str:
-    return f"2026-{i + 1:02d}"
+    return f"{2026 + i // 12}-{i % 12 + 1:02d}"
 
 
 def rows(rep: int, named: list[str | None], **ratios: list[float | None]) -> list[dict[str, Any]]:
@@ -97,13 +97,13 @@ def test_improving_then_resolved_with_the_issue_numbers():
 
 
 def test_stalled_run_counts_periods_without_improvement():
-    # The same win-rate focus for five months: 0.40, 0.30, 0.42, 0.41, 0.43.
-    # At May (0.43): no improvement of 0.05 since January (0.43 − 0.40 = 0.03 < 0.05).
+    # The same win-rate focus for five months: 0.40, 0.39, 0.42, 0.41, 0.43. At May (0.43)
+    # no improvement of 0.05 since any of them (0.43 − 0.39 = 0.04 < 0.05).
     h = history(
         rows(
             7,
             ["win_rate"] * 5,
-            win_rate=[0.40, 0.30, 0.42, 0.41, 0.43],
+            win_rate=[0.40, 0.39, 0.42, 0.41, 0.43],
             conversion=[1.0] * 5,
         )
     )
@@ -115,17 +115,41 @@ def test_stalled_run_counts_periods_without_improvement():
     assert may["run_verdict"] == "not_improving"
     assert may["run_change"] == pytest.approx(0.01)
     assert may["run_summary"] == (
-        "win rate since 2026-01: 0.40× → 0.30× → 0.42× → 0.41× → 0.43×, not improving over "
+        "win rate since 2026-01: 0.40× → 0.39× → 0.42× → 0.41× → 0.43×, not improving over "
         "the last 3 months"
     )
-    # At February (0.30) it fell: stalled 2 periods (worse than January), worsening.
+    # At February (0.39): no better than January, stalled 2 periods, not improving.
     february = entry(record, 7, "2026-02")
-    assert february["stalled_periods"] == 2 and february["run_verdict"] == "worsening"
+    assert february["stalled_periods"] == 2 and february["run_verdict"] == "not_improving"
     # The January entry: 0.40 then, last known within 3 months 0.41: not improving.
     january = entry(record, 7, "2026-01")
     assert january["verdict"] == "not_improving" and january["followed"] == 3
     (run,) = current_runs(h, record).to_dict("records")
     assert (run["period"], run["stalled_periods"]) == ("2026-05", 5)
+
+
+def test_a_dip_recovered_from_ends_the_stall():
+    # 0.40, 0.30, 0.42, 0.41, 0.43: at May no better than January, but 0.13 better than the
+    # February dip: the driver improved since February, so the stall counts March to May.
+    h = history(rows(15, ["win_rate"] * 5, win_rate=[0.40, 0.30, 0.42, 0.41, 0.43]))
+    may = entry(coaching_record(h), 15, "2026-05")
+    assert (may["stalled_periods"], may["stalled_since"]) == (3, "2026-03")
+    # February itself fell from January: stalled 2 periods, worsening.
+    february = entry(coaching_record(h), 15, "2026-02")
+    assert february["stalled_periods"] == 2 and february["run_verdict"] == "worsening"
+
+
+def test_a_recent_rise_is_not_a_stall():
+    # Flat at 0.47 for a year, then 0.42, 0.44, 0.50: no better than a year ago (0.03), but
+    # 0.06 better than last month: improving lately, stalled 1 month (itself), not 15.
+    ratios = [0.47] * 12 + [0.42, 0.44, 0.50]
+    h = history(rows(16, ["activity"] * 15, activity=ratios))
+    (run,) = current_runs(h, coaching_record(h)).to_dict("records")
+    assert run["run_verdict"] == "improving" and run["stalled_periods"] == 1
+    # A month later, flat at 0.51: stalled 2 months (0.51 − 0.50 < 0.05).
+    h = history(rows(16, ["activity"] * 16, activity=[*ratios, 0.51]))
+    (run,) = current_runs(h, coaching_record(h)).to_dict("records")
+    assert (run["stalled_periods"], run["stalled_since"]) == (2, "2027-03")
 
 
 def test_a_stall_counts_only_since_the_last_improvement():

@@ -385,6 +385,9 @@ def test_the_coaching_record_panel_shows_the_apis_runs(client, factory, demo, se
         assert row["coaching_record"] == run["summary"]
         assert row["_attrs"]["data-verdict"] == run["verdict"]
         assert int(row["_attrs"]["data-stalled"]) == run["stalled_periods"]
+        # Flagged from 3 periods (the alert's default), and then never called improving.
+        assert ("stalled_periods" in row) == (run["stalled_periods"] >= 3)
+        assert run["stalled_periods"] < 3 or run["verdict"] != "improving"
         assert row["coaching_record"].startswith(
             f"{run['coaching_focus'].replace('_', ' ')} since {run['since']}: "
         )
