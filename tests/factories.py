@@ -15,6 +15,7 @@ from app.auth import service as auth_service
 from app.core import secrets
 from app.core.config import Settings
 from app.deals.models import Deal
+from app.performance.models import CoachingRow, Snapshot
 from app.reps.models import Rep
 from app.sources.models import Source
 from app.targets.models import Target
@@ -119,3 +120,33 @@ class Factory:
             )
         )
         return endpoint, secret
+
+    def snapshot(self, as_of: date, **kw: Any) -> Snapshot:
+        """A complete snapshot (version) to hang hand-written result rows on."""
+        return self._add(Snapshot(**{"kind": "full", "as_of": as_of, **kw}))
+
+    def coaching_row(
+        self,
+        rep: Rep,
+        period: str,
+        focus_driver: str | None,
+        *,
+        version: int,
+        focus: str | None = None,
+        **drivers: Any,
+    ) -> CoachingRow:
+        """A stored coaching row as a compute writes it: ``drivers`` are flat driver-table
+        keys (``win_rate_vs_team=0.4``...); ``focus`` defaults to the driver's name."""
+        p = parse_period(period)
+        return self._add(
+            CoachingRow(
+                rep_id=rep.id,
+                period=p.label,
+                period_kind=p.kind,
+                coaching_focus=(focus or focus_driver) if focus_driver else None,
+                focus_reason=f"{focus_driver} below the team" if focus_driver else None,
+                drivers={"focus_driver": focus_driver, **drivers},
+                valid_from=version,
+                valid_to=None,
+            )
+        )

@@ -33,7 +33,7 @@ from analytics import rollups
 from analytics import wins as wins_analytics
 from analytics.currency import to_reporting_currency
 from analytics.periods import Period
-from app.alerts import lifecycle
+from app.alerts import lifecycle, stalled
 from app.alerts.context import ROW_FIGURES, Context, clean, money, pct, records
 from app.alerts.events import Event
 from app.alerts.lifecycle import Candidate, Key
@@ -427,6 +427,7 @@ RULES: dict[
     "team.wide_gap": _wide_gap,
     "deal.big_win": _big_win,
     "crm.hygiene": _hygiene,
+    "rep.coaching_stalled": stalled.coaching_stalled,
 }
 
 

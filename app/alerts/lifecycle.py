@@ -48,6 +48,7 @@ MATERIAL: dict[str, tuple[str, ...]] = {
     "team.wide_gap": ("actual", "target", "attainment", "reps_with_target", "reps_below_target"),
     "deal.big_win": ("amount",),
     "crm.hygiene": ("stale_deals", "past_due_deals"),
+    "rep.coaching_stalled": ("focus_driver", "stalled_periods"),
 }
 # Two computations of the same figure may differ in the last bits; a cent on a million does
 # not make an update.

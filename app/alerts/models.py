@@ -22,6 +22,7 @@ RULE_EVENTS = (
     "team.wide_gap",
     "deal.big_win",
     "crm.hygiene",
+    "rep.coaching_stalled",
 )
 # What happens to a rule's alert after it was raised: its figures changed while the condition
 # still holds (``target.missed.updated``), or the condition cleared (``target.missed.resolved``).

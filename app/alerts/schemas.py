@@ -14,6 +14,7 @@ RuleEvent = Literal[
     "team.wide_gap",
     "deal.big_win",
     "crm.hygiene",
+    "rep.coaching_stalled",
 ]
 PeriodKind = Literal["month", "quarter", "year"]
 assert set(RuleEvent.__args__) == set(RULE_EVENTS)  # type: ignore[attr-defined]
@@ -29,8 +30,11 @@ PARAM_DEFAULTS: dict[str, dict[str, float]] = {
     "team.wide_gap": {"share_below": 0.5, "min_reps": 3},
     "deal.big_win": {"top_percentile": 95.0},  # and optionally min_amount
     "crm.hygiene": {"stale_deals": 5},  # and optionally past_due_deals
+    "rep.coaching_stalled": {"periods": 3},
 }
 OPTIONAL_PARAMS = {"deal.big_win": {"min_amount"}, "crm.hygiene": {"past_due_deals"}}
+# Counts of periods: at least one (0 would fire for every focus ever named).
+AT_LEAST_ONE = {"rep.coaching_stalled": {"periods"}}
 
 
 class AlertRuleBase(Schema):
@@ -64,6 +68,9 @@ def check_params(event_type: str, params: dict[str, float]) -> dict[str, float]:
         )
     if any(v < 0 for v in params.values()):
         raise ValueError("params must not be negative")
+    small = sorted(k for k in AT_LEAST_ONE.get(event_type, set()) & set(params) if params[k] < 1)
+    if small:
+        raise ValueError(f"{', '.join(small)} must be at least 1 for {event_type}")
     return {**PARAM_DEFAULTS[event_type], **params}
 
 

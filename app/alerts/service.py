@@ -29,6 +29,7 @@ DEFAULT_RULES: tuple[tuple[str, str, dict[str, float]], ...] = (
     ("Most of a team below target", "team.wide_gap", {}),
     ("Big win", "deal.big_win", {}),
     ("Stale open deals", "crm.hygiene", {}),
+    ("Coaching focus not improving", "rep.coaching_stalled", {}),
 )
 
 

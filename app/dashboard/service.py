@@ -22,11 +22,13 @@ from app.auth.service import Principal
 from app.core.config import Settings
 from app.core.exceptions import NotFoundError
 from app.core.periods import parse
+from app.performance import record as coaching_record
 from app.performance import service as performance
 from app.performance import versioning
 from app.performance.models import PerformanceRow, Snapshot
 from app.performance.schemas import (
     CoachingRead,
+    CoachingRun,
     LeaderboardRead,
     PerformanceRead,
     SnapshotRead,
@@ -48,6 +50,7 @@ SEVERITY = {
             "rep.persistent_underperformance",
             "target.missed",
             "target.at_risk",
+            "rep.coaching_stalled",
             "deal.big_win",
             "crm.hygiene",
         )
@@ -89,6 +92,17 @@ class RepLine:
 
 
 @dataclass
+class RunLine:
+    """A rep's coaching record at the page's period: the focus named and how its driver has
+    moved since it was first named in a row (GET /api/v1/reps/{id}/coaching/record)."""
+
+    rep_id: int
+    rep_name: str | None
+    team_name: str | None
+    run: CoachingRun
+
+
+@dataclass
 class TeamLine:
     team_id: int
     team_name: str
@@ -125,6 +139,7 @@ class Dashboard:
     alerts_total: int
     sources: list[SourceRead] | None
     notes: list[str] = field(default_factory=list)
+    coaching_runs: list[RunLine] = field(default_factory=list)
 
 
 def bar_scale(values: list[float | None]) -> float:
@@ -306,6 +321,28 @@ def _rep_lines(
     return reps
 
 
+def _runs(
+    session: Session, settings: Settings, items: list[PerformanceRead], period: str
+) -> list[RunLine]:
+    """The coaching record of the page's reps with a focus named in the period, the rep
+    furthest below target first (the one who most needs a manager's look), then the longest
+    stalled."""
+    names = {i.rep_id: (i.rep_name, i.team_name) for i in items if i.rep_id is not None}
+    attainment = {i.rep_id: i.attainment for i in items}
+    runs = coaching_record.runs_at(session=session, settings=settings, rep_ids=names, period=period)
+    lines = [RunLine(rep_id, *names[rep_id], run) for rep_id, run in runs.items()]
+
+    def need(line: RunLine) -> tuple[float, int, str]:
+        reached = attainment.get(line.rep_id)
+        return (
+            reached if reached is not None else float("inf"),
+            -line.run.stalled_periods,
+            line.rep_name or "",
+        )
+
+    return sorted(lines, key=need)
+
+
 def _alerts(session: Session, principal: Principal, period: str) -> tuple[list[AlertRead], int]:
     """The period's alerts to show, and how many there are."""
     stmt = alerts_service.alerts_query(principal=principal, period=period)
@@ -390,4 +427,5 @@ def build(
         alerts_total=alerts_total,
         sources=sources,
         notes=notes,
+        coaching_runs=_runs(session, settings, items, label),
     )

@@ -20,11 +20,13 @@ from app.http.deps import (
 )
 from app.http.params import check_range
 from app.performance import crm, service
+from app.performance import record as coaching_record
 from app.performance import summary as summaries
 from app.performance.answers import empty_reason, require_snapshot
 from app.performance.models import Snapshot
 from app.performance.schemas import (
     CoachingRead,
+    CoachingRecordRead,
     ComputeRequest,
     HygieneRead,
     LeaderboardRead,
@@ -201,6 +203,46 @@ def rep_coaching(
         raise NotFoundError(f"rep {rep_id} not found")
     return service.coaching(
         session=session, settings=settings, rep_id=rep_id, period=period, computed_on=computed_on
+    )
+
+
+@router.get(
+    "/reps/{rep_id}/coaching/record", response_model=CoachingRecordRead, tags=["performance"]
+)
+def rep_coaching_record(
+    rep_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: MetricsReaderKey,
+    computed_on: ComputedOn,
+    kind: PeriodKind = "month",
+    periods: Annotated[
+        int, Query(ge=1, le=36, description="Periods whose named foci are listed")
+    ] = 12,
+    horizon: Annotated[
+        int, Query(ge=1, le=12, description="Following periods each focus is followed over")
+    ] = 3,
+    end: Annotated[
+        str | None,
+        Query(description="Last period (default: current); its kind wins over `kind`"),
+    ] = None,
+) -> CoachingRecordRead:
+    """Did the coaching work? Each period a focus was named in, the named driver against the
+    team then and in the following periods, with a verdict (improving, not_improving,
+    worsening, resolved, too_early), and the focus named now with how long it has been named
+    without improving. With nothing named, `items` is empty and `reason` says why."""
+    if not principal.can_see_rep(rep_id):
+        raise NotFoundError(f"rep {rep_id} not found")
+    reps_service.get(session=session, rep_id=rep_id)
+    return coaching_record.rep_record(
+        session=session,
+        settings=settings,
+        rep_id=rep_id,
+        kind=kind,
+        periods=periods,
+        horizon=horizon,
+        end=end,
+        computed_on=computed_on,
     )
 
 

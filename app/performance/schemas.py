@@ -437,6 +437,92 @@ class TrendRead(Schema):
     reason: str | None = Field(default=None, description=REASON)
 
 
+Verdict = Literal["improving", "not_improving", "worsening", "resolved", "too_early"]
+VERDICT = (
+    "improving / worsening: the named driver's performance moved by at least 0.05 (up / "
+    "down); not_improving: less than that; resolved: above 0.67 of the team's (the focus "
+    "threshold), no longer materially below; too_early: no later figure yet "
+    "(docs/metrics.md, 'Coaching record')."
+)
+
+
+class RecordPoint(Schema):
+    """The named driver against the team in one period."""
+
+    period: str
+    vs_team: float | None = Field(
+        description="The driver's ratio to the team median: its recent window's "
+        "(`{driver}_recent_vs_team`) where computed, else `{driver}_vs_team`; null when "
+        "the period has no figure."
+    )
+    performance: float | None = Field(
+        description="vs_team, or 1 / vs_team for the sales cycle (lower is better): below 1 "
+        "is behind the team."
+    )
+
+
+class CoachingRecordEntry(Schema):
+    """A period in which a focus was named, and how its driver moved after it."""
+
+    period: str = Field(description="The period the focus was named in.")
+    coaching_focus: str | None = Field(description="The focus named.")
+    focus_driver: str = Field(description="The funnel driver behind the focus.")
+    vs_team_then: float | None = Field(description="The driver's vs_team in that period.")
+    performance_then: float | None = Field(description="Its performance ratio then.")
+    followed_by: list[RecordPoint] = Field(
+        description="The following periods (up to `horizon`, those that have happened), "
+        "oldest first; a period without figures has null ratios."
+    )
+    change: float | None = Field(
+        description="The last known performance among followed_by minus performance_then."
+    )
+    verdict: Verdict = Field(description=VERDICT)
+    summary: str = Field(description="The same in a sentence, with the numbers.")
+
+
+class CoachingRun(Schema):
+    """The focus named now and for how long: the same driver named in consecutive periods."""
+
+    period: str = Field(description="The rep's latest period with figures (the run's last).")
+    coaching_focus: str | None
+    focus_driver: str
+    since: str = Field(description="The run's first period.")
+    periods: int = Field(description="Periods in the run.")
+    points: list[RecordPoint] = Field(description="The driver in each period of the run.")
+    change: float | None = Field(
+        description="Performance now minus `horizon` − 1 periods before (at least one "
+        "period; the run's start when it is shorter)."
+    )
+    verdict: Verdict = Field(description=VERDICT + " Judged over the run's last periods.")
+    stalled_periods: int = Field(
+        description="Periods in a row the focus was named without the driver improving by "
+        "0.05 since any of them (0 when no longer materially below); what the "
+        "rep.coaching_stalled alert fires on."
+    )
+    stalled_since: str | None = Field(description="The first of those periods.")
+    summary: str = Field(description="e.g. 'win rate since 2026-03: 0.52× → 0.71×, improving'.")
+
+
+class CoachingRecordRead(Schema):
+    """A rep's coaching record: each focus named and whether the named driver then moved
+    towards the team (docs/metrics.md, 'Coaching record')."""
+
+    rep_id: int
+    rep_name: str
+    team_id: int | None
+    period_kind: str = Field(description="month or quarter.")
+    first_period: str = Field(description="The first period whose entries are listed.")
+    last_period: str = Field(description="The last one; later periods are not read.")
+    horizon: int = Field(description="Following periods each entry looks at.")
+    items: list[CoachingRecordEntry] = Field(description="Oldest first.")
+    current_run: CoachingRun | None = Field(
+        description="The focus named in the rep's latest period up to last_period; null "
+        "when none was named then."
+    )
+    snapshot: int | None = Field(description="The snapshot version the figures come from.")
+    reason: str | None = Field(default=None, description=REASON)
+
+
 class WinRead(Schema):
     """A won deal to recognise (docs/metrics.md, "Wins and hygiene")."""
 

@@ -31,6 +31,7 @@ SLACK_ICONS = {
     "team.wide_gap": ":busts_in_silhouette:",
     "deal.big_win": ":trophy:",
     "crm.hygiene": ":broom:",
+    "rep.coaching_stalled": ":hourglass:",
     "alert.delivery_exhausted": ":x:",
     "webhook.test": ":wave:",
 }

@@ -42,11 +42,11 @@ def test_compute_runs_the_chain_as_a_recorded_job(tmp_path):
     done = _quotagap(url, "compute", "--full")
     assert done.returncode == 0, done.stderr
     assert "snapshot 1:" in done.stdout
-    assert "alerts:" in done.stdout and "from 6 rules" in done.stdout
+    assert "alerts:" in done.stdout and "from 7 rules" in done.stdout
     with factory() as session:
         (job,) = session.scalars(select(Job)).all()
     assert (job.kind, job.trigger, job.status, job.stage) == ("compute", "cli", "succeeded", "done")
-    assert job.result["compute"]["alerts"]["rules"] == 6
+    assert job.result["compute"]["alerts"]["rules"] == 7
     # A second compute raises nothing new.
     again = _quotagap(url, "compute")
     assert again.returncode == 0 and "alerts: 0 new" in again.stdout

@@ -56,6 +56,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/performance"): ALL,
     ("GET", "/api/v1/reps/{rep_id}/performance"): ALL,
     ("GET", "/api/v1/reps/{rep_id}/coaching"): ALL,
+    ("GET", "/api/v1/reps/{rep_id}/coaching/record"): ALL,
     ("GET", "/api/v1/reps/{rep_id}/trend"): ALL,
     ("GET", "/api/v1/wins"): ALL,
     ("GET", "/api/v1/hygiene"): READERS,
@@ -160,6 +161,7 @@ def world(factory, session, settings):
         "/api/v1/targets/{target_id}": their_target.id,
         "/api/v1/alerts/{alert_id}": their_alert.id,
         "/api/v1/reps/{rep_id}/performance": theirs.id,
+        "/api/v1/reps/{rep_id}/coaching/record": theirs.id,
         "/api/v1/teams/{team_id}/performance": south.id,
     }
     return keys, ids, others

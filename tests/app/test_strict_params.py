@@ -284,6 +284,7 @@ def test_computed_on_reads_a_past_snapshot_and_404s_before_the_first(
         f"/api/v1/teams/{world['north'].id}/performance",
         f"/api/v1/reps/{world['ann'].id}/trend",
         f"/api/v1/reps/{world['ann'].id}/coaching",
+        f"/api/v1/reps/{world['ann'].id}/coaching/record",
         f"/api/v1/reps/{world['ann'].id}/performance",
     ):
         error = _error(client.get(path, params={"computed_on": "2026-11-09"}, headers=h), 404)

@@ -391,3 +391,47 @@ def test_at_risk_reps_and_teams_show_their_path_to_target(client, factory, demo,
     shown_teams = page.rows("teams", "team-id")
     assert shown_teams[team_id]["path_to_target"] == team["path_to_target"]
     assert all("path_to_target" not in row for t, row in shown_teams.items() if t != team_id)
+
+
+def test_the_coaching_record_panel_shows_the_apis_runs(client, factory, demo, session):
+    """Each rep of the page with a focus named in the period, with the API's run: since when,
+    the driver's ratio in each period, the verdict and how long without improving."""
+    token = _token(factory)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert _login(client, token).status_code == 303
+    page = _page(client, period=PERIOD)
+    reps = page.rows("reps")
+    shown = page.rows("coaching-record")
+    expected = {}
+    for rep_id in reps:
+        record = client.get(
+            f"/api/v1/reps/{rep_id}/coaching/record",
+            params={"end": PERIOD, "periods": 1},
+            headers=headers,
+        ).json()
+        run = record["current_run"]
+        if run is not None and run["period"] == PERIOD:
+            expected[rep_id] = run
+    # The demo plants weaknesses: some reps have a focus, and only they are listed.
+    assert expected and set(shown) == set(expected)
+    for rep_id, run in expected.items():
+        row = shown[rep_id]
+        assert row["coaching_record"] == run["summary"]
+        assert row["_attrs"]["data-verdict"] == run["verdict"]
+        assert int(row["_attrs"]["data-stalled"]) == run["stalled_periods"]
+        # Flagged from 3 periods (the alert's default), and then never called improving.
+        assert ("stalled_periods" in row) == (run["stalled_periods"] >= 3)
+        assert run["stalled_periods"] < 3 or run["verdict"] != "improving"
+        assert row["coaching_record"].startswith(
+            f"{run['coaching_focus'].replace('_', ' ')} since {run['since']}: "
+        )
+    # The rep furthest below target first.
+    reached = [reps[rep_id]["attainment"] for rep_id in shown]
+    assert reached == sorted(reached, key=lambda v: float("inf") if v in ("", None) else float(v))
+    # A manager sees their own team's reps only.
+    team = session.scalars(select(Team).where(Team.parent_id.is_not(None))).first()
+    manager = _token(factory, "manager", rep_id=team.manager_id)
+    assert _login(client, manager).status_code == 303
+    theirs = _page(client, period=PERIOD)
+    mine = theirs.rows("coaching-record")
+    assert set(mine) <= set(shown) & set(theirs.rows("reps"))

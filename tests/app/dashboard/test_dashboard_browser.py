@@ -205,6 +205,39 @@ def _check_page_against_api(page: Any, url: str, key: str) -> tuple[str, str]:
     return period, metric
 
 
+def _check_record_against_api(page: Any, url: str, key: str) -> int:
+    """The coaching-record panel: each listed rep's run is the API's, as a person reads it
+    (the sentence with the ratios, the verdict); returns how many reps it lists."""
+    period = page.get_attribute("#period-label", "data-period")
+    runs = page.evaluate(READ_ROWS, "#coaching-record li[data-rep-id]")
+    for row in runs:
+        record = _api(
+            url, key, f"/api/v1/reps/{row['id']}/coaching/record", end=period, periods=1
+        ).json()
+        run = record["current_run"]
+        assert run is not None and run["period"] == period, row["id"]
+        assert row["text"]["coaching_record"] == run["summary"]
+        assert row["values"]["verdict"] == run["verdict"]
+        assert row["text"]["verdict"] == run["verdict"].replace("_", " ")
+        if run["stalled_periods"] >= 3:  # the alert's default; shorter stalls are not flagged
+            assert run["verdict"] != "improving"  # stalled over the verdict's window
+            assert row["values"]["stalled_periods"] == str(run["stalled_periods"])
+    # Every rep of the page with a focus named in the period is listed.
+    reps = [int(r["id"]) for r in page.evaluate(READ_ROWS, "#reps tr[data-rep-id]")]
+    named = [
+        r
+        for r in reps
+        if (
+            run := _api(url, key, f"/api/v1/reps/{r}/coaching/record", end=period, periods=1)
+            .json()
+            .get("current_run")
+        )
+        and run["period"] == period
+    ]
+    assert sorted(int(r["id"]) for r in runs) == sorted(named)
+    return len(runs)
+
+
 def _pick(page: Any, select: str, value: str) -> None:
     """Choose in a picker as a person would; the page reloads with the choice."""
     with page.expect_navigation():
@@ -237,6 +270,7 @@ def test_dashboard_in_chromium_shows_the_apis_numbers(demo, browser):
     assert page.evaluate("document.cookie") == ""  # not readable by scripts
 
     first = _check_page_against_api(page, url, key)
+    assert _check_record_against_api(page, url, key) > 0  # the demo plants weaknesses
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
     assert (SHOTS / "dashboard.png").stat().st_size > 10_000
@@ -300,6 +334,7 @@ def test_a_manager_in_chromium_sees_only_their_team(demo, browser):
     with page.expect_navigation():
         page.click("button[type=submit]")
     period, metric = _check_page_against_api(page, url, manager_key)
+    _check_record_against_api(page, url, manager_key)
     shown = {int(r["id"]) for r in page.evaluate(READ_ROWS, "#reps tr[data-rep-id]")}
     everyone = _api(url, key, "/api/v1/performance", period=period, metric=metric).json()
     assert shown and shown < {i["rep_id"] for i in everyone["items"]}
