@@ -94,7 +94,8 @@ import pandas as pd
 
 from analytics import driver_recent
 from analytics._arrays import BoolArray, FloatArray, IntArray, ObjArray, safe_div
-from analytics._driver_pool import group_sum, log_or_nan, peer_medians, pooled, range_sums
+from analytics._driver_pool import log_or_nan, peer_medians, pooled, range_sums, tracked_rows
+from analytics._driver_pool import peers as peers_of
 from analytics._driver_text import reasons
 from analytics.periods import PeriodKind, index_label, parse_period
 
@@ -325,8 +326,8 @@ def driver_table(
     now = sums["now"]
     value = pooled(now)
     baseline = _baseline(pooled(sums["before"]), sums["before"], frame, pidx, shape)
-    group, candidate, eligible, peers = _peers(frame, now, stride, offset, shape.min_peer)
-    tracked = _tracked(frame, now, group)
+    group, candidate, eligible, peers = peers_of(frame, now, stride, offset, shape.min_peer)
+    tracked = tracked_rows(frame, now, group)
     for d in ACTIVITY_ONLY:
         value[d] = np.where(tracked, value[d], np.nan)
 
@@ -442,49 +443,6 @@ def _baseline(
     starts = pidx - shape.window - shape.trailing + 1
     known = (before["periods"] == shape.trailing) & (starts >= _data_start(frame, pidx))
     return {d: np.where(known, v, np.nan) for d, v in baseline.items()}
-
-
-def _peers(
-    frame: pd.DataFrame,
-    now: dict[str, FloatArray],
-    stride: int,
-    offset: IntArray,
-    min_peer: int,
-) -> tuple[IntArray, BoolArray, BoolArray, IntArray]:
-    """(peer group, candidate peer, eligible as a peer, team_peers) of each row (module
-    docstring). Peer groups are (team, period); rows without a team have group -1 and no
-    peers. A candidate is a rep (not a manager) with a team; eligible ones also have the
-    periods in the window."""
-    team_codes = pd.factorize(frame["team_id"])[0].astype(np.int64)
-    has_team = team_codes >= 0
-    raw = np.where(has_team, team_codes * stride + offset, -1)
-    group = np.where(has_team, np.unique(raw, return_inverse=True)[1].reshape(-1), -1)
-    group = group.astype(np.int64)
-    is_rep = frame["role"].eq("rep").to_numpy(dtype=bool, na_value=False)
-    candidate = is_rep & has_team
-    n_groups = max(int(group.max()) + 1, 1)  # at least one slot, so lookups never go out of range
-    most = np.zeros(n_groups)
-    np.maximum.at(most, group[candidate], now["periods"][candidate])
-    needed = np.minimum(min_peer, most[np.maximum(group, 0)])
-    eligible = candidate & (now["periods"] >= needed)
-    counts = np.bincount(group[eligible], minlength=n_groups)
-    peers = np.where(has_team, counts[np.maximum(group, 0)] - eligible, 0).astype(np.int64)
-    return group, candidate, eligible, peers
-
-
-def _tracked(frame: pd.DataFrame, now: dict[str, FloatArray], group: IntArray) -> BoolArray:
-    """Activity-tracked rows: the rep's source syncs activities and the tracking reps of the
-    team logged some in the window (without a team: the rep did)."""
-    if "tracks_activities" in frame:
-        tracks = frame["tracks_activities"].astype("boolean").fillna(True)
-        rep_tracks = tracks.to_numpy(dtype=bool)
-    else:
-        rep_tracks = np.ones(len(frame), dtype=bool)
-    acts = now["activities"]
-    team_acts = group_sum(group, acts, rep_tracks)
-    logged = np.where(group >= 0, team_acts, acts) > 0
-    result: BoolArray = rep_tracks & logged
-    return result
 
 
 def _revenue(
