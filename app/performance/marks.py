@@ -81,9 +81,9 @@ def _rep_days(session: Session, obj: Any, state: str) -> set[date]:
         return {EVERY_PERIOD}
     days: set[date] = set()
     if _changed(obj, ("start_date",)):
-        before, now = _history(obj, "start_date")
-        starts = [*before, *now]
-        days.add(min(starts) if all(isinstance(d, date) for d in starts) else EVERY_PERIOD)
+        # Every period: those before the start carry it in their target note ("starts
+        # <date>, after the period"), not only the ones from the earlier date on.
+        days.add(EVERY_PERIOD)
     if _changed(obj, ("team_id",)):
         # From the move's date when the spans before it stay as they were; otherwise (no
         # date given, or the rep's first span replaced, which reaches back) every period.

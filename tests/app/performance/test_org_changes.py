@@ -165,6 +165,21 @@ def test_org_and_settings_changes_reach_an_incremental_compute(session, settings
     _assert_all_same_as_full(session, tuned, inc)
 
 
+def test_a_start_date_moved_again_rewrites_the_periods_before_it(session, settings):
+    """A period before the rep's start carries a target of 0 with the note "starts <date>,
+    after the period": moving the start date changes that note in every such period, not only
+    from the earlier of the two dates on (found by the property below)."""
+    _demo(session, months=20)
+    rep = session.scalars(select(Rep).where(Rep.role == "rep").order_by(Rep.id)).first()
+    rep.start_date = date(2026, 6, 1)
+    session.flush()
+    compute.run(session=session, settings=settings, as_of=TODAY, full=True)
+    rep.start_date = date(2026, 6, 6)
+    session.flush()
+    inc = compute.run(session=session, settings=settings, as_of=TODAY)
+    _assert_all_same_as_full(session, settings, inc)
+
+
 def test_targets_before_the_horizon_are_computed(session, settings):
     _demo(session)
     short = settings.model_copy(update={"history_months": 6})
