@@ -8,8 +8,9 @@ covered in one place (``org`` marks: the periods from that day on are computed a
 stored monthly figures, nothing is re-read):
 
 * a target created, changed or deleted: the start of its period (old and new);
-* a rep's start date: the earlier of the two (proration and ramp move from there); a rep's
-  role, or a rep deleted: every period (drivers compare reps with their team's);
+* a rep's start date: every period (proration and ramp move from the earlier date, and the
+  periods before it name the start in their target note); a rep's role, or a rep deleted:
+  every period (drivers compare reps with their team's);
 * a rep's team: the day the move takes effect (see :mod:`app.reps.memberships`), or every
   period when the move has no date or replaces the rep's first span;
 * a team moved in the tree or deleted: every period (team figures pool the whole tree).
