@@ -13,13 +13,16 @@ import pandas as pd
 from analytics._arrays import BoolArray, FloatArray, IntArray, safe_div
 
 __all__ = [
+    "ACTIVITY_ONLY",
     "SUMS",
     "group_sum",
+    "in_identity",
     "log_or_nan",
     "peer_medians",
     "peers",
     "pooled",
     "range_sums",
+    "summable",
     "tracked_rows",
 ]
 
@@ -37,11 +40,43 @@ SUMS: Final[tuple[str, ...]] = (
 )
 
 
+# Undefined without tracked activities (the pipeline identity has neither).
+ACTIVITY_ONLY: Final = ("activity", "conversion")
+
+
+def in_identity(driver: str, tracked: BoolArray) -> BoolArray:
+    """The rows whose revenue identity has ``driver`` (the cycle: every row): activity and
+    conversion on activity-tracked rows, pipeline on the others, the rest on every row."""
+    if driver in ACTIVITY_ONLY:
+        return tracked
+    if driver == "pipeline":
+        return ~tracked
+    return np.ones(len(tracked), dtype=bool)
+
+
 def log_or_nan(x: FloatArray) -> FloatArray:
     """Natural log, NaN (not -inf) where x is not positive: the result is served as JSON."""
     out: FloatArray = np.full(len(x), np.nan)
     np.log(x, out=out, where=x > 0)
     return out
+
+
+def summable(frame: pd.DataFrame) -> dict[str, FloatArray]:
+    """Each row's :data:`SUMS`, ready to be summed over any set of rows: the counts and
+    amounts (missing: 0; a count column the frame lacks: 0), the cycle as its won-deal weight
+    (the period's median cycle × its wins, over periods with both) and ``periods`` = 1."""
+    n = len(frame)
+    won = frame["won_deals"].to_numpy(dtype="float64", na_value=0.0)
+    cycle_days = frame["sales_cycle_days"].to_numpy(dtype="float64", na_value=np.nan)
+    has_cycle = ~np.isnan(cycle_days) & (won > 0)
+    columns: dict[str, FloatArray] = {
+        c: frame[c].to_numpy(dtype="float64", na_value=0.0) if c in frame else np.zeros(n)
+        for c in SUMS[:6]
+    }
+    columns["cycle_weight"] = np.where(has_cycle, cycle_days * won, 0.0)
+    columns["cycle_wins"] = np.where(has_cycle, won, 0.0)
+    columns["periods"] = np.ones(n)
+    return columns
 
 
 def range_sums(
@@ -53,15 +88,7 @@ def range_sums(
     one apart. A range ``(near, far)`` covers the periods ``t − far < p ≤ t − near`` of a row
     at period t, and its sums are prefix(key − near) − prefix(key − far).
     """
-    won = frame["won_deals"].to_numpy(dtype="float64", na_value=0.0)
-    cycle_days = frame["sales_cycle_days"].to_numpy(dtype="float64", na_value=np.nan)
-    has_cycle = ~np.isnan(cycle_days) & (won > 0)
-    columns: dict[str, FloatArray] = {
-        c: frame[c].to_numpy(dtype="float64", na_value=0.0) for c in SUMS[:6]
-    }
-    columns["cycle_weight"] = np.where(has_cycle, cycle_days * won, 0.0)
-    columns["cycle_wins"] = np.where(has_cycle, won, 0.0)
-    columns["periods"] = np.ones(len(frame))
+    columns = summable(frame)
     matrix = np.column_stack([columns[c] for c in SUMS])
     prefix = np.vstack([np.zeros((1, len(SUMS))), np.cumsum(matrix, axis=0)])
     cache: dict[int, FloatArray] = {}

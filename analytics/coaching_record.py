@@ -69,7 +69,7 @@ import pandas as pd
 
 from analytics._arrays import BoolArray, FloatArray, IntArray, ObjArray, safe_div
 from analytics.drivers import DriverConfig
-from analytics.periods import PeriodKind, index_label, parse_period
+from analytics.periods import PeriodKind, index_label, single_kind
 
 __all__ = [
     "LOWER_IS_BETTER",
@@ -184,16 +184,6 @@ RECORD_COLUMNS: Final[tuple[str, ...]] = record_columns(RecordConfig().horizon)
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _kind_of(periods: pd.Series) -> PeriodKind:
-    labels = pd.unique(periods.dropna().astype("string"))
-    if len(labels) == 0:
-        return "month"
-    kinds = {parse_period(str(label)).kind for label in labels}
-    if len(kinds) != 1:
-        raise ValueError(f"coaching_record needs one period kind per frame, got {sorted(kinds)}")
-    return kinds.pop()
 
 
 def _drivers(history: pd.DataFrame) -> list[str]:
@@ -312,7 +302,7 @@ def coaching_record(
     columns = list(record_columns(config.horizon))
     if history.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-    kind = _kind_of(history["period"])
+    kind = single_kind(history["period"], reader="coaching_record")
     frame = history.sort_values(["rep_id", "period_index"], kind="stable").reset_index(drop=True)
     reps = frame["rep_id"].to_numpy()
     pidx = frame["period_index"].to_numpy(dtype=np.int64)

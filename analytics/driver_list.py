@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from analytics._driver_pool import ACTIVITY_ONLY
 from analytics._driver_text import PHRASES, format_value, gap_words
-from analytics.drivers import ACTIVITY_ONLY, COMPARED_DRIVERS, REPORTED
+from analytics.drivers import COMPARED_DRIVERS, REPORTED
 
 __all__ = ["ranked_drivers"]
 
@@ -38,7 +39,8 @@ def _reason(row: Mapping[str, Any], d: str, kind: str, judged: bool) -> str:
     if median is None:
         return f"{said}; no team median to compare with"
     said += f" vs team median {_text(d, median)}"
-    if vs_team is not None and (vs_team > 1.0) == (d == "cycle") and vs_team != 1.0:
+    worse = vs_team is not None and (vs_team > 1.0 if d == "cycle" else vs_team < 1.0)
+    if worse:  # how far worse than the team; a driver at or above the team needs no gap
         said += f" ({gap_words(d, np.array([vs_team])).iloc[0]})"
     if judged or d in REPORTED:
         return said

@@ -43,7 +43,7 @@ from typing import Final
 import numpy as np
 
 from analytics._arrays import BoolArray, FloatArray, IntArray, ObjArray, safe_div
-from analytics._driver_pool import peer_medians, pooled
+from analytics._driver_pool import ACTIVITY_ONLY, in_identity, peer_medians, pooled
 
 __all__ = ["Recent", "columns", "judge"]
 
@@ -114,14 +114,14 @@ def judge(
     best, team_level = np.full(n, np.inf), np.full(n, np.inf)
     chosen = np.full(n, -1, dtype=np.int64)
     for j, d in enumerate(drivers):
-        needs_tracking = d in ("activity", "conversion")
+        needs_tracking = d in ACTIVITY_ONLY
         peers = candidate & full & (tracked if needs_tracking else True)
         v = np.where(tracked, value[d], np.nan) if needs_tracking else value[d]
         median = peer_medians(group, v, peers)
         vs_team, vs_own = safe_div(v, median), safe_div(v, own[d])
         cols.update(zip(columns((d,)), (v, median, vs_team, vs_own), strict=True))
         p_team, p_own = (safe_div(np.ones(n), r) if d == "cycle" else r for r in (vs_team, vs_own))
-        applies = tracked if needs_tracking else (~tracked if d == "pipeline" else True)
+        applies = in_identity(d, tracked)
         flagged = applies & known & (p_own <= bar) & (p_team <= bar)
         if d in counts:
             x, e = counts[d]

@@ -94,10 +94,18 @@ import pandas as pd
 
 from analytics import driver_recent
 from analytics._arrays import BoolArray, FloatArray, IntArray, ObjArray, safe_div
-from analytics._driver_pool import log_or_nan, peer_medians, pooled, range_sums, tracked_rows
+from analytics._driver_pool import (
+    ACTIVITY_ONLY,
+    in_identity,
+    log_or_nan,
+    peer_medians,
+    pooled,
+    range_sums,
+    tracked_rows,
+)
 from analytics._driver_pool import peers as peers_of
 from analytics._driver_text import reasons
-from analytics.periods import PeriodKind, index_label, parse_period
+from analytics.periods import PeriodKind, index_label, single_kind
 
 __all__ = [
     "ACTIVITY_IDENTITY",
@@ -118,8 +126,6 @@ DRIVERS: Final[tuple[str, ...]] = ACTIVITY_IDENTITY  # the full funnel, kept for
 # Drivers that can be a factor of revenue (a contribution), in judging order for ties.
 FACTORS: Final = ("activity", "conversion", "pipeline", "throughput", "win_rate", "deal_size")
 COMPARED_DRIVERS: Final[tuple[str, ...]] = (*FACTORS, "cycle")
-# Undefined without tracked activities.
-ACTIVITY_ONLY: Final = ("activity", "conversion")
 # Reported against the team, never judged.
 REPORTED: Final = ("pipeline_created",)
 # What the rep must do, by the driver found weak (docs/metrics.md, "Coaching focus").
@@ -250,7 +256,7 @@ class _Shape:
 
 
 def _shape(metrics: pd.DataFrame, config: DriverConfig) -> _Shape:
-    kind = _kind_of(metrics["period"])
+    kind = single_kind(metrics["period"], reader="driver_table")
     window = config.window if config.window is not None else _PERIODS_PER_YEAR[kind]
     recent = config.recent_periods if config.recent_periods is not None else _RECENT[kind]
     min_peer = config.min_peer_periods
@@ -262,16 +268,6 @@ def _shape(metrics: pd.DataFrame, config: DriverConfig) -> _Shape:
         recent=recent if 0 < recent < window else 0,
         min_peer=min_peer if min_peer is not None else math.ceil(window / 2),
     )
-
-
-def _kind_of(periods: pd.Series) -> PeriodKind:
-    labels = pd.unique(periods.dropna().astype("string"))
-    if len(labels) == 0:
-        return "month"
-    kinds = {parse_period(str(label)).kind for label in labels}
-    if len(kinds) != 1:
-        raise ValueError(f"driver_table needs one period kind per frame, got {sorted(kinds)}")
-    return kinds.pop()
 
 
 # ------------------------------------------------------------------------ public API
@@ -386,10 +382,8 @@ def _join_columns(metrics: pd.DataFrame, reps: pd.DataFrame) -> list[str]:
 
 def _frame(metrics: pd.DataFrame, reps: pd.DataFrame, on: list[str]) -> pd.DataFrame:
     """The metrics joined with each row's team, role and activity tracking."""
-    cols = [*_REQUIRED, "pipeline_created"] if "pipeline_created" in metrics else [*_REQUIRED]
-    frame = metrics[cols]
-    if "pipeline_created" not in frame:
-        frame = frame.assign(pipeline_created=np.nan)
+    # (Without pipeline_created the pooling reads it as 0: analytics._driver_pool.summable.)
+    frame = metrics[[c for c in (*_REQUIRED, "pipeline_created") if c in metrics]]
     rep_cols = [*on, "team_id", "role"]
     if "tracks_activities" in reps:
         rep_cols.append("tracks_activities")
@@ -491,7 +485,6 @@ def _compare(
         "deal_size": now["won_deals"],
         "cycle": now["cycle_wins"],
     }
-    in_identity = {"activity": tracked, "conversion": tracked, "pipeline": ~tracked}
     out: dict[str, Any] = {}
     performance = np.full((n, len(COMPARED_DRIVERS)), np.inf)
     for d in (*COMPARED_DRIVERS, *REPORTED):
@@ -504,7 +497,7 @@ def _compare(
         out[f"{d}_vs_trailing"] = safe_div(v, baseline[d])
         if d in REPORTED:
             continue
-        applies = in_identity.get(d, np.ones(n, dtype=bool))
+        applies = in_identity(d, tracked)
         if d in FACTORS:
             out[f"{d}_contribution"] = np.where(applies, log_or_nan(v) - log_or_nan(m), np.nan)
         perf = safe_div(m, v) if d == "cycle" else vs_team

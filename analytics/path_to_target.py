@@ -80,6 +80,7 @@ from analytics._arrays import (
     epoch_day,
     floats,
 )
+from analytics._driver_pool import SUMS, pooled, summable
 from analytics.pacing import working_days
 from analytics.periods import FiscalCalendar, index_label, period_index
 
@@ -112,7 +113,6 @@ PATH_COLUMNS: Final[tuple[str, ...]] = (
     "path_to_target",
 )
 _SUBJECT: Final[list[str]] = ["subject_type", "subject_id"]
-_POOLED: Final[tuple[str, ...]] = ("won_revenue", "won_deals", "closed_deals", "opportunities")
 
 
 def pooled_rates(
@@ -129,25 +129,22 @@ def pooled_rates(
     current = int(period_index(pd.Series([pd.Timestamp(as_of)]), "month", cal)[0])
     idx = monthly["period_index"].to_numpy(dtype=np.int64)
     window = monthly[(idx > current - months) & (idx <= current)]
-    won = floats(window["won_deals"])
-    cycle = floats(window["sales_cycle_days"])
-    with_cycle = ~np.isnan(cycle) & (won > 0)
-    sums = pd.DataFrame(
-        {
-            "subject_type": window["subject_type"].to_numpy(dtype=object),
-            "subject_id": as_int64(window["subject_id"]).to_numpy(),
-            **{c: np.nan_to_num(floats(window[c])) for c in _POOLED},
-            "cycle_weight": np.where(with_cycle, cycle * won, 0.0),
-            "cycle_wins": np.where(with_cycle, won, 0.0),
-        }
+    # The drivers' own pooling (analytics._driver_pool), so a rate here is the driver's.
+    sums = pd.DataFrame(summable(window)).assign(
+        subject_type=window["subject_type"].to_numpy(dtype=object),
+        subject_id=as_int64(window["subject_id"]).to_numpy(),
     )
     s = sums.groupby(_SUBJECT, sort=True).sum()
-    out = pd.DataFrame(index=s.index)
-    out["deal_size"] = s["won_revenue"] / s["won_deals"].where(s["won_deals"] > 0)
-    out["win_rate"] = s["won_deals"] / s["closed_deals"].where(s["closed_deals"] > 0)
-    out["throughput"] = s["closed_deals"] / s["opportunities"].where(s["opportunities"] > 0)
-    out["cycle_days"] = s["cycle_weight"] / s["cycle_wins"].where(s["cycle_wins"] > 0)
-    out = out.reset_index()
+    rates = pooled({c: s[c].to_numpy(dtype="float64") for c in SUMS})
+    out = pd.DataFrame(
+        {
+            "deal_size": rates["deal_size"],
+            "win_rate": rates["win_rate"],
+            "throughput": rates["throughput"],
+            "cycle_days": rates["cycle"],
+        },
+        index=s.index,
+    ).reset_index()
     out["subject_id"] = as_int64(out["subject_id"])
     return out[[*_SUBJECT, *RATE_COLUMNS]]
 

@@ -98,6 +98,7 @@ __all__ = [
     "previous",
     "same_period_last_year",
     "shift",
+    "single_kind",
     "working_days",
 ]
 
@@ -577,6 +578,18 @@ def period_index(
     if valid.any():
         out[valid] = _indices(days[valid], k, cal)
     return out
+
+
+def single_kind(labels: pd.Series, *, reader: str) -> PeriodKind:
+    """The one period kind of ``labels`` ("month" when there are none); ``reader`` names the
+    function that needs it, in the error raised for a mix of kinds."""
+    distinct = pd.unique(labels.dropna().astype("string"))
+    if len(distinct) == 0:
+        return "month"
+    kinds = {parse_period(str(label)).kind for label in distinct}
+    if len(kinds) != 1:
+        raise ValueError(f"{reader} needs one period kind per frame, got {sorted(kinds)}")
+    return kinds.pop()
 
 
 def index_label(kind: str, index: int) -> str:
