@@ -136,8 +136,13 @@ class Factory:
         **drivers: Any,
     ) -> CoachingRow:
         """A stored coaching row as a compute writes it: ``drivers`` are flat driver-table
-        keys (``win_rate_vs_team=0.4``...); ``focus`` defaults to the driver's name."""
+        keys (``win_rate_vs_team=0.4``...); ``focus`` defaults to the driver's name. A ratio
+        against the team is stored as what it divides (analytics.driver_ratios): the value
+        over a team median of 1."""
         p = parse_period(period)
+        for key in [k for k in drivers if k.endswith("_vs_team")]:
+            driver = key.removesuffix("_vs_team")
+            drivers[f"{driver}_value"], drivers[f"{driver}_team_median"] = drivers.pop(key), 1.0
         return self._add(
             CoachingRow(
                 rep_id=rep.id,

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from analytics.coaching_record import RecordConfig, coaching_record, current_runs
+from analytics.driver_ratios import with_ratios
 from analytics.periods import (
     FiscalCalendar,
     PeriodError,
@@ -36,6 +37,13 @@ from app.performance.schemas import (
 from app.reps.models import Rep
 
 _BASE = ("rep_id", "period", "period_index", "coaching_focus", "focus_driver")
+# The stored figures a ``*_vs_team`` ratio divides (analytics.driver_ratios).
+_VS_TEAM_TERMS = ("_value", "_team_median", "revenue", "reference_revenue")
+
+
+def _vs_team(columns: pd.Index) -> list[str]:
+    """The ratios against the team of the drivers (not the focus's copy of one of them)."""
+    return [c for c in columns if c.endswith("_vs_team") and not c.startswith("focus_")]
 
 
 def history(
@@ -62,12 +70,14 @@ def history(
             "period": period,
             "coaching_focus": focus,
             "focus_driver": drivers.get("focus_driver"),
-            # Only the ratios: the rest of the ~60 driver keys is not read.
-            **{k: v for k, v in drivers.items() if k.endswith("_vs_team")},
+            # Only what the ratios against the team divide: the other figures are not read.
+            **{k: v for k, v in drivers.items() if k.endswith(_VS_TEAM_TERMS)},
         }
         for rep_id, period, focus, drivers in rows
     ]
     frame = pd.DataFrame(records, columns=None if records else list(_BASE))
+    ratios = with_ratios(frame)
+    frame = ratios[[*frame.columns.intersection(list(_BASE)), *_vs_team(ratios.columns)]]
     labels = pd.unique(frame["period"].astype(object))
     starts = pd.Series([parse_period(str(label), cal).start for label in labels])
     index = dict(zip(labels, period_index(starts, kind, cal).tolist(), strict=True))

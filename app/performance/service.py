@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from analytics import rollups, trends
 from analytics.driver_list import ranked_drivers
+from analytics.driver_ratios import completed
 from analytics.metrics import METRICS
 from analytics.path_to_target import PATH_METRICS
 from analytics.periods import period_index, period_of
@@ -46,6 +47,7 @@ from app.performance.schemas import (
     TeamRollupRow,
     TrendRead,
 )
+from app.performance.store import DRIVER_KEYS
 from app.reps.models import Rep
 from app.teams import tree as team_tree
 from app.teams.models import Team
@@ -217,6 +219,7 @@ def coaching(
             path_to_target=[p for p, _ in paths],
             snapshot=max(v for _, v in paths),
         )
+    drivers = completed(row.drivers, DRIVER_KEYS)
     return CoachingRead(
         rep_id=rep_id,
         rep_name=rep.name,
@@ -225,12 +228,12 @@ def coaching(
         period_kind=row.period_kind,
         coaching_focus=row.coaching_focus,
         focus_reason=row.focus_reason,
-        focus_window=row.drivers.get("focus_window"),
+        focus_window=drivers["focus_window"],
         ranked=[
             DriverEntry(**entry)
-            for entry in ranked_drivers(row.drivers, period=row.period, kind=row.period_kind)
+            for entry in ranked_drivers(drivers, period=row.period, kind=row.period_kind)
         ],
-        drivers=row.drivers,
+        drivers=drivers,
         path_to_target=[p for p, _ in paths],
         snapshot=row.valid_from,
     )

@@ -13,6 +13,8 @@ import pandas as pd
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from analytics.driver_ratios import DERIVED
+from analytics.drivers import DRIVER_TABLE_COLUMNS
 from analytics.metrics import METRIC_COLUMNS
 from app.core.config import Settings
 from app.performance import versioning
@@ -81,7 +83,8 @@ def write(
             version=version,
             key=("rep_id", "period"),
             frame=coaching,
-            fields=[c for c in coaching.columns if c not in ("rep_id", "period")],
+            # The ratios are derived from these when read (analytics.driver_ratios).
+            fields=[c for c in coaching.columns if c not in ("rep_id", "period", *DERIVED)],
             build=coaching_rows,
             scope=CoachingRow.period.in_(scope.labels),
         )
@@ -210,12 +213,24 @@ def metric_rows(actuals: pd.DataFrame) -> dict[str, list[Any]]:
     }
 
 
+# The columns of a coaching row besides ``drivers`` (and ``period_kind``).
+COACHING_COLUMNS = frozenset({"rep_id", "period", "coaching_focus", "focus_reason"})
+# The keys of a coaching row's ``drivers`` as read: the driver table's columns but these.
+DRIVER_KEYS = tuple(c for c in DRIVER_TABLE_COLUMNS if c not in COACHING_COLUMNS)
+
+
 def coaching_rows(table: pd.DataFrame) -> dict[str, list[Any]]:
-    names = [str(c) for c in table.columns if c != "period_kind"]
+    """The rows' columns; ``drivers`` holds the figures of the driver table and neither its
+    ratios (:data:`analytics.driver_ratios.DERIVED`) nor its null figures: the reader derives
+    the first and fills in the second (:func:`analytics.driver_ratios.completed`)."""
+    names = [str(c) for c in table.columns if c != "period_kind" and c not in DERIVED]
     values = clean_columns(table, names)
-    fixed = {"rep_id", "period", "coaching_focus", "focus_reason"}
-    driver_values = records({k: v for k, v in values.items() if k not in fixed})
-    if not driver_values:  # no driver columns at all: one empty dict per row
+    figures = [k for k in values if k not in COACHING_COLUMNS]
+    driver_values = [
+        {k: v for k, v in zip(figures, row, strict=True) if v is not None}
+        for row in zip(*(values[k] for k in figures), strict=True)
+    ]
+    if not figures:  # no driver columns at all: one empty dict per row
         driver_values = [{} for _ in range(len(table))]
     return {
         "rep_id": [int(v) for v in table["rep_id"].tolist()],

@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import Connection, column, delete, or_, select, table
 
 from analytics import drivers
+from analytics.driver_ratios import DERIVED
 from analytics.metrics import METRIC_COLUMNS, period_metrics
 from analytics.path_to_target import PATH_COLUMNS
 from analytics.periods import period_from_index
@@ -414,13 +415,14 @@ def reference_coaching(
                     "period_kind": kind,
                     "coaching_focus": None if focus is None or pd.isna(focus) else str(focus),
                     "focus_reason": versioning.clean(r.get("focus_reason")),
-                    "drivers": versioning.clean(
-                        {
-                            k: v
-                            for k, v in r.items()
-                            if k not in {"rep_id", "period", "coaching_focus", "focus_reason"}
-                        }
-                    ),
+                    # The figures: neither the ratios (derived when read) nor null figures.
+                    "drivers": {
+                        k: v
+                        for k, v in versioning.clean(r).items()
+                        if k not in {"rep_id", "period", "coaching_focus", "focus_reason"}
+                        and k not in DERIVED
+                        and v is not None
+                    },
                 }
             )
     return out
