@@ -169,6 +169,32 @@ class CoachingRow(_Versioned, Base):
     drivers: Mapped[dict[str, Any]] = mapped_column()
 
 
+class ReportedDriverRow(_Versioned, Base):
+    """A figure the drivers report against the team but never judge
+    (``analytics.drivers.REPORTED``: the pipeline value created) of a rep in a period; its
+    keys are read into the rep's coaching row (``{driver}_value``...).
+
+    Kept out of the coaching row because it moves far more often: every amount edit of any
+    deal, open or lost, moves the rep's figure over a year of windows and the leave-one-out
+    team median of each peer, so storing it there rewrote four times as many coaching rows
+    in an incremental compute (docs/metrics.md, "Incremental recompute")."""
+
+    __tablename__ = "reported_driver_rows"
+    __table_args__ = (
+        Index("ix_reported_driver_rows_rep_period", "rep_id", "period", "valid_to"),
+        _head_index("ix_reported_driver_rows_head"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rep_id: Mapped[int] = mapped_column(ForeignKey("reps.id", ondelete="CASCADE"))
+    period: Mapped[str] = mapped_column(String(10))
+    period_kind: Mapped[str] = mapped_column(String(10))
+    driver: Mapped[str] = mapped_column(String(30))
+    value: Mapped[float | None]
+    team_median: Mapped[float | None]
+    trailing: Mapped[float | None]
+
+
 ANY_REP = 0
 
 

@@ -20,7 +20,13 @@ from app.core.config import Settings
 from app.core.exceptions import InvalidInputError, NotFoundError
 from app.core.periods import parse
 from app.performance import ranks, versioning
-from app.performance.models import CoachingRow, MetricRow, PerformanceRow, Snapshot
+from app.performance.models import (
+    CoachingRow,
+    MetricRow,
+    PerformanceRow,
+    ReportedDriverRow,
+    Snapshot,
+)
 from app.performance.reads import (
     RepName,
     float_or_none,
@@ -47,7 +53,7 @@ from app.performance.schemas import (
     TeamRollupRow,
     TrendRead,
 )
-from app.performance.store import DRIVER_KEYS
+from app.performance.store import DRIVER_KEYS, REPORTED_FIGURES
 from app.reps.models import Rep
 from app.teams import tree as team_tree
 from app.teams.models import Team
@@ -219,7 +225,8 @@ def coaching(
             path_to_target=[p for p, _ in paths],
             snapshot=max(v for _, v in paths),
         )
-    drivers = completed(row.drivers, DRIVER_KEYS)
+    assert version is not None  # a row was read in it
+    drivers = completed({**row.drivers, **_reported(session, version, row)}, DRIVER_KEYS)
     return CoachingRead(
         rep_id=rep_id,
         rep_name=rep.name,
@@ -237,6 +244,25 @@ def coaching(
         path_to_target=[p for p, _ in paths],
         snapshot=row.valid_from,
     )
+
+
+def _reported(session: Session, version: int, row: CoachingRow) -> dict[str, float]:
+    """The reported drivers' figures of the coaching row's rep and period in ``version``, as
+    driver-table keys (``pipeline_created_value``...). A row stored before they had rows of
+    their own has them in its ``drivers``: the caller reads those when none is found here."""
+    stored = session.scalars(
+        select(ReportedDriverRow).where(
+            versioning.visible(ReportedDriverRow, version),
+            ReportedDriverRow.rep_id == row.rep_id,
+            ReportedDriverRow.period == row.period,
+        )
+    )
+    return {
+        f"{r.driver}_{figure}": getattr(r, figure)
+        for r in stored
+        for figure in REPORTED_FIGURES
+        if getattr(r, figure) is not None
+    }
 
 
 def _paths(

@@ -4,7 +4,7 @@ starts from, and the marks and changes it has now read."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from analytics.driver_ratios import DERIVED
-from analytics.drivers import DRIVER_TABLE_COLUMNS
+from analytics.drivers import DRIVER_TABLE_COLUMNS, REPORTED
 from analytics.metrics import METRIC_COLUMNS
 from app.core.config import Settings
 from app.performance import versioning
@@ -26,6 +26,7 @@ from app.performance.models import (
     DirtyDay,
     MetricRow,
     PerformanceRow,
+    ReportedDriverRow,
     Snapshot,
 )
 from app.performance.plan import Scope, stored_months
@@ -83,10 +84,20 @@ def write(
             version=version,
             key=("rep_id", "period"),
             frame=coaching,
-            # The ratios are derived from these when read (analytics.driver_ratios).
-            fields=[c for c in coaching.columns if c not in ("rep_id", "period", *DERIVED)],
+            fields=coaching_figures(coaching.columns),
             build=coaching_rows,
             scope=CoachingRow.period.in_(scope.labels),
+        )
+    with timed(timings, "write.reported"):
+        written += versioning.write(
+            session,
+            ReportedDriverRow,
+            version=version,
+            key=("rep_id", "period", "driver"),
+            frame=reported_frame(coaching),
+            fields=["period_kind", *REPORTED_FIGURES],
+            build=reported_rows,
+            scope=ReportedDriverRow.period.in_(scope.labels),
         )
     with timed(timings, "write.state"):
         months = stored_months(scope, settings.calendar)
@@ -217,13 +228,28 @@ def metric_rows(actuals: pd.DataFrame) -> dict[str, list[Any]]:
 COACHING_COLUMNS = frozenset({"rep_id", "period", "coaching_focus", "focus_reason"})
 # The keys of a coaching row's ``drivers`` as read: the driver table's columns but these.
 DRIVER_KEYS = tuple(c for c in DRIVER_TABLE_COLUMNS if c not in COACHING_COLUMNS)
+# What a reported driver row holds of its driver ``d`` (the driver table's ``d_value``...).
+REPORTED_FIGURES = ("value", "team_median", "trailing")
+_REPORTED_COLUMNS = frozenset(f"{d}_{f}" for d in REPORTED for f in REPORTED_FIGURES)
+
+
+def coaching_figures(columns: Iterable[Any]) -> list[str]:
+    """The driver table's columns a coaching row stores besides its key: not the ratios
+    (derived when read: :mod:`analytics.driver_ratios`), nor the reported drivers' figures
+    (their own rows: :func:`reported_frame`)."""
+    skip = {"rep_id", "period", *DERIVED, *_REPORTED_COLUMNS}
+    return [str(c) for c in columns if c not in skip]
 
 
 def coaching_rows(table: pd.DataFrame) -> dict[str, list[Any]]:
-    """The rows' columns; ``drivers`` holds the figures of the driver table and neither its
-    ratios (:data:`analytics.driver_ratios.DERIVED`) nor its null figures: the reader derives
-    the first and fills in the second (:func:`analytics.driver_ratios.completed`)."""
-    names = [str(c) for c in table.columns if c != "period_kind" and c not in DERIVED]
+    """The rows' columns; ``drivers`` holds the :func:`coaching_figures` that are not null:
+    the reader derives the ratios and fills in the rest
+    (:func:`analytics.driver_ratios.completed`)."""
+    names = [
+        "rep_id",
+        "period",
+        *(c for c in coaching_figures(table.columns) if c != "period_kind"),
+    ]
     values = clean_columns(table, names)
     figures = [k for k in values if k not in COACHING_COLUMNS]
     driver_values = [
@@ -243,3 +269,24 @@ def coaching_rows(table: pd.DataFrame) -> dict[str, list[Any]]:
         "focus_reason": values["focus_reason"],
         "drivers": driver_values,
     }
+
+
+def reported_frame(coaching: pd.DataFrame) -> pd.DataFrame:
+    """One row per coaching row and reported driver: ``rep_id, period, period_kind, driver``
+    and the driver's :data:`REPORTED_FIGURES`."""
+    key = coaching[["rep_id", "period", "period_kind"]]
+    parts = [
+        key.assign(
+            driver=d, **{f: coaching[f"{d}_{f}"].to_numpy(dtype=float) for f in REPORTED_FIGURES}
+        )
+        for d in REPORTED
+        if f"{d}_value" in coaching
+    ]
+    if not parts:
+        return key.assign(driver="", **dict.fromkeys(REPORTED_FIGURES, 0.0)).iloc[:0]
+    return pd.concat(parts, ignore_index=True)
+
+
+def reported_rows(frame: pd.DataFrame) -> dict[str, list[Any]]:
+    values = clean_columns(frame, ["period", "period_kind", "driver", *REPORTED_FIGURES])
+    return {"rep_id": [int(v) for v in frame["rep_id"].tolist()], **values}

@@ -28,9 +28,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from app.performance.models import CoachingRow, MetricRow, PerformanceRow, Snapshot
+from app.performance.models import (
+    CoachingRow,
+    MetricRow,
+    PerformanceRow,
+    ReportedDriverRow,
+    Snapshot,
+)
 
-VersionedModel = type[PerformanceRow] | type[MetricRow] | type[CoachingRow]
+VersionedModel = (
+    type[PerformanceRow] | type[MetricRow] | type[CoachingRow] | type[ReportedDriverRow]
+)
+VERSIONED: tuple[VersionedModel, ...] = (PerformanceRow, MetricRow, CoachingRow, ReportedDriverRow)
 CHUNK = 1000
 
 
@@ -254,7 +263,7 @@ def _insert(session: Session, table: Table, columns: dict[str, list[Any]]) -> No
 
 def purge(session: Session, *, keep_from_version: int) -> None:
     """Drop rows no retained snapshot can see, and the snapshots themselves."""
-    for model in (PerformanceRow, MetricRow, CoachingRow):
+    for model in VERSIONED:
         session.execute(
             delete(model).where(model.valid_to.is_not(None), model.valid_to <= keep_from_version)
         )

@@ -7,10 +7,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
+from sqlalchemy import select
 
 from app.activities.models import Activity
 from app.deals.models import Deal
 from app.performance import compute
+from app.performance.models import CoachingRow, ReportedDriverRow
 from app.reps.models import RepIdentity
 
 TODAY = date(2026, 6, 20)
@@ -109,3 +111,45 @@ def test_an_export_without_activities_is_coached_on_pipeline(
     # The CRM reps' activity bar is the other CRM reps' 120 a month, not the export's zero.
     assert crm["drivers"]["activity_team_median"] == pytest.approx(120)
     assert crm["coaching_focus"] is None
+
+
+def test_the_pipeline_value_created_is_reported_from_its_own_rows(
+    client, factory, mixed, session, settings
+):
+    """The pipeline value created (reported against the team, never judged) is stored in
+    reported driver rows, not in the coaching row; a coaching row stored before those rows
+    existed, with the figures in its drivers, reads the same."""
+    compute.run(session=session, settings=settings, as_of=TODAY, full=True)
+    session.flush()
+    h = factory.key("admin")
+    slow = mixed["Slow"]
+
+    def answer() -> dict:
+        r = client.get(f"/api/v1/reps/{slow.id}/coaching", params={"period": "2026-05"}, headers=h)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    body = answer()
+    # Six deals of 10,000 a month against the other reps' twelve.
+    assert body["drivers"]["pipeline_created_value"] == pytest.approx(60_000)
+    assert body["drivers"]["pipeline_created_team_median"] == pytest.approx(120_000)
+    assert body["drivers"]["pipeline_created_vs_team"] == pytest.approx(0.5)
+    entry = next(e for e in body["ranked"] if e["driver"] == "pipeline_created")
+    assert (entry["value"], entry["vs_team"], entry["judged"]) == (60_000, 0.5, False)
+    row = session.scalar(
+        select(CoachingRow).where(CoachingRow.rep_id == slow.id, CoachingRow.period == "2026-05")
+    )
+    assert not any(k.startswith("pipeline_created") for k in row.drivers)
+
+    reported = session.scalars(
+        select(ReportedDriverRow).where(
+            ReportedDriverRow.rep_id == slow.id, ReportedDriverRow.period == "2026-05"
+        )
+    ).all()
+    assert [r.driver for r in reported] == ["pipeline_created"]
+    figures = ("value", "team_median", "trailing")
+    legacy = {f"pipeline_created_{f}": getattr(reported[0], f) for f in figures}
+    row.drivers = {**row.drivers, **legacy}
+    session.delete(reported[0])
+    session.flush()
+    assert answer() == body

@@ -376,14 +376,56 @@ def reference_metric_rows(actuals: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def reference_coaching(
+def reference_coaching(*args: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for kind, frame in _reference_tables(*args):
+        for r in frame.to_dict("records"):
+            focus = r.get("coaching_focus")
+            out.append(
+                {
+                    "rep_id": int(r["rep_id"]),
+                    "period": r["period"],
+                    "period_kind": kind,
+                    "coaching_focus": None if focus is None or pd.isna(focus) else str(focus),
+                    "focus_reason": versioning.clean(r.get("focus_reason")),
+                    # The figures: neither the ratios (derived when read) nor null figures.
+                    "drivers": {
+                        k: v
+                        for k, v in versioning.clean(r).items()
+                        if k not in {"rep_id", "period", "coaching_focus", "focus_reason"}
+                        and k not in DERIVED
+                        and not k.startswith(drivers.REPORTED)  # rows of their own
+                        and v is not None
+                    },
+                }
+            )
+    return out
+
+
+def reference_reported(*args: Any) -> list[dict[str, Any]]:
+    """One row per coaching row and reported driver, its figures null when NaN."""
+    return [
+        {
+            "rep_id": int(r["rep_id"]),
+            "period": r["period"],
+            "period_kind": kind,
+            "driver": d,
+            **{f: versioning.clean(r[f"{d}_{f}"]) for f in ("value", "team_median", "trailing")},
+        }
+        for kind, frame in _reference_tables(*args)
+        for d in drivers.REPORTED
+        for r in frame.to_dict("records")
+    ]
+
+
+def _reference_tables(
     metrics: dict[str, pd.DataFrame],
     inputs: Any,
     in_scope: dict[str, set[str]],
     cal: Any,
     sources: pd.DataFrame,
-) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+) -> list[tuple[str, pd.DataFrame]]:
+    out: list[tuple[str, pd.DataFrame]] = []
     # A source brings activities when any rep of it has some in the months.
     month = metrics["month"]
     busy = set(
@@ -405,26 +447,7 @@ def reference_coaching(
             drivers.DriverConfig() if kind == "month" else drivers.DriverConfig(trailing_periods=1)
         )
         table = drivers.driver_table(rep_metrics, reps, config=config)
-        table = table[table["period"].isin(in_scope[kind])]
-        for r in table.to_dict("records"):
-            focus = r.get("coaching_focus")
-            out.append(
-                {
-                    "rep_id": int(r["rep_id"]),
-                    "period": r["period"],
-                    "period_kind": kind,
-                    "coaching_focus": None if focus is None or pd.isna(focus) else str(focus),
-                    "focus_reason": versioning.clean(r.get("focus_reason")),
-                    # The figures: neither the ratios (derived when read) nor null figures.
-                    "drivers": {
-                        k: v
-                        for k, v in versioning.clean(r).items()
-                        if k not in {"rep_id", "period", "coaching_focus", "focus_reason"}
-                        and k not in DERIVED
-                        and v is not None
-                    },
-                }
-            )
+        out.append((kind, table[table["period"].isin(in_scope[kind])]))
     return out
 
 
@@ -454,7 +477,8 @@ def test_row_builders_match_the_records_versions(demo_tree, session, settings, m
         def both(*args: Any) -> Any:
             columns = real(*args)
             ours = store.records(columns)  # the builders give columns
-            theirs = reference(*tables[-1]) if name == "coaching_rows" else reference(*args)
+            from_tables = name in ("coaching_rows", "reported_rows")
+            theirs = reference(*tables[-1]) if from_tables else reference(*args)
             assert _typed(ours) == _typed(theirs)  # values, their types and key order
             built[name] = len(ours)
             return columns
@@ -464,5 +488,6 @@ def test_row_builders_match_the_records_versions(demo_tree, session, settings, m
     spy("performance_rows", reference_performance_rows)
     spy("metric_rows", reference_metric_rows)
     spy("coaching_rows", reference_coaching)
+    spy("reported_rows", reference_reported)
     compute.run(session=session, settings=settings, as_of=TODAY, full=True)
-    assert min(built.values()) > 0 and len(built) == 3
+    assert min(built.values()) > 0 and len(built) == 4

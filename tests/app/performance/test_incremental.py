@@ -24,6 +24,7 @@ from app.performance.models import (
     DirtyDay,
     MetricRow,
     PerformanceRow,
+    ReportedDriverRow,
 )
 from app.pipeline import ingest
 from app.reps.models import Rep
@@ -112,6 +113,7 @@ def _visible(session: Any, model: Any, version: int, periods: list[str]) -> dict
         PerformanceRow: ("subject_type", "rep_id", "team_id", "metric", "period"),
         MetricRow: ("subject_type", "subject_id", "period"),
         CoachingRow: ("rep_id", "period"),
+        ReportedDriverRow: ("rep_id", "period", "driver"),
     }[model]
     rows = session.scalars(
         select(model).where(versioning.visible(model, version), model.period.in_(periods))
@@ -163,14 +165,14 @@ def test_incremental_equals_full_row_for_row(session, settings, overrides):
 
 def _assert_same_as_full(session: Any, settings: Any, inc: Any, as_of: date = TODAY) -> None:
     full = compute.run(session=session, settings=settings, as_of=as_of, full=True)
-    for model in (PerformanceRow, MetricRow, CoachingRow):
+    for model in versioning.VERSIONED:
         ours = _visible(session, model, inc.id, inc.periods)
         theirs = _visible(session, model, full.id, inc.periods)
         assert ours.keys() == theirs.keys(), model.__name__
         bad = [k for k in ours if not _same(ours[k], theirs[k])]
         assert not bad, (model.__name__, bad[:3], [(ours[k], theirs[k]) for k in bad[:1]])
     # The full compute found nothing in scope to rewrite.
-    for model in (PerformanceRow, MetricRow, CoachingRow):
+    for model in versioning.VERSIONED:
         rewritten = session.scalars(
             select(model.id).where(model.valid_from == full.id, model.period.in_(inc.periods))
         ).all()

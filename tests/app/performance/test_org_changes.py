@@ -17,7 +17,7 @@ from app.deals.models import Deal
 from app.demo.generator import DemoConfig
 from app.demo.load import load_demo
 from app.performance import compute, versioning
-from app.performance.models import CoachingRow, DirtyDay, MetricRow, PerformanceRow, Snapshot
+from app.performance.models import DirtyDay, MetricRow, PerformanceRow, Snapshot
 from app.pipeline import ingest
 from app.reps import memberships
 from app.reps.models import Rep, TeamMembership
@@ -38,7 +38,7 @@ def _demo(session: Any, **overrides: Any) -> None:
 def _assert_all_same_as_full(session: Any, settings: Any, inc: Snapshot) -> None:
     """Every period of a full compute's scope reads the same at the incremental version."""
     full = compute.run(session=session, settings=settings, as_of=inc.as_of, full=True)
-    for model in (PerformanceRow, MetricRow, CoachingRow):
+    for model in versioning.VERSIONED:
         ours = _visible(session, model, inc.id, full.periods)
         theirs = _visible(session, model, full.id, full.periods)
         assert ours.keys() == theirs.keys(), model.__name__
