@@ -319,9 +319,15 @@ def driver_table(
         codes * stride + offset,
         {"now": (0, w), "before": (w, w + t), "recent": (0, r), "earlier": (r, w)},
     )
+    data_start = _data_start(frame, pidx)
+    if periods is not None:
+        # A row's peers are rows of its own period: the other periods only fed the sums.
+        rows = np.flatnonzero(frame["period"].isin(list(periods)).to_numpy())
+        frame, pidx, offset = frame.iloc[rows].reset_index(drop=True), pidx[rows], offset[rows]
+        sums = {name: {c: v[rows] for c, v in part.items()} for name, part in sums.items()}
     now = sums["now"]
     value = pooled(now)
-    baseline = _baseline(pooled(sums["before"]), sums["before"], frame, pidx, shape)
+    baseline = _baseline(pooled(sums["before"]), sums["before"], pidx, data_start, shape)
     group, candidate, eligible, peers = peers_of(frame, now, stride, offset, shape.min_peer)
     tracked = tracked_rows(frame, now, group)
     for d in ACTIVITY_ONLY:
@@ -364,7 +370,7 @@ def driver_table(
     out["recent_periods"] = np.full(len(frame), r, dtype=np.int64)
     out.update(recent.columns)
     out.update(_focus(window, performance, recent))
-    return _table(out, peers, periods, shape=shape, config=config)
+    return _table(out, peers, shape=shape, config=config)
 
 
 def _join_columns(metrics: pd.DataFrame, reps: pd.DataFrame) -> list[str]:
@@ -428,14 +434,14 @@ def _data_start(frame: pd.DataFrame, pidx: IntArray) -> int:
 def _baseline(
     baseline: dict[str, FloatArray],
     before: dict[str, FloatArray],
-    frame: pd.DataFrame,
     pidx: IntArray,
+    data_start: int,
     shape: _Shape,
 ) -> dict[str, FloatArray]:
     """The trailing baseline, NaN where it is not all there: a period of it missing for the
-    rep, or starting before the data does (module docstring)."""
+    rep, or starting before the data does (``data_start``: module docstring)."""
     starts = pidx - shape.window - shape.trailing + 1
-    known = (before["periods"] == shape.trailing) & (starts >= _data_start(frame, pidx))
+    known = (before["periods"] == shape.trailing) & (starts >= data_start)
     return {d: np.where(known, v, np.nan) for d, v in baseline.items()}
 
 
@@ -551,22 +557,11 @@ def _focus(
 
 
 def _table(
-    out: dict[str, object],
-    peers: IntArray,
-    periods: Collection[str] | None,
-    *,
-    shape: _Shape,
-    config: DriverConfig,
+    out: dict[str, object], peers: IntArray, *, shape: _Shape, config: DriverConfig
 ) -> pd.DataFrame:
-    """The rows of ``periods`` (all when None) as a frame, with their ``focus_reason``."""
+    """The rows as a frame, with their ``focus_reason``."""
     labels = cast(ObjArray, out["period"])
-    keep = (
-        np.arange(len(labels))
-        if periods is None
-        else np.flatnonzero(np.isin(labels, list(periods)))
-    )
-    kept: dict[str, Any] = {k: v[keep] for k, v in out.items()}  # type: ignore[index]
-    # (The reasons are text, the costliest column: written for the rows kept only.)
+    kept: dict[str, Any] = dict(out)
     kept["focus_reason"] = reasons(
         kept["focus_driver"],
         kept["focus_window"] == "recent",
@@ -577,8 +572,8 @@ def _table(
             "own": kept.pop("_focus_own"),
             "vs_own": kept.pop("_focus_vs_own"),
         },
-        peers[keep],
-        labels[keep],
+        peers,
+        labels,
         kind=shape.kind,
         window=shape.window,
         recent_periods=shape.recent,
