@@ -31,15 +31,25 @@ per account, so against ``api.hubapi.com`` searches are spaced ``search_interval
 Every property is a string or null (``"amount": "500"``); times are ISO-8601 or epoch-ms
 strings. Deal stages are ids (``qualifiedtobuy``): the pipelines endpoint, read once per
 connector, gives their labels, probabilities and whether they are closed.
+
+The portal's time zone and currency (``GET /account-info/v3/details``: ``timeZone``,
+``companyCurrency``), read once per connector unless the source's settings give them
+(``timezone``, ``default_currency``). ``closedate`` is an instant, and HubSpot's own reports
+put it in the period of its date in the portal's time zone: a deal won at 21:30 on 31 March in
+California is a March (Q1) deal, though it is 1 April in UTC. A deal with no
+``deal_currency_code`` is in the company currency, not in USD. A host without the account
+API (a proxy that does not forward it: 404) leaves both at UTC and USD, with a warning.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
@@ -71,8 +81,11 @@ from connectors.hubspot_records import (
     safe_modified,
 )
 
+log = logging.getLogger(__name__)
+
 KIND = "hubspot"
 DEFAULT_BASE_URL = "https://api.hubapi.com"
+ACCOUNT_PATH = "/account-info/v3/details"
 
 OBJECT_ID = "hs_object_id"
 # HubSpot's maximum page sizes: search 200, list endpoints 100.
@@ -180,6 +193,32 @@ WIRE = http.CrmWire(
 
 
 # ------------------------------------------------------------------ paging
+
+
+def _zone(name: Any) -> ZoneInfo:
+    try:
+        return ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r} (an IANA name: Europe/Paris)") from exc
+
+
+def _account(client: CrmClient) -> tuple[ZoneInfo, str]:
+    """The portal's ``timeZone`` and ``companyCurrency`` (UTC and USD where the host has no
+    account API, or the account does not say)."""
+    try:
+        details = client.get_json(ACCOUNT_PATH)
+    except CrmError as exc:
+        if exc.status != 404:
+            raise
+        log.warning("HubSpot: %s is not served here: dates in UTC, amounts in USD", ACCOUNT_PATH)
+        return ZoneInfo("UTC"), "USD"
+    details = details if isinstance(details, dict) else {}
+    zone = details.get("timeZone")
+    currency = details.get("companyCurrency")
+    return (
+        _zone(zone) if zone else ZoneInfo("UTC"),
+        currency_code(currency) if currency else "USD",
+    )
 
 
 def to_ms(value: datetime) -> int:
@@ -387,16 +426,19 @@ def _merge(parts: list[Page]) -> Page:
 
 
 class HubSpotConnector(Connector):
-    """Config: ``default_currency`` (deals without ``deal_currency_code``; USD),
-    ``page_size`` (search page size, at most 200), ``activity_types`` (a subset of calls,
-    emails, meetings, tasks), ``activity_deals`` (look up each activity's deal; True),
+    """Config: ``timezone`` (an IANA name: the day a ``closedate`` falls on; the portal's),
+    ``default_currency`` (deals without ``deal_currency_code``; the portal's company
+    currency), ``page_size`` (search page size, at most 200), ``activity_types`` (a subset of
+    calls, emails, meetings, tasks), ``activity_deals`` (look up each activity's deal; True),
     ``search_interval`` (seconds between searches; 0.2 against api.hubapi.com, else 0)."""
 
     kind = KIND
 
     def __init__(self, client: CrmClient, config: Mapping[str, Any] | None = None) -> None:
         super().__init__(client, config)
-        self.default_currency = currency_code(self.config.get("default_currency") or "USD")
+        currency = self.config.get("default_currency")
+        self._currency = currency_code(currency) if currency else None
+        self._zone = _zone(self.config["timezone"]) if self.config.get("timezone") else None
         self.page_size = max(1, min(SEARCH_LIMIT, int(self.config.get("page_size", SEARCH_LIMIT))))
         types = tuple(self.config.get("activity_types") or ACTIVITY_OBJECTS)
         unknown = [t for t in types if t not in ACTIVITY_OBJECTS]
@@ -415,6 +457,15 @@ class HubSpotConnector(Connector):
 
     def streams(self) -> list[Stream]:
         return [OwnersStream(self), DealsStream(self), ActivitiesStream(self)]
+
+    def portal(self) -> tuple[ZoneInfo, str]:
+        """(time zone, currency) of the portal: the settings', else the account's (module
+        docstring), read once per connector."""
+        if self._zone is None or self._currency is None:
+            zone, currency = _account(self.client)
+            self._zone = self._zone or zone
+            self._currency = self._currency or currency
+        return self._zone, self._currency
 
     def stages(self) -> dict[tuple[str, str], StageInfo]:
         """Deal stages, fetched once per connector (they rarely change during a sync)."""
@@ -536,7 +587,8 @@ class DealsStream(_HubSpotStream):
     name = "deals"
 
     def pages(self, since: datetime | None) -> Iterator[Page]:
-        mapper = deal_mapper(self.connector.stages(), self.connector.default_currency)
+        zone, currency = self.connector.portal()
+        mapper = deal_mapper(self.connector.stages(), currency, zone)
         yield from self.connector.deleted_pages("deals", DEAL_PROPERTIES, mapper, since)
         yield from self.connector.search_pages(
             ["deals"], {"deals": DEAL_PROPERTIES}, {"deals": mapper}, since

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 from connectors.base import (
@@ -144,8 +144,10 @@ def map_owner(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def deal_mapper(
-    stages: Mapping[tuple[str, str], StageInfo], default_currency: str
+    stages: Mapping[tuple[str, str], StageInfo], default_currency: str, zone: tzinfo = UTC
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Deals in our shape; ``closedate`` (an instant) falls on its date in ``zone``, the
+    portal's time zone, as in HubSpot's reports."""
     by_stage: dict[str, StageInfo] = {}
     for (_, stage_id), info in stages.items():
         by_stage.setdefault(stage_id, info)
@@ -183,7 +185,7 @@ def deal_mapper(
             "created_at": parse_datetime(
                 props.get("createdate") or raw.get("createdAt"), "createdate", required=True
             ),
-            "close_date": parse_date(closedate, "closedate"),
+            "close_date": _local_date(closedate, zone),
             # On a closed deal closedate is when it closed; on an open one, the forecast.
             "closed_at": parse_datetime(closedate, "closedate") if status != "open" else None,
             "source_modified_at": _source_modified(raw),
@@ -191,6 +193,14 @@ def deal_mapper(
         }
 
     return mapper
+
+
+def _local_date(value: Any, zone: tzinfo) -> date | None:
+    """The day of ``closedate`` in the portal's zone (a bare date stays as it is)."""
+    if isinstance(value, str) and len(value) == 10:
+        return parse_date(value, "closedate")
+    stamp = parse_datetime(value, "closedate")
+    return stamp.astimezone(zone).date() if stamp else None
 
 
 def activity_mapper(object_type: str) -> Callable[[dict[str, Any]], dict[str, Any]]:

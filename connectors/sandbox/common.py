@@ -92,6 +92,11 @@ class SandboxState:
     issued: int = 0
     # Bumped whenever records change, so servers may cache what they derive from them.
     version: int = 0
+    # The account's own settings (HubSpot's account-info): its time zone, in which a closed
+    # deal's day is counted and an open deal's forecast day starts, and its company currency,
+    # which a deal in it leaves blank (HubSpot: an empty deal_currency_code).
+    timezone: str = "UTC"
+    currency: str = "USD"
 
     def token_ok(self, authorization: str | None) -> bool:
         """Accepts ``Bearer <token>`` or a bare token (API-token headers)."""

@@ -16,6 +16,10 @@ offset, and like HubSpot an offset of 10,000 or more is a 400. Search leaves arc
 results need ``POST /crm/v4/associations/{type}/deals/batch/read``). Pages are at most
 ``page_size`` long (HubSpot: 200 for search, 100 for lists), whatever the client asks for.
 
+``GET /account-info/v3/details`` gives the state's ``timezone`` and ``currency``: a closed
+deal's ``closedate`` is its closing instant, an open one's its forecast day at midnight in the
+portal's zone, and a deal in the company currency has an empty ``deal_currency_code``.
+
 Unknown bearer tokens get HubSpot's 401 ``EXPIRED_AUTHENTICATION`` body; ``POST
 /oauth/v1/token`` (form, ``grant_type=refresh_token``) issues new ones. The common rate-limit
 fault answers 429 with HubSpot's ``RATE_LIMIT`` body and ``X-HubSpot-RateLimit-*`` headers.
@@ -49,6 +53,7 @@ def create_app(state: SandboxState, *, page_size: int = 100) -> FastAPI:
     install(app, state, limit_headers=limit_headers, limit_body=_limit_body)
     portal = Portal(state, page_size)
     _object_routes(app, portal)
+    _account_routes(app, portal)
     _owner_and_pipeline_routes(app, portal)
     _association_routes(app, portal)
     _oauth_routes(app, state)
@@ -87,6 +92,14 @@ def _object_routes(app: FastAPI, portal: Portal) -> None:
         if object_type not in portal.tables:
             return unknown_type(object_type)
         return portal.list_objects(object_type, request.query_params)
+
+
+def _account_routes(app: FastAPI, portal: Portal) -> None:
+    @app.get("/account-info/v3/details")
+    async def details(request: Request) -> Response:
+        if (refused := portal.denied(request)) is not None:
+            return refused
+        return JSONResponse(portal.account())
 
 
 def _owner_and_pipeline_routes(app: FastAPI, portal: Portal) -> None:

@@ -259,6 +259,24 @@ class Portal:
             entry = self.live[object_type] = (self.state.version, rows, ids, {})
         return entry[1], entry[2], entry[3]
 
+    def account(self) -> dict[str, Any]:
+        """``GET /account-info/v3/details`` as HubSpot documents it."""
+        now = pd.Timestamp.now(tz=self.state.timezone)
+        offset = now.utcoffset()
+        ms = int(offset.total_seconds() * 1000) if offset is not None else 0
+        sign, minutes = ("-" if ms < 0 else "+"), abs(ms) // 60_000
+        return {
+            "portalId": 62515,
+            "accountType": "STANDARD",
+            "timeZone": self.state.timezone,
+            "companyCurrency": self.state.currency,
+            "additionalCurrencies": [],
+            "utcOffset": f"{sign}{minutes // 60:02d}:{minutes % 60:02d}",
+            "utcOffsetMilliseconds": ms,
+            "uiDomain": "app.hubspot.com",
+            "dataHostingLocation": "na1",
+        }
+
     def denied(self, request: Request) -> JSONResponse | None:
         authorization = request.headers.get("Authorization")
         if self.state.token_ok(authorization):
@@ -338,7 +356,8 @@ class Portal:
     def deal_columns(self, page: pd.DataFrame) -> dict[str, Objs]:
         closed = (page["status"] != "open").to_numpy()
         won = (page["status"] == "won").to_numpy()
-        due = pd.to_datetime(page["close_date"].astype(object), utc=True)
+        # The forecast day starts at midnight in the portal's zone (HubSpot's date picker).
+        due = pd.to_datetime(page["close_date"].astype(object)).dt.tz_localize(self.state.timezone)
         # A closed deal's closedate is when it closed; an open one's is the forecast day.
         closedate = np.where(
             closed & page["closed_at"].notna().to_numpy(), _iso(page["closed_at"]), _iso(due)
@@ -356,7 +375,10 @@ class Portal:
             ),
             "pipeline": _objects(page["pipeline"]),
             "hs_lastmodifieddate": _iso(page["modified_at"]),
-            "deal_currency_code": _objects(page["currency"]),
+            # Blank in the company currency, as HubSpot leaves it.
+            "deal_currency_code": _objects(
+                page["currency"].where(page["currency"] != self.state.currency)
+            ),
             "hs_is_closed": np.where(closed, "true", "false").astype(object),
             "hs_is_closed_won": np.where(won, "true", "false").astype(object),
         }

@@ -76,6 +76,18 @@ RATE_LIMITED = {
     "policyName": "SECONDLY",
 }
 EMPTY: dict[str, Any] = {"results": []}
+# GET /account-info/v3/details as documented; a portal in UTC unless a test says otherwise.
+ACCOUNT: dict[str, Any] = {
+    "portalId": 62515,
+    "accountType": "STANDARD",
+    "timeZone": "UTC",
+    "companyCurrency": "USD",
+    "additionalCurrencies": [],
+    "utcOffset": "+00:00",
+    "utcOffsetMilliseconds": 0,
+    "uiDomain": "app.hubspot.com",
+    "dataHostingLocation": "na1",
+}
 
 
 def load(name: str) -> Any:
@@ -182,6 +194,9 @@ class FakeSearch:
 def router() -> Iterator[respx.MockRouter]:
     with respx.mock(base_url=BASE, assert_all_called=False) as mock:
         mock.get("/crm/v3/pipelines/deals").mock(return_value=httpx.Response(200, json=PIPELINES))
+        mock.get("/account-info/v3/details", name="account").mock(
+            return_value=httpx.Response(200, json=ACCOUNT)
+        )
         mock.get("/crm/v3/objects/deals").mock(return_value=httpx.Response(200, json=EMPTY))
         yield mock
 
@@ -292,6 +307,65 @@ def test_closed_stages_give_status_and_close_time(router: respx.MockRouter) -> N
         None,
         date(2026, 4, 30),
     )
+
+
+def _california(router: respx.MockRouter) -> None:
+    account = {**ACCOUNT, "timeZone": "America/Los_Angeles", "companyCurrency": "EUR"}
+    router.routes["account"].mock(return_value=httpx.Response(200, json=account))
+    results = [
+        # 21:30 on 31 March in California: 1 April in UTC.
+        deal(1, T0, dealstage="closedwon", closedate="2026-04-01T04:30:00.000Z"),
+        deal(2, T0 + 1, dealstage="closedlost", closedate="1775017800000", deal_currency_code=""),
+        # An open deal's forecast day, at midnight in the portal's zone.
+        deal(3, T0 + 2, dealstage="contractsent", closedate="2026-04-30T07:00:00.000Z"),
+    ]
+    router.post("/crm/v3/objects/deals/search").mock(
+        return_value=httpx.Response(200, json={"results": results})
+    )
+
+
+def test_close_dates_fall_on_the_portals_day_and_amounts_in_its_currency(
+    router: respx.MockRouter,
+) -> None:
+    """A portal in California with EUR as company currency (account-info): a deal won late on
+    31 March local time is a March deal, and a deal without a currency code is in EUR."""
+    _california(router)
+
+    got = {r["external_id"]: r for r in records(read(connector(), "deals"))}
+
+    won, lost, open_ = got["1"], got["2"], got["3"]
+    assert won["close_date"] == date(2026, 3, 31)
+    assert won["closed_at"] == datetime(2026, 4, 1, 4, 30, tzinfo=UTC)  # the instant is kept
+    assert lost["close_date"] == date(2026, 3, 31)  # epoch ms of the same instant
+    assert open_["close_date"] == date(2026, 4, 30)
+    assert {r["currency"] for r in got.values()} == {"EUR"}
+    assert router.routes["account"].call_count == 1
+
+
+def test_the_sources_settings_override_the_account(router: respx.MockRouter) -> None:
+    _california(router)
+
+    conn = connector(timezone="Europe/Paris", default_currency="gbp")
+    got = {r["external_id"]: r for r in records(read(conn, "deals"))}
+
+    assert got["1"]["close_date"] == date(2026, 4, 1)  # 06:30 in Paris
+    assert {r["currency"] for r in got.values()} == {"GBP"}
+    assert not router.routes["account"].called  # nothing to ask the account
+
+
+def test_a_host_without_the_account_api_counts_in_utc_and_usd(router: respx.MockRouter) -> None:
+    _california(router)
+    router.routes["account"].mock(return_value=httpx.Response(404, json={"status": "error"}))
+
+    got = {r["external_id"]: r for r in records(read(connector(), "deals"))}
+
+    assert got["1"]["close_date"] == date(2026, 4, 1)
+    assert {r["currency"] for r in got.values()} == {"USD"}
+
+
+def test_an_unknown_time_zone_setting_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
+        connector(timezone="Mars/Olympus")
 
 
 def test_malformed_records_are_quarantined_with_reasons(router: respx.MockRouter) -> None:

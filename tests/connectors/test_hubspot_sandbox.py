@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import numpy as np
@@ -314,3 +315,30 @@ def test_search_offsets_stop_at_ten_thousand(sandbox: tuple[str, SandboxState]) 
 
     assert ok.status_code == 200 and ok.json()["results"] == []
     assert capped.status_code == 400 and capped.json()["category"] == "VALIDATION_ERROR"
+
+
+def test_a_portal_in_another_zone_and_currency(sandbox: tuple[str, SandboxState]) -> None:
+    """A portal in California whose company currency is EUR (account-info): a closed deal is
+    counted on its closing day there, an open deal keeps its forecast day, and a deal with a
+    blank currency code is in EUR, not USD."""
+    url, state = sandbox
+    state.timezone, state.currency = "America/Los_Angeles", "EUR"
+    deals = state.data.deals
+    deals.loc[deals.index[:3], "currency"] = "EUR"
+    # Won at 21:30 on 31 March in California: 1 April in UTC.
+    late = deals.index[deals["status"].eq("won").to_numpy()][0]
+    deals.loc[late, "closed_at"] = pd.Timestamp("2026-04-01T04:30:00Z")
+    state.version += 1  # the portal caches what it renders
+
+    got = by_id(read(connect(url), streams=("deals",))["deals"])
+
+    california = ZoneInfo("America/Los_Angeles")
+    assert got[hubspot_id(deals.loc[late, "external_id"])]["close_date"] == date(2026, 3, 31)
+    for row in deals.to_dict("records"):
+        deal = got[hubspot_id(row["external_id"])]
+        assert deal["currency"] == row["currency"]
+        if row["status"] == "open":
+            assert deal["close_date"] == row["close_date"]
+            continue
+        closed = row["closed_at"].to_pydatetime()
+        assert deal["close_date"] == closed.astimezone(california).date()
