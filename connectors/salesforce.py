@@ -12,6 +12,7 @@ roll-ups and owner reassignment by automation change it too, and it is indexed.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections import deque
@@ -39,6 +40,8 @@ from connectors.base import (
     record_id,
 )
 from connectors.http import CrmClient, CrmError, Limits
+
+log = logging.getLogger(__name__)
 
 KIND = "salesforce"
 # No global host: every org lives on its own instance (``https://acme.my.salesforce.com``).
@@ -424,7 +427,8 @@ def map_activity(raw: dict[str, Any]) -> dict[str, Any]:
 
 class SalesforceConnector(Connector):
     """Config: ``api_version``, ``multi_currency`` (True/False; detected when absent),
-    ``default_currency`` (the org's currency when it is single-currency; USD)."""
+    ``default_currency`` (the currency of a single-currency org's amounts; read from the org,
+    ``SELECT DefaultCurrencyIsoCode FROM Organization``, when absent)."""
 
     kind = KIND
 
@@ -432,7 +436,8 @@ class SalesforceConnector(Connector):
         super().__init__(client, config)
         version = self.config.get("api_version") or getattr(client, "api_version", None)
         self.api_version = _version(version)
-        self.default_currency = currency_code(self.config.get("default_currency") or "USD")
+        currency = self.config.get("default_currency")
+        self._org_currency = currency_code(currency) if currency else None
         multi = self.config.get("multi_currency")
         # None = not known yet: the first deals query asks for CurrencyIsoCode and learns.
         self.multi_currency: bool | None = None if multi is None else parse_bool(multi)
@@ -451,6 +456,26 @@ class SalesforceConnector(Connector):
             source.fetch()
             yield list(source.buffer)
             source.buffer.clear()
+
+    def org_currency(self) -> str:
+        """A single-currency org's currency: its amounts carry none (no ``CurrencyIsoCode``)
+        and are in ``Organization.DefaultCurrencyIsoCode``, never USD by assumption. Read once
+        per connector, unless the source's settings name it."""
+        if self._org_currency is None:
+            query = "SELECT DefaultCurrencyIsoCode FROM Organization"
+            try:
+                rows = [r for batch in self.raw_pages(query, include_deleted=False) for r in batch]
+            except CrmError as exc:
+                # A user or proxy the query is refused to: amounts still flow, said loudly.
+                if exc.status not in (400, 403, 404):
+                    raise
+                rows = []
+            first = rows[0] if rows and isinstance(rows[0], dict) else {}
+            code = first.get("DefaultCurrencyIsoCode")
+            if not code:
+                log.warning("Salesforce: the org's currency is unknown: amounts taken as USD")
+            self._org_currency = currency_code(code) if code else "USD"
+        return self._org_currency
 
     def deals_query(self, since: datetime | None) -> tuple[_Query, str | None]:
         """The opportunities query, its first page fetched; and the currency field it reads.
@@ -503,7 +528,9 @@ class DealsStream(_SalesforceStream):
 
     def pages(self, since: datetime | None) -> Iterator[Page]:
         source, currency = self.connector.deals_query(since)
-        yield from merged_pages([source], deal_mapper(currency, self.connector.default_currency))
+        # A multi-currency org's deals each carry theirs: the org's is not needed.
+        default = self.connector.org_currency() if currency is None else "USD"
+        yield from merged_pages([source], deal_mapper(currency, default))
 
 
 class ActivitiesStream(_SalesforceStream):

@@ -178,6 +178,20 @@ def _events(data: CrmRecords) -> pd.DataFrame:
     )
 
 
+def _organization(state: SandboxState) -> pd.DataFrame:
+    """The org itself: one row, its currency and time zone the state's."""
+    return pd.DataFrame(
+        {
+            "Id": ["00D5g000000SANDBOX"],
+            "Name": ["Sandbox Org"],
+            "DefaultCurrencyIsoCode": [state.currency],
+            "TimeZoneSidKey": [state.timezone],
+            "_stamp": [pd.Timestamp("2020-01-01", tz="UTC")],
+            "_deleted": [False],
+        }
+    )
+
+
 OBJECTS: dict[str, Callable[[CrmRecords], pd.DataFrame]] = {
     "User": _users,
     "Opportunity": _opportunities,
@@ -196,11 +210,11 @@ def run_soql(
     match = _SOQL.match(query)
     if not match:
         raise SoqlError("MALFORMED_QUERY", f"unexpected token in: {query[:80]}")
-    obj = next((o for o in OBJECTS if o.lower() == match["obj"].lower()), None)
+    obj = next((o for o in (*OBJECTS, "Organization") if o.lower() == match["obj"].lower()), None)
     if obj is None:
         raise SoqlError("INVALID_TYPE", f"sObject type '{match['obj']}' is not supported.")
     with state.lock:
-        frame = OBJECTS[obj](state.data)
+        frame = _organization(state) if obj == "Organization" else OBJECTS[obj](state.data)
     if not multi_currency:
         frame = frame.drop(columns="CurrencyIsoCode", errors="ignore")
     names = {c.lower(): c for c in frame.columns if not c.startswith("_")}

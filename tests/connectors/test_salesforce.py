@@ -26,6 +26,7 @@ FIXTURES = SHARED / "fixtures" / "crm" / "salesforce"
 BASE = "https://acme.my.salesforce.com"
 LOGIN = "https://login.salesforce.com"
 QUERY_ALL = f"{BASE}/services/data/v60.0/queryAll"
+QUERY = f"{BASE}/services/data/v60.0/query"
 TOKEN = f"{LOGIN}/services/oauth2/token"
 
 
@@ -451,9 +452,34 @@ def test_multi_currency_detected_and_remembered(mock: respx.MockRouter, waits: W
 
 def test_configured_single_currency_never_asks(mock: respx.MockRouter, waits: Waits) -> None:
     route = mock.get(QUERY_ALL).respond(json=page([opportunity(CurrencyIsoCode=None)]))
+    org = {"attributes": {"type": "Organization"}, "DefaultCurrencyIsoCode": "CAD"}
+    mock.get(QUERY).respond(json=page([org]))
     (result,) = read("deals", connector(waits, multi_currency=False))
     assert "CurrencyIsoCode" not in q_of(route.calls[0].request)
-    assert result.records[0]["currency"] == "USD"
+    assert result.records[0]["currency"] == "CAD"
+
+
+def test_a_single_currency_orgs_amounts_are_in_its_currency(
+    mock: respx.MockRouter, waits: Waits
+) -> None:
+    """No CurrencyIsoCode on the deals: the org's DefaultCurrencyIsoCode, asked once, not USD."""
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(q_of(request))
+        if "CurrencyIsoCode" in sent[-1]:
+            return httpx.Response(400, json=fixture("query_error_response.json"))
+        return httpx.Response(200, json=page([opportunity(CurrencyIsoCode=None)]))
+
+    mock.get(QUERY_ALL).mock(side_effect=answer)
+    org = {"attributes": {"type": "Organization"}, "DefaultCurrencyIsoCode": "JPY"}
+    orgs = mock.get(QUERY).respond(json=page([org]))
+    conn = connector(waits)
+    for _ in range(2):
+        (result,) = read("deals", conn)
+        assert result.records[0]["currency"] == "JPY"
+    assert orgs.call_count == 1
+    assert "FROM Organization" in q_of(orgs.calls[0].request)
 
 
 # ------------------------------------------------------------------ auth

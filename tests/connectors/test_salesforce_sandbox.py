@@ -287,6 +287,17 @@ def test_single_currency_org_falls_back_to_default() -> None:
         assert {d["currency"] for d in deals} == {"EUR"}
 
 
+def test_a_single_currency_orgs_currency_is_read_from_the_org() -> None:
+    state = fresh_state()
+    state.currency = "JPY"
+    for sandbox in _serve(state, multi_currency=False):
+        client = build_client(base_url=sandbox.url, credentials={"access_token": "sandbox-token"})
+        conn = SalesforceConnector(client)
+        deals = records(read(conn, "deals"))
+        assert conn.multi_currency is False
+        assert {d["currency"] for d in deals} == {"JPY"}
+
+
 def test_wire_format(sandbox: Sandbox) -> None:
     auth = {"Authorization": "Bearer sandbox-token"}
     base = f"{sandbox.url}/services/data/v60.0"
