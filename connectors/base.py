@@ -24,7 +24,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any, ClassVar
 
 from connectors.http import CrmClient
@@ -197,6 +197,14 @@ def _plausible(value: datetime, field_name: str) -> datetime:
     if not 1990 <= value.year <= 2100:
         raise RecordError(f"implausible {field_name}: {value.date().isoformat()}")
     return value
+
+
+def local_day(value: date) -> datetime:
+    """A date-only activity (a Salesforce all-day Event, a Pipedrive activity without a time)
+    as an instant: 12:00 UTC of that date, which is on the same calendar day in every time
+    zone from UTC−11 to UTC+11, so local-day and local-month counts keep it on the rep's day
+    (00:00 UTC is the day before anywhere west of Greenwich)."""
+    return datetime.combine(value, time(12, 0), tzinfo=UTC)
 
 
 def parse_date(value: Any, field_name: str) -> date | None:

@@ -14,6 +14,7 @@ from connectors.base import (
     clean_text,
     currency_code,
     email_address,
+    local_day,
     parse_amount,
     parse_bool,
     parse_date,
@@ -222,12 +223,13 @@ def map_deal(
 
 
 def _occurred_at(raw: dict[str, Any]) -> datetime:
-    """``due_date`` + ``due_time`` (UTC in Pipedrive), else when it was done or added."""
+    """``due_date`` + ``due_time`` (UTC in Pipedrive), else when it was done or added. A
+    ``due_date`` without a time is a local date, not 00:00 UTC (``local_day``)."""
     due = parse_date(raw.get("due_date"), "due_date")
     if due is not None:
         text = str(raw.get("due_time") or "").strip()
         if not text:
-            return datetime(due.year, due.month, due.day, tzinfo=UTC)
+            return local_day(due)
         match = _TIME_OF_DAY.match(text)
         if match is None:
             raise RecordError(f"bad due_time: {raw.get('due_time')!r}")

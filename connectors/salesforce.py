@@ -17,8 +17,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, date, datetime
-from datetime import time as dtime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -32,6 +31,7 @@ from connectors.base import (
     clean_text,
     currency_code,
     email_address,
+    local_day,
     map_page,
     parse_amount,
     parse_bool,
@@ -91,6 +91,7 @@ EVENT_FIELDS = (
     "StartDateTime",
     "ActivityDateTime",
     "ActivityDate",
+    "IsAllDayEvent",
     "EventSubtype",
     "WhatId",
     "SystemModstamp",
@@ -299,12 +300,6 @@ def _modstamp(raw: dict[str, Any]) -> datetime:
     return stamp
 
 
-def _date_at_noon(value: date) -> datetime:
-    # A date-only activity at 12:00 UTC stays on the same calendar day in every timezone
-    # from UTC-11 to UTC+11, so local-day and local-month counts keep it where the rep put it.
-    return datetime.combine(value, dtime(12, 0), tzinfo=UTC)
-
-
 def map_owner(raw: dict[str, Any]) -> dict[str, Any]:
     email = raw.get("Email")
     return {
@@ -391,21 +386,28 @@ def map_activity(raw: dict[str, Any]) -> dict[str, Any]:
         # ActivityDate is the day of the call/task; CreatedDate is when it was logged, which
         # can be days later. Use the exact time only when it is on that same day.
         if due is not None and (created is None or created.date() != due):
-            occurred = _date_at_noon(due)
+            occurred = local_day(due)
         else:
             occurred = created
         if occurred is None:
             raise RecordError("missing ActivityDate and CreatedDate")
     elif obj == "Event":
         kind = "meeting"
-        occurred = parse_datetime(
-            raw.get("StartDateTime") or raw.get("ActivityDateTime"), "StartDateTime"
+        # An all-day Event's StartDateTime is 00:00 GMT of its day, which is the day before in
+        # the Americas: its ActivityDate is the day.
+        all_day = parse_bool(raw.get("IsAllDayEvent", False))
+        occurred = (
+            None
+            if all_day
+            else parse_datetime(
+                raw.get("StartDateTime") or raw.get("ActivityDateTime"), "StartDateTime"
+            )
         )
         if occurred is None:
             due = parse_date(raw.get("ActivityDate"), "ActivityDate")
             if due is None:
                 raise RecordError("missing StartDateTime")
-            occurred = _date_at_noon(due)
+            occurred = local_day(due)
     else:
         raise RecordError(f"not a Task or Event: {obj or 'unknown object'}")
     what = record_id(raw.get("WhatId"), "WhatId") or ""

@@ -172,6 +172,7 @@ def _events(data: CrmRecords) -> pd.DataFrame:
             "ActivityDateTime": start,
             "EndDateTime": sf_datetime(a["occurred_at"] + pd.Timedelta(minutes=30)),
             "DurationInMinutes": 30,
+            "IsAllDayEvent": False,
             "EventSubtype": "Event",
             "Type": "Meeting",
         }

@@ -474,6 +474,17 @@ def test_v1_activity_example_maps() -> None:
     assert activity["is_deleted"] is False
 
 
+def test_an_activity_without_a_time_is_on_its_day_everywhere() -> None:
+    """A due_date without due_time is a local date: 00:00 UTC would be the day before in the
+    Americas, so it is taken at 12:00 UTC (connectors.base.local_day)."""
+    raw = {**fixture("v1_get_activities.example.json")["data"][0], "due_date": "2026-03-31"}
+    for blank in ("", None):
+        activity = map_activity(
+            {**raw, "due_time": blank}, types={"deadline": "task"}, default_type=None
+        )
+        assert activity["occurred_at"] == datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+
+
 def test_owners_from_users(mock: respx.MockRouter, waits: Waits) -> None:
     body = fixture("v1_get_users.example.json")
     body["data"].append(

@@ -360,6 +360,34 @@ def test_activities_merge_tasks_and_events(mock: respx.MockRouter, waits: Waits)
     assert cursors == sorted(cursors) and cursors[-1] == "2024-03-07T10:00:00Z"
 
 
+def test_an_all_day_event_is_on_its_day(mock: respx.MockRouter, waits: Waits) -> None:
+    """Salesforce stores an all-day Event at 00:00 GMT of its day (the day before in the
+    Americas): its ActivityDate is the day, taken at 12:00 UTC like other date-only
+    activities."""
+    event = sobject(
+        "Event",
+        "00U5g0000000009UAA",
+        "2026-03-31T18:00:00.000+0000",
+        OwnerId="005B",
+        Subject="Trade show",
+        EventSubtype="Event",
+        IsAllDayEvent=True,
+        StartDateTime="2026-03-31T00:00:00.000+0000",
+        ActivityDateTime="2026-03-31T00:00:00.000+0000",
+        ActivityDate="2026-03-31",
+        WhatId=None,
+        IsDeleted=False,
+    )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=page([event] if "FROM Event" in q_of(request) else []))
+
+    route = mock.get(QUERY_ALL).mock(side_effect=answer)
+    (meeting,) = [r for p in read("activities", connector(waits)) for r in p.records]
+    assert meeting["occurred_at"] == datetime(2026, 3, 31, 12, tzinfo=UTC)
+    assert any("IsAllDayEvent" in q_of(c.request) for c in route.calls)
+
+
 def test_malformed_records_are_rejects(mock: respx.MockRouter, waits: Waits) -> None:
     records: list[Any] = [
         opportunity("0065g0000000001AAA", Amount="lots"),
