@@ -71,6 +71,7 @@ from connectors.hubspot_records import (
     MODIFIED,
     SUBJECT_PROPERTY,
     StageInfo,
+    UnknownStage,
     activity_mapper,
     deal_mapper,
     id_of,
@@ -467,11 +468,32 @@ class HubSpotConnector(Connector):
             self._currency = self._currency or currency
         return self._zone, self._currency
 
-    def stages(self) -> dict[tuple[str, str], StageInfo]:
-        """Deal stages, fetched once per connector (they rarely change during a sync)."""
-        if self._stages is None:
+    def stages(self, *, refresh: bool = False) -> dict[tuple[str, str], StageInfo]:
+        """Deal stages, fetched once per connector (they rarely change during a sync), or
+        again with ``refresh``."""
+        if self._stages is None or refresh:
             self._stages = parse_pipelines(self.client.get_json("/crm/v3/pipelines/deals"))
         return self._stages
+
+    def deal_mapper(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """Deals in our shape. A stage the pipelines did not list when read (added since)
+        makes them read once more before the deal is rejected: at most once per connector."""
+        zone, currency = self.portal()
+        current = deal_mapper(self.stages(), currency, zone)
+        refreshed = False
+
+        def mapper(raw: dict[str, Any]) -> dict[str, Any]:
+            nonlocal current, refreshed
+            try:
+                return current(raw)
+            except UnknownStage:
+                if refreshed:
+                    raise
+                refreshed = True
+                current = deal_mapper(self.stages(refresh=True), currency, zone)
+                return current(raw)
+
+        return mapper
 
     def search_pages(
         self,
@@ -587,8 +609,7 @@ class DealsStream(_HubSpotStream):
     name = "deals"
 
     def pages(self, since: datetime | None) -> Iterator[Page]:
-        zone, currency = self.connector.portal()
-        mapper = deal_mapper(self.connector.stages(), currency, zone)
+        mapper = self.connector.deal_mapper()
         yield from self.connector.deleted_pages("deals", DEAL_PROPERTIES, mapper, since)
         yield from self.connector.search_pages(
             ["deals"], {"deals": DEAL_PROPERTIES}, {"deals": mapper}, since

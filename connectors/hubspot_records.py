@@ -143,6 +143,10 @@ def map_owner(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class UnknownStage(RecordError):
+    """A deal in a stage the pipelines read did not list (added since they were read)."""
+
+
 def deal_mapper(
     stages: Mapping[tuple[str, str], StageInfo], default_currency: str, zone: tzinfo = UTC
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -159,7 +163,7 @@ def deal_mapper(
         info = stages.get((pipeline_id, stage_id)) if pipeline_id else by_stage.get(stage_id)
         if info is None:
             where = f" in pipeline {pipeline_id!r}" if pipeline_id else ""
-            raise RecordError(f"unknown dealstage {stage_id!r}{where}")
+            raise UnknownStage(f"unknown dealstage {stage_id!r}{where}")
         status = info.status
         if status is None:
             won = props.get("hs_is_closed_won")

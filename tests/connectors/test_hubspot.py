@@ -873,6 +873,44 @@ def test_pipelines_are_read_once_per_connector(router: respx.MockRouter) -> None
     assert router.routes[0].call_count == 1
 
 
+def test_a_stage_added_since_the_pipelines_were_read_is_read_again(
+    router: respx.MockRouter,
+) -> None:
+    """A deal moved to a stage created after the run read the pipelines: the pipelines are
+    read once more and the deal maps, instead of going to quarantine; a stage that is still
+    unknown then is rejected without reading them a third time."""
+    added = copy.deepcopy(PIPELINES)
+    added["results"][0]["stages"].append(
+        {
+            "id": "negotiation",
+            "label": "Negotiation",
+            "displayOrder": 5,
+            "archived": False,
+            "metadata": {"isClosed": "false", "probability": "0.7"},
+        }
+    )
+    pipelines = router.get("/crm/v3/pipelines/deals").mock(
+        side_effect=[httpx.Response(200, json=PIPELINES), httpx.Response(200, json=added)]
+    )
+    results = [deal(1, T0, dealstage="negotiation"), deal(2, T0 + 1, dealstage="nowhere")]
+    router.post("/crm/v3/objects/deals/search").mock(
+        return_value=httpx.Response(200, json={"results": results})
+    )
+
+    pages = read(connector(), "deals")
+
+    (mapped,) = records(pages)
+    assert (mapped["external_id"], mapped["stage"], mapped["probability"]) == (
+        "1",
+        "Negotiation",
+        0.7,
+    )
+    assert [(r.external_id, r.reason) for p in pages for r in p.rejects] == [
+        ("2", "unknown dealstage 'nowhere' in pipeline 'default'")
+    ]
+    assert pipelines.call_count == 2
+
+
 def test_searches_are_spaced_on_the_public_api(router: respx.MockRouter) -> None:
     fake = FakeSearch([deal(i, T0 + i) for i in range(1, 6)], page_limit=2)
     router.post("/crm/v3/objects/deals/search").mock(side_effect=fake)
