@@ -199,6 +199,30 @@ def create_api_key(
     typer.echo(token)
 
 
+quarantine_cli = typer.Typer(help="Records a source could not load: list and replay them.")
+cli.add_typer(quarantine_cli, name="quarantine")
+
+
+@quarantine_cli.command("replay")
+def quarantine_replay(source_id: Annotated[int, typer.Argument(help="The source's id")]) -> None:
+    """Store the records quarantined for an owner that is now known (they leave quarantine);
+    the next compute counts them."""
+    from app.core.db import transaction
+    from app.pipeline.owned import replay_run
+    from app.sources.models import Source
+
+    with transaction(_database()) as session:
+        if session.get(Source, source_id) is None:
+            typer.echo(f"no source {source_id}", err=True)
+            raise typer.Exit(1)
+        run = replay_run(session, source_id=source_id)
+        typer.echo(
+            f"replayed {run.details['replayed']} record(s) of source {source_id}: "
+            f"{run.inserted} inserted, {run.updated} updated; "
+            f"{run.details['still_quarantined']} still quarantined"
+        )
+
+
 @cli.command("list-api-keys")
 def list_api_keys() -> None:
     """List API keys (id, role, name, prefix, expiry, revocation); never the keys themselves."""

@@ -10,7 +10,8 @@ Guarantees (whatever the CRM):
 * The cursor never moves past the run's start time, so a record modified during the run is
   read again by the next one.
 * A record that cannot be mapped, or whose owner is unknown, is quarantined with its reason
-  and raw payload; the sync goes on.
+  and raw payload; the sync goes on. Records quarantined for an owner that is known by the
+  end of a run are stored then (``app.pipeline.owned``).
 
 Throughput: a sync mostly waits, on the CRM for the next page and on the database to write the
 last one. A reader thread (``_Prefetch``) therefore fetches and maps pages ahead of the writer,
@@ -36,37 +37,25 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.activities.models import Activity
 from app.core import secrets
 from app.core.base import utcnow
 from app.core.config import Settings
 from app.core.db import transaction
-from app.deals.models import Deal
 from app.pipeline import ingest
+from app.pipeline.owned import OBJECT_TYPE, replay_owners, store_records
 from app.reps import service as reps_service
 from app.reps.models import Rep
 from app.sources import service as sources_service
 from app.sources.models import Source, SyncCursor, SyncRun
 from app.teams import service as teams_service
 from connectors import registry
-from connectors.base import (
-    ACTIVITY_FIELDS,
-    DEAL_FIELDS,
-    Connector,
-    Page,
-    Reject,
-    iso,
-    parse_datetime,
-)
+from connectors.base import Connector, Page, Reject, iso, parse_datetime
 
 log = logging.getLogger(__name__)
 
 LOOKBACK = timedelta(minutes=5)
 # What an OAuth refresh may change: the tokens, and where the account lives now.
 TOKEN_FIELDS = {"access_token", "refresh_token", "instance_url", "api_domain"}
-MODELS: dict[str, type[Deal] | type[Activity]] = {"deals": Deal, "activities": Activity}
-FIELDS = {"deals": DEAL_FIELDS, "activities": ACTIVITY_FIELDS}
-OBJECT_TYPE = {"owners": "owner", "deals": "deal", "activities": "activity"}
 # Records the reader may hold ahead of the writer (bounds memory whatever the page size), and
 # the most one transaction stores: large enough to amortise a transaction's fixed queries,
 # small enough that a kill loses little work.
@@ -204,6 +193,13 @@ def _sync_streams(
             on_page=on_page,
             db_lock=db_lock,
         )
+    # The owners were just read: records quarantined for an owner now known are stored.
+    with db_lock, transaction(session_factory) as session:
+        current = session.get(SyncRun, run_id)
+        assert current is not None
+        replayed = replay_owners(session, source_id=source_id, run=current)
+        if replayed:
+            current.details = {**current.details, "replayed": replayed}
 
 
 def _close_run(
@@ -298,7 +294,7 @@ def _sync_stream(
                 if stream_name == "owners":
                     _store_owners(session, source_id, page, managers)
                 else:
-                    _store_records(session, source_id, stream_name, page, run)
+                    store_records(session, source_id, stream_name, page, run)
                 _quarantine(session, source_id, stream_name, page)
                 _advance(session, source_id, stream_name, page.cursor, run_start)
                 run.fetched += page.fetched
@@ -500,33 +496,6 @@ def _link_managers(session: Session, source_id: int, managers: dict[str, str]) -
             continue
         rep.manager_id = manager_id
         boss.role = "manager"
-
-
-def _store_records(session: Session, source_id: int, stream: str, page: Page, run: SyncRun) -> None:
-    ids = reps_service.identity_map(session=session, source_id=source_id)
-    rows: list[dict[str, Any]] = []
-    for record in page.records:
-        owner = record.get("owner_external_id")
-        rep_id = ids.get(str(owner)) if owner is not None else None
-        if rep_id is None:
-            reason = "missing owner" if owner is None else f"unknown owner {owner!r}"
-            page.rejects.append(_reject(record, reason))
-            continue
-        rows.append({**{f: record.get(f) for f in FIELDS[stream]}, "rep_id": rep_id})
-    counts = ingest.upsert_records(session, MODELS[stream], source_id, rows)
-    ingest.release(session, source_id, OBJECT_TYPE[stream], [r["external_id"] for r in rows])
-    run.inserted += counts.inserted
-    run.updated += counts.updated
-    run.deleted += counts.deleted
-    if counts.earliest is not None:
-        seen = run.details.get("earliest_day")
-        first = ingest.earliest(counts.earliest, date.fromisoformat(seen) if seen else None)
-        run.details = {**run.details, "earliest_day": str(first)}
-
-
-def _reject(record: dict[str, Any], reason: str) -> Reject:
-    raw = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in record.items()}
-    return Reject(str(record.get("external_id")), reason, raw)
 
 
 def _quarantine(session: Session, source_id: int, stream: str, page: Page) -> None:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Request, status
 from app.auth.service import Principal
 from app.core.pagination import CursorParam, LimitParam, paginate
 from app.http.deps import AdminKey, RecordReaderKey, SessionDep, SettingsDep, require_roles
+from app.pipeline import owned
 from app.pipeline.jobs import service as jobs_service
 from app.pipeline.jobs.schemas import JobRead
 from app.sources import service
@@ -90,6 +91,16 @@ def list_quarantine(
     return QuarantinePage(
         items=[QuarantineRead.model_validate(r) for r in rows], next_cursor=next_cursor
     )
+
+
+@router.post("/{source_id}/quarantine/replay", response_model=SyncRunRead)
+def replay_quarantine(source_id: int, session: SessionDep, _: AdminKey) -> SyncRunRead:
+    """Store the records quarantined for an owner that is now known (an owner added or
+    linked since), without waiting for the next sync; each stored record leaves quarantine.
+    Answers the replay's run: `details.replayed` and `details.still_quarantined`."""
+    service.get(session=session, source_id=source_id)
+    run = owned.replay_run(session, source_id=source_id)
+    return SyncRunRead.model_validate(run)
 
 
 @router.get("/{source_id}/runs", response_model=SyncRunPage)

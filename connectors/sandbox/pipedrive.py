@@ -355,7 +355,10 @@ def _reference_routes(app: FastAPI, state: SandboxState, tables: _Tables, page_s
 
     @app.get("/v1/users")
     def users() -> Response:
-        response = _body(tables.users)
+        # The company's users as they are now: one removed from (or added back to) the reps
+        # is gone from (or back in) the listing at once.
+        present = tables.users["id"].isin(_num(state.data.reps["rep_key"]))
+        response = _body(tables.users[present.to_numpy()])
         state.page_served()
         return response
 

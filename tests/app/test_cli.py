@@ -58,3 +58,41 @@ def test_a_failed_sync_exits_non_zero_and_says_why(tmp_path):
     done = _quotagap(url, "sync", "999")
     assert done.returncode == 1
     assert "failed" in done.stderr and "999" in done.stderr
+
+
+def test_quarantine_replay_stores_the_records_of_an_owner_now_known(tmp_path):
+    from app.pipeline import ingest
+    from app.reps.models import Rep, RepIdentity
+    from app.sources.models import QuarantinedRecord, Source
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    engine = open_engine(url)
+    upgrade(engine)
+    factory = make_sessionmaker(engine)
+    record = {
+        "external_id": "a1",
+        "owner_external_id": "77",
+        "type": "call",
+        "subject": "Intro",
+        "occurred_at": "2026-10-01T15:00:00+00:00",
+        "deal_external_id": None,
+        "source_modified_at": "2026-10-01T15:00:00+00:00",
+        "is_deleted": False,
+    }
+    with transaction(factory) as session:
+        source = Source(kind="hubspot", name="crm")
+        rep = Rep(name="Late Owner")
+        session.add_all([source, rep])
+        session.flush()
+        ingest.quarantine(session, source.id, "activity", [("a1", "unknown owner '77'", record)])
+        session.add(RepIdentity(rep_id=rep.id, source_id=source.id, external_id="77"))
+        source_id = source.id
+
+    done = _quotagap(url, "quarantine", "replay", str(source_id))
+
+    assert done.returncode == 0, done.stderr
+    assert "replayed 1 record(s)" in done.stdout and "0 still quarantined" in done.stdout
+    with factory() as session:
+        assert session.scalar(select(QuarantinedRecord.id)) is None
+    assert _quotagap(url, "quarantine", "replay", "999").returncode == 1
+    engine.dispose()

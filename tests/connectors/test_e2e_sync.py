@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
@@ -24,7 +26,7 @@ from app.demo.sandbox import sandbox_state
 from app.pipeline import sync as engine
 from app.pipeline.records import open_engine
 from app.reps.models import Rep
-from app.sources.models import Source, SyncCursor, SyncRun
+from app.sources.models import QuarantinedRecord, Source, SyncCursor, SyncRun
 from connectors import registry
 from connectors.sandbox.common import ServerThread
 from tests.conftest import TEST_SECRET_KEY, _drop_postgres_database, _postgres_database
@@ -269,3 +271,49 @@ def test_sigkill_mid_sync_then_rerun_has_every_record_once(fresh_url, settings, 
         assert stamp <= runs[-1].finished_at
         assert s.scalar(select(func.count()).select_from(Rep)) > 0
     db.dispose()
+
+
+def test_records_of_an_owner_added_later_leave_quarantine(
+    session_factory, settings, session, sandbox
+):
+    """Deals and activities read before their owner exists are quarantined ("unknown owner");
+    once a later sync reads the owner, they are stored, although the CRM did not change them
+    (their cursor was passed long ago)."""
+    kind, url, state = sandbox
+    reps = state.data.reps
+    late = reps[reps["rep_key"].isin(state.data.deals["owner_key"])].iloc[0]
+    kept = reps[reps["rep_key"] != late["rep_key"]].reset_index(drop=True)
+    state.data = dataclasses.replace(state.data, reps=kept)
+    sid = add_source(session_factory, settings, kind, url)
+    first = sync(session_factory, settings, sid)
+    owned_deals = int((state.data.deals["owner_key"] == late["rep_key"]).sum())
+    owned_acts = int((state.data.activities["owner_key"] == late["rep_key"]).sum())
+    assert first.quarantined == owned_deals + owned_acts > 0
+    quarantined = session.scalars(
+        select(QuarantinedRecord.reason).where(QuarantinedRecord.source_id == sid)
+    ).all()
+    assert all(r.startswith("unknown owner") for r in quarantined)
+
+    # The user is added in the CRM (created now, so an incremental read of users sees it).
+    joined = late.copy()
+    joined["start_date"] = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
+    back = pd.concat([kept, joined.to_frame().T], ignore_index=True).astype(reps.dtypes.to_dict())
+    state.data = dataclasses.replace(state.data, reps=back)
+    second = sync(session_factory, settings, sid)
+
+    # (The few the second sync read again, within its lookback, were stored by the sync.)
+    assert (
+        owned_deals + owned_acts - second.fetched <= second.details["replayed"] <= first.quarantined
+    )
+    session.expire_all()
+    left = session.scalar(
+        select(func.count())
+        .select_from(QuarantinedRecord)
+        .where(QuarantinedRecord.source_id == sid)
+    )
+    assert left == 0
+    assert len(stored(session, sid)) == len(state.data.deals)
+    n_acts = session.scalar(
+        select(func.count()).select_from(Activity).where(Activity.source_id == sid)
+    )
+    assert n_acts == len(state.data.activities)
