@@ -119,7 +119,9 @@ def _print_result(job: Job) -> None:
                 f"{a.get('resolved', 0)} resolved from {a['rules']} rules, "
                 f"{a['deliveries']} webhook deliveries queued"
             )
-    if job.status != "succeeded":
+    if job.status == "paused":  # what was read is stored and computed: not a failure
+        typer.echo(f"job {job.id} {job.error}", err=True)
+    elif job.status != "succeeded":
         typer.echo(f"job {job.id} failed: {job.error}", err=True)
         raise typer.Exit(1)
 

@@ -40,6 +40,9 @@ from tenacity import (
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The longest a call waits to spread a nearly spent budget over its window (Salesforce's is a
+# rolling 24 hours: with one call left, the even spread would be a day).
+MAX_PACE_WAIT = 30.0
 
 
 class CrmError(Exception):
@@ -53,6 +56,12 @@ class CrmError(Exception):
 
 class CrmAuthError(CrmError):
     """Credentials were refused, even after a refresh."""
+
+
+class BudgetPaused(CrmError):
+    """The account's API budget for the day is spent, or so nearly that the calls left would
+    each have to wait longer than :data:`MAX_PACE_WAIT`: the sync stops here (its pages are
+    stored) and the schedule resumes it, instead of a worker sleeping for hours."""
 
 
 class RetryableError(CrmError):
@@ -331,8 +340,8 @@ class CrmClient:
         response = self._send(method, url, **kwargs)
         status = response.status_code
         if status >= 400 and self.is_final(response):
-            raise CrmError(
-                f"{method} {_path(url)}: HTTP {status} (not retryable now)",
+            raise BudgetPaused(
+                f"paused: daily API budget ({method} {_path(url)}: HTTP {status})",
                 status=status,
                 body=response.text,
             )
@@ -374,8 +383,15 @@ class CrmClient:
         if limits.remaining is None or limits.limit is None or not limits.reset_seconds:
             return
         if limits.remaining <= max(1, int(limits.limit * self.slow_down_below)):
-            # Spread the rest of the window over the calls left instead of running into 429.
-            self.sleep(limits.reset_seconds / max(1, limits.remaining))
+            # Spread the rest of the window over the calls left instead of running into 429,
+            # and stop rather than wait long (a budget shared with the account's other users).
+            wait = limits.reset_seconds / max(1, limits.remaining)
+            if wait > MAX_PACE_WAIT:
+                raise BudgetPaused(
+                    f"paused: daily API budget ({limits.remaining} of {limits.limit} calls "
+                    "left: resumed by the next scheduled sync)"
+                )
+            self.sleep(wait)
 
     # -- JSON helpers
 

@@ -50,6 +50,7 @@ from app.sources.models import Source, SyncCursor, SyncRun
 from app.teams import service as teams_service
 from connectors import registry
 from connectors.base import Connector, Page, Reject, iso, parse_datetime
+from connectors.http import BudgetPaused
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def run_sync(
     )
 
     error: str | None = None
+    paused: str | None = None
     try:
         connector = registry.connector_for(
             opened.kind,
@@ -116,10 +118,14 @@ def run_sync(
             )
         finally:
             connector.client.close()
+    except BudgetPaused as exc:
+        # Not a failure: what was read is stored, and the schedule resumes from the cursor.
+        paused = str(exc)[:2000]
+        log.warning("sync of source %s %s", source_id, paused)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:2000]
         log.warning("sync of source %s failed: %s", source_id, error)
-    _close_run(session_factory, settings, opened, error=error, started=started)
+    _close_run(session_factory, settings, opened, error=error, paused=paused, started=started)
     with session_factory() as session:
         final = session.get(SyncRun, opened.run_id)
         assert final is not None
@@ -209,15 +215,17 @@ def _close_run(
     *,
     error: str | None,
     started: float,
+    paused: str | None = None,
 ) -> None:
-    """Record the run's outcome, and the source's health (last success, failures in a row)."""
+    """Record the run's outcome (``paused`` when the API budget stopped it: the message), and
+    the source's health (last success, failures in a row; a pause is neither)."""
     source_id = opened.source_id
     with transaction(session_factory) as session:
         done = session.get(SyncRun, opened.run_id)
         source = session.get(Source, source_id)
         assert done is not None and source is not None
-        done.status = "failed" if error else "succeeded"
-        done.error = error
+        done.status = "failed" if error else "paused" if paused else "succeeded"
+        done.error = error or paused
         done.finished_at = utcnow()
         done.details = {**done.details, "duration_s": round(time.perf_counter() - started, 3)}
         seen = done.details.get("earliest_day")
@@ -228,7 +236,7 @@ def _close_run(
         if error:
             source.last_error = error
             source.consecutive_failures += 1
-        else:
+        elif not paused:
             source.last_success_at = done.finished_at
             source.last_error = None
             source.consecutive_failures = 0

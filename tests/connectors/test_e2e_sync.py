@@ -317,3 +317,27 @@ def test_records_of_an_owner_added_later_leave_quarantine(
         select(func.count()).select_from(Activity).where(Activity.source_id == sid)
     )
     assert n_acts == len(state.data.activities)
+
+
+def test_a_spent_api_budget_pauses_the_sync_and_the_job(session_factory, settings, session):
+    """Salesforce says 500 calls are left of the day's 100,000 (Sforce-Limit-Info): the sync
+    stops as "paused: daily API budget" instead of sleeping for minutes per call; the job says
+    so (not a failure), what was read is computed, and the source's health is untouched."""
+    from app.pipeline.jobs import service as jobs_service
+
+    state = sandbox_state(**DEMO)
+    app = registry.sandbox_app("salesforce", state, page_size=PAGE)
+    with ServerThread(app) as server:
+        sid = add_source(session_factory, settings, "salesforce", server.url)
+        state.requests = 99_500
+        with transaction(session_factory) as s:
+            job = jobs_service.create(session=s, kind="sync", source_id=sid, trigger="api")
+            job_id = job.id
+        done = jobs_service.run(session_factory=session_factory, settings=settings, job_id=job_id)
+
+    assert done.status == "paused", done.error
+    assert done.error.startswith("paused: daily API budget (")
+    assert done.result["sync"]["status"] == "paused" and "compute" in done.result
+    session.expire_all()
+    source = session.get(Source, sid)
+    assert source.consecutive_failures == 0 and source.last_error is None

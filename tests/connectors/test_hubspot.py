@@ -928,8 +928,8 @@ def test_searches_are_spaced_on_the_public_api(router: respx.MockRouter) -> None
 
 
 @respx.mock
-def test_daily_limit_429_fails_at_once_instead_of_retrying() -> None:
-    from connectors.http import CrmError
+def test_daily_limit_429_pauses_at_once_instead_of_retrying() -> None:
+    from connectors.http import BudgetPaused
     from connectors.hubspot import build_client
 
     waits: list[float] = []
@@ -946,6 +946,6 @@ def test_daily_limit_429_fails_at_once_instead_of_retrying() -> None:
         )
     )
     client = build_client(base_url=None, credentials={"access_token": "t"}, sleep=waits.append)
-    with pytest.raises(CrmError, match="not retryable"):
+    with pytest.raises(BudgetPaused, match="paused: daily API budget"):
         client.get_json("/crm/v3/owners")
     assert route.call_count == 1 and waits == []

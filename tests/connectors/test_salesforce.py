@@ -12,7 +12,7 @@ import httpx
 import pytest
 import respx
 
-from connectors.http import CrmAuthError, CrmError, RetryableError
+from connectors.http import BudgetPaused, CrmAuthError, CrmError, RetryableError
 from connectors.salesforce import (
     KIND,
     SalesforceConnector,
@@ -646,11 +646,24 @@ def test_daily_budget_only_slows_down_when_nearly_spent(
         ]
     )
     mock.get(f"{BASE}/services/data/v60.0/query/01gX-1").respond(
-        json=page([]), headers={"Sforce-Limit-Info": "api-usage=99000/100000; api-bursts=1/750"}
+        json=page([]), headers={"Sforce-Limit-Info": "api-usage=96000/100000; api-bursts=1/750"}
     )
     read("owners", connector(waits))
-    # 1,000 calls left of a rolling 24-hour budget: one call per 86.4 s.
-    assert len(waits) == 1 and waits[0] == pytest.approx(86.4)
+    # 4,000 calls left of a rolling 24-hour budget: one call per 21.6 s.
+    assert len(waits) == 1 and waits[0] == pytest.approx(21.6)
+
+
+def test_a_nearly_spent_budget_pauses_instead_of_sleeping_for_hours(
+    mock: respx.MockRouter, waits: Waits
+) -> None:
+    """1,000 calls left would mean one call every 86 s (one left: a day): the read stops with
+    BudgetPaused, for the schedule to resume, and nothing sleeps."""
+    mock.get(QUERY_ALL).respond(
+        json=page([]), headers={"Sforce-Limit-Info": "api-usage=99000/100000"}
+    )
+    with pytest.raises(BudgetPaused, match=r"paused: daily API budget \(1000 of 100000"):
+        read("owners", connector(waits))
+    assert waits == []
 
 
 def test_error_arrays() -> None:

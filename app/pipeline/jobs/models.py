@@ -9,7 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.core.base import Base, utcnow
 
 JOB_KINDS = ("sync", "compute")
-JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+# "paused": the sync stopped on the CRM's daily API budget (what it read is stored and
+# computed); the schedule resumes it.
+JOB_STATUSES = ("queued", "running", "succeeded", "paused", "failed")
 
 
 class Job(Base):

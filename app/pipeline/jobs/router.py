@@ -18,7 +18,7 @@ def list_jobs(
     session: SessionDep,
     _: RecordReaderKey,
     kind: Literal["sync", "compute"] | None = None,
-    status: Literal["queued", "running", "succeeded", "failed"] | None = None,
+    status: Literal["queued", "running", "succeeded", "paused", "failed"] | None = None,
     source_id: int | None = None,
     cursor: CursorParam = None,
     limit: LimitParam = 50,

@@ -10,7 +10,7 @@ class JobRead(Schema):
     kind: Literal["sync", "compute"]
     source_id: int | None
     trigger: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: Literal["queued", "running", "succeeded", "paused", "failed"]
     stage: str | None
     progress: dict[str, Any]
     params: dict[str, Any]

@@ -102,8 +102,8 @@ def run(
     sleep: Callable[[float], None] | None = None,
     holder: str | None = None,
 ) -> Job:
-    """Run a queued job to its end (succeeded or failed) in this process; ``holder`` names
-    the process in leases and in ``Job.worker``."""
+    """Run a queued job to its end (succeeded, paused on the CRM's API budget, or failed) in
+    this process; ``holder`` names the process in leases and in ``Job.worker``."""
     holder = holder or leases.holder_id()
     with session_factory() as session:
         job = get(session=session, job_id=job_id)
@@ -123,7 +123,7 @@ def run(
                 transport=transport,
                 sleep=sleep,
             )
-            if result["sync"]["status"] != "succeeded":
+            if result["sync"]["status"] == "failed":
                 raise RuntimeError(result["sync"]["error"] or "sync failed")
         if params.get("compute", True):
             result["compute"] = _compute_stage(session_factory, settings, job_id, holder, params)
@@ -131,11 +131,12 @@ def run(
         error = f"{type(exc).__name__}: {exc}"[:2000]
         log.warning("job %s failed: %s", job_id, error)
     done: dict[str, Any] = {} if error else {"stage": "done"}  # a failure keeps its stage
+    paused = result.get("sync", {}).get("status") == "paused"
     _update(
         session_factory,
         job_id,
-        status="failed" if error else "succeeded",
-        error=error,
+        status="failed" if error else "paused" if paused else "succeeded",
+        error=error or (result["sync"]["error"] if paused else None),
         finished_at=utcnow(),
         result=result,
         **done,
