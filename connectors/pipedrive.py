@@ -29,9 +29,12 @@ Mapping choices:
   ``expected_close_date``.
 * Activity types: Pipedrive's built-in keys map as ``call, meeting, email, task`` ->
   themselves, ``deadline`` -> task (a dated to-do), ``lunch`` -> meeting (time with a client).
-  Any other key (a company's custom type) is *rejected* with a reason naming it, not guessed:
-  counting a custom "demo" as a task would silently skew activity mix. Config
-  ``activity_types`` maps more keys, ``default_activity_type`` maps all the rest.
+  A company's custom type maps by the icon its admin chose for it in the account's catalog
+  (``GET /v1/activityTypes``: ``key_string``, ``icon_key``; :data:`ICON_TYPES`), read once per
+  run and again when an activity has a key it does not list (a type added during the run).
+  A custom type whose icon says nothing (``pricetag``, ``car``...) is *rejected* with a
+  reason naming it, not guessed. Config ``activity_types`` maps keys over all of this,
+  ``default_activity_type`` maps all the rest.
 
 Config: ``api_version`` ("v2" default, or "v1" for deals), ``page_size`` (<= 500),
 ``include_deleted`` (default True), ``resolve_accounts`` (v2 deals only carry ``org_id``: look
@@ -97,6 +100,19 @@ ACTIVITY_TYPES: Final[Mapping[str, str]] = {
     "lunch": "meeting",
 }
 _TYPES: Final = frozenset({"call", "email", "meeting", "task"})
+# A custom activity type's kind by its icon (Pipedrive's icon_key values that say one).
+ICON_TYPES: Final[Mapping[str, str]] = {
+    "call": "call",
+    "smartphone": "call",
+    "email": "email",
+    "meeting": "meeting",
+    "lunch": "meeting",
+    "calendar": "meeting",
+    "presentation": "meeting",
+    "task": "task",
+    "deadline": "task",
+    "checkbox": "task",
+}
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ORG_BATCH: Final = 100
 
@@ -291,6 +307,7 @@ class PipedriveConnector(Connector):
             str(k).strip().lower(): str(v).strip().lower()
             for k, v in dict(cfg.get("activity_types") or {}).items()
         }
+        self.configured_types = extra
         self.activity_types = {**ACTIVITY_TYPES, **extra}
         default = cfg.get("default_activity_type")
         self.default_activity_type = str(default).strip().lower() if default else None
@@ -376,6 +393,18 @@ class PipedriveConnector(Connector):
             next_start = following
 
     # -- lookups
+
+    def activity_catalog(self) -> dict[str, str]:
+        """Activity type key -> our type: the built-in keys, the account's custom types by
+        their icon (module docstring), then the ``activity_types`` setting over both."""
+        payload = self.get("/v1/activityTypes", {})
+        by_icon = {
+            str(t.get("key_string") or "").strip().lower(): ICON_TYPES[str(t.get("icon_key"))]
+            for t in self.data(payload, "/v1/activityTypes")
+            if isinstance(t, dict) and str(t.get("icon_key")) in ICON_TYPES
+        }
+        by_icon.pop("", None)
+        return {**by_icon, **ACTIVITY_TYPES, **self.configured_types}
 
     def catalog(self) -> Catalog:
         catalog = Catalog()
@@ -537,7 +566,16 @@ class ActivitiesStream(_PipedriveStream):
         params: dict[str, Any] = {"sort_by": "update_time", "sort_direction": "asc"}
         if since is not None:
             params["updated_since"] = rfc3339(since)
-        mapper = partial(map_activity, types=c.activity_types, default_type=c.default_activity_type)
+        types, refreshed = c.activity_catalog(), False
         for rows in c.v2_pages("/api/v2/activities", params):
-            if rows:
-                yield map_page(rows, mapper, id_of=id_of, cursor_of=stamp)
+            if not rows:
+                continue
+            if not refreshed and any(_type_key(r) not in types for r in rows):
+                # A type added since the catalog was read: read it once more, not per page.
+                types, refreshed = c.activity_catalog(), True
+            mapper = partial(map_activity, types=types, default_type=c.default_activity_type)
+            yield map_page(rows, mapper, id_of=id_of, cursor_of=stamp)
+
+
+def _type_key(raw: Any) -> str:
+    return str(raw.get("type") or "").strip().lower() if isinstance(raw, dict) else ""

@@ -353,6 +353,28 @@ def create_app(state: SandboxState, *, page_size: int = 100) -> FastAPI:
 def _reference_routes(app: FastAPI, state: SandboxState, tables: _Tables, page_size: int) -> None:
     """Users, stages, pipelines and organizations."""
 
+    @app.get("/v1/activityTypes")
+    def activity_types() -> Response:
+        # Pipedrive's built-in types (the demo's activities use no custom one).
+        keys = ("call", "meeting", "task", "deadline", "email", "lunch")
+        return JSONResponse(
+            {
+                "success": True,
+                "data": [
+                    {
+                        "id": i + 1,
+                        "order_nr": i + 1,
+                        "name": key.title(),
+                        "key_string": key,
+                        "icon_key": key,
+                        "active_flag": True,
+                        "is_custom_flag": False,
+                    }
+                    for i, key in enumerate(keys)
+                ],
+            }
+        )
+
     @app.get("/v1/users")
     def users() -> Response:
         # The company's users as they are now: one removed from (or added back to) the reps

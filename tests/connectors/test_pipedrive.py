@@ -85,7 +85,31 @@ def mock() -> Iterator[respx.MockRouter]:
         router.get(f"{BASE}/api/v2/organizations").respond(
             json=v2_body([{"id": 1, "name": "Acme Ltd"}])
         )
+        router.get(f"{BASE}/v1/activityTypes", name="types").respond(json=activity_types())
         yield router
+
+
+def activity_types(*custom: tuple[str, str]) -> dict[str, Any]:
+    """``GET /v1/activityTypes``: the built-in types, then (key_string, icon_key) custom ones."""
+    built_in = [(k, k) for k in ("call", "meeting", "task", "deadline", "email", "lunch")]
+    return {
+        "success": True,
+        "data": [
+            {
+                "id": i + 1,
+                "order_nr": i + 1,
+                "name": key.replace("_", " ").title(),
+                "key_string": key,
+                "icon_key": icon,
+                "active_flag": True,
+                "color": None,
+                "is_custom_flag": (key, icon) in custom,
+                "add_time": "2020-01-01 00:00:00",
+                "update_time": None,
+            }
+            for i, (key, icon) in enumerate([*built_in, *custom])
+        ],
+    }
 
 
 def connector(
@@ -461,6 +485,48 @@ def test_activities_types_deletion_and_times(mock: respx.MockRouter, waits: Wait
     assert mapped[0]["type"] == "meeting"
     anything = read(connector(waits, {"default_activity_type": "task"}), "activities")[0]
     assert anything.records[0]["type"] == "task"
+
+
+def test_custom_activity_types_map_by_their_icon(mock: respx.MockRouter, waits: Waits) -> None:
+    """A company's custom types take the kind of the icon chosen for them in the account's
+    catalog; a type added during the run makes the catalog be read again; an icon that says
+    nothing is rejected naming the type; the setting maps over the catalog."""
+    example = fixture("v2_get_activities.example.json")["data"][0]
+    rows = [
+        {**example, "id": 1, "type": "demo"},
+        {**example, "id": 2, "type": "site_visit"},
+        {**example, "id": 3, "type": "cold_call"},
+    ]
+    mock.get(f"{BASE}/api/v2/activities").respond(json=v2_body(rows))
+    types = mock.routes["types"]
+    first = activity_types(("demo", "presentation"), ("site_visit", "car"))
+    types.side_effect = [
+        httpx.Response(200, json=first),
+        # cold_call was created while the run read: the catalog is read once more.
+        httpx.Response(
+            200,
+            json=activity_types(
+                ("demo", "presentation"), ("site_visit", "car"), ("cold_call", "smartphone")
+            ),
+        ),
+    ]
+
+    page = read(connector(waits), "activities")[0]
+
+    assert [(r["external_id"], r["type"]) for r in page.records] == [
+        ("1", "meeting"),
+        ("3", "call"),
+    ]
+    assert [(r.external_id, r.reason) for r in page.rejects] == [
+        ("2", "unmapped activity type 'site_visit': map it with the activity_types setting")
+    ]
+    assert types.call_count == 2
+
+    types.side_effect = None
+    types.return_value = httpx.Response(200, json=first)
+    conn = connector(waits, {"activity_types": {"demo": "task", "site_visit": "meeting"}})
+    mapped = {r["external_id"]: r["type"] for r in read(conn, "activities")[0].records}
+    assert (mapped["1"], mapped["2"]) == ("task", "meeting")
 
 
 def test_v1_activity_example_maps() -> None:
