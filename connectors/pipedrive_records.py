@@ -166,6 +166,10 @@ def map_deal(
         status = _closed_outcome(raw)
     elif status not in {"open", "won", "lost"}:
         raise RecordError(f"unknown status: {raw.get('status')!r}")
+    # An archived deal is still a deal (an archived won deal stays won), but an archived open
+    # one is in no pipeline any more: it must not count as open pipeline.
+    if status == "open" and parse_bool(raw.get("is_archived", False)):
+        is_deleted = True
 
     stage_id = _ref(raw.get("stage_id"), "stage_id")
     if stage_id is None:

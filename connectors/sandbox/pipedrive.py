@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qs
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -215,6 +217,14 @@ class _Tables:
         )
 
     @staticmethod
+    def archived(deals: pd.DataFrame) -> npt.NDArray[np.bool_]:
+        """Deals archived in the CRM (a test sets ``is_archived`` on the demo's deals): v2
+        lists them under ``/api/v2/deals/archived`` only."""
+        if "is_archived" not in deals:
+            return np.zeros(len(deals), dtype=bool)
+        return deals["is_archived"].fillna(False).astype(bool).to_numpy()
+
+    @staticmethod
     def by_status(deals: pd.DataFrame, status: str | None) -> pd.DataFrame:
         """Pipedrive lists live deals unless asked for ``status=deleted`` (v1 and v2 alike)."""
         deleted = deals["is_deleted"].astype(bool)
@@ -245,7 +255,8 @@ class _Tables:
                 "add_time": _fmt(p["created_at"], _V2_TIME),
                 "update_time": _fmt(p["modified_at"], _V2_TIME),
                 "status": p["status"],
-                "is_archived": False,
+                "is_archived": _Tables.archived(p),
+                "archive_time": _fmt(p["modified_at"], _V2_TIME).where(_Tables.archived(p)),
                 "is_deleted": p["is_deleted"].astype(bool),
                 "probability": (p["probability"] * 100).round().astype("Int64"),
                 "close_time": closed_at,
@@ -425,9 +436,26 @@ def _record_routes(app: FastAPI, state: SandboxState, tables: _Tables, page_size
     @app.get("/api/v2/deals")
     def deals_v2(request: Request) -> Response:
         status = request.query_params.get("status")
-        deals, orders = tables.view(
-            f"deals:{status}", lambda: tables.by_status(tables.deals(), status)
-        )
+
+        def build() -> pd.DataFrame:
+            deals = tables.by_status(tables.deals(), status)
+            return deals[~tables.archived(deals)]
+
+        deals, orders = tables.view(f"deals:{status}", build)
+        page, following = v2_page(deals, request, page_size, orders)
+        response = _body(tables.v2_deals(page), additional_data={"next_cursor": following})
+        state.page_served()
+        return response
+
+    @app.get("/api/v2/deals/archived")
+    def archived_deals_v2(request: Request) -> Response:
+        status = request.query_params.get("status")
+
+        def build() -> pd.DataFrame:
+            deals = tables.by_status(tables.deals(), status)
+            return deals[tables.archived(deals)]
+
+        deals, orders = tables.view(f"archived:{status}", build)
         page, following = v2_page(deals, request, page_size, orders)
         response = _body(tables.v2_deals(page), additional_data={"next_cursor": following})
         state.page_served()

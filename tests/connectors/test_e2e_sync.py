@@ -341,3 +341,34 @@ def test_a_spent_api_budget_pauses_the_sync_and_the_job(session_factory, setting
     session.expire_all()
     source = session.get(Source, sid)
     assert source.consecutive_failures == 0 and source.last_error is None
+
+
+def test_pipedrive_deals_archived_in_the_crm_leave_the_pipeline(session_factory, settings, session):
+    """Pipedrive's v2 /deals no longer lists a deal once it is archived: the next sync reads
+    it from /deals/archived. An archived open deal leaves the pipeline (deleted); an archived
+    won deal stays won."""
+    state = sandbox_state(**DEMO)
+    app = registry.sandbox_app("pipedrive", state, page_size=PAGE)
+    with ServerThread(app) as server:
+        sid = add_source(session_factory, settings, "pipedrive", server.url)
+        sync(session_factory, settings, sid)
+        deals = state.data.deals
+        live = ~deals["is_deleted"].astype(bool)
+        open_row = deals.index[(live & deals["status"].eq("open")).to_numpy()][0]
+        won_row = deals.index[(live & deals["status"].eq("won")).to_numpy()][0]
+        with state.lock:
+            deals["is_archived"] = False
+            deals.loc[[open_row, won_row], "is_archived"] = True
+            deals.loc[[open_row, won_row], "modified_at"] = pd.Timestamp.now(tz="UTC")
+            state.version += 1
+        second = sync(session_factory, settings, sid)
+
+    assert second.updated >= 2
+    after = stored(session, sid)
+
+    # Pipedrive's ids are the demo keys' numbers ("D000042" -> 42).
+    def pipedrive_id(row: int) -> str:
+        return str(int(str(deals.loc[row, "external_id"]).lstrip("D")))
+
+    assert after[pipedrive_id(open_row)][1:] == ("open", True)
+    assert after[pipedrive_id(won_row)][1:] == ("won", False)

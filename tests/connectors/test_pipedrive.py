@@ -86,6 +86,7 @@ def mock() -> Iterator[respx.MockRouter]:
             json=v2_body([{"id": 1, "name": "Acme Ltd"}])
         )
         router.get(f"{BASE}/v1/activityTypes", name="types").respond(json=activity_types())
+        router.get(f"{BASE}/api/v2/deals/archived", name="archived").respond(json=v2_body([]))
         yield router
 
 
@@ -485,6 +486,32 @@ def test_activities_types_deletion_and_times(mock: respx.MockRouter, waits: Wait
     assert mapped[0]["type"] == "meeting"
     anything = read(connector(waits, {"default_activity_type": "task"}), "activities")[0]
     assert anything.records[0]["type"] == "task"
+
+
+def test_archived_deals_are_read_and_an_archived_open_deal_leaves_the_pipeline(
+    mock: respx.MockRouter, waits: Waits
+) -> None:
+    """v2 /deals leaves archived deals out; /deals/archived lists them: a won deal archived
+    is still won, an open one archived is in no pipeline any more (deleted)."""
+    mock.get(f"{BASE}/api/v2/deals").respond(json=v2_body([]))
+    archived = [
+        v2_deal(7, "2026-03-01T10:00:00Z", status="won", won_time="2026-02-27T16:00:00Z",
+                is_archived=True, archive_time="2026-03-01T10:00:00Z"),
+        v2_deal(8, "2026-03-02T10:00:00Z", status="open", is_archived=True,
+                archive_time="2026-03-02T10:00:00Z"),
+    ]  # fmt: skip
+    route = mock.routes["archived"]
+    route.respond(json=v2_body(archived))
+    since = datetime(2026, 2, 1, tzinfo=UTC)
+
+    got = {r["external_id"]: r for r in records(read(connector(waits), "deals", since))}
+
+    assert (got["7"]["status"], got["7"]["is_deleted"]) == ("won", False)
+    assert (got["8"]["status"], got["8"]["is_deleted"]) == ("open", True)
+    assert params(route)["updated_since"] == "2026-02-01T00:00:00Z"
+
+    route.respond(404, json={"success": False, "error": "Not found"})
+    assert records(read(connector(waits), "deals", since)) == []
 
 
 def test_custom_activity_types_map_by_their_icon(mock: respx.MockRouter, waits: Waits) -> None:
