@@ -88,6 +88,9 @@ class Page:
     # How many records the CRM says the stream's query matches, where it says (Salesforce's
     # totalSize): lets a job show a percentage.
     total: int | None = None
+    # External ids the CRM reports deleted without their data (Pipedrive's recents feed):
+    # the engine marks the stored records deleted.
+    deleted: list[str] = field(default_factory=list)
 
 
 class Stream(ABC):

@@ -62,6 +62,29 @@ def store_records(session: Session, source_id: int, stream: str, page: Page, run
         run.details = {**run.details, "earliest_day": str(first)}
 
 
+def mark_deleted(
+    session: Session, source_id: int, stream: str, external_ids: list[str], run: SyncRun
+) -> None:
+    """Records the CRM reports deleted without their data (``Page.deleted``): the stored ones
+    are upserted as they are with ``is_deleted`` set, so their days are marked for the next
+    compute as any change's are; ids never stored are nothing to delete."""
+    if not external_ids:
+        return
+    model = MODELS[stream]
+    columns = [model.rep_id, *(getattr(model, f) for f in FIELDS[stream])]
+    rows = session.execute(
+        select(*columns).where(
+            model.source_id == source_id,
+            model.external_id.in_(external_ids),
+            model.is_deleted.is_(False),
+        )
+    ).mappings()
+    gone = [{**row, "is_deleted": True} for row in rows]
+    counts = ingest.upsert_records(session, model, source_id, gone)
+    run.updated += counts.updated
+    run.deleted += counts.deleted
+
+
 def _reject(record: dict[str, Any], reason: str) -> Reject:
     raw = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in record.items()}
     return Reject(str(record.get("external_id")), reason, raw)

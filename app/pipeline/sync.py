@@ -42,7 +42,7 @@ from app.core.base import utcnow
 from app.core.config import Settings
 from app.core.db import transaction
 from app.pipeline import ingest
-from app.pipeline.owned import OBJECT_TYPE, replay_owners, store_records
+from app.pipeline.owned import OBJECT_TYPE, mark_deleted, replay_owners, store_records
 from app.reps import service as reps_service
 from app.reps.models import Rep
 from app.sources import service as sources_service
@@ -303,6 +303,7 @@ def _sync_stream(
                     _store_owners(session, source_id, page, managers)
                 else:
                     store_records(session, source_id, stream_name, page, run)
+                    mark_deleted(session, source_id, stream_name, page.deleted, run)
                 _quarantine(session, source_id, stream_name, page)
                 _advance(session, source_id, stream_name, page.cursor, run_start)
                 run.fetched += page.fetched
@@ -431,6 +432,7 @@ def _coalesce(batch: list[Page]) -> Page:
         return batch[0]
     latest: dict[Any, dict[str, Any]] = {}
     rejects: list[Reject] = []
+    deleted: list[str] = []
     cursors: list[datetime] = []
     fetched = 0
     for page in batch:
@@ -441,6 +443,7 @@ def _coalesce(batch: list[Page]) -> Page:
         fresh = {r.get("external_id") for r in page.records}
         rejects = [r for r in rejects if r.external_id not in fresh]
         rejects.extend(page.rejects)
+        deleted.extend(page.deleted)
         fetched += page.fetched
         if page.cursor is not None:
             stamp = parse_datetime(page.cursor, "cursor")
@@ -452,6 +455,7 @@ def _coalesce(batch: list[Page]) -> Page:
         cursor=iso(max(cursors)) if cursors else None,
         fetched=fetched,
         total=next((p.total for p in batch if p.total is not None), None),
+        deleted=deleted,
     )
 
 

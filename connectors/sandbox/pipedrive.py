@@ -216,6 +216,16 @@ class _Tables:
             org_id=deals["account"].map(self.org_ids).astype("Int64"),
         )
 
+    def live_activities(self) -> pd.DataFrame:
+        """The activities not deleted (a test sets ``is_deleted`` on the demo's activities)."""
+        frame = self.activities
+        with self.state.lock:
+            source = self.state.data.activities
+            if "is_deleted" not in source:
+                return frame
+            deleted = source["is_deleted"].fillna(False).astype(bool).to_numpy()
+        return frame[~deleted]
+
     @staticmethod
     def archived(deals: pd.DataFrame) -> npt.NDArray[np.bool_]:
         """Deals archived in the CRM (a test sets ``is_archived`` on the demo's deals): v2
@@ -463,7 +473,8 @@ def _record_routes(app: FastAPI, state: SandboxState, tables: _Tables, page_size
 
     @app.get("/api/v2/activities")
     def activities_v2(request: Request) -> Response:
-        activities, orders = tables.view("activities", lambda: tables.activities)
+        # A deleted activity leaves the listing without a trace (only recents report it).
+        activities, orders = tables.view("activities", tables.live_activities)
         page, following = v2_page(activities, request, page_size, orders)
         response = _body(tables.v2_activities(page), additional_data={"next_cursor": following})
         state.page_served()
@@ -493,8 +504,10 @@ def _recents_route(app: FastAPI, state: SandboxState, tables: _Tables, page_size
         if since is None:
             raise BadRequest("since_timestamp is required")
         items = {part.strip() for part in q.get("items", "deal").split(",")}
+        if items == {"activity"}:
+            return _activity_recents(request, state, tables, since, page_size)
         if items != {"deal"}:
-            raise BadRequest("the sandbox serves recents for items=deal only")
+            raise BadRequest("the sandbox serves recents for items=deal or items=activity")
         deals = tables.deals()
         deals = deals[deals["modified_at"] >= since].sort_values(
             ["modified_at", "id"], kind="stable"
@@ -559,3 +572,30 @@ def _basic_client(header: str | None) -> bool:
         return False
     client_id, sep, _ = decoded.partition(":")
     return bool(sep and client_id)
+
+
+def _activity_recents(
+    request: Request, state: SandboxState, tables: _Tables, since: datetime, page_size: int
+) -> Response:
+    """``items=activity``: activities changed since ``since``; a deleted one as Pipedrive
+    reports it, ``{"item": "activity", "id": N, "data": null}``."""
+    with state.lock:
+        source = state.data.activities
+        deleted = (
+            source["is_deleted"].fillna(False).astype(bool).to_numpy()
+            if "is_deleted" in source
+            else np.zeros(len(source), dtype=bool)
+        )
+        # A deletion is a change: its time is the record's modified_at now.
+        modified = source["modified_at"].to_numpy()
+    frame = tables.activities.assign(_deleted=deleted, modified_at=modified)
+    frame = frame[frame["modified_at"] >= since].sort_values(["modified_at", "id"], kind="stable")
+    page, pagination = v1_page(frame, request, page_size)
+    live = json.loads(tables.v2_activities(page).to_json(orient="records")) if len(page) else []
+    rows = [
+        {"item": "activity", "id": int(i), "data": None if gone else data}
+        for i, gone, data in zip(page["id"], page["_deleted"], live, strict=True)
+    ]
+    extra = {"since_timestamp": since.strftime(_V1_TIME), "pagination": pagination}
+    state.page_served()
+    return JSONResponse({"success": True, "data": rows, "additional_data": extra})

@@ -372,3 +372,34 @@ def test_pipedrive_deals_archived_in_the_crm_leave_the_pipeline(session_factory,
 
     assert after[pipedrive_id(open_row)][1:] == ("open", True)
     assert after[pipedrive_id(won_row)][1:] == ("won", False)
+
+
+def test_pipedrive_activities_deleted_in_the_crm_are_marked_deleted(
+    session_factory, settings, session
+):
+    """A deleted Pipedrive activity leaves v2 /activities without a trace; the next sync finds
+    it in /v1/recents (data: null) and marks the stored one deleted, so it stops counting."""
+    state = sandbox_state(**DEMO)
+    app = registry.sandbox_app("pipedrive", state, page_size=PAGE)
+    with ServerThread(app) as server:
+        sid = add_source(session_factory, settings, "pipedrive", server.url)
+        sync(session_factory, settings, sid)
+        acts = state.data.activities
+        with state.lock:
+            acts["is_deleted"] = False
+            acts.loc[acts.index[:3], "is_deleted"] = True
+            acts.loc[acts.index[:3], "modified_at"] = pd.Timestamp.now(tz="UTC")
+            state.version += 1
+        second = sync(session_factory, settings, sid)
+        third = sync(session_factory, settings, sid)
+
+    gone = {str(int(str(k).lstrip("A"))) for k in acts.loc[acts.index[:3], "external_id"]}
+    session.expire_all()
+    flags = dict(
+        session.execute(
+            select(Activity.external_id, Activity.is_deleted).where(Activity.source_id == sid)
+        ).all()
+    )
+    assert {k for k, deleted in flags.items() if deleted} == gone
+    assert second.updated + second.deleted >= 3
+    assert (third.updated, third.deleted) == (0, 0)  # marked once

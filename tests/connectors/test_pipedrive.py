@@ -87,6 +87,9 @@ def mock() -> Iterator[respx.MockRouter]:
         )
         router.get(f"{BASE}/v1/activityTypes", name="types").respond(json=activity_types())
         router.get(f"{BASE}/api/v2/deals/archived", name="archived").respond(json=v2_body([]))
+        router.get(f"{BASE}/v1/recents", params={"items": "activity"}, name="gone").respond(
+            json=v1_body([], start=0, more=False)
+        )
         yield router
 
 
@@ -463,7 +466,8 @@ def test_activities_types_deletion_and_times(mock: respx.MockRouter, waits: Wait
     ]
     activities = mock.get(f"{BASE}/api/v2/activities").respond(json=v2_body(rows))
     since = datetime(2021, 1, 1, tzinfo=UTC)
-    page = read(connector(waits), "activities", since)[0]
+    # (The first page holds the deletions the recents feed reports: none here.)
+    page = read(connector(waits), "activities", since)[-1]
 
     query = params(activities)
     assert query["updated_since"] == "2021-01-01T00:00:00Z"
@@ -512,6 +516,34 @@ def test_archived_deals_are_read_and_an_archived_open_deal_leaves_the_pipeline(
 
     route.respond(404, json={"success": False, "error": "Not found"})
     assert records(read(connector(waits), "deals", since)) == []
+
+
+def test_deleted_activities_are_read_from_the_recents_feed(
+    mock: respx.MockRouter, waits: Waits
+) -> None:
+    """A deleted activity leaves v2 /activities; /v1/recents reports it with ``data: null``
+    (a row with data is a live change, read from v2): its id is a deletion, first."""
+    mock.get(f"{BASE}/api/v2/activities").respond(json=v2_body([]))
+    recents = load_recents_with_null()
+    mock.routes["gone"].respond(json=recents)
+    since = datetime(2021, 1, 1, tzinfo=UTC)
+
+    pages = read(connector(waits), "activities", since)
+
+    expected = [str(r["id"]) for r in recents["data"] if r["data"] is None]
+    assert expected and pages[0].deleted == expected and pages[0].cursor is None
+    assert params(mock.routes["gone"])["since_timestamp"] == "2020-12-31 23:59:59"
+    # A first (full) read has nothing stored to delete: it does not ask.
+    calls = mock.routes["gone"].call_count
+    read(connector(waits), "activities")
+    assert mock.routes["gone"].call_count == calls
+
+
+def load_recents_with_null() -> dict[str, Any]:
+    """Pipedrive's recents answer with a deleted record (``data: null``), as activities."""
+    body = fixture("recents_response_with_null.json")
+    rows = [{**r, "item": "activity"} for r in body["data"]]
+    return {**body, "data": rows}
 
 
 def test_custom_activity_types_map_by_their_icon(mock: respx.MockRouter, waits: Waits) -> None:
