@@ -443,33 +443,28 @@ def _reference_routes(app: FastAPI, state: SandboxState, tables: _Tables, page_s
 def _record_routes(app: FastAPI, state: SandboxState, tables: _Tables, page_size: int) -> None:
     """Deals (v2 and v1) and activities."""
 
-    @app.get("/api/v2/deals")
-    def deals_v2(request: Request) -> Response:
+    def v2_deals(request: Request, *, archived: bool) -> Response:
+        """v2 lists archived deals apart (``/deals/archived``), the others under ``/deals``."""
         status = request.query_params.get("status")
 
         def build() -> pd.DataFrame:
             deals = tables.by_status(tables.deals(), status)
-            return deals[~tables.archived(deals)]
+            kept: pd.DataFrame = deals[tables.archived(deals) == archived]
+            return kept
 
-        deals, orders = tables.view(f"deals:{status}", build)
+        deals, orders = tables.view(f"deals:{archived}:{status}", build)
         page, following = v2_page(deals, request, page_size, orders)
         response = _body(tables.v2_deals(page), additional_data={"next_cursor": following})
         state.page_served()
         return response
+
+    @app.get("/api/v2/deals")
+    def deals_v2(request: Request) -> Response:
+        return v2_deals(request, archived=False)
 
     @app.get("/api/v2/deals/archived")
     def archived_deals_v2(request: Request) -> Response:
-        status = request.query_params.get("status")
-
-        def build() -> pd.DataFrame:
-            deals = tables.by_status(tables.deals(), status)
-            return deals[tables.archived(deals)]
-
-        deals, orders = tables.view(f"archived:{status}", build)
-        page, following = v2_page(deals, request, page_size, orders)
-        response = _body(tables.v2_deals(page), additional_data={"next_cursor": following})
-        state.page_served()
-        return response
+        return v2_deals(request, archived=True)
 
     @app.get("/api/v2/activities")
     def activities_v2(request: Request) -> Response:

@@ -435,7 +435,9 @@ def test_fixture_records_of_another_shape_are_rejects(mock: respx.MockRouter, wa
 # ------------------------------------------------------------------ currency detection
 
 
-def test_invalid_field_currency_falls_back_once(mock: respx.MockRouter, waits: Waits) -> None:
+def _single_currency_org(mock: respx.MockRouter) -> list[str]:
+    """A single-currency org: a query naming CurrencyIsoCode is a 400 INVALID_FIELD; returns
+    the queries sent, as they are sent."""
     sent: list[str] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -445,6 +447,11 @@ def test_invalid_field_currency_falls_back_once(mock: respx.MockRouter, waits: W
         return httpx.Response(200, json=page([opportunity(CurrencyIsoCode=None)]))
 
     mock.get(QUERY_ALL).mock(side_effect=answer)
+    return sent
+
+
+def test_invalid_field_currency_falls_back_once(mock: respx.MockRouter, waits: Waits) -> None:
+    sent = _single_currency_org(mock)
     conn = connector(waits, default_currency="gbp")
     (result,) = read("deals", conn)
     assert result.records[0]["currency"] == "GBP"
@@ -491,15 +498,7 @@ def test_a_single_currency_orgs_amounts_are_in_its_currency(
     mock: respx.MockRouter, waits: Waits
 ) -> None:
     """No CurrencyIsoCode on the deals: the org's DefaultCurrencyIsoCode, asked once, not USD."""
-    sent: list[str] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        sent.append(q_of(request))
-        if "CurrencyIsoCode" in sent[-1]:
-            return httpx.Response(400, json=fixture("query_error_response.json"))
-        return httpx.Response(200, json=page([opportunity(CurrencyIsoCode=None)]))
-
-    mock.get(QUERY_ALL).mock(side_effect=answer)
+    _single_currency_org(mock)
     org = {"attributes": {"type": "Organization"}, "DefaultCurrencyIsoCode": "JPY"}
     orgs = mock.get(QUERY).respond(json=page([org]))
     conn = connector(waits)
