@@ -158,6 +158,15 @@ def rate_limits(response: httpx.Response) -> Limits:
     )
 
 
+def is_daily_budget(response: httpx.Response) -> bool:
+    """A 429 with ``x-daily-requests-left`` at 0: the token's daily budget is spent until its
+    reset, hours away: the sync pauses (``BudgetPaused``) instead of retrying into it."""
+    if response.status_code != 429:
+        return False
+    left = _number(response.headers.get("x-daily-requests-left"))
+    return left is not None and left <= 0
+
+
 def is_auth_error(response: httpx.Response) -> bool:
     # ``{"success": false, "error": "unauthorized access", "errorCode": 401}``. A 403 is a
     # permission (e.g. a non-admin token) that a refresh cannot fix: it stays a plain error.
@@ -201,6 +210,7 @@ WIRE = http.CrmWire(
     basic_client_auth=True,
     limits=rate_limits,
     is_auth_error=is_auth_error,
+    is_final=is_daily_budget,
 )
 
 

@@ -14,7 +14,7 @@ import pytest
 import respx
 
 from connectors.base import Page
-from connectors.http import CrmAuthError, CrmError
+from connectors.http import BudgetPaused, CrmAuthError, CrmError
 from connectors.pipedrive import (
     DEFAULT_BASE_URL,
     KIND,
@@ -343,6 +343,29 @@ def test_429_waits_for_retry_after(mock: respx.MockRouter, waits: Waits) -> None
     assert len(records(read(connector(waits), "owners"))) == 2
     assert users.call_count == 2
     assert waits == [3.0]
+
+
+def test_a_spent_daily_budget_pauses_instead_of_retrying(
+    mock: respx.MockRouter, waits: Waits
+) -> None:
+    """A 429 with x-daily-requests-left: 0 lasts until the budget's reset: no retry, no
+    sleep, a BudgetPaused for the engine to end the run as paused. A 429 of the 2-second
+    window (requests left for the day) is still retried."""
+    body = {"success": False, "error": "Request over limit", "errorCode": 429}
+    spent = {"x-daily-requests-left": "0", "x-ratelimit-remaining": "0"}
+    route = mock.get(f"{BASE}/api/v2/activities").respond(429, json=body, headers=spent)
+    with pytest.raises(BudgetPaused, match="paused: daily API budget"):
+        read(connector(waits), "activities")
+    assert route.call_count == 1 and waits == []
+
+    route.side_effect = [
+        httpx.Response(
+            429, json=body, headers={"x-daily-requests-left": "5000", "retry-after": "2"}
+        ),
+        httpx.Response(200, json=v2_body([])),
+    ]
+    assert read(connector(waits), "activities") == []
+    assert route.call_count == 3 and waits == [2.0]
 
 
 def test_rate_limit_headers_slow_down_before_the_limit(
