@@ -82,6 +82,14 @@ def _num(values: pd.Series) -> pd.Series:
     return pd.to_numeric(digits, errors="coerce").astype("Int64")
 
 
+def _flag(frame: pd.DataFrame, column: str) -> npt.NDArray[np.bool_]:
+    """A flag a test may set on the demo's frames (``is_archived``...): false where unset."""
+    if column not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    flags: npt.NDArray[np.bool_] = frame[column].fillna(False).astype(bool).to_numpy()
+    return flags
+
+
 def _fmt(values: pd.Series, pattern: str) -> pd.Series:
     return pd.to_datetime(values, utc=True).dt.strftime(pattern)
 
@@ -220,19 +228,14 @@ class _Tables:
         """The activities not deleted (a test sets ``is_deleted`` on the demo's activities)."""
         frame = self.activities
         with self.state.lock:
-            source = self.state.data.activities
-            if "is_deleted" not in source:
-                return frame
-            deleted = source["is_deleted"].fillna(False).astype(bool).to_numpy()
+            deleted = _flag(self.state.data.activities, "is_deleted")
         return frame[~deleted]
 
     @staticmethod
     def archived(deals: pd.DataFrame) -> npt.NDArray[np.bool_]:
         """Deals archived in the CRM (a test sets ``is_archived`` on the demo's deals): v2
         lists them under ``/api/v2/deals/archived`` only."""
-        if "is_archived" not in deals:
-            return np.zeros(len(deals), dtype=bool)
-        return deals["is_archived"].fillna(False).astype(bool).to_numpy()
+        return _flag(deals, "is_archived")
 
     @staticmethod
     def by_status(deals: pd.DataFrame, status: str | None) -> pd.DataFrame:
@@ -576,11 +579,7 @@ def _activity_recents(
     reports it, ``{"item": "activity", "id": N, "data": null}``."""
     with state.lock:
         source = state.data.activities
-        deleted = (
-            source["is_deleted"].fillna(False).astype(bool).to_numpy()
-            if "is_deleted" in source
-            else np.zeros(len(source), dtype=bool)
-        )
+        deleted = _flag(source, "is_deleted")
         # A deletion is a change: its time is the record's modified_at now.
         modified = source["modified_at"].to_numpy()
     frame = tables.activities.assign(_deleted=deleted, modified_at=modified)
