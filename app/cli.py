@@ -104,6 +104,8 @@ def _print_result(job: Job) -> None:
             f"inserted, {r['updated']} updated, {r['deleted']} deleted, "
             f"{r['quarantined']} quarantined, {r['pages']} pages"
         )
+        for stream, count in r.get("reconciled", {}).items():
+            typer.echo(f"resync: {count} {stream} no longer in the CRM, marked deleted")
         for notice in r.get("notices", []):
             typer.echo(f"note: {notice}", err=True)
     if "compute" in result:
@@ -388,10 +390,19 @@ def sync(
         bool,
         typer.Option("--compute/--no-compute", help="Recompute the touched periods (and alerts)"),
     ] = True,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Full resync: re-read everything, then mark deleted what the CRM no longer "
+            "returns (safe while the service serves)",
+        ),
+    ] = False,
 ) -> None:
     """Sync one CRM source now, page by page, then recompute what changed and raise alerts."""
     factory = _database()
-    job = _run_job(factory, kind="sync", source_id=source_id, params={"compute": recompute})
+    params = {"compute": recompute, **({"resync": True} if full else {})}
+    job = _run_job(factory, kind="sync", source_id=source_id, params=params)
     _print_result(job)
 
 

@@ -71,6 +71,18 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture
+def fresh_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A second, empty database on the test's backend: for a process of its own (a worker, a
+    CLI killed mid-sync), or to compare with a fresh sync."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    name = f"qg_fresh_{uuid.uuid4().hex[:8]}"
+    yield _postgres_database(name)
+    _drop_postgres_database(name)
+
+
 @pytest.fixture(scope="session")
 def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if backend == "sqlite":

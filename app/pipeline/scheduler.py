@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -29,7 +29,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.base import utcnow
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 LEADER_LEASE = "scheduler"
 CLOSE_PERIODS_JOB = "close-periods"
 DELIVER_WEBHOOKS_JOB = "deliver-webhooks"
+DEFAULT_RESYNC_DAYS = 7
 
 
 def trigger_for(schedule: dict[str, Any]) -> IntervalTrigger | CronTrigger | None:
@@ -52,6 +53,28 @@ def trigger_for(schedule: dict[str, Any]) -> IntervalTrigger | CronTrigger | Non
         return CronTrigger.from_crontab(str(schedule["cron"]), timezone=UTC)
     seconds = schedule.get("interval_seconds") or (schedule.get("interval_minutes") or 0) * 60
     return IntervalTrigger(seconds=int(seconds), timezone=UTC) if seconds else None
+
+
+def resync_due(session: Session, *, source_id: int, now: datetime) -> bool:
+    """Whether the source's next scheduled sync is a full resync (``app.pipeline.reconcile``):
+    ``schedule.resync_every_days`` (7 unset, 0 never) since the last successful one, or since
+    the first successful sync, which read everything too. Never before a first sync."""
+    source = session.get(Source, source_id)
+    if source is None:
+        return False
+    days = source.schedule.get("resync_every_days")
+    days = DEFAULT_RESYNC_DAYS if days is None else int(days)
+    if days <= 0:
+        return False
+    done = (SyncRun.source_id == source_id, SyncRun.status == "succeeded")
+    last = session.scalar(
+        select(func.max(SyncRun.finished_at)).where(*done, SyncRun.kind == "resync")
+    ) or session.scalar(select(func.min(SyncRun.finished_at)).where(*done, SyncRun.kind == "sync"))
+    if last is None:
+        return False
+    if last.tzinfo is None:  # SQLite hands naive UTC back
+        last = last.replace(tzinfo=UTC)
+    return now - last >= timedelta(days=days)
 
 
 class Scheduler:
@@ -193,8 +216,13 @@ class Scheduler:
         if not self.is_leader or self._backing_off(source_id):
             return
         with transaction(self.session_factory) as session:
+            full = resync_due(session, source_id=source_id, now=utcnow())
             job = jobs_service.create(
-                session=session, kind="sync", source_id=source_id, trigger="schedule"
+                session=session,
+                kind="sync",
+                source_id=source_id,
+                trigger="schedule",
+                params={"resync": True} if full else None,
             )
         jobs_service.run(
             session_factory=self.session_factory,

@@ -42,7 +42,8 @@ from app.core.base import utcnow
 from app.core.config import Settings
 from app.core.db import transaction
 from app.pipeline import ingest
-from app.pipeline.owned import OBJECT_TYPE, mark_deleted, replay_owners, store_records
+from app.pipeline.owned import MODELS, OBJECT_TYPE, mark_deleted, replay_owners, store_records
+from app.pipeline.reconcile import SeenIds, reconcile
 from app.reps import service as reps_service
 from app.reps.models import Rep
 from app.sources import service as sources_service
@@ -77,10 +78,12 @@ def run_sync(
     sleep: Callable[[float], None] = time.sleep,
     lookback: timedelta = LOOKBACK,
     on_page: Callable[[SyncRun], None] | None = None,
+    full: bool = False,
 ) -> SyncRun:
-    """Sync one source now; returns the finished run (succeeded or failed)."""
+    """Sync one source now; returns the finished run (succeeded or failed). ``full``: a full
+    resync (``app.pipeline.reconcile``), recorded as a run of kind ``resync``."""
     started = time.perf_counter()
-    opened = _open_run(session_factory, settings, source_id)
+    opened = _open_run(session_factory, settings, source_id, kind="resync" if full else "sync")
     run_start = utcnow()
     # The reader thread refreshes tokens while the writer stores pages: one writer at a time
     # (a test's session factory shares one connection, which no two threads may use at once).
@@ -115,6 +118,7 @@ def run_sync(
                 lookback=lookback,
                 on_page=on_page,
                 db_lock=db_lock,
+                full=full,
             )
         finally:
             connector.client.close()
@@ -145,7 +149,7 @@ class _OpenRun:
 
 
 def _open_run(
-    session_factory: sessionmaker[Session], settings: Settings, source_id: int
+    session_factory: sessionmaker[Session], settings: Settings, source_id: int, *, kind: str
 ) -> _OpenRun:
     with transaction(session_factory) as session:
         source = session.get(Source, source_id)
@@ -155,9 +159,10 @@ def _open_run(
         session.execute(
             update(SyncRun)
             .where(SyncRun.source_id == source_id, SyncRun.status == "running")
+            .where(SyncRun.kind.in_(("sync", "resync")))
             .values(status="failed", finished_at=utcnow(), error="interrupted (process ended)")
         )
-        run = SyncRun(source_id=source_id, kind="sync", status="running")
+        run = SyncRun(source_id=source_id, kind=kind, status="running")
         session.add(run)
         session.flush()
         return _OpenRun(
@@ -180,14 +185,17 @@ def _sync_streams(
     lookback: timedelta,
     on_page: Callable[[SyncRun], None] | None,
     db_lock: threading.Lock,
+    full: bool,
 ) -> None:
-    """Read every stream of the source and store its pages; raises what the connector does."""
+    """Read every stream of the source and store its pages; raises what the connector does.
+    ``full``: every stream from the start, then reconciled (``app.pipeline.reconcile``)."""
     streams = list(connector.streams())
     with db_lock, transaction(session_factory) as session:
         current = session.get(SyncRun, run_id)
         assert current is not None
         current.details = {**current.details, "stream_count": len(streams)}
     for stream in streams:
+        seen = SeenIds() if full and stream.name in MODELS else None
         _sync_stream(
             session_factory,
             source_id,
@@ -198,7 +206,13 @@ def _sync_streams(
             lookback=lookback,
             on_page=on_page,
             db_lock=db_lock,
+            seen=seen,
         )
+        if seen is not None:  # read to its end: what it did not return is gone
+            with db_lock, transaction(session_factory) as session:
+                current = session.get(SyncRun, run_id)
+                assert current is not None
+                reconcile(session, source_id=source_id, stream=stream.name, seen=seen, run=current)
     # The owners were just read: records quarantined for an owner now known are stored.
     with db_lock, transaction(session_factory) as session:
         current = session.get(SyncRun, run_id)
@@ -231,7 +245,7 @@ def _close_run(
         seen = done.details.get("earliest_day")
         notice = ingest.horizon_notice(settings, date.fromisoformat(seen) if seen else None)
         if notice:
-            done.details = {**done.details, "notices": [notice]}
+            done.details = {**done.details, "notices": [*done.details.get("notices", []), notice]}
             log.warning("sync of source %s: %s", source_id, notice)
         if error:
             source.last_error = error
@@ -285,16 +299,22 @@ def _sync_stream(
     lookback: timedelta,
     on_page: Callable[[SyncRun], None] | None,
     db_lock: threading.Lock,
+    seen: SeenIds | None = None,
 ) -> None:
+    """One stream from its cursor (from the start when ``seen`` collects a full read)."""
     with db_lock, session_factory() as session:
         cursor = session.get(SyncCursor, (source_id, stream_name))
         stored = parse_datetime(cursor.value, "cursor") if cursor and cursor.value else None
-    since = stored - lookback if stored else None
+    since = stored - lookback if stored and seen is None else None
     managers: dict[str, str] = {}
     reader = _Prefetch(pages(since), PREFETCH_RECORDS)
     try:
         for batch in reader.batches(1 if stream_name == "owners" else COALESCE_RECORDS):
             page = _coalesce(batch)
+            if seen is not None:
+                seen.add(r.get("external_id") for r in page.records)
+                seen.add(r.external_id for r in page.rejects)
+                seen.add(page.deleted)
             with db_lock, transaction(session_factory) as session:
                 current = session.get(SyncRun, run_id)
                 assert current is not None

@@ -124,8 +124,26 @@ def list_runs(
 def sync_now(source_id: int, request: Request, session: SessionDep, _: AdminKey) -> JobRead:
     """Sync this source now, then recompute what changed. Answers 202 with the job; follow
     its stage and progress at `/api/v1/jobs/{id}`."""
-    service.get(session=session, source_id=source_id)
-    job = jobs_service.create(session=session, kind="sync", source_id=source_id, trigger="api")
+    return _queue_sync(request, session, source_id=source_id, params={})
+
+
+@router.post("/{source_id}/resync", response_model=JobRead, status_code=status.HTTP_202_ACCEPTED)
+def resync(source_id: int, request: Request, session: SessionDep, _: AdminKey) -> JobRead:
+    """Re-read everything from the CRM, then mark deleted what it no longer returns (records
+    purged past the CRM's own trail, changes it made without a new modification stamp). The
+    current data stays readable meanwhile: records are corrected page by page and identical
+    ones are not written. Answers 202 with the job (`result.sync.kind` is `resync`,
+    `result.sync.reconciled` counts the records marked deleted per stream)."""
+    return _queue_sync(request, session, source_id=source_id, params={"resync": True})
+
+
+def _queue_sync(
+    request: Request, session: SessionDep, *, source_id: int, params: dict[str, bool]
+) -> JobRead:
+    service.crm_source(session=session, source_id=source_id)
+    job = jobs_service.create(
+        session=session, kind="sync", source_id=source_id, trigger="api", params=params
+    )
     session.commit()  # the job works in its own transactions, page by page
     request.app.state.jobs.submit(job.id)
     session.refresh(job)

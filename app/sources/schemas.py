@@ -34,6 +34,15 @@ class Schedule(Schema):
         default=None, ge=1, le=7 * 24 * 3600, description="Finer than minutes (tests, demos)."
     )
     cron: str | None = Field(default=None, examples=["0 */2 * * *"])
+    resync_every_days: int | None = Field(
+        default=None,
+        ge=0,
+        le=365,
+        description="How often a scheduled sync is a full resync, which catches what an "
+        "incremental sync cannot see (records purged from the CRM, association changes): "
+        "days since the last one; 0 never. Unset: every 7 days.",
+        examples=[7],
+    )
 
 
 class SourceBase(Schema):

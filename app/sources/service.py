@@ -29,6 +29,17 @@ def get(*, session: Session, source_id: int) -> Source:
     return source
 
 
+def crm_source(*, session: Session, source_id: int) -> Source:
+    """A source a sync can read: a CRM connection, not a CSV import."""
+    source = get(session=session, source_id=source_id)
+    if source.kind not in registry.CRM_KINDS:
+        raise ConflictError(
+            f"source {source_id} is a {source.kind} import, not a CRM connection: "
+            "import the file again instead"
+        )
+    return source
+
+
 # -- where a source may send its credentials
 
 

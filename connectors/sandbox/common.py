@@ -20,8 +20,10 @@ Auth: the sandbox accepts the access token ``sandbox-token`` and tokens its OAut
 issued for the refresh token ``sandbox-refresh``; ``POST /_sandbox/expire-tokens`` revokes all
 access tokens, so the next call gets the CRM's 401 and the client must refresh.
 
-``POST /_sandbox/touch {"count": 10}`` changes records now; ``GET /_sandbox/stats`` tells how
-many requests and 429s were served; ``POST /_sandbox/reset`` clears faults.
+A test marks records gone without a trace (``is_purged``, see ``flag``) on the frames, and
+bumps ``version``. ``POST /_sandbox/touch {"count": 10}`` changes records now; ``GET
+/_sandbox/stats`` tells how many requests and 429s were served; ``POST /_sandbox/reset``
+clears faults.
 """
 
 from __future__ import annotations
@@ -262,6 +264,15 @@ def _over_limit(state: SandboxState) -> tuple[float, int] | None:
     if state.window_count > f.rate_limit:
         return f.window - (now - state.window_start), f.rate_limit
     return None
+
+
+def flag(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A flag a test may set on the demo's frames, false where unset: ``is_archived``,
+    ``is_deleted`` (an activity; deals always have it), and ``is_purged``: gone from the CRM
+    without a trace (past its recycle bin), which no endpoint returns any more."""
+    if column not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    return np.asarray(frame[column].fillna(False).astype(bool).to_numpy(), dtype=bool)
 
 
 def utc_iso(value: Any, *, millis: bool = True) -> str | None:

@@ -19,7 +19,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import QueryParams
 
-from connectors.sandbox.common import SandboxState, day, utc_iso
+from connectors.sandbox.common import SandboxState, day, flag, utc_iso
 
 Ints = npt.NDArray[np.int64]
 Objs = npt.NDArray[np.object_]
@@ -137,7 +137,7 @@ class _Table:
             deleted = frame["is_deleted"].to_numpy(dtype=bool)[self.rows]
         else:
             deleted = np.zeros(self.rows.size, dtype=bool)
-        keep = deleted if archived else ~deleted
+        keep = (deleted if archived else ~deleted) & ~flag(frame, "is_purged")[self.rows]
         return self.rows[keep], self.ids[keep]
 
 

@@ -40,7 +40,7 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from connectors.sandbox.common import SandboxState, install
+from connectors.sandbox.common import SandboxState, flag, install
 from connectors.sandbox.pipedrive_paging import (
     MAX_LIMIT,
     BadRequest,
@@ -80,14 +80,6 @@ def _num(values: pd.Series) -> pd.Series:
     """``"D000042"`` -> 42 (nullable: activities without a deal stay null)."""
     digits = values.astype("string").str.extract(r"(\d+)$", expand=False)
     return pd.to_numeric(digits, errors="coerce").astype("Int64")
-
-
-def _flag(frame: pd.DataFrame, column: str) -> npt.NDArray[np.bool_]:
-    """A flag a test may set on the demo's frames (``is_archived``...): false where unset."""
-    if column not in frame:
-        return np.zeros(len(frame), dtype=bool)
-    flags: npt.NDArray[np.bool_] = frame[column].fillna(False).astype(bool).to_numpy()
-    return flags
 
 
 def _fmt(values: pd.Series, pattern: str) -> pd.Series:
@@ -212,7 +204,8 @@ class _Tables:
 
     def _deals(self) -> pd.DataFrame:
         with self.state.lock:
-            deals = self.state.data.deals.copy()
+            deals = self.state.data.deals
+            deals = deals[~flag(deals, "is_purged")].copy()
         keys = pd.Series(
             list(zip(deals["pipeline"], deals["stage"], strict=True)), index=deals.index
         )
@@ -228,14 +221,16 @@ class _Tables:
         """The activities not deleted (a test sets ``is_deleted`` on the demo's activities)."""
         frame = self.activities
         with self.state.lock:
-            deleted = _flag(self.state.data.activities, "is_deleted")
-        return frame[~deleted]
+            deleted = flag(self.state.data.activities, "is_deleted")
+            purged = flag(self.state.data.activities, "is_purged")
+        live: pd.DataFrame = frame[~deleted & ~purged]
+        return live
 
     @staticmethod
     def archived(deals: pd.DataFrame) -> npt.NDArray[np.bool_]:
         """Deals archived in the CRM (a test sets ``is_archived`` on the demo's deals): v2
         lists them under ``/api/v2/deals/archived`` only."""
-        return _flag(deals, "is_archived")
+        return flag(deals, "is_archived")
 
     @staticmethod
     def by_status(deals: pd.DataFrame, status: str | None) -> pd.DataFrame:
@@ -579,11 +574,14 @@ def _activity_recents(
     reports it, ``{"item": "activity", "id": N, "data": null}``."""
     with state.lock:
         source = state.data.activities
-        deleted = _flag(source, "is_deleted")
+        deleted = flag(source, "is_deleted")
+        purged = flag(source, "is_purged")
         # A deletion is a change: its time is the record's modified_at now.
         modified = source["modified_at"].to_numpy()
     frame = tables.activities.assign(_deleted=deleted, modified_at=modified)
-    frame = frame[frame["modified_at"] >= since].sort_values(["modified_at", "id"], kind="stable")
+    frame = frame[(frame["modified_at"] >= since) & ~purged].sort_values(
+        ["modified_at", "id"], kind="stable"
+    )
     page, pagination = v1_page(frame, request, page_size)
     live = json.loads(tables.v2_activities(page).to_json(orient="records")) if len(page) else []
     rows = [

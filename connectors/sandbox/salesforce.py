@@ -33,7 +33,7 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from connectors.sandbox.common import CrmRecords, SandboxState, install
+from connectors.sandbox.common import CrmRecords, SandboxState, flag, install
 
 PREFIXES = {"User": "005", "Opportunity": "006", "Task": "00T", "Event": "00U"}
 DAILY_LIMIT = 100_000
@@ -110,7 +110,7 @@ def _users(data: CrmRecords) -> pd.DataFrame:
 
 
 def _opportunities(data: CrmRecords) -> pd.DataFrame:
-    d = data.deals
+    d = _present(data.deals)
     return pd.DataFrame(
         {
             "Id": sf_ids("Opportunity", d["external_id"]),
@@ -149,8 +149,14 @@ def _activity_columns(a: pd.DataFrame, obj: str) -> dict[str, Any]:
     }
 
 
+def _present(frame: pd.DataFrame) -> pd.DataFrame:
+    """Not even in the recycle bin (``queryAll``) any more: purged."""
+    return frame[~flag(frame, "is_purged")]
+
+
 def _tasks(data: CrmRecords) -> pd.DataFrame:
-    a = data.activities[data.activities["type"] != "meeting"]
+    a = _present(data.activities)
+    a = a[a["type"] != "meeting"]
     return pd.DataFrame(
         {
             **_activity_columns(a, "Task"),
@@ -163,7 +169,8 @@ def _tasks(data: CrmRecords) -> pd.DataFrame:
 
 
 def _events(data: CrmRecords) -> pd.DataFrame:
-    a = data.activities[data.activities["type"] == "meeting"]
+    a = _present(data.activities)
+    a = a[a["type"] == "meeting"]
     start = sf_datetime(a["occurred_at"])
     return pd.DataFrame(
         {

@@ -96,3 +96,45 @@ def test_quarantine_replay_stores_the_records_of_an_owner_now_known(tmp_path):
         assert session.scalar(select(QuarantinedRecord.id)) is None
     assert _quotagap(url, "quarantine", "replay", "999").returncode == 1
     engine.dispose()
+
+
+def test_sync_full_resyncs_and_says_what_left_the_crm(tmp_path, monkeypatch):
+    from app.core import secrets
+    from app.core.config import Settings
+    from app.demo.sandbox import sandbox_state
+    from app.sources.models import Source
+    from connectors import registry
+    from connectors.sandbox.common import ServerThread
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    engine = open_engine(url)
+    upgrade(engine)
+    factory = make_sessionmaker(engine)
+    state = sandbox_state(seed=3, teams=1, reps_per_team=2, months=2)
+    monkeypatch.setenv("QG_SOURCE_ALLOW_PRIVATE_DESTINATIONS", "true")  # a loopback sandbox
+    settings = Settings(database_url=url, secret_key=TEST_SECRET_KEY)
+    with ServerThread(registry.sandbox_app("pipedrive", state, page_size=100)) as server:
+        with transaction(factory) as session:
+            source = Source(
+                kind="pipedrive",
+                name="pd",
+                base_url=server.url,
+                credentials_encrypted=secrets.encrypt(settings, {"api_token": "sandbox-token"}),
+            )
+            session.add(source)
+            session.flush()
+            sid = str(source.id)
+        assert _quotagap(url, "sync", sid, "--no-compute").returncode == 0
+        deals = state.data.deals
+        with state.lock:
+            deals["is_purged"] = False
+            deals.loc[deals.index[:2], "is_purged"] = True
+            state.version += 1
+        done = _quotagap(url, "sync", sid, "--no-compute", "--full")
+    assert done.returncode == 0, done.stderr
+    assert "resync: 2 deals no longer in the CRM, marked deleted" in done.stdout
+    with factory() as session:
+        job = session.scalars(select(Job).order_by(Job.id.desc())).first()
+    assert job.params == {"compute": False, "resync": True}
+    assert job.result["sync"]["kind"] == "resync"
+    engine.dispose()

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from app.reps.models import Rep
 from app.sources.models import QuarantinedRecord, Source, SyncCursor, SyncRun
 from connectors import registry
 from connectors.sandbox.common import ServerThread
-from tests.conftest import TEST_SECRET_KEY, _drop_postgres_database, _postgres_database
+from tests.conftest import TEST_SECRET_KEY
 
 pytestmark = [pytest.mark.slow]
 
@@ -190,16 +189,6 @@ def test_one_person_in_two_crms_is_one_rep(session_factory, settings, session, c
     assert len(emails) == len(set(emails)) and emails
     both = [r for r in reps if len({i["source_id"] for i in r["identities"]}) == 2]
     assert len(both) == len(emails)  # everyone is known to both CRMs, once
-
-
-@pytest.fixture
-def fresh_url(backend, tmp_path):
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'kill.db'}"
-        return
-    name = f"qg_kill_{uuid.uuid4().hex[:8]}"
-    yield _postgres_database(name)
-    _drop_postgres_database(name)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -122,6 +122,7 @@ def run(
                 holder,
                 transport=transport,
                 sleep=sleep,
+                full=bool(params.get("resync")),
             )
             if result["sync"]["status"] == "failed":
                 raise RuntimeError(result["sync"]["error"] or "sync failed")
@@ -224,6 +225,7 @@ def _sync_stage(
     *,
     transport: httpx.BaseTransport | None,
     sleep: Callable[[float], None] | None,
+    full: bool,
 ) -> dict[str, Any]:
     from app.pipeline import sync as engine
 
@@ -261,6 +263,7 @@ def _sync_stage(
             source_id=source_id,
             transport=transport,
             on_page=progress,
+            full=full,
             **kwargs,
         )
     finally:
@@ -268,6 +271,7 @@ def _sync_stage(
             leases.release(session, name, holder)
     return {
         "run": sync_run.id,
+        "kind": sync_run.kind,
         "status": sync_run.status,
         "error": sync_run.error,
         "fetched": sync_run.fetched,
@@ -277,4 +281,5 @@ def _sync_stage(
         "quarantined": sync_run.quarantined,
         "pages": sync_run.pages,
         "notices": sync_run.details.get("notices", []),
+        "reconciled": sync_run.details.get("reconciled", {}),
     }

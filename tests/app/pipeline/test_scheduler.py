@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -31,22 +30,12 @@ from app.sources.models import Source
 from app.webhooks.models import WebhookEndpoint
 from connectors import registry
 from connectors.sandbox.common import ServerThread
-from tests.conftest import TEST_SECRET_KEY, _drop_postgres_database, _postgres_database
+from tests.conftest import TEST_SECRET_KEY
 
 pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[3]
 DEMO = {"seed": 4, "teams": 1, "reps_per_team": 3, "months": 2}
-
-
-@pytest.fixture
-def fresh_url(backend, tmp_path):
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'sched.db'}"
-        return
-    name = f"qg_sched_{uuid.uuid4().hex[:8]}"
-    yield _postgres_database(name)
-    _drop_postgres_database(name)
 
 
 @pytest.fixture

@@ -144,3 +144,36 @@ def test_sync_percent_counts_finished_streams_and_the_current_one():
     details["streams"]["deals"] = 250  # records changed while paging: never over 100
     assert service.sync_percent(details) == round(100 * 2 / 3, 1)
     assert service.sync_percent({"stream_count": 3, "streams": {}}) is None
+
+
+def test_resync_endpoint_runs_a_full_resync_job(client, factory, session, settings, sandbox):
+    source = _source(session, settings, sandbox)
+    h = factory.key("admin")
+    assert client.post(f"/api/v1/sources/{source.id}/sync", headers=h).status_code == 202
+    r = client.post(f"/api/v1/sources/{source.id}/resync", headers=h)
+    assert r.status_code == 202, r.text
+    job = client.get(f"/api/v1/jobs/{r.json()['id']}", headers=h).json()
+    assert job["params"] == {"resync": True}
+    assert job["status"] == "succeeded", job
+    synced = job["result"]["sync"]
+    assert synced["kind"] == "resync"
+    assert synced["reconciled"] == {"deals": 0, "activities": 0}  # nothing gone from the CRM
+    assert (synced["inserted"], synced["updated"]) == (0, 0)  # identical records not written
+    assert (
+        client.post(
+            f"/api/v1/sources/{source.id}/resync", headers=factory.key("analyst")
+        ).status_code
+        == 403
+    )
+
+
+def test_a_csv_import_cannot_be_synced(client, factory, session):
+    csv = Source(kind="csv", name="export.csv")
+    session.add(csv)
+    session.flush()
+    h = factory.key("admin")
+    for action in ("sync", "resync"):
+        r = client.post(f"/api/v1/sources/{csv.id}/{action}", headers=h)
+        assert r.status_code == 409, r.text
+        assert "import the file again" in r.json()["error"]["message"]
+    assert client.post("/api/v1/sources/99999/resync", headers=h).status_code == 404
