@@ -209,22 +209,25 @@ cli.add_typer(quarantine_cli, name="quarantine")
 
 @quarantine_cli.command("replay")
 def quarantine_replay(source_id: Annotated[int, typer.Argument(help="The source's id")]) -> None:
-    """Store the records quarantined for an owner that is now known (they leave quarantine);
-    the next compute counts them."""
-    from app.core.db import transaction
-    from app.pipeline.owned import replay_run
+    """Replay the quarantine: records of an owner now known, and records the mapping rejected
+    mapped again with the CRM's catalogs read now; those stored leave quarantine and the next
+    compute counts them."""
+    from app.pipeline.sync import replay_now
     from app.sources.models import Source
 
-    with transaction(_database()) as session:
+    factory = _database()
+    with factory() as session:
         if session.get(Source, source_id) is None:
             typer.echo(f"no source {source_id}", err=True)
             raise typer.Exit(1)
-        run = replay_run(session, source_id=source_id)
-        typer.echo(
-            f"replayed {run.details['replayed']} record(s) of source {source_id}: "
-            f"{run.inserted} inserted, {run.updated} updated; "
-            f"{run.details['still_quarantined']} still quarantined"
-        )
+    run = replay_now(session_factory=factory, settings=get_settings(), source_id=source_id)
+    for notice in run.details.get("notices", []):
+        typer.echo(f"note: {notice}", err=True)
+    typer.echo(
+        f"replayed {run.details['replayed']} record(s) of source {source_id}: "
+        f"{run.inserted} inserted, {run.updated} updated; "
+        f"{run.details['still_quarantined']} still quarantined"
+    )
 
 
 @cli.command("list-api-keys")

@@ -102,6 +102,13 @@ class Stream(ABC):
     def pages(self, since: datetime | None) -> Iterator[Page]:
         """Pages in cursor order from ``since`` (inclusive: ``>=``), or everything if None."""
 
+    def remap(self, raws: list[dict[str, Any]]) -> Page | None:
+        """Raw records this stream rejected before, mapped again with today's catalogs and
+        settings (a catalog is read again when a record names an id it lacks), as a page
+        without a cursor; None where nothing the mapping depends on can change (no catalog,
+        no setting): replaying would only reject them again."""
+        return None
+
 
 class Connector(ABC):
     kind: ClassVar[str]

@@ -608,6 +608,10 @@ class OwnersStream(_HubSpotStream):
 class DealsStream(_HubSpotStream):
     name = "deals"
 
+    def remap(self, raws: list[dict[str, Any]]) -> Page:
+        # The stage catalog is what changes: deal_mapper reads it again for an unknown stage.
+        return map_page(raws, self.connector.deal_mapper(), id_of=id_of, cursor_of=no_cursor)
+
     def pages(self, since: datetime | None) -> Iterator[Page]:
         mapper = self.connector.deal_mapper()
         yield from self.connector.deleted_pages("deals", DEAL_PROPERTIES, mapper, since)

@@ -543,6 +543,12 @@ class DealsStream(_PipedriveStream):
                 cursor_of=stamp,
             )
 
+    def remap(self, raws: list[dict[str, Any]]) -> Page:
+        c = self.connector
+        accounts = c.account_names(raws) if c.api_version == "v2" else {}
+        mapper = partial(map_deal, catalog=c.catalog(), accounts=accounts)
+        return map_page(raws, mapper, id_of=id_of, cursor_of=lambda _: None)
+
     @staticmethod
     def _unknown_stage(chunk: list[Any], catalog: Catalog) -> bool:
         for raw in chunk:
@@ -605,6 +611,14 @@ class ActivitiesStream(_PipedriveStream):
                 types, refreshed = c.activity_catalog(), True
             mapper = partial(map_activity, types=types, default_type=c.default_activity_type)
             yield map_page(rows, mapper, id_of=id_of, cursor_of=stamp)
+
+    def remap(self, raws: list[dict[str, Any]]) -> Page:
+        # Custom types are the catalog, and the source's activity_types setting may map them.
+        c = self.connector
+        mapper = partial(
+            map_activity, types=c.activity_catalog(), default_type=c.default_activity_type
+        )
+        return map_page(raws, mapper, id_of=id_of, cursor_of=lambda _: None)
 
     def _deleted(self, since: datetime) -> Iterator[Page]:
         """Activities deleted since ``since``: they leave v2 ``/activities`` without a trace,

@@ -8,8 +8,9 @@ payload and the reason ``unknown owner '…'`` (``missing owner`` without one).
 Nothing rejected is lost for good: :func:`replay_owners` stores those records as soon as their
 owner is known, with no call to the CRM; the sync engine runs it after every successful sync
 (the owners were just read), and ``POST /api/v1/sources/{id}/quarantine/replay`` runs it on
-demand. A record the CRM changed since it was quarantined was read again and replaced its
-payload (or was stored and left quarantine), so what is replayed is its latest version.
+demand (``app.pipeline.replay``). A record the CRM changed since it was quarantined was read
+again and replaced its payload (or was stored and left quarantine), so what is replayed is its
+latest version.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.activities.models import Activity
-from app.core.base import utcnow
 from app.deals.models import Deal
 from app.pipeline import ingest
 from app.reps import service as reps_service
@@ -34,7 +34,7 @@ FIELDS = {"deals": DEAL_FIELDS, "activities": ACTIVITY_FIELDS}
 OBJECT_TYPE = {"owners": "owner", "deals": "deal", "activities": "activity"}
 STREAM_OF = {"deal": "deals", "activity": "activities"}
 # The reasons store_records gives (the connectors' own say "missing owner_id" and the like).
-_OWNER_REASON = re.compile(r"missing owner|unknown owner '.*'")
+OWNER_REASON = re.compile(r"missing owner|unknown owner '.*'")
 REPLAY_BATCH = 1000
 
 
@@ -111,7 +111,7 @@ def replay_owners(session: Session, *, source_id: int, run: SyncRun) -> int:
         records = [
             _restored(row.payload)
             for row in rows
-            if _OWNER_REASON.fullmatch(row.reason)
+            if OWNER_REASON.fullmatch(row.reason)
             and str(row.payload.get("owner_external_id")) in known
         ]
         for i in range(0, len(records), REPLAY_BATCH):
@@ -141,22 +141,3 @@ _DATED: dict[str, type[date]] = {
     "occurred_at": datetime,
     "close_date": date,
 }
-
-
-def replay_run(session: Session, *, source_id: int) -> SyncRun:
-    """:func:`replay_owners` on demand, recorded as a run of kind ``replay``: ``inserted`` /
-    ``updated`` as a sync counts them, ``details.replayed`` and ``details.still_quarantined``.
-    The records it stores mark their days, so the next compute counts them."""
-    run = SyncRun(source_id=source_id, kind="replay", status="running")
-    session.add(run)
-    session.flush()
-    replayed = replay_owners(session, source_id=source_id, run=run)
-    left = session.scalar(
-        select(func.count())
-        .select_from(QuarantinedRecord)
-        .where(QuarantinedRecord.source_id == source_id)
-    )
-    run.status, run.finished_at = "succeeded", utcnow()
-    run.details = {**run.details, "replayed": replayed, "still_quarantined": int(left or 0)}
-    session.flush()
-    return run

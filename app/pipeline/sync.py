@@ -10,17 +10,16 @@ Guarantees (whatever the CRM):
 * The cursor never moves past the run's start time, so a record modified during the run is
   read again by the next one.
 * A record that cannot be mapped, or whose owner is unknown, is quarantined with its reason
-  and raw payload; the sync goes on. Records quarantined for an owner that is known by the
-  end of a run are stored then (``app.pipeline.owned``).
+  and raw payload; the sync goes on. At the end of a run, the quarantined records that the
+  owners and catalogs just read now explain are stored (``app.pipeline.replay``).
+* A full resync (``full``) reads every stream from the start and marks deleted what the CRM
+  no longer returns (``app.pipeline.reconcile``).
 
 Throughput: a sync mostly waits, on the CRM for the next page and on the database to write the
-last one. A reader thread (``_Prefetch``) therefore fetches and maps pages ahead of the writer,
-within a bounded number of records, and the writer stores consecutive pages together, about
-``COALESCE_RECORDS`` per transaction (``_coalesce``): fewer, larger transactions than the
-CRM's page size allows (HubSpot's search pages hold 200 records), with the same all-or-nothing
-guarantee, since the cursor stored is the last page's. Only the writer touches the database;
-the reader's one database write (rotated OAuth tokens) takes the same lock as the writer's
-transactions.
+last one. A reader thread therefore fetches and maps pages ahead of the writer, which stores
+about ``COALESCE_RECORDS`` per transaction (``app.pipeline.prefetch``). Only the writer
+touches the database; the reader's one database write (rotated OAuth tokens) takes the same
+lock as the writer's transactions.
 """
 
 from __future__ import annotations
@@ -41,8 +40,9 @@ from app.core import secrets
 from app.core.base import utcnow
 from app.core.config import Settings
 from app.core.db import transaction
-from app.pipeline import ingest
-from app.pipeline.owned import MODELS, OBJECT_TYPE, mark_deleted, replay_owners, store_records
+from app.pipeline import ingest, replay
+from app.pipeline.owned import MODELS, OBJECT_TYPE, mark_deleted, store_records
+from app.pipeline.prefetch import Prefetch, coalesce
 from app.pipeline.reconcile import SeenIds, reconcile
 from app.reps import service as reps_service
 from app.reps.models import Rep
@@ -50,7 +50,7 @@ from app.sources import service as sources_service
 from app.sources.models import Source, SyncCursor, SyncRun
 from app.teams import service as teams_service
 from connectors import registry
-from connectors.base import Connector, Page, Reject, iso, parse_datetime
+from connectors.base import Connector, Page, iso, parse_datetime
 from connectors.http import BudgetPaused
 
 log = logging.getLogger(__name__)
@@ -89,24 +89,11 @@ def run_sync(
     # (a test's session factory shares one connection, which no two threads may use at once).
     db_lock = threading.Lock()
 
-    # Every request goes through the address guard (SSRF): no credentials to internal hosts.
-    guard = sources_service.request_guard(settings)
-    store_tokens = _token_store(
-        session_factory, settings, source_id, opened.credentials, db_lock=db_lock, guard=guard
-    )
-
     error: str | None = None
     paused: str | None = None
     try:
-        connector = registry.connector_for(
-            opened.kind,
-            base_url=opened.base_url,
-            credentials=opened.credentials,
-            config=opened.config,
-            on_refresh=store_tokens,
-            transport=transport,
-            sleep=sleep,
-            request_guard=guard,
+        connector = _connector(
+            session_factory, settings, opened, db_lock=db_lock, transport=transport, sleep=sleep
         )
         try:
             _sync_streams(
@@ -136,6 +123,51 @@ def run_sync(
         return final
 
 
+def replay_now(
+    *,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    source_id: int,
+    transport: httpx.BaseTransport | None = None,
+) -> SyncRun:
+    """Replay the source's quarantine now (``app.pipeline.replay``): a CRM source's mapping
+    rejects are mapped again with catalogs read from the CRM; a CSV import's owners only."""
+    with session_factory() as session:
+        source = sources_service.get(session=session, source_id=source_id)
+        opened = _OpenRun(
+            source_id=source_id,
+            run_id=0,
+            kind=source.kind,
+            base_url=source.base_url,
+            config=dict(source.config),
+            credentials=secrets.decrypt(settings, source.credentials_encrypted),
+        )
+    remapped: replay.Remapped = {}
+    notices: list[str] = []
+    if opened.kind in registry.CRM_KINDS:
+        try:
+            connector = _connector(
+                session_factory, settings, opened, db_lock=threading.Lock(), transport=transport
+            )
+        except Exception as exc:  # unusable credentials: the owners can still be replayed
+            notices.append(f"quarantine not remapped: {type(exc).__name__}: {exc}"[:500])
+        else:
+            try:
+                streams = connector.streams()
+                with session_factory() as session:
+                    raws = replay.pending(session, source_id=source_id, streams=streams)
+                remapped, notices = replay.remap(streams, raws)
+            finally:
+                connector.client.close()
+    with transaction(session_factory) as session:
+        run = replay.replay_run(session, source_id=source_id, remapped=remapped, notices=notices)
+        run_id = run.id
+    with session_factory() as session:
+        done = session.get(SyncRun, run_id)
+        assert done is not None
+        return done
+
+
 @dataclass(frozen=True)
 class _OpenRun:
     """A run just recorded as running, and what its connector needs of the source."""
@@ -146,6 +178,37 @@ class _OpenRun:
     base_url: str | None
     config: dict[str, Any]
     credentials: dict[str, Any]
+
+
+def _connector(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    opened: _OpenRun,
+    *,
+    db_lock: threading.Lock,
+    transport: httpx.BaseTransport | None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Connector:
+    # Every request goes through the address guard (SSRF): no credentials to internal hosts.
+    guard = sources_service.request_guard(settings)
+    store_tokens = _token_store(
+        session_factory,
+        settings,
+        opened.source_id,
+        opened.credentials,
+        db_lock=db_lock,
+        guard=guard,
+    )
+    return registry.connector_for(
+        opened.kind,
+        base_url=opened.base_url,
+        credentials=opened.credentials,
+        config=opened.config,
+        on_refresh=store_tokens,
+        transport=transport,
+        sleep=sleep,
+        request_guard=guard,
+    )
 
 
 def _open_run(
@@ -213,13 +276,16 @@ def _sync_streams(
                 current = session.get(SyncRun, run_id)
                 assert current is not None
                 reconcile(session, source_id=source_id, stream=stream.name, seen=seen, run=current)
-    # The owners were just read: records quarantined for an owner now known are stored.
+    # The owners and catalogs were just read: quarantined records they now explain are stored.
+    with db_lock, session_factory() as session:
+        raws = replay.pending(session, source_id=source_id, streams=streams)
+    remapped, notices = replay.remap(streams, raws)
     with db_lock, transaction(session_factory) as session:
         current = session.get(SyncRun, run_id)
         assert current is not None
-        replayed = replay_owners(session, source_id=source_id, run=current)
-        if replayed:
-            current.details = {**current.details, "replayed": replayed}
+        replay.replay_all(
+            session, source_id=source_id, run=current, remapped=remapped, notices=notices
+        )
 
 
 def _close_run(
@@ -307,10 +373,10 @@ def _sync_stream(
         stored = parse_datetime(cursor.value, "cursor") if cursor and cursor.value else None
     since = stored - lookback if stored and seen is None else None
     managers: dict[str, str] = {}
-    reader = _Prefetch(pages(since), PREFETCH_RECORDS)
+    reader = Prefetch(pages(since), PREFETCH_RECORDS)
     try:
         for batch in reader.batches(1 if stream_name == "owners" else COALESCE_RECORDS):
-            page = _coalesce(batch)
+            page = coalesce(batch)
             if seen is not None:
                 seen.add(r.get("external_id") for r in page.records)
                 seen.add(r.external_id for r in page.rejects)
@@ -342,141 +408,6 @@ def _sync_stream(
     if managers:
         with db_lock, transaction(session_factory) as session:
             _link_managers(session, source_id, managers)
-
-
-class _Failed:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-class _Prefetch:
-    """A stream's pages read in a thread, at most ``budget`` records ahead of the writer.
-
-    The pages keep their order; an error of the reader reaches the writer after the pages read
-    before it, exactly where a plain loop over the pages would have raised it.
-    """
-
-    def __init__(self, pages: Iterator[Page], budget: int) -> None:
-        self._budget = budget
-        self._items: list[Page | _Failed | None] = []  # None: the stream ended
-        self._held = 0  # records in self._items
-        self._stop = False
-        self._ready = threading.Condition()
-        self._thread = threading.Thread(
-            target=self._read, args=(pages,), name="sync-reader", daemon=True
-        )
-        self._thread.start()
-
-    def _read(self, pages: Iterator[Page]) -> None:
-        item: Page | _Failed | None
-        try:
-            for page in pages:
-                if not self._put(page, len(page.records) + len(page.rejects)):
-                    return
-            item = None
-        except BaseException as exc:  # handed to the writer, which raises it
-            item = _Failed(exc)
-        self._put(item, 0)
-
-    def _put(self, item: Page | _Failed | None, size: int) -> bool:
-        with self._ready:
-            # One page always fits, however large: a stream must be able to progress.
-            while self._items and self._held + size > self._budget and not self._stop:
-                self._ready.wait()
-            if self._stop:
-                return False
-            self._items.append(item)
-            self._held += size
-            self._ready.notify_all()
-            return True
-
-    def batches(self, limit: int) -> Iterator[list[Page]]:
-        """Consecutive pages of about ``limit`` records (fewer at the end of the stream or
-        before an error; a single page may be more).
-
-        The writer waits for a full batch rather than storing whatever is ready: the reader
-        goes on meanwhile, so waiting costs nothing, while small transactions would cost the
-        writer more per record exactly when it is behind.
-        """
-        while True:
-            batch: list[Page] = []
-            size = 0
-            failed: _Failed | None = None
-            ended = full = False
-            with self._ready:
-                while not (ended or full or failed):
-                    while not self._items:
-                        self._ready.wait()
-                    while self._items:
-                        head = self._items[0]
-                        if isinstance(head, Page):
-                            n = len(head.records) + len(head.rejects)
-                            if batch and size + n > limit:
-                                full = True
-                                break
-                            batch.append(head)
-                            size += n
-                            self._held -= n
-                        elif head is None:
-                            ended = True
-                        else:
-                            failed = head
-                        self._items.pop(0)
-                        if ended or failed:
-                            break
-                    full = full or size >= limit
-                    self._ready.notify_all()
-            if batch:
-                yield batch
-            if failed is not None:
-                raise failed.error
-            if ended:
-                return
-
-    def close(self) -> None:
-        with self._ready:
-            self._stop = True
-            self._ready.notify_all()
-        # A reader inside a request finishes it (or times out) on its own; not waited for.
-        self._thread.join(timeout=1.0)
-
-
-def _coalesce(batch: list[Page]) -> Page:
-    """Consecutive pages of one stream as one page that stores the same end state.
-
-    A record repeated in a later page (changed while paging, or re-read at a boundary) is stored
-    as its latest version only, and an earlier page's reject of a record that a later page
-    carries is dropped: processed one page at a time, the later page would have released it.
-    """
-    if len(batch) == 1:
-        return batch[0]
-    latest: dict[Any, dict[str, Any]] = {}
-    rejects: list[Reject] = []
-    deleted: list[str] = []
-    cursors: list[datetime] = []
-    fetched = 0
-    for page in batch:
-        for record in page.records:
-            key = record.get("external_id")
-            latest.pop(key, None)  # re-inserted: keeps the order of the latest versions
-            latest[key] = record
-        fresh = {r.get("external_id") for r in page.records}
-        rejects = [r for r in rejects if r.external_id not in fresh]
-        rejects.extend(page.rejects)
-        deleted.extend(page.deleted)
-        fetched += page.fetched
-        if page.cursor is not None:
-            stamp = parse_datetime(page.cursor, "cursor")
-            assert stamp is not None
-            cursors.append(stamp)
-    return Page(
-        records=list(latest.values()),
-        rejects=rejects,
-        cursor=iso(max(cursors)) if cursors else None,
-        fetched=fetched,
-        total=next((p.total for p in batch if p.total is not None), None),
-        deleted=deleted,
-    )
 
 
 def _advance(

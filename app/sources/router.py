@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request, status
 from app.auth.service import Principal
 from app.core.pagination import CursorParam, LimitParam, paginate
 from app.http.deps import AdminKey, RecordReaderKey, SessionDep, SettingsDep, require_roles
-from app.pipeline import owned
+from app.pipeline import sync as sync_engine
 from app.pipeline.jobs import service as jobs_service
 from app.pipeline.jobs.schemas import JobRead
 from app.sources import service
@@ -94,12 +94,19 @@ def list_quarantine(
 
 
 @router.post("/{source_id}/quarantine/replay", response_model=SyncRunRead)
-def replay_quarantine(source_id: int, session: SessionDep, _: AdminKey) -> SyncRunRead:
-    """Store the records quarantined for an owner that is now known (an owner added or
-    linked since), without waiting for the next sync; each stored record leaves quarantine.
-    Answers the replay's run: `details.replayed` and `details.still_quarantined`."""
+def replay_quarantine(
+    source_id: int, request: Request, session: SessionDep, settings: SettingsDep, _: AdminKey
+) -> SyncRunRead:
+    """Replay the quarantine now, without waiting for the next sync: records quarantined for
+    an owner now known are stored, and records the mapping rejected (a stage or activity type
+    the CRM's catalog lacked, a value the source's settings did not map) are mapped again with
+    the CRM's catalogs read now and today's settings. Each stored record leaves quarantine.
+    Answers the replay's run: `details.replayed`, `details.still_quarantined`, and
+    `details.notices` when the CRM could not be read (those records wait for the next sync)."""
     service.get(session=session, source_id=source_id)
-    run = owned.replay_run(session, source_id=source_id)
+    run = sync_engine.replay_now(
+        session_factory=request.app.state.sessionmaker, settings=settings, source_id=source_id
+    )
     return SyncRunRead.model_validate(run)
 
 

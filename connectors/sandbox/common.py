@@ -99,6 +99,8 @@ class SandboxState:
     # which a deal in it leaves blank (HubSpot: an empty deal_currency_code).
     timezone: str = "UTC"
     currency: str = "USD"
+    # Custom activity types of the account (Pipedrive's /v1/activityTypes): key -> icon_key.
+    activity_types: dict[str, str] = field(default_factory=dict)
 
     def token_ok(self, authorization: str | None) -> bool:
         """Accepts ``Bearer <token>`` or a bare token (API-token headers)."""

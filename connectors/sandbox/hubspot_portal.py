@@ -548,7 +548,7 @@ class Portal:
                     "updatedAt": stamp,
                     "stages": [
                         {
-                            "id": self.stage_ids[str(s["stage"])],
+                            "id": self.stage_ids.get(str(s["stage"]), str(s["stage"])),
                             "label": str(s["stage"]),
                             "displayOrder": int(s["order"]) - 1,
                             "metadata": {

@@ -374,8 +374,10 @@ def _reference_routes(app: FastAPI, state: SandboxState, tables: _Tables, page_s
 
     @app.get("/v1/activityTypes")
     def activity_types() -> Response:
-        # Pipedrive's built-in types (the demo's activities use no custom one).
+        # Pipedrive's built-in types, then the account's custom ones (``activity_types``).
         keys = ("call", "meeting", "task", "deadline", "email", "lunch")
+        types = [(key, key, False) for key in keys]
+        types += [(key, icon, True) for key, icon in state.activity_types.items()]
         return JSONResponse(
             {
                 "success": True,
@@ -383,13 +385,13 @@ def _reference_routes(app: FastAPI, state: SandboxState, tables: _Tables, page_s
                     {
                         "id": i + 1,
                         "order_nr": i + 1,
-                        "name": key.title(),
+                        "name": key.replace("_", " ").title(),
                         "key_string": key,
-                        "icon_key": key,
+                        "icon_key": icon,
                         "active_flag": True,
-                        "is_custom_flag": False,
+                        "is_custom_flag": custom,
                     }
-                    for i, key in enumerate(keys)
+                    for i, (key, icon, custom) in enumerate(types)
                 ],
             }
         )

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.pipeline.sync import _coalesce, _Prefetch
+from app.pipeline.prefetch import Prefetch, coalesce
 from connectors.base import Page, Reject
 
 
@@ -22,7 +22,7 @@ def _page(cursor: str | None, *records: tuple[str, int], rejects: tuple[str, ...
 
 
 def test_coalesced_pages_keep_the_latest_version_and_the_highest_cursor() -> None:
-    merged = _coalesce(
+    merged = coalesce(
         [
             _page(None, ("d9", 1)),  # an archived listing: no cursor
             _page("2026-11-01T10:00:00.500Z", ("d1", 1), ("d2", 1)),
@@ -42,7 +42,7 @@ def test_coalesced_pages_keep_the_latest_version_and_the_highest_cursor() -> Non
 
 
 def test_a_reject_fixed_by_a_later_page_is_not_quarantined() -> None:
-    merged = _coalesce(
+    merged = coalesce(
         [
             _page("2026-11-01T10:00:00Z", ("d1", 1), rejects=("d2", "d3")),
             _page("2026-11-01T11:00:00Z", ("d2", 5)),
@@ -54,7 +54,7 @@ def test_a_reject_fixed_by_a_later_page_is_not_quarantined() -> None:
 
 def test_a_record_rejected_by_a_later_page_stays_stored_and_quarantined() -> None:
     # One page at a time: stored by the first, quarantined by the second. Same when coalesced.
-    merged = _coalesce(
+    merged = coalesce(
         [
             _page("2026-11-01T10:00:00Z", ("d1", 1)),
             _page("2026-11-01T11:00:00Z", rejects=("d1",)),
@@ -72,7 +72,7 @@ def _pages(n: int, size: int, fail_at: int | None = None) -> Iterator[Page]:
 
 
 def test_prefetched_pages_arrive_in_order_and_batch_within_the_limit() -> None:
-    reader = _Prefetch(_pages(20, 3), budget=9)
+    reader = Prefetch(_pages(20, 3), budget=9)
     try:
         batches = list(reader.batches(6))
     finally:
@@ -83,7 +83,7 @@ def test_prefetched_pages_arrive_in_order_and_batch_within_the_limit() -> None:
 
 
 def test_a_reader_error_comes_after_the_pages_read_before_it() -> None:
-    reader = _Prefetch(_pages(5, 2, fail_at=3), budget=100)
+    reader = Prefetch(_pages(5, 2, fail_at=3), budget=100)
     got: list[Page] = []
     try:
         with pytest.raises(ConnectionError, match="killed mid-sync"):
@@ -103,7 +103,7 @@ def test_the_reader_stays_within_its_budget() -> None:
             produced.append(page_no)
             yield page
 
-    reader = _Prefetch(pages(), budget=30)
+    reader = Prefetch(pages(), budget=30)
     try:
         batches = reader.batches(10)
         first = next(batches)
@@ -117,7 +117,7 @@ def test_the_reader_stays_within_its_budget() -> None:
 
 
 def test_closing_stops_a_reader_that_the_writer_abandoned() -> None:
-    reader = _Prefetch(_pages(1000, 10), budget=20)
+    reader = Prefetch(_pages(1000, 10), budget=20)
     next(reader.batches(10))
     reader.close()
     assert not reader._thread.is_alive()
