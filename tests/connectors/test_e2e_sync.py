@@ -11,6 +11,7 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -65,6 +66,11 @@ def credentials(kind: str, url: str) -> dict[str, str]:
     }[kind]
 
 
+def source_config(kind: str) -> dict[str, Any]:
+    """The sandbox has no search limit: HubSpot searches unpaced (real portals are paced)."""
+    return {"search_interval": 0} if kind == "hubspot" else {}
+
+
 @pytest.fixture(autouse=True)
 def _sandboxes_on_loopback(settings):
     settings.source_allow_private_destinations = True  # the sandbox CRMs listen on loopback
@@ -85,6 +91,7 @@ def add_source(session_factory, settings, kind: str, url: str, name: str | None 
             name=name or f"{kind}-sandbox",
             base_url=url,
             credentials_encrypted=secrets.encrypt(settings, credentials(kind, url)),
+            config=source_config(kind),
         )
         session.add(source)
         session.flush()
