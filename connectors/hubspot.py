@@ -11,7 +11,14 @@ Activities walk four object types in one stream; their searches are merged by
 ``hs_lastmodifieddate`` so every page cursor is a safe resume point for all four. Search cannot
 return associations, so each search page of activities costs one more request
 (``POST /crm/v4/associations/{type}/deals/batch/read``) for the activities' deals; archived
-lists return them inline (``associations=deals``).
+lists return them inline (``associations=deals``). Likewise each search page of deals costs a
+deal-to-company association read, and a companies batch read for the names not read yet in
+this run (``deal_companies``); archived deals list theirs inline (``associations=companies``).
+
+Re-associating an activity to another deal does not change the activity: on an incremental
+run the deals stream remembers the deals it read, and after its searches the activities stream
+re-reads those deals' activities it has not returned yet, on pages without a cursor
+(``hubspot_associations`` says how and why).
 
 Search answers carry no rate-limit headers and HubSpot allows about five searches per second
 per account, so searches are spaced ``SEARCH_INTERVAL`` apart whatever the host (a proxy or a
