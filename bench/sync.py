@@ -198,6 +198,12 @@ def credentials(kind: str, url: str) -> dict[str, str]:
     return {**oauth, **extra}
 
 
+def source_config(kind: str) -> dict[str, Any]:
+    """The source's settings: the sandbox has no search limit, so HubSpot's searches are not
+    paced (a real portal's are, by default) and the figures measure the sync, not the pacing."""
+    return {"search_interval": 0} if kind == "hubspot" else {}
+
+
 # --------------------------------------------------------------------------------------
 # Databases
 # --------------------------------------------------------------------------------------
@@ -306,6 +312,7 @@ def prepare(url: str, secret_key: str, kind: str, sandbox_url: str) -> int:
                 name=f"{kind} sandbox",
                 base_url=sandbox_url,
                 credentials_encrypted=secrets.encrypt(settings, credentials(kind, sandbox_url)),
+                config=source_config(kind),
             )
             session.add(source)
             session.flush()
@@ -432,7 +439,9 @@ def fetch_job(kind: str, url: str) -> dict[str, Any]:
     from connectors import registry
 
     baseline = _peak_rss_bytes()
-    connector = registry.connector_for(kind, base_url=url, credentials=credentials(kind, url))
+    connector = registry.connector_for(
+        kind, base_url=url, credentials=credentials(kind, url), config=source_config(kind)
+    )
     cpu = _cpu_seconds()
     started = time.perf_counter()
     fetched = pages = 0

@@ -1,21 +1,9 @@
 """HubSpot CRM v3: owners, deals and the four activity objects (calls, emails, meetings, tasks).
 
-Deals and activities are read through ``POST /crm/v3/objects/{type}/search`` filtered on
-``hs_lastmodifieddate >= since`` and sorted by it, ascending. Two things about that endpoint
-decide how this module pages:
-
-* ``after`` is an offset into the result set. A record edited while we page moves to the end
-  of the sort order, every later record shifts down one place, and the record at the page
-  boundary is skipped: not just for this run but for good, because its timestamp is below the
-  cursor we end on. Offsets are also capped: asking for ``after >= 10,000`` is an HTTP 400.
-* So every page is a fresh query from the highest ``hs_lastmodifieddate`` seen so far (GTE,
-  keyset paging) and ``after`` is never sent: no record can be skipped and no query ever gets
-  near the 10,000 cap. Records sharing the boundary timestamp come back once more and are
-  dropped by id; when a whole page shares one timestamp the query cannot advance, and that
-  timestamp's records are read by ``hs_object_id`` instead (keyset on the id).
-
-The search endpoint never returns archived (deleted) records. Each deals/activities run first
-lists ``GET /crm/v3/objects/{type}?archived=true`` and yields the ones archived at/after
+Deals and activities are read through ``POST /crm/v3/objects/{type}/search`` from the
+highest ``hs_lastmodifieddate`` seen (keyset paging: ``connectors/hubspot_search.py`` says
+why). The search endpoint never returns archived (deleted) records. Each deals/activities run
+first lists ``GET /crm/v3/objects/{type}?archived=true`` and yields the ones archived at/after
 ``since`` with ``is_deleted=True``. They come first, on pages without a cursor, so a run that
 stops half-way cannot have stored a cursor beyond deletions it never reported.
 
@@ -23,10 +11,20 @@ Activities walk four object types in one stream; their searches are merged by
 ``hs_lastmodifieddate`` so every page cursor is a safe resume point for all four. Search cannot
 return associations, so each search page of activities costs one more request
 (``POST /crm/v4/associations/{type}/deals/batch/read``) for the activities' deals; archived
-lists return them inline (``associations=deals``).
+lists return them inline (``associations=deals``). Likewise each search page of deals costs a
+deal-to-company association read, and a companies batch read for the names not read yet in
+this run (``deal_companies``); archived deals list theirs inline (``associations=companies``).
+
+Re-associating an activity to another deal does not change the activity: on an incremental
+run the deals stream remembers the deals it read, and after its searches the activities stream
+re-reads those deals' activities it has not returned yet, on pages without a cursor
+(``hubspot_associations`` says how and why).
 
 Search answers carry no rate-limit headers and HubSpot allows about five searches per second
-per account, so against ``api.hubapi.com`` searches are spaced ``search_interval`` apart.
+per account, so searches are spaced ``SEARCH_INTERVAL`` apart whatever the host (a proxy or a
+regional host is still HubSpot behind it); the source setting ``search_interval`` (seconds, 0
+turns it off: the sandbox) overrides it. Other answers are paced by their
+``X-HubSpot-RateLimit-*`` headers (``limits_from_headers``).
 
 Every property is a string or null (``"amount": "500"``); times are ISO-8601 or epoch-ms
 strings. Deal stages are ids (``qualifiedtobuy``): the pipelines endpoint, read once per
@@ -46,8 +44,9 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from itertools import chain
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -57,15 +56,19 @@ from connectors import http
 from connectors.base import (
     Connector,
     Page,
-    RecordError,
     Stream,
     currency_code,
-    iso,
     map_page,
     parse_bool,
     parse_datetime,
 )
 from connectors.http import CrmClient, CrmError, Limits
+from connectors.hubspot_associations import (
+    CompanyNames,
+    attach_companies,
+    attach_deals,
+    reassociated_pages,
+)
 from connectors.hubspot_records import (
     ACTIVITY_OBJECTS,
     MODIFIED,
@@ -76,10 +79,17 @@ from connectors.hubspot_records import (
     deal_mapper,
     id_of,
     map_owner,
-    modified_at,
     no_cursor,
     parse_pipelines,
     safe_modified,
+)
+from connectors.hubspot_search import (
+    LIST_LIMIT,
+    Search,
+    archived_pages,
+    merge,
+    results_of,
+    tagged,
 )
 
 log = logging.getLogger(__name__)
@@ -88,16 +98,13 @@ KIND = "hubspot"
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 ACCOUNT_PATH = "/account-info/v3/details"
 
-OBJECT_ID = "hs_object_id"
 # HubSpot's maximum page sizes: search 200, list endpoints 100.
 SEARCH_LIMIT = 200
-LIST_LIMIT = 100
-# Offsets from here on are refused; documented for readers, never reached (see module doc).
-SEARCH_CAP = 10_000
 # HubSpot allows about 5 searches per second per account: stay a little under it.
 SEARCH_INTERVAL = 0.22
-# v4 association batch reads take up to 1,000 ids; a search page has at most 200.
-ASSOCIATION_BATCH = 1_000
+# Deals an incremental run remembers to re-read their activities' associations: a bound on
+# memory and on the extra reads; the periodic reconciliation catches the rest.
+MAX_CHANGED_DEALS = 50_000
 
 DEAL_PROPERTIES = (
     "dealname",
@@ -113,9 +120,6 @@ DEAL_PROPERTIES = (
     "deal_currency_code",
 )
 ACTIVITY_PROPERTIES = ("hs_timestamp", "hubspot_owner_id", MODIFIED, "hs_createdate")
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 
 
 # ------------------------------------------------------------------ client
@@ -222,207 +226,6 @@ def _account(client: CrmClient) -> tuple[ZoneInfo, str]:
     )
 
 
-def to_ms(value: datetime) -> int:
-    """Epoch milliseconds, floored: a GTE filter on it still includes ``value`` itself."""
-    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return (aware - _EPOCH) // _MS
-
-
-def _stamp_ms(raw: Any) -> int | None:
-    try:
-        stamp = modified_at(raw)
-    except RecordError:
-        return None
-    return to_ms(stamp) if stamp is not None else None
-
-
-def _results(payload: Any, what: str) -> tuple[list[Any], str | None]:
-    """A page's ``results`` and its ``paging.next.after`` (None on the last page)."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
-        raise CrmError(f"{what}: unexpected response", body=str(payload))
-    paging = payload.get("paging")
-    nxt = paging.get("next") if isinstance(paging, dict) else None
-    after = nxt.get("after") if isinstance(nxt, dict) else None
-    return payload["results"], (str(after) if after not in (None, "") else None)
-
-
-def _filter(prop: str, operator: str, value: int | str) -> dict[str, str]:
-    return {"propertyName": prop, "operator": operator, "value": str(value)}
-
-
-class _Search:
-    """One object type's search results, oldest change first, each record once."""
-
-    def __init__(
-        self,
-        client: CrmClient,
-        object_type: str,
-        properties: Iterable[str],
-        limit: int,
-        enrich: Callable[[list[Any]], None] | None = None,
-        pace: Callable[[], None] | None = None,
-    ) -> None:
-        self.client = client
-        self.url = f"/crm/v3/objects/{object_type}/search"
-        self.properties = list(properties)
-        self.limit = limit
-        self.enrich = enrich
-        self.pace = pace
-
-    def _query(self, filters: list[dict[str, str]], sort: str) -> tuple[list[Any], bool]:
-        body: dict[str, Any] = {
-            "filterGroups": [{"filters": filters}] if filters else [],
-            "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
-            "properties": self.properties,
-            "limit": self.limit,
-        }
-        if self.pace is not None:
-            self.pace()
-        results, after = _results(self.client.post_json(self.url, json=body), f"POST {self.url}")
-        if self.enrich is not None and results:
-            self.enrich(results)
-        return results, after is not None
-
-    def records(self, since: datetime | None) -> Iterator[tuple[int, Any]]:
-        """``(hs_lastmodifieddate in ms, raw record)`` in ascending order from ``since``."""
-        lower = to_ms(since) if since is not None else None
-        seen: set[str] = set()  # ids already yielded whose stamp equals ``lower``
-        while True:
-            filters = [] if lower is None else [_filter(MODIFIED, "GTE", lower)]
-            results, more = self._query(filters, MODIFIED)
-            top, at_top = lower, set(seen)
-            for raw in results:
-                stamp = _stamp_ms(raw)
-                ident = str(raw.get("id")) if isinstance(raw, dict) else ""
-                if stamp is not None and stamp == lower and ident in seen:
-                    continue  # the boundary record(s) of the previous page
-                # Unreadable stamps keep their place; the mapper rejects those records.
-                yield (stamp if stamp is not None else (top or 0)), raw
-                if stamp is None:
-                    continue
-                if top is None or stamp > top:
-                    top, at_top = stamp, {ident}
-                elif stamp == top:
-                    at_top.add(ident)
-            if not more:
-                return
-            if top is None:
-                raise CrmError(f"POST {self.url}: a full page without {MODIFIED}: cannot page")
-            if top == lower:
-                # A whole page shares one timestamp: read the rest of it by id, then go on
-                # strictly after it.
-                yield from ((top, raw) for raw in self._same_stamp(top, at_top))
-                lower, seen = top + 1, set()
-            else:
-                lower, seen = top, at_top
-
-    def _same_stamp(self, stamp: int, exclude: set[str]) -> Iterator[Any]:
-        last_id: int | None = None
-        while True:
-            filters = [_filter(MODIFIED, "GTE", stamp), _filter(MODIFIED, "LTE", stamp)]
-            if last_id is not None:
-                filters.append(_filter(OBJECT_ID, "GT", last_id))
-            results, more = self._query(filters, OBJECT_ID)
-            progressed = last_id
-            for raw in results:
-                ident = str(raw.get("id")) if isinstance(raw, dict) else ""
-                if ident.isdigit():
-                    progressed = max(progressed or 0, int(ident))
-                if ident not in exclude:
-                    yield raw
-            if not more:
-                return
-            if progressed == last_id:
-                raise CrmError(f"POST {self.url}: ids do not advance: cannot page")
-            last_id = progressed
-
-
-def attach_deals(client: CrmClient, object_type: str, raws: list[Any]) -> None:
-    """Add ``associations.deals`` to search results, in the shape list endpoints return it.
-
-    Search cannot return associations; one v4 batch read per search page can.
-    """
-    ids = [str(r["id"]) for r in raws if isinstance(r, dict) and r.get("id") is not None]
-    url = f"/crm/v4/associations/{object_type}/deals/batch/read"
-    links: dict[str, list[dict[str, str]]] = {}
-    for start in range(0, len(ids), ASSOCIATION_BATCH):
-        inputs = [{"id": i} for i in ids[start : start + ASSOCIATION_BATCH]]
-        payload = client.post_json(url, json={"inputs": inputs})
-        results = payload.get("results") if isinstance(payload, dict) else None
-        if not isinstance(results, list):
-            raise CrmError(f"POST {url}: unexpected response", body=str(payload))
-        for item in results:
-            source = item.get("from") if isinstance(item, dict) else None
-            targets = item.get("to") if isinstance(item, dict) else None
-            if not isinstance(source, dict) or not isinstance(targets, list):
-                continue
-            links[str(source.get("id"))] = [
-                {"id": str(t["toObjectId"]), "type": f"{ACTIVITY_OBJECTS[object_type]}_to_deal"}
-                for t in targets
-                if isinstance(t, dict) and t.get("toObjectId") is not None
-            ]
-    for raw in raws:
-        if isinstance(raw, dict) and "associations" not in raw:
-            raw["associations"] = {"deals": {"results": links.get(str(raw.get("id")), [])}}
-
-
-def archived_pages(
-    client: CrmClient,
-    object_type: str,
-    properties: Iterable[str],
-    since: datetime | None,
-    associations: str | None = None,
-) -> Iterator[list[Any]]:
-    """Archived records (archived at/after ``since`` when ``archivedAt`` says so)."""
-    url = f"/crm/v3/objects/{object_type}"
-    params: dict[str, Any] = {
-        "archived": "true",
-        "limit": LIST_LIMIT,
-        "properties": ",".join(properties),
-    }
-    if associations:
-        # List endpoints return associations inline; no extra request.
-        params["associations"] = associations
-    while True:
-        results, after = _results(client.get_json(url, params=params), f"GET {url}")
-        kept = [r for r in results if since is None or _archived_since(r, since)]
-        if kept:
-            yield kept
-        if after is None:
-            return
-        params["after"] = after
-
-
-def _archived_since(raw: Any, since: datetime) -> bool:
-    if not isinstance(raw, dict):
-        return True  # let the mapper reject it
-    try:
-        archived = parse_datetime(raw.get("archivedAt"), "archivedAt")
-    except RecordError:
-        return True
-    return archived is None or archived >= since
-
-
-def _tagged(tag: int, items: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, int, Any]]:
-    for stamp, raw in items:
-        yield stamp, tag, raw
-
-
-def _merge(parts: list[Page]) -> Page:
-    page = Page()
-    cursors: list[datetime] = []
-    for part in parts:
-        page.records.extend(part.records)
-        page.rejects.extend(part.rejects)
-        page.fetched += part.fetched
-        # Compared as times: "…:40Z" sorts after "…:40.166000Z" as text.
-        stamp = parse_datetime(part.cursor, "cursor")
-        if stamp is not None:
-            cursors.append(stamp)
-    page.cursor = iso(max(cursors)) if cursors else None
-    return page
-
-
 # ------------------------------------------------------------------ connector
 
 
@@ -430,8 +233,10 @@ class HubSpotConnector(Connector):
     """Config: ``timezone`` (an IANA name: the day a ``closedate`` falls on; the portal's),
     ``default_currency`` (deals without ``deal_currency_code``; the portal's company
     currency), ``page_size`` (search page size, at most 200), ``activity_types`` (a subset of
-    calls, emails, meetings, tasks), ``activity_deals`` (look up each activity's deal; True),
-    ``search_interval`` (seconds between searches; 0.2 against api.hubapi.com, else 0)."""
+    calls, emails, meetings, tasks), ``activity_deals`` (look up each activity's deal, and
+    follow association changes; True), ``deal_companies`` (name each deal's company as its
+    account; True), ``search_interval`` (seconds between searches, whatever the host; 0
+    turns pacing off; :data:`SEARCH_INTERVAL` by default)."""
 
     kind = KIND
 
@@ -447,13 +252,18 @@ class HubSpotConnector(Connector):
             raise ValueError(f"unknown HubSpot activity types: {', '.join(map(str, unknown))}")
         self.activity_types = types
         self.activity_deals = parse_bool(self.config.get("activity_deals", True))
+        self.deal_companies = parse_bool(self.config.get("deal_companies", True))
+        self.companies = CompanyNames(client)
+        # Deals the running incremental sync read as changed (ActivitiesStream reads their
+        # activities' associations); at most MAX_CHANGED_DEALS.
+        self.changed_deals: dict[str, None] = {}
+        self._changed_overflow = False
         self._stages: dict[tuple[str, str], StageInfo] | None = None
         interval = self.config.get("search_interval")
-        if interval is None:
-            # The public API's search limit (~5/s per account, shared by all apps of the
-            # portal); a sandbox or proxy has its own rules.
-            interval = SEARCH_INTERVAL if client.base_url == DEFAULT_BASE_URL else 0.0
-        self.search_interval = max(0.0, float(interval))
+        # The search limit (~5/s per account, shared by all apps of the portal) holds behind a
+        # proxy or a regional host too, so the host does not decide; only the setting can
+        # (the sandbox sets 0).
+        self.search_interval = max(0.0, float(SEARCH_INTERVAL if interval is None else interval))
         self._last_search = float("-inf")
 
     def streams(self) -> list[Stream]:
@@ -479,7 +289,8 @@ class HubSpotConnector(Connector):
         """Deals in our shape. A stage the pipelines did not list when read (added since)
         makes them read once more before the deal is rejected: at most once per connector."""
         zone, currency = self.portal()
-        current = deal_mapper(self.stages(), currency, zone)
+        account = self.companies.account if self.deal_companies else None
+        current = deal_mapper(self.stages(), currency, zone, account)
         refreshed = False
 
         def mapper(raw: dict[str, Any]) -> dict[str, Any]:
@@ -490,7 +301,7 @@ class HubSpotConnector(Connector):
                 if refreshed:
                     raise
                 refreshed = True
-                current = deal_mapper(self.stages(refresh=True), currency, zone)
+                current = deal_mapper(self.stages(refresh=True), currency, zone, account)
                 return current(raw)
 
         return mapper
@@ -504,9 +315,9 @@ class HubSpotConnector(Connector):
     ) -> Iterator[Page]:
         """The types' searches merged by ``hs_lastmodifieddate``, ``page_size`` per page."""
         streams = [
-            _tagged(
+            tagged(
                 i,
-                _Search(
+                Search(
                     self.client,
                     t,
                     properties[t],
@@ -533,9 +344,47 @@ class HubSpotConnector(Connector):
         self._last_search = time.monotonic()
 
     def _enrich(self, object_type: str) -> Callable[[list[Any]], None] | None:
+        """What a search page needs that search cannot return: an activity's deal, a deal's
+        company (and its name)."""
+        if object_type == "deals":
+            return self._attach_companies if self.deal_companies else None
         if object_type not in ACTIVITY_OBJECTS or not self.activity_deals:
             return None
         return lambda raws: attach_deals(self.client, object_type, raws)
+
+    def _attach_companies(self, raws: list[Any]) -> None:
+        attach_companies(self.client, raws)
+        self.companies.read(raws)
+
+    def forget_changed(self) -> None:
+        self.changed_deals, self._changed_overflow = {}, False
+
+    def remember_changed(self, page: Page) -> None:
+        """Remember the page's deals for :meth:`reassociated_pages`, up to the bound."""
+        ids = [r["external_id"] for r in page.records]
+        ids += [r.external_id for r in page.rejects if r.external_id]
+        for ident in ids:
+            if len(self.changed_deals) >= MAX_CHANGED_DEALS:
+                if ident not in self.changed_deals and not self._changed_overflow:
+                    self._changed_overflow = True
+                    log.info(
+                        "HubSpot: over %d changed deals: the activities of the others are not "
+                        "re-read; the periodic reconciliation catches their association changes",
+                        MAX_CHANGED_DEALS,
+                    )
+                continue
+            self.changed_deals[ident] = None
+
+    def reassociated_pages(
+        self,
+        properties: Mapping[str, tuple[str, ...]],
+        mappers: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]],
+        emitted: set[str],
+    ) -> Iterator[Page]:
+        """Activities (re)associated with the deals this run read as changed, which the
+        activity search did not return (hubspot_associations); once per run."""
+        deals, self.changed_deals = list(self.changed_deals), {}
+        yield from reassociated_pages(self.client, deals, properties, mappers, emitted)
 
     def _page(
         self,
@@ -549,7 +398,7 @@ class HubSpotConnector(Connector):
             if raws:
                 mapper = mappers[object_type]
                 parts.append(map_page(raws, mapper, id_of=id_of, cursor_of=safe_modified))
-        return _merge(parts)
+        return merge(parts)
 
     def deleted_pages(
         self,
@@ -558,9 +407,14 @@ class HubSpotConnector(Connector):
         mapper: Callable[[dict[str, Any]], dict[str, Any]],
         since: datetime | None,
     ) -> Iterator[Page]:
-        linked = object_type in ACTIVITY_OBJECTS and self.activity_deals
-        associations = "deals" if linked else None
+        associations = None
+        if object_type in ACTIVITY_OBJECTS and self.activity_deals:
+            associations = "deals"
+        elif object_type == "deals" and self.deal_companies:
+            associations = "companies"
         for raws in archived_pages(self.client, object_type, properties, since, associations):
+            if associations == "companies":
+                self.companies.read(raws)
             # No cursor: archived lists are in id order, not in change order.
             page = map_page(raws, mapper, id_of=id_of, cursor_of=no_cursor)
             for record in page.records:
@@ -588,7 +442,7 @@ class OwnersStream(_HubSpotStream):
             params: dict[str, Any] = {"limit": LIST_LIMIT, "archived": archived}
             while True:
                 payload = client.get_json("/crm/v3/owners", params=params)
-                results, after = _results(payload, "GET /crm/v3/owners")
+                results, after = results_of(payload, "GET /crm/v3/owners")
                 if archived == "true":
                     # The listing decides: everything in it is archived (a deactivated user).
                     results = [
@@ -613,11 +467,18 @@ class DealsStream(_HubSpotStream):
         return map_page(raws, self.connector.deal_mapper(), id_of=id_of, cursor_of=no_cursor)
 
     def pages(self, since: datetime | None) -> Iterator[Page]:
-        mapper = self.connector.deal_mapper()
-        yield from self.connector.deleted_pages("deals", DEAL_PROPERTIES, mapper, since)
-        yield from self.connector.search_pages(
+        """Archived deals, then changed ones; on an incremental run the changed ones are
+        remembered for the activities stream (association changes, module docstring)."""
+        connector = self.connector
+        connector.forget_changed()
+        mapper = connector.deal_mapper()
+        yield from connector.deleted_pages("deals", DEAL_PROPERTIES, mapper, since)
+        for page in connector.search_pages(
             ["deals"], {"deals": DEAL_PROPERTIES}, {"deals": mapper}, since
-        )
+        ):
+            if since is not None and connector.activity_deals:
+                connector.remember_changed(page)
+            yield page
 
 
 class ActivitiesStream(_HubSpotStream):
@@ -627,6 +488,16 @@ class ActivitiesStream(_HubSpotStream):
         types = list(self.connector.activity_types)
         properties = {t: (*ACTIVITY_PROPERTIES, SUBJECT_PROPERTY[t]) for t in types}
         mappers = {t: activity_mapper(t) for t in types}
-        for t in types:
-            yield from self.connector.deleted_pages(t, properties[t], mappers[t], since)
-        yield from self.connector.search_pages(types, properties, mappers, since)
+        emitted: set[str] = set()
+        pages = chain(
+            *(self.connector.deleted_pages(t, properties[t], mappers[t], since) for t in types),
+            self.connector.search_pages(types, properties, mappers, since),
+        )
+        for page in pages:
+            if since is not None:
+                emitted.update(r["external_id"] for r in page.records)
+                emitted.update(r.external_id for r in page.rejects if r.external_id)
+            yield page
+        if since is not None and self.connector.activity_deals:
+            # After the searches: what they returned is current and need not be read again.
+            yield from self.connector.reassociated_pages(properties, mappers, emitted)

@@ -1,5 +1,6 @@
-"""HubSpot's records mapped to Quota Gap's: owners, deals (with their pipeline stages) and
-the four activity objects. Every HubSpot property arrives as a string or null."""
+"""HubSpot's records mapped to Quota Gap's: owners, deals (with their pipeline stages and
+their company's name) and the four activity objects. Every HubSpot property arrives as a
+string or null."""
 
 from __future__ import annotations
 
@@ -148,10 +149,15 @@ class UnknownStage(RecordError):
 
 
 def deal_mapper(
-    stages: Mapping[tuple[str, str], StageInfo], default_currency: str, zone: tzinfo = UTC
+    stages: Mapping[tuple[str, str], StageInfo],
+    default_currency: str,
+    zone: tzinfo = UTC,
+    account: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """Deals in our shape; ``closedate`` (an instant) falls on its date in ``zone``, the
-    portal's time zone, as in HubSpot's reports."""
+    portal's time zone, as in HubSpot's reports. ``account`` names a raw deal's company (the
+    company is an association, not a deal property: ``hubspot_associations``); without it,
+    or without a company, the account is None."""
     by_stage: dict[str, StageInfo] = {}
     for (_, stage_id), info in stages.items():
         by_stage.setdefault(stage_id, info)
@@ -178,8 +184,7 @@ def deal_mapper(
             "external_id": _required(raw.get("id"), "id"),
             "owner_external_id": _required(props.get("hubspot_owner_id"), "hubspot_owner_id"),
             "name": clean_text(props.get("dealname")),
-            # The company is an association, not a deal property.
-            "account": None,
+            "account": account(raw) if account is not None else None,
             "amount": parse_amount(props.get("amount"), "amount"),
             "currency": currency_code(props.get("deal_currency_code"), default=default_currency),
             "stage": info.stage,

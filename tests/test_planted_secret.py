@@ -56,6 +56,7 @@ def test_planted_secrets_never_leave(client, factory, session, settings, sandbox
             "name": "hs",
             "base_url": sandboxes["hubspot"],
             "credentials": {"access_token": PLANTED["tok"]},
+            "config": {"search_interval": 0},  # the sandbox has no search limit
         },
         # Fails: Pipedrive's token travels in a header, never in a logged URL.
         "pipedrive": {

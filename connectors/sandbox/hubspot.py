@@ -1,4 +1,5 @@
-"""Sandbox HubSpot: CRM v3 objects, search, owners, pipelines, v4 associations, OAuth refresh.
+"""Sandbox HubSpot: CRM v3 objects, search, batch reads, owners, pipelines, v4 associations,
+companies, OAuth refresh.
 
 Serves the demo data in HubSpot's wire format: owners (the demo's reps and managers; the
 inactive ones only with ``archived=true``), deals and the four activity objects (calls,
@@ -12,9 +13,14 @@ BETWEEN, HAS_PROPERTY, NOT_HAS_PROPERTY) and one sort on ``hs_object_id``,
 ``hs_lastmodifieddate``, ``createdate``/``hs_createdate`` and ``hs_timestamp``; ``after`` is an
 offset, and like HubSpot an offset of 10,000 or more is a 400. Search leaves archived
 (the demo's deleted) deals out; ``GET /crm/v3/objects/deals?archived=true`` lists them with
-``archivedAt`` (activities with ``associations=deals`` carry their deal inline; search
-results need ``POST /crm/v4/associations/{type}/deals/batch/read``). Pages are at most
-``page_size`` long (HubSpot: 200 for search, 100 for lists), whatever the client asks for.
+``archivedAt`` (activities with ``associations=deals`` carry their deal inline, deals with
+``associations=companies`` their company; search results need the v4 association batch
+reads). Pages are at most ``page_size`` long (HubSpot: 200 for search, 100 for lists),
+whatever the client asks for.
+
+Companies (one per demo account name), ``POST /crm/v4/associations/{from}/{to}/batch/read``
+(activities ↔ deals, deals → companies; a 207 with ``errors`` for inputs without any) and
+``POST /crm/v3/objects/{type}/batch/read`` are served by ``hubspot_links``.
 
 ``GET /account-info/v3/details`` gives the state's ``timezone`` and ``currency``: a closed
 deal's ``closedate`` is its closing instant, an open one's its forecast day at midnight in the
@@ -33,6 +39,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from connectors.sandbox import hubspot_links as links
 from connectors.sandbox.common import SandboxState, install
 from connectors.sandbox.hubspot_portal import Portal, hubspot_id, invalid, unknown_type
 
@@ -85,6 +92,18 @@ def _object_routes(app: FastAPI, portal: Portal) -> None:
             return invalid(exc)
         return portal.search(object_type, body)
 
+    @app.post("/crm/v3/objects/{object_type}/batch/read")
+    async def batch_read(object_type: str, request: Request) -> Response:
+        if (refused := portal.denied(request)) is not None:
+            return refused
+        if object_type not in portal.tables and object_type != "companies":
+            return unknown_type(object_type)
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            return invalid(exc)
+        return links.batch_read(portal, object_type, body)
+
     @app.get("/crm/v3/objects/{object_type}")
     async def list_objects(object_type: str, request: Request) -> Response:
         if (refused := portal.denied(request)) is not None:
@@ -125,7 +144,7 @@ def _association_routes(app: FastAPI, portal: Portal) -> None:
             body = await request.json()
         except ValueError:
             body = None  # answered as a body without ``inputs``
-        return portal.associations(from_type, to_type, body)
+        return links.associations(portal, from_type, to_type, body)
 
 
 def _oauth_routes(app: FastAPI, state: SandboxState) -> None:

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import QueryParams
 
 from connectors.sandbox.common import SandboxState, day, flag, utc_iso
+from connectors.sandbox.hubspot_links import Links, derive, wanted_properties
 
 Ints = npt.NDArray[np.int64]
 Objs = npt.NDArray[np.object_]
@@ -176,13 +177,6 @@ def activity_columns(object_type: str, page: pd.DataFrame) -> dict[str, Objs]:
     return props
 
 
-def wanted_properties(value: Any) -> set[str] | None:
-    if value is None or value == "" or value == []:
-        return None
-    items = value if isinstance(value, list) else str(value).split(",")
-    return {str(p).strip() for p in items if str(p).strip()}
-
-
 def filter_value(prop: str, value: Any) -> int:
     text = str(value).strip()
     if text.lstrip("-").isdigit():
@@ -217,6 +211,24 @@ def ordered(key: Ints, descending: bool, start: int, end: int) -> Ints:
     return out
 
 
+def _inline(
+    object_type: str, links: Links, rows: Ints, with_deals: bool, with_companies: bool
+) -> tuple[str, list[list[dict[str, str]]]] | None:
+    """The associations list endpoints return inline: (``deals`` or ``companies``, per row)."""
+    if with_deals:
+        kind = f"{ACTIVITY_TYPES[object_type]}_to_deal"
+        deals = links.activity_deals[rows].tolist()
+        return "deals", [[{"id": str(d), "type": kind}] if d >= 0 else [] for d in deals]
+    if with_companies:
+        # HubSpot lists the primary company twice: labelled and unlabeled.
+        types = ("deal_to_company", "deal_to_company_unlabeled")
+        companies = links.deal_companies[rows].tolist()
+        return "companies", [
+            [{"id": str(c), "type": t} for t in types] if c >= 0 else [] for c in companies
+        ]
+    return None
+
+
 class Portal:
     """One HubSpot portal over the sandbox's records: ids, rendering, search and paging."""
 
@@ -227,14 +239,14 @@ class Portal:
         # Rows are never added or removed (touch only edits values), so ids are computed once.
         deal_ids = _ids(data.deals["external_id"])
         activity_ids = _ids(data.activities["external_id"])
-        self.activity_index = pd.Index(activity_ids)
         self.activity_kind = data.activities["type"].to_numpy(dtype=str)
-        # Owners and deal links never change in the demo data: converted once, indexed per page.
+        # Owners never change in the demo data: converted once, indexed per page. Links may
+        # (a test re-associates an activity): derived again when the version moves.
         self.owner_ids = {
             "deals": _key_ids(data.deals["owner_key"]),
             "activities": _key_ids(data.activities["owner_key"]),
         }
-        self.activity_deals = _ids(data.activities["deal_external_id"])
+        self._links: Links | None = None
         self.tables: dict[str, _Table] = {
             "deals": _Table(lambda: state.data.deals, np.arange(deal_ids.size), deal_ids),
         }
@@ -251,6 +263,13 @@ class Portal:
         # search filters all live rows; reading and converting their columns for every page made
         # a full read quadratic, so they are kept until the records change.
         self.live: dict[str, tuple[int, Ints, Ints, dict[str, Ints]]] = {}
+
+    def links(self) -> Links:
+        """Activity -> deal and deal -> company ids as the frames say now."""
+        if self._links is None or self._links.version != self.state.version:
+            data = self.state.data
+            self._links = derive(self.state.version, data.deals, data.activities, _ids)
+        return self._links
 
     def live_rows(self, object_type: str) -> tuple[Ints, Ints, dict[str, Ints]]:
         entry = self.live.get(object_type)
@@ -317,6 +336,7 @@ class Portal:
         wanted: set[str] | None,
         archived: bool,
         with_deals: bool = False,
+        with_companies: bool = False,
     ) -> list[dict[str, Any]]:
         # Column-wise on the page's rows: per-value pandas calls would dominate 100k-record
         # reads.
@@ -332,8 +352,7 @@ class Portal:
         shown = {k: v.tolist() for k, v in props.items() if k in names}
         created = props["createdate"].tolist()
         modified = props["hs_lastmodifieddate"].tolist()
-        deals = self.activity_deals[rows].tolist() if with_deals else []
-        singular = ACTIVITY_TYPES.get(object_type, "deal")
+        inline = _inline(object_type, self.links(), rows, with_deals, with_companies)
         out = []
         for i, ident in enumerate(props["hs_object_id"].tolist()):
             record: dict[str, Any] = {
@@ -345,11 +364,8 @@ class Portal:
             }
             if archived:
                 record["archivedAt"] = modified[i]
-            if with_deals:
-                linked = (
-                    [{"id": str(deals[i]), "type": f"{singular}_to_deal"}] if deals[i] >= 0 else []
-                )
-                record["associations"] = {"deals": {"results": linked}}
+            if inline is not None:
+                record["associations"] = {inline[0]: {"results": inline[1][i]}}
             out.append(record)
         return out
 
@@ -480,8 +496,12 @@ class Portal:
         start = int(np.searchsorted(ids, after))
         page = np.arange(start, min(start + limit, ids.size))
         wanted = wanted_properties(q.get("properties"))
-        with_deals = object_type in ACTIVITY_TYPES and "deals" in str(q.get("associations", ""))
-        results = self.render(object_type, rows[page], ids[page], wanted, archived, with_deals)
+        asked = str(q.get("associations", "")).split(",")
+        with_deals = object_type in ACTIVITY_TYPES and "deals" in asked
+        with_companies = object_type == "deals" and "companies" in asked
+        results = self.render(
+            object_type, rows[page], ids[page], wanted, archived, with_deals, with_companies
+        )
         payload: dict[str, Any] = {"results": results}
         if start + limit < ids.size:
             payload["paging"] = {"next": {"after": str(ids[start + limit])}}
@@ -565,42 +585,3 @@ class Portal:
                 }
             )
         return JSONResponse({"results": results})
-
-    def associations(self, from_type: str, to_type: str, body: Any) -> Response:
-        from_type = from_type if from_type.endswith("s") else f"{from_type}s"
-        if from_type not in ACTIVITY_TYPES or to_type.rstrip("s") != "deal":
-            return _error(
-                400, f"Unsupported association {from_type} -> {to_type}", "VALIDATION_ERROR"
-            )
-        inputs = body.get("inputs") if isinstance(body, dict) else None
-        if not isinstance(inputs, list):
-            return _error(400, "inputs must be a list", "VALIDATION_ERROR")
-        wanted = [str(i.get("id")) if isinstance(i, dict) else str(i) for i in inputs]
-        numbers = pd.to_numeric(pd.Series(wanted, dtype="string"), errors="coerce").fillna(-1)
-        positions = self.activity_index.get_indexer(pd.Index(numbers.astype(np.int64)))
-        found = (positions >= 0) & (
-            self.activity_kind[np.maximum(positions, 0)] == ACTIVITY_TYPES[from_type]
-        )
-        deals = np.full(len(wanted), -1, dtype=np.int64)
-        deals[found] = self.activity_deals[positions[found]]
-        results: list[dict[str, Any]] = []
-        for ident, deal in zip(wanted, deals.tolist(), strict=True):
-            if deal < 0:
-                continue
-            results.append(
-                {
-                    "from": {"id": ident},
-                    "to": [
-                        {
-                            "toObjectId": deal,
-                            "associationTypes": [
-                                {"category": "HUBSPOT_DEFINED", "typeId": 206, "label": None}
-                            ],
-                        }
-                    ],
-                }
-            )
-        now = utc_iso(pd.Timestamp.now(tz="UTC"))
-        return JSONResponse(
-            {"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": now}
-        )

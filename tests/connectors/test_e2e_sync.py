@@ -10,6 +10,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -28,6 +29,7 @@ from app.reps.models import Rep
 from app.sources.models import QuarantinedRecord, Source, SyncCursor, SyncRun
 from connectors import registry
 from connectors.sandbox.common import ServerThread
+from connectors.sandbox.hubspot import hubspot_id
 from tests.conftest import TEST_SECRET_KEY
 
 pytestmark = [pytest.mark.slow]
@@ -64,6 +66,11 @@ def credentials(kind: str, url: str) -> dict[str, str]:
     }[kind]
 
 
+def source_config(kind: str) -> dict[str, Any]:
+    """The sandbox has no search limit: HubSpot searches unpaced (real portals are paced)."""
+    return {"search_interval": 0} if kind == "hubspot" else {}
+
+
 @pytest.fixture(autouse=True)
 def _sandboxes_on_loopback(settings):
     settings.source_allow_private_destinations = True  # the sandbox CRMs listen on loopback
@@ -84,6 +91,7 @@ def add_source(session_factory, settings, kind: str, url: str, name: str | None 
             name=name or f"{kind}-sandbox",
             base_url=url,
             credentials_encrypted=secrets.encrypt(settings, credentials(kind, url)),
+            config=source_config(kind),
         )
         session.add(source)
         session.flush()
@@ -392,3 +400,42 @@ def test_pipedrive_activities_deleted_in_the_crm_are_marked_deleted(
     assert {k for k, deleted in flags.items() if deleted} == gone
     assert second.updated + second.deleted >= 3
     assert (third.updated, third.deleted) == (0, 0)  # marked once
+
+
+def test_hubspot_activity_reassociated_to_a_deal_follows_it(session_factory, settings, session):
+    """HubSpot: a call associated to another deal keeps its hs_lastmodifieddate; the deal it
+    moved to changed. The next sync stores the call's new deal; a sync after that, with no
+    change, writes nothing. Deals carry their company's name."""
+    state = sandbox_state(**DEMO)
+    app = registry.sandbox_app("hubspot", state, page_size=PAGE)
+    with ServerThread(app) as server:
+        sid = add_source(session_factory, settings, "hubspot", server.url)
+        sync(session_factory, settings, sid)
+        acts, deals = state.data.activities, state.data.deals
+        old = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=30)
+        row = acts.index[(acts["deal_external_id"].isna() & (acts["modified_at"] < old)).to_numpy()]
+        row = row[0]
+        target = deals.index[~deals["is_deleted"].to_numpy()][0]
+        with state.lock:
+            acts.loc[row, "deal_external_id"] = deals.loc[target, "external_id"]
+            deals.loc[target, "modified_at"] = pd.Timestamp.now(tz="UTC")
+            state.version += 1
+        second = sync(session_factory, settings, sid)
+        third = sync(session_factory, settings, sid)
+
+    session.expire_all()
+    stored_deal = session.scalar(
+        select(Activity.deal_external_id).where(
+            Activity.source_id == sid,
+            Activity.external_id == hubspot_id(acts.loc[row, "external_id"]),
+        )
+    )
+    assert stored_deal == hubspot_id(deals.loc[target, "external_id"])
+    assert second.updated >= 2  # the deal and the call
+    assert (third.inserted, third.updated, third.deleted) == (0, 0, 0)
+    accounts = dict(
+        session.execute(select(Deal.external_id, Deal.account).where(Deal.source_id == sid)).all()
+    )
+    assert accounts == {
+        hubspot_id(k): a for k, a in zip(deals["external_id"], deals["account"], strict=True)
+    }

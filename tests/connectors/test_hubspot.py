@@ -25,9 +25,10 @@ from connectors.hubspot import (
     HubSpotConnector,
     build_client,
     limits_from_headers,
-    to_ms,
 )
+from connectors.hubspot_search import to_ms
 from tests.conftest import SHARED
+from tests.connectors.hubspot_wire import CALL_TO_DEAL, associations_answer, to
 
 FIXTURES = SHARED / "fixtures" / "crm" / "hubspot"
 BASE = DEFAULT_BASE_URL
@@ -198,6 +199,10 @@ def router() -> Iterator[respx.MockRouter]:
             return_value=httpx.Response(200, json=ACCOUNT)
         )
         mock.get("/crm/v3/objects/deals").mock(return_value=httpx.Response(200, json=EMPTY))
+        # Deals without companies unless a test says otherwise (HubSpot: 207 and errors).
+        mock.post("/crm/v4/associations/deals/companies/batch/read", name="deal_companies").mock(
+            side_effect=lambda request: associations_answer(request, {})
+        )
         yield mock
 
 
@@ -644,16 +649,8 @@ def test_activities_merge_four_types_in_change_order(router: respx.MockRouter) -
         return httpx.Response(200, json={"results": rows})
 
     def associations(request: httpx.Request) -> httpx.Response:
-        inputs = json.loads(request.content)["inputs"]
-        results = [
-            {
-                "from": {"id": i["id"]},
-                "to": [{"toObjectId": links[i["id"]], "associationTypes": []}],
-            }
-            for i in inputs
-            if i["id"] in links
-        ]
-        return httpx.Response(200, json={"status": "COMPLETE", "results": results})
+        # Activities without a deal make it a 207 with errors, which is a success.
+        return associations_answer(request, {a: [to(d, CALL_TO_DEAL)] for a, d in links.items()})
 
     router.post(path__regex=r"^/crm/v3/objects/\w+/search$").mock(side_effect=search)
     router.get(path__regex=r"^/crm/v3/objects/(calls|emails|meetings|tasks)$").mock(
@@ -911,20 +908,36 @@ def test_a_stage_added_since_the_pipelines_were_read_is_read_again(
     assert pipelines.call_count == 2
 
 
-def test_searches_are_spaced_on_the_public_api(router: respx.MockRouter) -> None:
+@pytest.mark.parametrize("host", [None, "https://hubspot-proxy.example.com"])
+def test_searches_are_spaced_whatever_the_host(host: str | None) -> None:
+    """The search limit is HubSpot's, not the host's: behind a proxy or a regional host
+    searches are spaced too, by default."""
     fake = FakeSearch([deal(i, T0 + i) for i in range(1, 6)], page_limit=2)
-    router.post("/crm/v3/objects/deals/search").mock(side_effect=fake)
-    sleeps: list[float] = []
-    client = build_client(base_url=None, credentials={"access_token": "t"}, sleep=sleeps.append)
-    conn = HubSpotConnector(client, {"page_size": 2})
+    base = host or BASE
+    with respx.mock(base_url=base, assert_all_called=False) as mock:
+        mock.get("/crm/v3/pipelines/deals").mock(return_value=httpx.Response(200, json=PIPELINES))
+        mock.get("/account-info/v3/details").mock(return_value=httpx.Response(200, json=ACCOUNT))
+        mock.get("/crm/v3/objects/deals").mock(return_value=httpx.Response(200, json=EMPTY))
+        mock.post("/crm/v3/objects/deals/search").mock(side_effect=fake)
+        mock.post("/crm/v4/associations/deals/companies/batch/read").mock(
+            return_value=httpx.Response(200, json={"status": "COMPLETE", "results": []})
+        )
+        sleeps: list[float] = []
+        client = build_client(base_url=host, credentials={"access_token": "t"}, sleep=sleeps.append)
+        conn = HubSpotConnector(client, {"page_size": 2})
 
-    assert len(records(read(conn, "deals"))) == 5
+        assert len(records(read(conn, "deals"))) == 5
 
     # Search answers carry no rate-limit headers: every search after the first waits its turn.
     assert len(fake.bodies) >= 3
     assert len(sleeps) == len(fake.bodies) - 1 and all(0 < s <= 0.22 for s in sleeps)
+
+
+def test_the_search_interval_setting_overrides_the_default() -> None:
     sandbox = build_client(base_url="http://127.0.0.1:8801", credentials={"access_token": "t"})
-    assert HubSpotConnector(sandbox).search_interval == 0.0
+    assert HubSpotConnector(sandbox).search_interval == pytest.approx(0.22)
+    assert HubSpotConnector(sandbox, {"search_interval": 0}).search_interval == 0.0
+    assert HubSpotConnector(sandbox, {"search_interval": "1.5"}).search_interval == 1.5
 
 
 @respx.mock

@@ -54,7 +54,8 @@ def connect(
         on_refresh=on_refresh,
         sleep=sleep,
     )
-    return HubSpotConnector(client, {"page_size": 50})
+    # The sandbox has no search limit: unpaced (real portals are paced by default).
+    return HubSpotConnector(client, {"page_size": 50, "search_interval": 0})
 
 
 Hooks = dict[tuple[str, int], Callable[[], None]]
@@ -151,6 +152,8 @@ def test_full_read_returns_every_record_once(sandbox: tuple[str, SandboxState]) 
         else:
             assert got["closed_at"] == row["closed_at"].floor("ms").to_pydatetime()
         assert got["source_modified_at"] == row["modified_at"].floor("ms").to_pydatetime()
+        # The company's name: by association reads (search) or inline (archived deals).
+        assert got["account"] == row["account"]
 
     activities = data.activities
     read_activities = ids(pages["activities"])
@@ -186,7 +189,16 @@ def test_reading_since_a_cursor_returns_changes_at_or_after_it(
         changed.loc[changed["is_deleted"], "external_id"]
     )
     recent = activities[floor_ms(activities["modified_at"]) >= since_ms]
-    assert sorted(ids(pages["activities"])) == sorted(hs_ids(recent["external_id"]))
+    # Plus, read again on pages without a cursor, the activities of the deals that changed
+    # (their association may have: hubspot_associations): each activity once.
+    live = changed.loc[~changed["is_deleted"], "external_id"]
+    linked = activities[activities["deal_external_id"].isin(live)]
+    assert len(linked) and not hs_ids(linked["external_id"]) <= hs_ids(recent["external_id"])
+    read_ids = ids(pages["activities"])
+    assert len(read_ids) == len(set(read_ids))
+    assert set(read_ids) == hs_ids(recent["external_id"]) | hs_ids(linked["external_id"])
+    extra = hs_ids(linked["external_id"]) - hs_ids(recent["external_id"])
+    assert all(p.cursor is None for p in pages["activities"] if set(ids([p])) & extra)
 
 
 def test_touched_deals_show_up_incrementally(sandbox: tuple[str, SandboxState]) -> None:
@@ -342,3 +354,74 @@ def test_a_portal_in_another_zone_and_currency(sandbox: tuple[str, SandboxState]
             continue
         closed = row["closed_at"].to_pydatetime()
         assert deal["close_date"] == closed.astimezone(california).date()
+
+
+def test_batch_reads_answer_207_for_inputs_without_associations(
+    sandbox: tuple[str, SandboxState],
+) -> None:
+    url, state = sandbox
+    headers = {"Authorization": "Bearer sandbox-token"}
+    acts = state.data.activities
+    calls = acts[acts["type"] == "call"]
+    linked = hubspot_id(calls.loc[calls["deal_external_id"].notna(), "external_id"].iloc[0])
+    alone = hubspot_id(calls.loc[calls["deal_external_id"].isna(), "external_id"].iloc[0])
+
+    answer = httpx.post(
+        f"{url}/crm/v4/associations/calls/deals/batch/read",
+        json={"inputs": [{"id": linked}, {"id": alone}]},
+        headers=headers,
+    )
+
+    assert answer.status_code == 207
+    body = answer.json()
+    assert [r["from"]["id"] for r in body["results"]] == [linked]
+    (error,) = body["errors"]
+    assert (error["category"], error["context"]["fromObjectId"]) == ("OBJECT_NOT_FOUND", [alone])
+    assert error["subCategory"] == "crm.associations.NO_ASSOCIATIONS_FOUND"
+
+    deal = state.data.deals.iloc[0]
+    companies = httpx.post(
+        f"{url}/crm/v4/associations/deals/companies/batch/read",
+        json={"inputs": [{"id": hubspot_id(deal["external_id"])}]},
+        headers=headers,
+    ).json()
+    (target,) = companies["results"][0]["to"]
+    assert {"category": "HUBSPOT_DEFINED", "typeId": 5, "label": "Primary"} in target[
+        "associationTypes"
+    ]
+    named = httpx.post(
+        f"{url}/crm/v3/objects/companies/batch/read",
+        json={"properties": ["name"], "inputs": [{"id": str(target["toObjectId"])}, {"id": "1"}]},
+        headers=headers,
+    )
+    assert named.status_code == 207
+    assert named.json()["results"][0]["properties"]["name"] == deal["account"]
+    assert named.json()["errors"][0]["context"] == {"ids": ["1"]}
+
+
+def test_an_activity_moved_to_a_changed_deal_follows_it(
+    sandbox: tuple[str, SandboxState],
+) -> None:
+    """A rep logs a call, then creates a deal and associates the call to it: the call does
+    not change (HubSpot keeps its hs_lastmodifieddate), the deal does. The next incremental
+    read returns the call with its new deal."""
+    url, state = sandbox
+    conn = connect(url)
+    run_start = datetime.now(UTC)
+    first = read(conn, streams=("deals", "activities"))
+    since = min(next_since(first["deals"], run_start), next_since(first["activities"], run_start))
+    acts, deals = state.data.activities, state.data.deals
+    old = pd.Timestamp(since) - pd.Timedelta(days=30)
+    row = acts.index[(acts["deal_external_id"].isna() & (acts["modified_at"] < old)).to_numpy()][0]
+    target = deals.index[~deals["is_deleted"].to_numpy()][0]
+    with state.lock:
+        acts.loc[row, "deal_external_id"] = deals.loc[target, "external_id"]
+        deals.loc[target, "modified_at"] = pd.Timestamp(datetime.now(UTC))
+        state.version += 1
+
+    second = read(conn, since, streams=("deals", "activities"))
+
+    moved = by_id(second["activities"])[hubspot_id(acts.loc[row, "external_id"])]
+    assert moved["deal_external_id"] == hubspot_id(deals.loc[target, "external_id"])
+    page = next(p for p in second["activities"] if moved in p.records)
+    assert page.cursor is None  # found by its deal: the activity cursor does not move
