@@ -50,6 +50,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/sources/{source_id}/quarantine"): WRITERS,  # raw rows: no team scope
     ("GET", "/api/v1/sources/{source_id}/runs"): READERS,
     ("POST", "/api/v1/sources/{source_id}/sync"): ADMIN,
+    ("POST", "/api/v1/sources/{source_id}/resync"): ADMIN,
     ("POST", "/api/v1/sources/{source_id}/quarantine/replay"): ADMIN,
     ("GET", "/api/v1/jobs"): READERS,
     ("GET", "/api/v1/jobs/{job_id}"): READERS,
