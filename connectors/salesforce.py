@@ -1,9 +1,12 @@
 """Salesforce REST: users, opportunities, tasks and events through SOQL ``queryAll``.
 
-Every stream is one SOQL query per object, ``WHERE SystemModstamp >= <since> ORDER BY
-SystemModstamp``, paged through ``nextRecordsUrl``. ``queryAll`` rather than ``query`` so rows
-deleted since the last sync come back (from the recycle bin) with ``IsDeleted = true`` and the
-engine can mark them deleted instead of keeping ghosts.
+Every stream reads its objects with SOQL, ``WHERE SystemModstamp >= <since> ORDER BY
+SystemModstamp, Id``, paged through ``nextRecordsUrl`` in chunks of at most ``query_chunk``
+records (50,000), each chunk a new query starting after the last record read, so that no
+query cursor stays open long enough to expire (``connectors.salesforce_paging``).
+``queryAll`` rather than ``query`` so rows deleted since the last sync come back (from the
+recycle bin) with ``IsDeleted = true`` and the engine can mark them deleted instead of keeping
+ghosts.
 
 ``SystemModstamp`` (not ``LastModifiedDate``) is the cursor because system updates such as
 roll-ups and owner reassignment by automation change it too, and it is indexed.
@@ -15,9 +18,8 @@ import json
 import logging
 import re
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -32,7 +34,6 @@ from connectors.base import (
     currency_code,
     email_address,
     local_day,
-    map_page,
     parse_amount,
     parse_bool,
     parse_date,
@@ -40,6 +41,15 @@ from connectors.base import (
     record_id,
 )
 from connectors.http import CrmClient, CrmError, Limits
+from connectors.salesforce_paging import (
+    CHUNK,
+    Chunked,
+    Key,
+    Query,
+    chunked,
+    merged_pages,
+    soql,
+)
 
 log = logging.getLogger(__name__)
 
@@ -176,113 +186,6 @@ WIRE = http.CrmWire(
 def _version(value: Any) -> str:
     text = str(value or API_VERSION).strip()
     return text if text.startswith("v") else f"v{text}"
-
-
-def soql_datetime(value: datetime) -> str:
-    """An unquoted SOQL datetime literal, floored to the second.
-
-    Flooring keeps ``>=`` inclusive of the cursor's own record, and whole seconds are the
-    documented literal format.
-    """
-    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def soql(obj: str, fields: tuple[str, ...], since: datetime | None) -> str:
-    where = f" WHERE SystemModstamp >= {soql_datetime(since)}" if since else ""
-    # Only constant field lists and a formatted datetime go in: nothing user-supplied.
-    return f"SELECT {', '.join(fields)} FROM {obj}{where} ORDER BY SystemModstamp ASC"  # noqa: S608
-
-
-# ------------------------------------------------------------------ paging
-
-
-class _Query:
-    """One SOQL query's pages, fetched lazily into a buffer of raw records."""
-
-    def __init__(self, client: CrmClient, path: str, query: str) -> None:
-        self.client = client
-        self.url: str | None = path
-        self.params: dict[str, str] | None = {"q": query}
-        self.buffer: deque[Any] = deque()
-        self.total: int | None = None  # the query's totalSize, from its first answer
-
-    @property
-    def done(self) -> bool:
-        return self.url is None
-
-    def fetch(self) -> None:
-        assert self.url is not None
-        body = self.client.get_json(self.url, params=self.params)
-        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
-            raise CrmError(f"GET {self.url}: unexpected query response", body=str(body))
-        self.buffer.extend(body["records"])
-        if self.total is None and isinstance(body.get("totalSize"), int):
-            self.total = body["totalSize"]
-        if body.get("done", True):
-            self.url = None
-            return
-        next_url = body.get("nextRecordsUrl")
-        if not next_url:
-            # Stopping here would silently drop the rest of the result set.
-            raise CrmError(f"GET {self.url}: done=false without nextRecordsUrl", body=str(body))
-        self.url, self.params = str(next_url), None
-
-    def head_stamp(self) -> datetime:
-        return _stamp_key(self.buffer[0])
-
-
-def _stamp_key(raw: Any) -> datetime:
-    try:
-        stamp = parse_datetime(raw.get("SystemModstamp"), "SystemModstamp")
-    except (RecordError, AttributeError):
-        stamp = None
-    # Unreadable stamps sort first; the mapper rejects them anyway.
-    return stamp or datetime.min.replace(tzinfo=UTC)
-
-
-def _stamp(raw: dict[str, Any]) -> datetime | None:
-    return parse_datetime(raw.get("SystemModstamp"), "SystemModstamp")
-
-
-def merged_pages(
-    queries: list[_Query], mapper: Callable[[dict[str, Any]], dict[str, Any]]
-) -> Iterator[Page]:
-    """Pages of several SystemModstamp-ordered queries, merged into one SystemModstamp order.
-
-    Activities come from two objects (Task, Event) but keep one cursor: reading all tasks and
-    then all events would store a task cursor that skips older events if the sync stops in
-    between. Merging keeps every page cursor a safe resume point. A page is flushed before
-    each network fetch, so pages follow the server's batches.
-    """
-    out: list[Any] = []
-
-    def page() -> Page:
-        mapped = _map(out, mapper)
-        totals = [q.total for q in queries]
-        mapped.total = sum(t for t in totals if t is not None) if None not in totals else None
-        return mapped
-
-    while True:
-        for query in queries:
-            # Every unfinished query needs a record in hand before the smallest can be picked
-            # (a batch may be empty without being the last).
-            while not query.buffer and not query.done:
-                if out:
-                    yield page()
-                    out = []
-                query.fetch()
-        live = [q for q in queries if q.buffer]
-        if not live:
-            break
-        first = live[0] if len(live) == 1 else min(live, key=lambda q: q.head_stamp())
-        out.append(first.buffer.popleft())
-    if out:
-        yield page()
-
-
-def _map(raw: list[Any], mapper: Callable[[dict[str, Any]], dict[str, Any]]) -> Page:
-    return map_page(raw, mapper, id_of=lambda r: r.get("Id"), cursor_of=_stamp)
 
 
 # ------------------------------------------------------------------ mapping
@@ -428,7 +331,8 @@ def map_activity(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 class SalesforceConnector(Connector):
-    """Config: ``api_version``, ``multi_currency`` (True/False; detected when absent),
+    """Config: ``api_version``, ``query_chunk`` (records per query, 50,000),
+    ``multi_currency`` (True/False; detected when absent),
     ``default_currency`` (the currency of a single-currency org's amounts; read from the org,
     ``SELECT DefaultCurrencyIsoCode FROM Organization``, when absent)."""
 
@@ -443,13 +347,25 @@ class SalesforceConnector(Connector):
         multi = self.config.get("multi_currency")
         # None = not known yet: the first deals query asks for CurrencyIsoCode and learns.
         self.multi_currency: bool | None = None if multi is None else parse_bool(multi)
+        # Records per query before the next one starts (salesforce_paging): 200 at least,
+        # Salesforce's smallest page.
+        self.chunk = max(200, int(self.config.get("query_chunk", CHUNK)))
 
     def streams(self) -> list[Stream]:
         return [OwnersStream(self), DealsStream(self), ActivitiesStream(self)]
 
-    def query(self, query: str, *, include_deleted: bool = True) -> _Query:
+    def query(self, query: str, *, include_deleted: bool = True) -> Query:
         endpoint = "queryAll" if include_deleted else "query"
-        return _Query(self.client, f"/services/data/{self.api_version}/{endpoint}", query)
+        return Query(self.client, f"/services/data/{self.api_version}/{endpoint}", query)
+
+    def records(self, obj: str, fields: tuple[str, ...], since: datetime | None) -> Chunked:
+        """An object's records from ``since`` (with the deleted ones), in bounded chunks."""
+        path = f"/services/data/{self.api_version}/queryAll"
+
+        def build(after: Key | None) -> str:
+            return soql(obj, fields, since, after=after, limit=self.chunk)
+
+        return chunked(self.client, path, build, self.chunk)
 
     def raw_pages(self, query: str, *, include_deleted: bool = True) -> Iterator[list[Any]]:
         """The raw record batches of one SOQL query, following ``nextRecordsUrl``."""
@@ -479,14 +395,14 @@ class SalesforceConnector(Connector):
             self._org_currency = currency_code(code) if code else "USD"
         return self._org_currency
 
-    def deals_query(self, since: datetime | None) -> tuple[_Query, str | None]:
-        """The opportunities query, its first page fetched; and the currency field it reads.
+    def deals_query(self, since: datetime | None) -> tuple[Chunked, str | None]:
+        """The opportunities, their first page fetched; and the currency field they carry.
 
         CurrencyIsoCode exists only in multi-currency orgs; elsewhere the query fails with
         INVALID_FIELD. The first answer decides, once per connector.
         """
         if self.multi_currency is not False:
-            source = self.query(soql("Opportunity", (*OPPORTUNITY_FIELDS, CURRENCY_FIELD), since))
+            source = self.records("Opportunity", (*OPPORTUNITY_FIELDS, CURRENCY_FIELD), since)
             try:
                 source.fetch()
             except CrmError as exc:
@@ -496,7 +412,7 @@ class SalesforceConnector(Connector):
             else:
                 self.multi_currency = True
                 return source, CURRENCY_FIELD
-        return self.query(soql("Opportunity", OPPORTUNITY_FIELDS, since)), None
+        return self.records("Opportunity", OPPORTUNITY_FIELDS, since), None
 
 
 def _invalid_field(exc: CrmError, field_name: str) -> bool:
@@ -521,7 +437,7 @@ class OwnersStream(_SalesforceStream):
 
     def pages(self, since: datetime | None) -> Iterator[Page]:
         # User has no IsDeleted (users are deactivated, never deleted).
-        source = self.connector.query(soql("User", USER_FIELDS, since))
+        source = self.connector.records("User", USER_FIELDS, since)
         yield from merged_pages([source], map_owner)
 
 
@@ -540,7 +456,7 @@ class ActivitiesStream(_SalesforceStream):
 
     def pages(self, since: datetime | None) -> Iterator[Page]:
         sources = [
-            self.connector.query(soql("Task", TASK_FIELDS, since)),
-            self.connector.query(soql("Event", EVENT_FIELDS, since)),
+            self.connector.records("Task", TASK_FIELDS, since),
+            self.connector.records("Event", EVENT_FIELDS, since),
         ]
         yield from merged_pages(sources, map_activity)

@@ -48,6 +48,12 @@ _SOQL = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _SINCE = re.compile(r"^SystemModstamp\s*>=\s*(\S+)$", re.IGNORECASE)
+# The keyset that starts a chunk after the record (stamp, Id): connectors.salesforce_paging.
+_AFTER = re.compile(
+    r"^\(SystemModstamp\s*>\s*(\S+)\s+OR\s+\(SystemModstamp\s*=\s*(\S+)\s+AND\s+"
+    r"Id\s*>\s*'(\w+)'\)\)$",
+    re.IGNORECASE,
+)
 _DELETED = re.compile(r"^IsDeleted\s*=\s*(TRUE|FALSE)$", re.IGNORECASE)
 _DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?(Z|[+-]\d\d:\d\d)$")
 _VERSION = re.compile(r"^v\d+\.\d$")
@@ -81,8 +87,9 @@ def sf_ids(obj: str, keys: pd.Series) -> pd.Series:
 
 def sf_datetime(values: pd.Series) -> pd.Series:
     """``2013-05-20T20:49:32.000+0000``."""
-    stamps = pd.to_datetime(values, utc=True)
-    return stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "+0000"
+    # Salesforce keeps datetimes to the second: the milliseconds are always .000.
+    stamps = pd.to_datetime(values, utc=True).dt.floor("s")
+    return stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
 def sf_date(values: pd.Series) -> pd.Series:
@@ -238,7 +245,13 @@ def run_soql(
         fields.append(name)
     deleted = frame["_deleted"].astype(bool)
     keep = pd.Series(True, index=frame.index) if include_deleted else ~deleted
-    for term in re.split(r"\s+AND\s+", match["where"] or "", flags=re.IGNORECASE):
+    # Stamps as Salesforce keeps them, to the second: what is compared is what is served.
+    frame = frame.assign(_stamp=pd.to_datetime(frame["_stamp"], utc=True).dt.floor("s"))
+    where = (match["where"] or "").strip()
+    if after := _AFTER.match(where):
+        keep &= _after(frame, after)
+        where = ""
+    for term in re.split(r"\s+AND\s+", where, flags=re.IGNORECASE):
         if not term.strip():
             continue
         keep &= _condition(frame, obj, term.strip())
@@ -248,19 +261,29 @@ def run_soql(
     return obj, rows.astype(object).where(rows.notna(), None)
 
 
+def _after(frame: pd.DataFrame, match: re.Match[str]) -> pd.Series:
+    over, same, ident = match.group(1), match.group(2), match.group(3)
+    if over != same:
+        raise SoqlError("MALFORMED_QUERY", "the keyset's two datetimes differ")
+    stamp = _literal(over)
+    return (frame["_stamp"] > stamp) | ((frame["_stamp"] == stamp) & (frame["Id"] > ident))
+
+
+def _literal(text: str) -> pd.Timestamp:
+    if text[:1] in "'\"":
+        raise SoqlError(
+            "INVALID_QUERY_FILTER_OPERATOR",
+            "value of filter criterion for field 'SystemModstamp' must be of type dateTime "
+            "and should not be enclosed in quotes",
+        )
+    if not _DATETIME.match(text):
+        raise SoqlError("MALFORMED_QUERY", f"line 1: invalid date: {text}")
+    return pd.Timestamp(text.replace("Z", "+00:00"))
+
+
 def _condition(frame: pd.DataFrame, obj: str, term: str) -> pd.Series:
     if m := _SINCE.match(term):
-        literal = m.group(1)
-        if literal[:1] in "'\"":
-            raise SoqlError(
-                "INVALID_QUERY_FILTER_OPERATOR",
-                "value of filter criterion for field 'SystemModstamp' must be of type dateTime "
-                "and should not be enclosed in quotes",
-            )
-        if not _DATETIME.match(literal):
-            raise SoqlError("MALFORMED_QUERY", f"line 1: invalid date: {literal}")
-        since = pd.Timestamp(literal.replace("Z", "+00:00"))
-        return pd.to_datetime(frame["_stamp"], utc=True) >= since
+        return frame["_stamp"] >= _literal(m.group(1))
     if m := _DELETED.match(term):
         if "IsDeleted" not in frame.columns:
             raise SoqlError("INVALID_FIELD", f"No such column 'IsDeleted' on entity '{obj}'.")

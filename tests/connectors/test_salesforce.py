@@ -149,7 +149,9 @@ def test_incremental_filter_is_an_unquoted_datetime(mock: respx.MockRouter, wait
     read("deals", connector(waits), since)
     sent = q_of(route.calls[0].request)
     # Floored to the second: >= then still includes the record the cursor came from.
-    assert "WHERE SystemModstamp >= 2024-01-02T03:04:05Z ORDER BY SystemModstamp ASC" in sent
+    assert (
+        "WHERE SystemModstamp >= 2024-01-02T03:04:05Z ORDER BY SystemModstamp ASC, Id ASC" in sent
+    )
     assert sent.startswith("SELECT Id, Name, OwnerId, Amount, StageName, IsClosed, IsWon")
     assert "FROM Opportunity" in sent and "CurrencyIsoCode" in sent and "Account.Name" in sent
     raw = str(route.calls[0].request.url)
@@ -161,14 +163,14 @@ def test_full_read_has_no_filter(mock: respx.MockRouter, waits: Waits) -> None:
     read("owners", connector(waits))
     assert q_of(route.calls[0].request) == (
         "SELECT Id, Name, Email, IsActive, ManagerId, SystemModstamp FROM User "
-        "ORDER BY SystemModstamp ASC"
+        "ORDER BY SystemModstamp ASC, Id ASC LIMIT 50000"
     )
 
 
 def test_soql_treats_naive_since_as_utc() -> None:
     assert soql("Task", ("Id",), datetime(2024, 5, 1, 12)) == (
         "SELECT Id FROM Task WHERE SystemModstamp >= 2024-05-01T12:00:00Z "
-        "ORDER BY SystemModstamp ASC"
+        "ORDER BY SystemModstamp ASC, Id ASC"
     )
 
 
@@ -713,3 +715,26 @@ def test_merge_waits_for_an_empty_batch_to_be_followed(
     assert ids == ["00T", "00U", "00T"]
     cursors = [p.cursor for p in pages if p.cursor]
     assert cursors == sorted(cursors)
+
+
+def test_a_full_chunk_continues_after_its_last_record(mock: respx.MockRouter, waits: Waits) -> None:
+    """A chunk that came back full (``query_chunk`` records) is followed by a query that
+    starts after its last (SystemModstamp, Id); one that repeats it is an error, never a loop."""
+    stamp = "2024-03-01T10:00:00.000+0000"
+    full = [opportunity(f"0065g00000A{i:07d}", SystemModstamp=stamp) for i in range(200)]
+    rest = [opportunity("0065g00000B0000001", SystemModstamp="2024-03-02T00:00:00.000+0000")]
+    route = mock.get(QUERY_ALL).mock(
+        side_effect=[httpx.Response(200, json=page(full)), httpx.Response(200, json=page(rest))]
+    )
+    settings = {"query_chunk": 200, "multi_currency": False, "default_currency": "EUR"}
+    pages = read("deals", connector(waits, **settings))
+    assert sum(len(p.records) for p in pages) == 201
+    second = q_of(route.calls[1].request)
+    assert (
+        "WHERE (SystemModstamp > 2024-03-01T10:00:00Z OR (SystemModstamp = 2024-03-01T10:00:00Z"
+        " AND Id > '0065g00000A0000199')) ORDER BY SystemModstamp ASC, Id ASC LIMIT 200"
+    ) in second
+
+    mock.get(QUERY_ALL).respond(json=page(full))  # a server that ignores the keyset
+    with pytest.raises(CrmError, match="does not advance"):
+        read("deals", connector(waits, **settings))

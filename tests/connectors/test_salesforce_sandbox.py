@@ -362,3 +362,36 @@ def test_wire_format(sandbox: Sandbox) -> None:
 def test_demo_day_is_yesterday() -> None:
     # Guards the assumption the incremental tests rest on.
     assert _demo().deals["modified_at"].max() < datetime.now(UTC)
+
+
+def test_a_large_read_comes_in_bounded_chunks_that_skip_and_repeat_nothing(sandbox):
+    """Each query reads at most ``query_chunk`` records and the next starts after the last
+    one by (SystemModstamp, Id), so no query cursor outlives its chunk; many records sharing
+    one stamp across a chunk boundary are neither skipped nor read twice, and tasks and events
+    stay merged in one stamp order."""
+    acts = sandbox.state.data.activities
+    with sandbox.state.lock:
+        # A bulk update: 450 activities stamped in the same second.
+        acts.loc[acts.index[:450], "modified_at"] = pd.Timestamp("2026-06-01T10:00:00Z")
+        sandbox.state.version += 1
+    whole = by_id(read(sandbox.connector(), "activities"))
+    conn = sandbox.connector()
+    conn.chunk = 200
+    queries: list[str] = []
+    original = conn.client.get_json
+
+    def spy(url: str, **kwargs: Any) -> Any:
+        if "q" in (kwargs.get("params") or {}):
+            queries.append(kwargs["params"]["q"])
+        return original(url, **kwargs)
+
+    conn.client.get_json = spy  # type: ignore[method-assign]
+    pages = read(conn, "activities")
+    assert by_id(pages) == whole  # by_id fails on a record served twice
+    tasks = [q for q in queries if "FROM Task" in q]
+    assert len(whole) > 1000 and len(tasks) >= 3
+    assert all(q.endswith("LIMIT 200") for q in queries)
+    assert "SystemModstamp = 2026-06-01T10:00:00Z AND Id > '" in "".join(tasks)
+    assert all(p.total is None for p in pages)  # a query with LIMIT counts at most its limit
+    stamps = [parse(p.cursor) for p in pages if p.cursor]
+    assert stamps == sorted(stamps)
