@@ -168,8 +168,6 @@ class _Tables:
                 strict=True,
             )
         }
-        acts = data.activities
-        self.activities = acts.assign(id=_num(acts["external_id"]))
         # name -> (data version, frame, its orders by sort column); see ``view``.
         self._views: dict[str, tuple[int, pd.DataFrame, dict[str, Order]]] = {}
         self._views_lock = threading.RLock()  # a view may be built from another view
@@ -219,12 +217,13 @@ class _Tables:
 
     def live_activities(self) -> pd.DataFrame:
         """The activities not deleted (a test sets ``is_deleted`` on the demo's activities)."""
-        frame = self.activities
+        # Read from the records as they are now (a test may move an activity to another
+        # deal): built once per data version, as every view is.
         with self.state.lock:
-            deleted = flag(self.state.data.activities, "is_deleted")
-            purged = flag(self.state.data.activities, "is_purged")
-        live: pd.DataFrame = frame[~deleted & ~purged]
-        return live
+            acts = self.state.data.activities
+            live = acts[~flag(acts, "is_deleted") & ~flag(acts, "is_purged")].copy()
+        view: pd.DataFrame = live.assign(id=_num(live["external_id"]))
+        return view
 
     @staticmethod
     def archived(deals: pd.DataFrame) -> npt.NDArray[np.bool_]:
@@ -575,12 +574,10 @@ def _activity_recents(
     """``items=activity``: activities changed since ``since``; a deleted one as Pipedrive
     reports it, ``{"item": "activity", "id": N, "data": null}``."""
     with state.lock:
-        source = state.data.activities
-        deleted = flag(source, "is_deleted")
-        purged = flag(source, "is_purged")
         # A deletion is a change: its time is the record's modified_at now.
-        modified = source["modified_at"].to_numpy()
-    frame = tables.activities.assign(_deleted=deleted, modified_at=modified)
+        source = state.data.activities.copy()
+    deleted, purged = flag(source, "is_deleted"), flag(source, "is_purged")
+    frame = source.assign(id=_num(source["external_id"]), _deleted=deleted)
     frame = frame[(frame["modified_at"] >= since) & ~purged].sort_values(
         ["modified_at", "id"], kind="stable"
     )

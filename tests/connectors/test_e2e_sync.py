@@ -439,3 +439,65 @@ def test_hubspot_activity_reassociated_to_a_deal_follows_it(session_factory, set
     assert accounts == {
         hubspot_id(k): a for k, a in zip(deals["external_id"], deals["account"], strict=True)
     }
+
+
+def crm_id(kind: str, key: str, activity_type: str | None = None) -> str:
+    """The id a sandbox CRM gives the demo record ``key`` (a deal, or an activity of a type)."""
+    from connectors.sandbox.salesforce import sf_ids
+
+    if kind == "hubspot":
+        return hubspot_id(key)
+    if kind == "pipedrive":
+        return str(int(key[1:]))
+    obj = (
+        "Opportunity"
+        if activity_type is None
+        else "Event"
+        if activity_type == "meeting"
+        else "Task"
+    )
+    return str(sf_ids(obj, pd.Series([key]))[0])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_activity_moved_to_another_deal_follows_it(session_factory, settings, session, kind):
+    """Salesforce and Pipedrive stamp the activity whose deal changed: the next sync follows.
+    HubSpot stamps neither the activity nor (always) the deals: the incremental sync cannot
+    see it, and the full resync (scheduled every 7 days by default) picks it up."""
+    state = sandbox_state(**DEMO)
+    with ServerThread(registry.sandbox_app(kind, state, page_size=PAGE)) as server:
+        sid = add_source(session_factory, settings, kind, server.url)
+        sync(session_factory, settings, sid)
+        acts, deals = state.data.activities, state.data.deals
+        # Neither changed lately: nothing a sync re-reads anyway brings the change in.
+        old = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=30)
+        linked = acts.index[(acts["deal_external_id"].notna() & (acts["modified_at"] < old))]
+        row = linked[0]
+        live = deals.index[(~deals["is_deleted"].astype(bool) & (deals["modified_at"] < old))]
+        target = next(
+            d for d in live if deals.loc[d, "external_id"] != acts.loc[row, "deal_external_id"]
+        )
+        with state.lock:
+            acts.loc[row, "deal_external_id"] = deals.loc[target, "external_id"]
+            if kind != "hubspot":
+                acts.loc[row, "modified_at"] = pd.Timestamp.now(tz="UTC")
+            state.version += 1
+        sync(session_factory, settings, sid)
+        activity = crm_id(kind, acts.loc[row, "external_id"], acts.loc[row, "type"])
+
+        def stored_deal() -> str | None:
+            session.expire_all()
+            return session.scalar(
+                select(Activity.deal_external_id).where(
+                    Activity.source_id == sid, Activity.external_id == activity
+                )
+            )
+
+        moved = crm_id(kind, deals.loc[target, "external_id"])
+        if kind == "hubspot":
+            assert stored_deal() != moved  # invisible to an incremental sync
+            run = engine.run_sync(
+                session_factory=session_factory, settings=settings, source_id=sid, full=True
+            )
+            assert run.status == "succeeded", run.error
+    assert stored_deal() == moved
