@@ -27,8 +27,9 @@ Mapping choices:
   stage's ``deal_probability`` (0-100). A deal in a stage we cannot find is rejected (after
   one re-read of the stages, in case the stage was created during the sync).
 * Close date: for closed deals the company-local ``local_won_date``/``local_lost_date`` when
-  sent (v2), else the UTC date of ``won_time``/``lost_time``/``close_time``; for open deals
-  ``expected_close_date``.
+  sent, else the day of ``won_time``/``lost_time``/``close_time`` (UTC instants) in the
+  company's time zone (:meth:`PipedriveConnector.zone`: setting ``timezone``, else the API
+  user's ``timezone_name``); for open deals ``expected_close_date``.
 * Activity types: Pipedrive's built-in keys map as ``call, meeting, email, task`` ->
   themselves, ``deadline`` -> task (a dated to-do), ``lunch`` -> meeting (time with a client).
   A company's custom type maps by the icon its admin chose for it in the account's catalog
@@ -38,7 +39,10 @@ Mapping choices:
   reason naming it, not guessed. Config ``activity_types`` maps keys over all of this,
   ``default_activity_type`` maps all the rest.
 
-Config: ``api_version`` ("v2" default, or "v1" for deals), ``page_size`` (<= 500),
+Config: ``api_version`` ("v2" default; "v1" reads deals from the v1 list and recents
+endpoints, which Pipedrive deprecated in favour of v2 and is retiring: kept only for accounts
+not on v2 yet, and logged as deprecated when chosen), ``timezone`` (an IANA name),
+``page_size`` (<= 500),
 ``include_deleted`` (default True), ``resolve_accounts`` (v2 deals only carry ``org_id``: look
 organisation names up, 100 ids a call, cached; default True), ``activity_types``,
 ``default_activity_type``, ``v1_overlap`` (records re-read at each v1 offset page, see
@@ -52,9 +56,10 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
 from typing import Any, ClassVar, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
@@ -321,6 +326,11 @@ class PipedriveConnector(Connector):
             raise ValueError(
                 f"pipedrive api_version must be 'v1' or 'v2', not {cfg['api_version']!r}"
             )
+        if self.api_version == "v1":
+            log.warning(
+                "Pipedrive: api_version v1 reads deals from endpoints Pipedrive deprecated and "
+                "is retiring; use v2 (the default) unless the account cannot"
+            )
         self.page_size = max(1, min(int(cfg.get("page_size", MAX_PAGE_SIZE)), MAX_PAGE_SIZE))
         self.include_deleted = bool(cfg.get("include_deleted", True))
         self.resolve_accounts = bool(cfg.get("resolve_accounts", True))
@@ -342,6 +352,28 @@ class PipedriveConnector(Connector):
                 f"pipedrive activity types must map to {sorted(_TYPES)}: {sorted(bad)}"
             )
         self._orgs: dict[str, str | None] = {}
+        self._zone: tzinfo | None = _zone(cfg["timezone"]) if cfg.get("timezone") else None
+
+    def zone(self) -> tzinfo:
+        """The company's time zone: the settings' ``timezone``, else the API user's
+        (``GET /v1/users/me``: ``timezone_name``, the zone Pipedrive's own reports use for
+        them), else UTC with a warning. Read once per connector."""
+        if self._zone is None:
+            name = None
+            try:
+                me = self.get("/v1/users/me", {}).get("data")
+                name = me.get("timezone_name") if isinstance(me, dict) else None
+            except CrmError as exc:
+                if exc.status not in (401, 403, 404):
+                    raise
+            try:
+                self._zone = _zone(name) if name else None
+            except ValueError:
+                self._zone = None
+            if self._zone is None:
+                log.warning("Pipedrive: the company's time zone is unknown: close days in UTC")
+                self._zone = UTC
+        return self._zone
 
     def streams(self) -> list[Stream]:
         return [OwnersStream(self), DealsStream(self), ActivitiesStream(self)]
@@ -538,7 +570,7 @@ class DealsStream(_PipedriveStream):
             accounts = c.account_names(chunk) if c.api_version == "v2" else {}
             yield map_page(
                 chunk,
-                partial(map_deal, catalog=catalog, accounts=accounts),
+                partial(map_deal, catalog=catalog, accounts=accounts, zone=c.zone()),
                 id_of=id_of,
                 cursor_of=stamp,
             )
@@ -546,7 +578,7 @@ class DealsStream(_PipedriveStream):
     def remap(self, raws: list[dict[str, Any]]) -> Page:
         c = self.connector
         accounts = c.account_names(raws) if c.api_version == "v2" else {}
-        mapper = partial(map_deal, catalog=c.catalog(), accounts=accounts)
+        mapper = partial(map_deal, catalog=c.catalog(), accounts=accounts, zone=c.zone())
         return map_page(raws, mapper, id_of=id_of, cursor_of=lambda _: None)
 
     @staticmethod
@@ -635,6 +667,13 @@ class ActivitiesStream(_PipedriveStream):
                 and safe_ref(r.get("id")) is not None
             ]
             yield Page(fetched=len(rows), deleted=gone)
+
+
+def _zone(name: Any) -> ZoneInfo:
+    try:
+        return ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone: {name!r}") from exc
 
 
 def _type_key(raw: Any) -> str:

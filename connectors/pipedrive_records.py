@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any, Final
 
 from connectors.base import (
@@ -142,9 +142,15 @@ def _account(raw: dict[str, Any], accounts: Mapping[str, str | None]) -> str | N
 
 
 def map_deal(
-    raw: dict[str, Any], *, catalog: Catalog, accounts: Mapping[str, str | None]
+    raw: dict[str, Any],
+    *,
+    catalog: Catalog,
+    accounts: Mapping[str, str | None],
+    zone: tzinfo = UTC,
 ) -> dict[str, Any]:
-    """A v2 deal, a v1 deal, or a ``/v1/recents`` row holding one."""
+    """A v2 deal, a v1 deal, or a ``/v1/recents`` row holding one. ``zone``: the company's time
+    zone, in which a won or lost time (UTC) falls on its day where the answer carries no
+    company-local date (``local_won_date``...)."""
     if "item" in raw and "data" in raw:
         if not isinstance(raw["data"], dict):
             raise RecordError("recents row without deal data (deleted or hidden from this token)")
@@ -195,7 +201,7 @@ def map_deal(
         close_date = parse_date(raw.get(f"local_{status}_date"), f"local_{status}_date")
         close_date = close_date or parse_date(raw.get("local_close_date"), "local_close_date")
         if close_date is None and closed_at is not None:
-            close_date = closed_at.date()
+            close_date = closed_at.astimezone(zone).date()
     if close_date is None:
         close_date = parse_date(raw.get("expected_close_date"), "expected_close_date")
 

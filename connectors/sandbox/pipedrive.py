@@ -244,9 +244,10 @@ class _Tables:
             return live[live["status"] == status]
         raise BadRequest(f"unknown status {status!r}")
 
-    @staticmethod
-    def v2_deals(p: pd.DataFrame) -> pd.DataFrame:
+    def v2_deals(self, p: pd.DataFrame) -> pd.DataFrame:
         closed_at = _fmt(p["closed_at"], _V2_TIME)
+        closed = pd.to_datetime(p["closed_at"], utc=True)
+        local = closed.dt.tz_convert(self.state.timezone).dt.strftime("%Y-%m-%d")
         return pd.DataFrame(
             {
                 "id": p["id"],
@@ -270,6 +271,10 @@ class _Tables:
                 "won_time": closed_at.where(p["status"] == "won"),
                 "lost_time": closed_at.where(p["status"] == "lost"),
                 "expected_close_date": _days(p["close_date"]),
+                # The company-local day of the close, in the account's time zone.
+                "local_won_date": local.where(p["status"] == "won"),
+                "local_lost_date": local.where(p["status"] == "lost"),
+                "local_close_date": local,
                 "custom_fields": [{} for _ in range(len(p))],
             },
             index=p.index,
@@ -394,6 +399,13 @@ def _reference_routes(app: FastAPI, state: SandboxState, tables: _Tables, page_s
                 ],
             }
         )
+
+    @app.get("/v1/users/me")
+    def me() -> Response:
+        # The API token's user, in the account's time zone (the state's).
+        user = tables.users.iloc[0].to_dict()
+        user["timezone_name"] = state.timezone
+        return JSONResponse({"success": True, "data": json.loads(json.dumps(user, default=str))})
 
     @app.get("/v1/users")
     def users() -> Response:

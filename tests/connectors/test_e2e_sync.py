@@ -501,3 +501,32 @@ def test_an_activity_moved_to_another_deal_follows_it(session_factory, settings,
             )
             assert run.status == "succeeded", run.error
     assert stored_deal() == moved
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_account_in_another_zone_and_currency(session_factory, settings, session, kind):
+    """An account in California whose currency is EUR: a deal won at 21:30 on 31 March there
+    (1 April in UTC) is stored on 31 March by every CRM (HubSpot by its portal's zone,
+    Pipedrive by its company-local date, Salesforce's CloseDate being a date already), and
+    amounts without a currency of their own are in EUR, not USD."""
+    state = sandbox_state(**DEMO)
+    state.timezone, state.currency = "America/Los_Angeles", "EUR"
+    deals = state.data.deals
+    won = deals.index[(deals["status"].eq("won") & ~deals["is_deleted"].astype(bool)).to_numpy()]
+    late = won[0]
+    deals.loc[late, "closed_at"] = pd.Timestamp("2026-04-01T04:30:00Z")
+    deals.loc[late, "close_date"] = datetime(2026, 3, 31).date()  # the rep's day, in their zone
+    deals.loc[deals.index[:3], "currency"] = "EUR"
+    # A single-currency Salesforce org: its amounts carry no CurrencyIsoCode at all.
+    options = {"multi_currency": False} if kind == "salesforce" else {}
+    with ServerThread(registry.sandbox_app(kind, state, page_size=PAGE, **options)) as server:
+        sid = add_source(session_factory, settings, kind, server.url)
+        sync(session_factory, settings, sid)
+    stored = {d.external_id: d for d in session.scalars(select(Deal).where(Deal.source_id == sid))}
+    assert (
+        stored[crm_id(kind, deals.loc[late, "external_id"])].close_date
+        == datetime(2026, 3, 31).date()
+    )
+    for row in deals.to_dict("records"):
+        deal = stored[crm_id(kind, row["external_id"])]
+        assert deal.currency == ("EUR" if kind == "salesforce" else row["currency"])

@@ -86,6 +86,9 @@ def mock() -> Iterator[respx.MockRouter]:
             json=v2_body([{"id": 1, "name": "Acme Ltd"}])
         )
         router.get(f"{BASE}/v1/activityTypes", name="types").respond(json=activity_types())
+        # The API token's user: its time zone is the company's (connector.zone()).
+        me = {"id": 1, "name": "Admin", "timezone_name": "UTC", "timezone_offset": "+00:00"}
+        router.get(f"{BASE}/v1/users/me", name="me").respond(json={"success": True, "data": me})
         router.get(f"{BASE}/api/v2/deals/archived", name="archived").respond(json=v2_body([]))
         router.get(f"{BASE}/v1/recents", params={"items": "activity"}, name="gone").respond(
             json=v1_body([], start=0, more=False)
@@ -670,3 +673,27 @@ def test_bad_credentials_and_config_are_refused() -> None:
         PipedriveConnector(client, {"api_version": "v3"})
     with pytest.raises(ValueError, match="activity types"):
         PipedriveConnector(client, {"activity_types": {"demo": "webinar"}})
+
+
+def test_a_won_time_counts_on_its_day_in_the_company_time_zone(
+    mock: respx.MockRouter, waits: Waits
+) -> None:
+    """A deal whose answer has no company-local date counts on the day of its won_time (UTC) in
+    the company's zone: 03:30 UTC on 1 April is still 31 March in California, the quarter the
+    rep closed it in. The zone is the API user's, or the ``timezone`` setting."""
+    deal = {**fixture("v2_get_deals.example.json")["data"][0], "status": "won"}
+    deal |= {"won_time": "2026-04-01T03:30:00Z", "close_time": "2026-04-01T03:30:00Z"}
+    deal |= {"stage_id": 1, "pipeline_id": 1}
+    for local in ("local_won_date", "local_lost_date", "local_close_date"):
+        deal.pop(local)  # the company-local dates, where an answer leaves them out
+    mock.get(f"{BASE}/api/v2/deals", name="deals").respond(json=v2_body([deal]))
+    la = {"id": 1, "timezone_name": "America/Los_Angeles", "timezone_offset": "-07:00"}
+    mock.routes["me"].respond(json={"success": True, "data": la})
+
+    def close_days(conn: PipedriveConnector) -> set[date]:
+        return {r["close_date"] for p in read(conn, "deals") for r in p.records}
+
+    assert close_days(connector(waits)) == {date(2026, 3, 31)}
+    assert close_days(connector(waits, {"timezone": "Asia/Tokyo"})) == {date(2026, 4, 1)}
+    mock.routes["me"].respond(status_code=403, json={"success": False, "error": "forbidden"})
+    assert close_days(connector(waits)) == {date(2026, 4, 1)}  # unknown: UTC, with a warning
