@@ -51,6 +51,7 @@ def _run_job(
     from app.core.db import transaction
     from app.pipeline.jobs import service as jobs_service
 
+    jobs_service.sweep(factory, get_settings())  # a run this re-runs may have been killed
     with transaction(factory) as session:
         job_id = jobs_service.create(
             session=session, kind=kind, source_id=source_id, trigger="cli", params=params

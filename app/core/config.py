@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     scheduler_lease_seconds: float = Field(
         default=30.0, gt=0, description="Leadership lease; a dead leader is replaced after it."
     )
+    job_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A job's leases (compute, a source's sync) live this long without a "
+        "heartbeat (sent every quarter of it): a killed job frees them within it.",
+    )
     scheduler_threads: int = Field(default=4, ge=1, le=64)
     scheduler_misfire_grace_seconds: int = Field(default=300, ge=1)
 

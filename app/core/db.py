@@ -3,17 +3,23 @@ locks), every write counted in the data versions (:mod:`app.core.versions`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core import versions
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -75,3 +81,24 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+# PostgreSQL's "try the transaction again" errors: deadlock detected, serialization failure.
+_CONFLICTS = {"40P01", "40001"}
+CONFLICT_ATTEMPTS = 3
+
+
+def retry_conflicts(work: Callable[[], T], *, attempts: int = CONFLICT_ATTEMPTS) -> T:
+    """``work()`` (a whole transaction), run again when the database aborted it for a deadlock
+    or a serialization conflict: at most ``attempts`` times, after 0.1, 0.2 s... The lock
+    order (``app.performance.marks``) prevents the deadlocks we know; this covers the rest."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except DBAPIError as exc:
+            code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+            if code not in _CONFLICTS or attempt == attempts - 1:
+                raise
+            log.warning("transaction aborted (%s), trying again: %s", code, exc.orig)
+            time.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")

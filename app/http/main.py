@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import Depends, FastAPI
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from app.core.config import Settings, get_settings
 from app.core.db import make_sessionmaker
@@ -146,6 +147,9 @@ def _lifespan(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Jobs a previous run of this service left "running" are failed with the reason (in a
+        # thread: a database round trip has no place on the event loop).
+        await run_in_threadpool(jobs.sweep)
         if scheduler is not None:
             scheduler.start()
         if watch is not None:

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from app.core.config import Settings
 from app.performance import projections, results, store
 from app.performance.inputs import from_records, load, metrics_from
+from app.performance.marks import CHANGE_TABLES
 from app.performance.models import Snapshot
 from app.performance.plan import KINDS, Scope, basis, gap_basis, scope_of
 from app.performance.state import from_stored
@@ -84,7 +85,8 @@ def _run(
         if session.get_bind().dialect.name == "postgresql":
             # Changes a sync commits while this runs wait for its end, so the marks and changes
             # this compute clears are exactly those it read (SQLite: its one writer at a time).
-            session.execute(text("LOCK TABLE dirty_days, deal_changes IN EXCLUSIVE MODE"))
+            # The one lock order (app.performance.marks.CHANGE_TABLES).
+            session.execute(text(f"LOCK TABLE {CHANGE_TABLES} IN EXCLUSIVE MODE"))
         scope = scope_of(session, settings, as_of=as_of, full=full)
         snapshot = _building(session, scope, as_of=as_of, full=full, trigger=trigger)
         records = load(session, scope) if scope.stored is None else None

@@ -24,13 +24,27 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
-from sqlalchemy import event, insert, inspect, select
+from sqlalchemy import event, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
 from app.performance.models import ANY_REP, DirtyDay
 from app.reps import memberships
 
 EVERY_PERIOD = date(1900, 1, 1)
+# The lock order, everywhere: dirty_days, then deal_changes. A compute locks both at its start
+# (``app.performance.compute``: EXCLUSIVE, so the marks it clears are those it read); a write
+# that records deal changes takes both first too (:func:`lock_for_changes`). Taken the other
+# way round, a sync page holding deal_changes and waiting for dirty_days, and a compute
+# holding dirty_days and waiting for deal_changes, deadlock.
+CHANGE_TABLES = "dirty_days, deal_changes"
+
+
+def lock_for_changes(session: Session) -> None:
+    """Before writing deal changes (and then marks): both tables in the one lock order, in
+    ROW EXCLUSIVE mode, which writers share and a compute's EXCLUSIVE waits for (PostgreSQL;
+    SQLite has one writer at a time)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"LOCK TABLE {CHANGE_TABLES} IN ROW EXCLUSIVE MODE"))
 
 
 def mark_dirty(session: Session, cells: set[tuple[date, int]], *, kind: str) -> None:

@@ -25,7 +25,7 @@ from app.activities.models import Activity
 from app.core.base import utcnow
 from app.core.config import Settings
 from app.deals.models import Deal
-from app.performance.marks import mark_dirty
+from app.performance.marks import lock_for_changes, mark_dirty
 from app.performance.models import ANY_REP, DealChange
 from app.sources.models import QuarantinedRecord
 
@@ -219,6 +219,7 @@ def record_changes(session: Session, source_id: int, befores: dict[str, dict[str
     last compute keeps its before image (see DealChange)."""
     if not befores:
         return
+    lock_for_changes(session)  # the one lock order: see app.performance.marks
     now = utcnow()
     rows = [
         {**dict.fromkeys(("deal_id", *BEFORE_FIELDS)), **before}

@@ -144,12 +144,12 @@ class Scheduler:
             return
         if self._aps is None:
             self._take_over()
+        # Jobs whose process died are failed within a tick of their heartbeat stopping.
+        jobs_service.sweep(self.session_factory, self.settings)
         self._refresh()
 
     def _take_over(self) -> None:
         log.info("scheduler %s is now the leader", self.holder)
-        with transaction(self.session_factory) as session:
-            jobs_service.fail_orphans(session)
         self._aps = BackgroundScheduler(
             jobstores={"default": MemoryJobStore()},
             executors={"default": ThreadPoolExecutor(self.settings.scheduler_threads)},

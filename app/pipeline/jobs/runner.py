@@ -23,6 +23,10 @@ class JobRunner:
         self.inline = inline
         self.pool = None if inline else ThreadPoolExecutor(max_workers=2, thread_name_prefix="job")
 
+    def sweep(self) -> int:
+        """Fail the jobs whose process died (``service.fail_orphans``)."""
+        return service.sweep(self.session_factory, self.settings)
+
     def submit(self, job_id: int) -> Future[object] | None:
         if self.pool is None:
             self._run(job_id)

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import Field
+
 from app.core.schemas import Page, Schema, UTCDatetime
 
 
@@ -16,6 +18,14 @@ class JobRead(Schema):
     params: dict[str, Any]
     result: dict[str, Any]
     error: str | None
+    worker: str | None = Field(
+        description="The process running it, host:pid (the API, a worker or the CLI).",
+        examples=["qg-worker-1:4121"],
+    )
+    heartbeat_at: UTCDatetime | None = Field(
+        description="When that process last said it is alive; a running job whose heartbeat "
+        "is older than QG_JOB_LEASE_SECONDS is failed as interrupted."
+    )
     created_at: UTCDatetime
     started_at: UTCDatetime | None
     finished_at: UTCDatetime | None

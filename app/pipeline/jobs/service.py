@@ -3,35 +3,44 @@
 A job is written ``queued``, then run by the process that owns it: the scheduler's leader,
 the API process for a manual run, or the CLI. Each stage and its progress are committed as
 they happen, so ``GET /api/v1/jobs/{id}`` shows a sync's records and pages while it runs.
-A job left ``running`` by a process that died is marked failed the next time a job runner
-starts (see :func:`fail_orphans`).
+A running job's leases are short and renewed by its heartbeat (``app.pipeline.jobs.heartbeat``):
+one left ``running`` by a process that died is failed, with the reason, by the next sweep
+(:func:`fail_orphans`: every job runner at start, the scheduler's leader on every tick).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import Select, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.base import utcnow
 from app.core.config import Settings
-from app.core.db import transaction
+from app.core.db import retry_conflicts, transaction
 from app.core.exceptions import NotFoundError
 from app.pipeline.jobs import leases
-from app.pipeline.jobs.models import Job, Lease
+from app.pipeline.jobs.heartbeat import Heartbeat
+from app.pipeline.jobs.models import Job
 from app.sources.models import SyncRun
 
 log = logging.getLogger(__name__)
 
-# A sync renews its source lease on every page; a page never takes this long.
-SYNC_LEASE_TTL = timedelta(minutes=2)
 COMPUTE_LEASE = "compute"
-COMPUTE_LEASE_TTL = timedelta(minutes=30)
+# The final write of a job whose database went away: tried again this many times, waiting
+# 0.5, 1, 2... s (about a minute in all), so a short outage does not leave it "running".
+FINAL_WRITE_ATTEMPTS = 7
+
+
+def lease_ttl(settings: Settings) -> timedelta:
+    """How long a job's leases live without a heartbeat (``app.pipeline.jobs.heartbeat``)."""
+    return timedelta(seconds=settings.job_lease_seconds)
 
 
 def sync_lease(source_id: int) -> str:
@@ -72,20 +81,42 @@ def query(
     return stmt
 
 
-def fail_orphans(session: Session) -> int:
-    """Running jobs whose process is gone (its lease expired, or it held none) are failed."""
-    live = {
-        lease.holder for lease in session.scalars(select(Lease).where(Lease.expires_at >= utcnow()))
-    }
-    orphans = [
-        j
-        for j in session.scalars(select(Job).where(Job.status == "running"))
-        if j.worker not in live
-    ]
-    for job in orphans:
-        job.status, job.finished_at = "failed", utcnow()
-        job.error = "interrupted: the process running it stopped"
-    return len(orphans)
+def fail_orphans(session: Session, *, lease_ttl: timedelta) -> int:
+    """Fail the running jobs whose process is gone, with the reason: a process of this host
+    that no longer runs (killed, crashed), or no heartbeat for longer than ``lease_ttl`` (the
+    process stopped, or lost the database). Every job runner sweeps at start; the scheduler's
+    leader on every tick. Returns how many were failed."""
+    now = utcnow()
+    orphans = 0
+    for job in session.scalars(select(Job).where(Job.status == "running")):
+        last = _aware(job.heartbeat_at or job.started_at or job.created_at)
+        if leases.dead_here(job.worker):
+            reason = f"interrupted: its process {job.worker} is gone (killed or crashed)"
+        elif job.status == "running" and now - last > lease_ttl:
+            reason = (
+                f"interrupted: no heartbeat from {job.worker} since {last:%Y-%m-%d %H:%M:%S} "
+                "UTC (the process stopped, or lost the database)"
+            )
+        else:
+            continue
+        job.status, job.finished_at, job.error = "failed", now, reason
+        orphans += 1
+    return orphans
+
+
+def sweep(factory: sessionmaker[Session], settings: Settings) -> int:
+    """:func:`fail_orphans` in a transaction of its own; a failure is logged, not raised (a
+    sweep must never stop a process from starting)."""
+    try:
+        with transaction(factory) as session:
+            return fail_orphans(session, lease_ttl=lease_ttl(settings))
+    except Exception as exc:
+        log.warning("orphan sweep failed: %s", exc)
+        return 0
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _update(factory: sessionmaker[Session], job_id: int, **values: Any) -> None:
@@ -108,7 +139,11 @@ def run(
     with session_factory() as session:
         job = get(session=session, job_id=job_id)
         kind, source_id, params = job.kind, job.source_id, dict(job.params)
-    _update(session_factory, job_id, status="running", started_at=utcnow(), worker=holder)
+    now = utcnow()
+    _update(
+        session_factory, job_id, status="running", started_at=now, heartbeat_at=now, worker=holder
+    )
+    beat = Heartbeat(session_factory, job_id, holder, lease_ttl(settings)).start()
     error: str | None = None
     result: dict[str, Any] = {}
     try:
@@ -119,7 +154,7 @@ def run(
                 settings,
                 job_id,
                 source_id,
-                holder,
+                beat,
                 transport=transport,
                 sleep=sleep,
                 full=bool(params.get("resync")),
@@ -127,13 +162,15 @@ def run(
             if result["sync"]["status"] == "failed":
                 raise RuntimeError(result["sync"]["error"] or "sync failed")
         if params.get("compute", True):
-            result["compute"] = _compute_stage(session_factory, settings, job_id, holder, params)
+            result["compute"] = _compute_stage(session_factory, settings, job_id, beat, params)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:2000]
         log.warning("job %s failed: %s", job_id, error)
+    finally:
+        beat.stop()
     done: dict[str, Any] = {} if error else {"stage": "done"}  # a failure keeps its stage
     paused = result.get("sync", {}).get("status") == "paused"
-    _update(
+    _final_write(
         session_factory,
         job_id,
         status="failed" if error else "paused" if paused else "succeeded",
@@ -146,11 +183,24 @@ def run(
         return get(session=session, job_id=job_id)
 
 
+def _final_write(factory: sessionmaker[Session], job_id: int, **values: Any) -> None:
+    """The job's outcome, tried again while the database is away (FINAL_WRITE_ATTEMPTS)."""
+    for attempt in range(FINAL_WRITE_ATTEMPTS):
+        try:
+            _update(factory, job_id, **values)
+            return
+        except OperationalError as exc:
+            if attempt == FINAL_WRITE_ATTEMPTS - 1:
+                raise
+            log.warning("job %s: outcome not written yet (%s): trying again", job_id, exc.orig)
+            time.sleep(0.5 * 2**attempt)
+
+
 def _compute_stage(
     factory: sessionmaker[Session],
     settings: Settings,
     job_id: int,
-    holder: str,
+    beat: Heartbeat,
     params: dict[str, Any],
 ) -> dict[str, Any]:
     """One compute at a time: snapshots are versions, and two writers would interleave."""
@@ -158,24 +208,29 @@ def _compute_stage(
     from app.pipeline import alerting
 
     with transaction(factory) as session:
-        if not leases.acquire(session, COMPUTE_LEASE, holder, COMPUTE_LEASE_TTL):
+        if not leases.acquire(session, COMPUTE_LEASE, beat.holder, beat.ttl):
             raise RuntimeError("another compute is running")
+    beat.hold(COMPUTE_LEASE)
     _update(factory, job_id, stage="compute")
     try:
-        with transaction(factory) as session:
-            snap = compute.run(
-                session=session,
-                settings=settings,
-                full=bool(params.get("full")),
-                as_of=date.fromisoformat(params["as_of"]) if params.get("as_of") else None,
-                trigger=f"job:{job_id}",
-            )
-            computed = {
-                "snapshot": snap.id,
-                "periods": len(snap.periods),
-                "rows_written": snap.rows_written,
-                "duration_ms": snap.duration_ms,
-            }
+
+        def one_compute() -> dict[str, Any]:
+            with transaction(factory) as session:
+                snap = compute.run(
+                    session=session,
+                    settings=settings,
+                    full=bool(params.get("full")),
+                    as_of=date.fromisoformat(params["as_of"]) if params.get("as_of") else None,
+                    trigger=f"job:{job_id}",
+                )
+                return {
+                    "snapshot": snap.id,
+                    "periods": len(snap.periods),
+                    "rows_written": snap.rows_written,
+                    "duration_ms": snap.duration_ms,
+                }
+
+        computed = retry_conflicts(one_compute)
         # Still under the compute lease: two evaluations of one snapshot must not race.
         _update(factory, job_id, stage="alerts")
         with transaction(factory) as session:
@@ -192,8 +247,9 @@ def _compute_stage(
             },
         }
     finally:
+        beat.drop(COMPUTE_LEASE)
         with transaction(factory) as session:
-            leases.release(session, COMPUTE_LEASE, holder)
+            leases.release(session, COMPUTE_LEASE, beat.holder)
 
 
 def sync_percent(details: dict[str, Any]) -> float | None:
@@ -221,7 +277,7 @@ def _sync_stage(
     settings: Settings,
     job_id: int,
     source_id: int,
-    holder: str,
+    beat: Heartbeat,
     *,
     transport: httpx.BaseTransport | None,
     sleep: Callable[[float], None] | None,
@@ -231,13 +287,13 @@ def _sync_stage(
 
     name = sync_lease(source_id)
     with transaction(factory) as session:
-        if not leases.acquire(session, name, holder, SYNC_LEASE_TTL):
+        if not leases.acquire(session, name, beat.holder, beat.ttl):
             raise RuntimeError(f"a sync of source {source_id} is already running")
+    beat.hold(name)
     _update(factory, job_id, stage="sync")
 
     def progress(run: SyncRun) -> None:
         with transaction(factory) as session:
-            leases.acquire(session, name, holder, SYNC_LEASE_TTL)  # still alive: renew
             session.execute(
                 update(Job)
                 .where(Job.id == job_id)
@@ -267,8 +323,9 @@ def _sync_stage(
             **kwargs,
         )
     finally:
+        beat.drop(name)
         with transaction(factory) as session:
-            leases.release(session, name, holder)
+            leases.release(session, name, beat.holder)
     return {
         "run": sync_run.id,
         "kind": sync_run.kind,
