@@ -14,7 +14,9 @@ The tree (the HTTP status each maps to in brackets)::
     ├── PayloadTooLargeError      [413]
     ├── RateLimitedError          [429]  the key's request rate is exceeded (with Retry-After)
     ├── ServiceUnavailableError   [503]  the database is busy (a write waited out its lock
-    │                                    timeout) or unreachable; with Retry-After. Raised for
+    │   │                                timeout); with Retry-After
+    │   └── DatabaseUnavailableError [503] the database cannot be reached (stopped, restarting,
+    │                                    network); with Retry-After. Both raised for
     │                                    SQLAlchemy's OperationalError by the one handler
     ├── AuthenticationError       [401]  missing, unknown, revoked or expired API key
     └── PermissionDeniedError     [403]  the key's role may not do this
@@ -29,6 +31,7 @@ Unexpected exceptions answer ``internal_error`` with no stack trace; the trace g
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -109,6 +112,29 @@ class ServiceUnavailableError(QuotaGapError):
     def __init__(self, message: str, *, retry_after: int = 5) -> None:
         super().__init__(message)
         self.headers = {"Retry-After": str(retry_after)}
+
+
+class DatabaseUnavailableError(ServiceUnavailableError):
+    code = "database_unavailable"
+
+
+# One warning per outage, not one per request (a busy service would log thousands).
+OUTAGE_LOG_INTERVAL_S = 60.0
+_last_outage_log = [float("-inf")]
+
+
+def database_error(exc: OperationalError) -> ServiceUnavailableError:
+    """What an OperationalError means to a client: SQLite's lock timeout is "busy"; anything
+    else (refused, reset, timed out) is the database being away. Logged once a minute at most,
+    with the driver's message only: the statement's parameters may hold a key's hash."""
+    text = str(exc.orig)
+    if "database is locked" in text:
+        return ServiceUnavailableError("the database is busy; try again")
+    now = time.monotonic()
+    if now - _last_outage_log[0] >= OUTAGE_LOG_INTERVAL_S:
+        _last_outage_log[0] = now
+        log.warning("database unavailable (answering 503 until it is back): %s", text)
+    return DatabaseUnavailableError("the database is unavailable; try again shortly")
 
 
 class AuthenticationError(QuotaGapError):
@@ -255,11 +281,7 @@ def install_handlers(app: FastAPI) -> None:
     async def _out_of_range_number(request: Request, exc: Exception) -> Response:
         if isinstance(exc, OperationalError):
             # Locked past the busy timeout, or the server is away: try again, not a bug.
-            # The driver's message only: the statement's parameters may hold a key's hash.
-            path = request.url.path
-            log.warning("database unavailable on %s %s: %s", request.method, path, exc.orig)
-            busy = ServiceUnavailableError("the database is busy or unavailable; try again")
-            return await _domain(request, busy)
+            return await _domain(request, database_error(exc))
         if not _out_of_range(exc):
             raise exc  # any other database error is unexpected: see below
         # A number beyond the database's integers (an id of 2**70): bad input, not a 500.

@@ -6,14 +6,18 @@ import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from fastapi import Depends, FastAPI
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from app.core.config import Settings, get_settings
 from app.core.db import make_sessionmaker
-from app.core.exceptions import install_handlers
+from app.core.exceptions import ServiceUnavailableError, database_error, install_handlers
+from app.core.migrate import alembic_config
 from app.core.watch import CommitWatch
 from app.dashboard.router import router as dashboard_router
 from app.http import params
@@ -179,12 +183,35 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
 
 
 def _add_health(app: FastAPI, engine: Engine) -> None:
-    @app.get("/health", tags=["health"], summary="Liveness and database check (no auth)")
-    def health() -> dict[str, str]:
-        """Liveness and a database round trip; no key needed (load balancers, probes)."""
-        with engine.execution_options(read_only=True).connect() as conn:
-            conn.execute(text("SELECT 1"))
+    """``/health/live``: the process answers (restart it when not). ``/health/ready``: the
+    database answers and its schema is current (send it traffic only then); ``/health`` is
+    the same as ready. No key needed (load balancers, orchestrators' probes)."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+    @app.get("/health/live", tags=["health"], summary="The process is up (no auth)")
+    def live() -> dict[str, str]:
+        """The process answers, whatever the database's state: a failure means restart it."""
         return {"status": "ok"}
+
+    @app.get("/health/ready", tags=["health"], summary="Ready for traffic (no auth)")
+    def ready() -> dict[str, str]:
+        """A database round trip and the schema's revision: 503 `database_unavailable` while
+        the database is away, 503 `service_unavailable` while migrations are pending."""
+        try:
+            with engine.execution_options(read_only=True).connect() as conn:
+                current = MigrationContext.configure(conn).get_current_revision()
+        except OperationalError as exc:
+            raise database_error(exc) from exc
+        if current != head:
+            raise ServiceUnavailableError(
+                f"the database schema is at {current}, the code needs {head}: run "
+                "`quotagap migrate`"
+            )
+        return {"status": "ok"}
+
+    app.get("/health", tags=["health"], summary="Ready for traffic (no auth): as /health/ready")(
+        ready
+    )
 
 
 def create_service_app() -> FastAPI:

@@ -91,7 +91,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/audit"): ADMIN,
     ("GET", "/metrics"): frozenset({"admin", "analyst", "viewer"}),
 }
-PUBLIC = {("GET", "/health")}
+PUBLIC = {("GET", "/health"), ("GET", "/health/live"), ("GET", "/health/ready")}
 ROLES = ("admin", "analyst", "manager", "viewer")
 
 
