@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core import secrets
@@ -63,6 +64,7 @@ TOKEN_FIELDS = {"access_token", "refresh_token", "instance_url", "api_domain"}
 # small enough that a kill loses little work.
 PREFETCH_RECORDS = 8000
 COALESCE_RECORDS = 4000
+CLOSE_ATTEMPTS = 7
 
 
 class SyncAlreadyRunning(RuntimeError):
@@ -116,7 +118,19 @@ def run_sync(
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:2000]
         log.warning("sync of source %s failed: %s", source_id, error)
-    _close_run(session_factory, settings, opened, error=error, paused=paused, started=started)
+    # The database may be what failed the run: its outcome is written once it is back (about
+    # a minute of tries) rather than left "running".
+    for attempt in range(CLOSE_ATTEMPTS):
+        try:
+            _close_run(
+                session_factory, settings, opened, error=error, paused=paused, started=started
+            )
+            break
+        except OperationalError as exc:
+            if attempt == CLOSE_ATTEMPTS - 1:
+                raise
+            log.warning("sync run %s: outcome not written yet (%s)", opened.run_id, exc.orig)
+            time.sleep(0.5 * 2**attempt)
     with session_factory() as session:
         final = session.get(SyncRun, opened.run_id)
         assert final is not None
@@ -223,7 +237,11 @@ def _open_run(
             update(SyncRun)
             .where(SyncRun.source_id == source_id, SyncRun.status == "running")
             .where(SyncRun.kind.in_(("sync", "resync")))
-            .values(status="failed", finished_at=utcnow(), error="interrupted (process ended)")
+            .values(
+                status="failed",
+                finished_at=utcnow(),
+                error="interrupted: its process ended, or lost the database, before the end",
+            )
         )
         run = SyncRun(source_id=source_id, kind=kind, status="running")
         session.add(run)

@@ -539,3 +539,30 @@ def test_an_account_in_another_zone_and_currency(session_factory, settings, sess
     for row in deals.to_dict("records"):
         deal = stored[crm_id(kind, row["external_id"])]
         assert deal.currency == ("EUR" if kind == "salesforce" else row["currency"])
+
+
+def test_a_run_whose_database_blinks_at_the_end_still_records_its_outcome(
+    session_factory, settings, session, monkeypatch
+):
+    """The run's outcome write meets a lost connection twice: it is written once the database
+    answers again, not left "running" for the next run to call interrupted."""
+    from sqlalchemy.exc import OperationalError
+
+    state = sandbox_state(**DEMO)
+    real_close = engine._close_run
+    failures: list[int] = []
+
+    def flaky_close(*args, **kwargs):
+        if len(failures) < 2:
+            failures.append(1)
+            raise OperationalError(
+                "UPDATE sync_runs", {}, Exception("server closed the connection")
+            )
+        return real_close(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_close_run", flaky_close)
+    monkeypatch.setattr(engine.time, "sleep", lambda _: None)
+    with ServerThread(registry.sandbox_app("pipedrive", state, page_size=PAGE)) as server:
+        sid = add_source(session_factory, settings, "pipedrive", server.url)
+        run = sync(session_factory, settings, sid)
+    assert len(failures) == 2 and run.status == "succeeded" and run.finished_at is not None
