@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core import versions
@@ -101,4 +101,24 @@ def retry_conflicts(work: Callable[[], T], *, attempts: int = CONFLICT_ATTEMPTS)
                 raise
             log.warning("transaction aborted (%s), trying again: %s", code, exc.orig)
             time.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+# A write that must not be lost to a short outage (a run's or a job's outcome): tried again
+# after 0.5, 1, 2... s, about a minute in all, before giving up.
+OUTAGE_ATTEMPTS = 7
+
+
+def retry_while_unavailable(
+    work: Callable[[], T], *, what: str, attempts: int = OUTAGE_ATTEMPTS
+) -> T:
+    """``work()``, run again while the database is unreachable (``OperationalError``)."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except OperationalError as exc:
+            if attempt == attempts - 1:
+                raise
+            log.warning("%s not written yet (%s): trying again", what, exc.orig)
+            time.sleep(0.5 * 2**attempt)
     raise AssertionError("unreachable")

@@ -34,13 +34,12 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select, update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core import secrets
 from app.core.base import utcnow
 from app.core.config import Settings
-from app.core.db import transaction
+from app.core.db import retry_while_unavailable, transaction
 from app.pipeline import ingest, replay
 from app.pipeline.owned import MODELS, OBJECT_TYPE, mark_deleted, store_records
 from app.pipeline.prefetch import Prefetch, coalesce
@@ -64,7 +63,6 @@ TOKEN_FIELDS = {"access_token", "refresh_token", "instance_url", "api_domain"}
 # small enough that a kill loses little work.
 PREFETCH_RECORDS = 8000
 COALESCE_RECORDS = 4000
-CLOSE_ATTEMPTS = 7
 
 
 class SyncAlreadyRunning(RuntimeError):
@@ -120,17 +118,12 @@ def run_sync(
         log.warning("sync of source %s failed: %s", source_id, error)
     # The database may be what failed the run: its outcome is written once it is back (about
     # a minute of tries) rather than left "running".
-    for attempt in range(CLOSE_ATTEMPTS):
-        try:
-            _close_run(
-                session_factory, settings, opened, error=error, paused=paused, started=started
-            )
-            break
-        except OperationalError as exc:
-            if attempt == CLOSE_ATTEMPTS - 1:
-                raise
-            log.warning("sync run %s: outcome not written yet (%s)", opened.run_id, exc.orig)
-            time.sleep(0.5 * 2**attempt)
+    retry_while_unavailable(
+        lambda: _close_run(
+            session_factory, settings, opened, error=error, paused=paused, started=started
+        ),
+        what=f"sync run {opened.run_id}: its outcome",
+    )
     with session_factory() as session:
         final = session.get(SyncRun, opened.run_id)
         assert final is not None

@@ -11,19 +11,17 @@ one left ``running`` by a process that died is failed, with the reason, by the n
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import Select, select, update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.base import utcnow
 from app.core.config import Settings
-from app.core.db import retry_conflicts, transaction
+from app.core.db import retry_conflicts, retry_while_unavailable, transaction
 from app.core.exceptions import NotFoundError
 from app.pipeline.jobs import leases
 from app.pipeline.jobs.heartbeat import Heartbeat
@@ -33,9 +31,6 @@ from app.sources.models import SyncRun
 log = logging.getLogger(__name__)
 
 COMPUTE_LEASE = "compute"
-# The final write of a job whose database went away: tried again this many times, waiting
-# 0.5, 1, 2... s (about a minute in all), so a short outage does not leave it "running".
-FINAL_WRITE_ATTEMPTS = 7
 
 
 def lease_ttl(settings: Settings) -> timedelta:
@@ -184,16 +179,10 @@ def run(
 
 
 def _final_write(factory: sessionmaker[Session], job_id: int, **values: Any) -> None:
-    """The job's outcome, tried again while the database is away (FINAL_WRITE_ATTEMPTS)."""
-    for attempt in range(FINAL_WRITE_ATTEMPTS):
-        try:
-            _update(factory, job_id, **values)
-            return
-        except OperationalError as exc:
-            if attempt == FINAL_WRITE_ATTEMPTS - 1:
-                raise
-            log.warning("job %s: outcome not written yet (%s): trying again", job_id, exc.orig)
-            time.sleep(0.5 * 2**attempt)
+    """The job's outcome, tried again while the database is away."""
+    retry_while_unavailable(
+        lambda: _update(factory, job_id, **values), what=f"job {job_id}: its outcome"
+    )
 
 
 def _compute_stage(
