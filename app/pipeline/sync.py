@@ -141,14 +141,7 @@ def replay_now(
     rejects are mapped again with catalogs read from the CRM; a CSV import's owners only."""
     with session_factory() as session:
         source = sources_service.get(session=session, source_id=source_id)
-        opened = _OpenRun(
-            source_id=source_id,
-            run_id=0,
-            kind=source.kind,
-            base_url=source.base_url,
-            config=dict(source.config),
-            credentials=secrets.decrypt(settings, source.credentials_encrypted),
-        )
+        opened = _OpenRun.of(source, settings, run_id=0)  # the replay records its own run
     remapped: replay.Remapped = {}
     notices: list[str] = []
     if opened.kind in registry.CRM_KINDS:
@@ -185,6 +178,17 @@ class _OpenRun:
     base_url: str | None
     config: dict[str, Any]
     credentials: dict[str, Any]
+
+    @classmethod
+    def of(cls, source: Source, settings: Settings, run_id: int) -> _OpenRun:
+        return cls(
+            source_id=source.id,
+            run_id=run_id,
+            kind=source.kind,
+            base_url=source.base_url,
+            config=dict(source.config),
+            credentials=secrets.decrypt(settings, source.credentials_encrypted),
+        )
 
 
 def _connector(
@@ -239,14 +243,7 @@ def _open_run(
         run = SyncRun(source_id=source_id, kind=kind, status="running")
         session.add(run)
         session.flush()
-        return _OpenRun(
-            source_id=source_id,
-            run_id=run.id,
-            kind=source.kind,
-            base_url=source.base_url,
-            config=dict(source.config),
-            credentials=secrets.decrypt(settings, source.credentials_encrypted),
-        )
+        return _OpenRun.of(source, settings, run.id)
 
 
 def _sync_streams(
